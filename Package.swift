@@ -1,0 +1,62 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "Tapestry",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tapestry", targets: ["tapestry"]),
+        .library(name: "TapestryWire", targets: ["TapestryWire"]),
+        .library(name: "TapestryPcap", targets: ["TapestryPcap"]),
+        .library(name: "TapestryTopology", targets: ["TapestryTopology"]),
+        .library(name: "TapestryDatapath", targets: ["TapestryDatapath"]),
+        .library(name: "TapestryReplay", targets: ["TapestryReplay"]),
+        .library(name: "TapestryTestSupport", targets: ["TapestryTestSupport"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
+        .target(name: "TapestryWire"),
+        .target(name: "TapestryPcap", dependencies: ["CPcap"]),
+        .target(
+            name: "TapestryTopology",
+            dependencies: ["TapestryWire", .product(name: "Yams", package: "Yams")]
+        ),
+        .target(name: "TapestryDatapath", dependencies: ["TapestryWire"]),
+        .target(
+            name: "TapestryReplay",
+            dependencies: ["TapestryDatapath", "TapestryPcap", "TapestryTopology", "TapestryWire"]
+        ),
+        .target(
+            name: "TapestryTestSupport",
+            dependencies: ["TapestryDatapath", "TapestryTopology", "TapestryWire", "TapestryReplay"]
+        ),
+        .executableTarget(
+            name: "tapestry",
+            dependencies: [
+                "TapestryReplay", "TapestryTopology",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "TapestryWireTests", dependencies: ["TapestryWire", "TapestryTestSupport"]),
+        .testTarget(
+            name: "TapestryTopologyTests",
+            dependencies: ["TapestryTopology"],
+            exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "TapestryDatapathTests",
+            dependencies: ["TapestryDatapath", "TapestryTestSupport", "TapestryWire", "TapestryTopology"]
+        ),
+        .testTarget(
+            name: "TapestryReplayTests",
+            dependencies: ["TapestryReplay", "TapestryPcap", "TapestryTestSupport"],
+            exclude: ["Scenarios"]
+        ),
+        .testTarget(name: "TapestryCLITests", dependencies: ["tapestry"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,144 @@
+import TapestryWire
+
+/// The packet pipeline: every batch of frames from one port runs through the stages in the
+/// contract's fixed order, then leaves through per-port transmit queues.
+///
+/// ```
+///   FrameBatch (one ingress port, preallocated slots, one verdict per frame)
+///        │
+///        ▼
+///   VLANIngressStage   parse once; access/trunk/native → network        drop: invalid, vlan
+///        │
+///        ▼
+///   [firewall stage]   connection tracking and rules (issue 4; its place) drop: firewall, table-full
+///        │
+///        ▼
+///   [load balancer]    VIP ARP, NAT, round robin (issue 5; its place)
+///        │
+///        ▼
+///   L2ForwardingStage  learn source, look up destination → forward/flood  drop: multicast-source, hairpin
+///        │
+///        ▼
+///   VLANEgressStage    copy into each output port's queue, tag/untag      drop: no-destination
+///        │
+///        ▼
+///   TransmitQueues     drained by the driver (TAP, pcap, memory port)
+/// ```
+///
+/// The datapath makes no system calls and reads no clock: `now` comes with each batch. Stages are
+/// concrete values called in sequence, one call per batch, so there is no dynamic dispatch per
+/// frame. Not thread-safe: one datapath belongs to one thread.
+public final class Datapath {
+    public let configuration: DatapathConfiguration
+    public let macTable: MACTable
+    public let transmitQueues: TransmitQueues
+    public let batchCapacity: Int
+    public let maxFrameLength: Int
+
+    private let vlanIngress: VLANIngressStage
+    private let l2: L2ForwardingStage
+    private let vlanEgress: VLANEgressStage
+    private let accessPorts: [Bool]
+
+    // Counters as flat arrays so the per-frame path does plain stores.
+    private let framesIn: UnsafeMutablePointer<UInt64>
+    private let bytesIn: UnsafeMutablePointer<UInt64>
+    private let framesOut: UnsafeMutablePointer<UInt64>
+    private let bytesOut: UnsafeMutablePointer<UInt64>
+    private let drops: UnsafeMutablePointer<UInt64>  // [port * DropReason.count + reason]
+    private var events = L2ForwardingStage.Events()
+
+    /// Slots the incremental MAC sweep visits per batch.
+    private static let sweepBudget = 64
+
+    public init(configuration: DatapathConfiguration, batchCapacity: Int = 32, maxFrameLength: Int = 9216 + 18) {
+        self.configuration = configuration
+        self.batchCapacity = batchCapacity
+        self.maxFrameLength = maxFrameLength
+        macTable = MACTable(maxEntries: configuration.macTableSize, agingSeconds: configuration.macAgingSeconds)
+        transmitQueues = TransmitQueues(
+            portCount: configuration.ports.count, batchCapacity: batchCapacity, maxFrameLength: maxFrameLength)
+        vlanIngress = VLANIngressStage(configuration: configuration)
+        l2 = L2ForwardingStage(table: macTable)
+        vlanEgress = VLANEgressStage(configuration: configuration)
+        accessPorts = configuration.ports.map {
+            if case .access = $0.mode { return true }
+            return false
+        }
+        let portCount = max(1, configuration.ports.count)
+        framesIn = .allocate(capacity: portCount)
+        bytesIn = .allocate(capacity: portCount)
+        framesOut = .allocate(capacity: portCount)
+        bytesOut = .allocate(capacity: portCount)
+        drops = .allocate(capacity: portCount * DropReason.count)
+        for counter in [framesIn, bytesIn, framesOut, bytesOut] { counter.initialize(repeating: 0, count: portCount) }
+        drops.initialize(repeating: 0, count: portCount * DropReason.count)
+    }
+
+    deinit {
+        vlanIngress.deallocate()
+        vlanEgress.deallocate()
+        for counter in [framesIn, bytesIn, framesOut, bytesOut, drops] { counter.deallocate() }
+    }
+
+    /// A batch sized for this datapath.
+    public func makeBatch() -> FrameBatch {
+        FrameBatch(capacity: batchCapacity, maxFrameLength: maxFrameLength)
+    }
+
+    /// Runs one batch through the pipeline. Output lands in `transmitQueues`, which the caller drains
+    /// and clears before the next batch.
+    public func process(_ batch: FrameBatch, now: Timestamp) {
+        precondition(batch.count <= batchCapacity, "batch larger than the transmit queues")
+        let port = Int(batch.ingressPort)
+        var bytes: UInt64 = 0
+        for index in 0..<batch.count { bytes &+= UInt64(batch.length(index)) }
+        framesIn[port] &+= UInt64(batch.count)
+        bytesIn[port] &+= bytes
+
+        vlanIngress.process(batch, accessPort: accessPorts[port])
+        l2.process(batch, now: now, events: &events)
+        vlanEgress.process(batch, into: transmitQueues)
+
+        let dropRow = drops + port * DropReason.count
+        for index in 0..<batch.count {
+            if case .drop(let reason) = batch.verdicts[index] { dropRow[reason.index] &+= 1 }
+        }
+        let queues = transmitQueues
+        for active in 0..<queues.activeCount {
+            let out = queues.activePort(active)
+            let queued = queues.count(out)
+            framesOut[Int(out)] &+= UInt64(queued)
+            for frame in 0..<queued { bytesOut[Int(out)] &+= UInt64(queues.frame(out, frame).count) }
+        }
+        macTable.sweep(now: now, budget: Self.sweepBudget)
+    }
+
+    /// Counts a frame the driver dropped before it reached the pipeline (too large for a slot, say).
+    public func countDrop(on port: PortID, _ reason: DropReason, bytes: Int) {
+        framesIn[Int(port)] &+= 1
+        bytesIn[Int(port)] &+= UInt64(bytes)
+        drops[Int(port) * DropReason.count + reason.index] &+= 1
+    }
+
+    /// A copy of all counters (allocates; for summaries and control, not the datapath).
+    public var counters: DatapathCounters {
+        var result = DatapathCounters(ports: [])
+        for port in 0..<configuration.ports.count {
+            var counters = DatapathCounters.PortCounters()
+            counters.framesIn = framesIn[port]
+            counters.bytesIn = bytesIn[port]
+            counters.framesOut = framesOut[port]
+            counters.bytesOut = bytesOut[port]
+            for reason in DropReason.allCases { counters.drops[reason.index] = drops[port * DropReason.count + reason.index] }
+            result.ports.append(counters)
+        }
+        result.macLearned = events.learned
+        result.macMoved = events.moved
+        result.macTableFull = events.tableFull
+        return result
+    }
+
+    /// Ports that carry `network`, in configuration order.
+    public func ports(of network: NetworkID) -> [PortID] { vlanEgress.ports(of: network) }
+}

@@ -1,0 +1,58 @@
+/// What the datapath needs to know about a topology, with names resolved to indices.
+///
+/// Built from a validated `Topology` by the layer above (the datapath does not parse YAML);
+/// `init` checks the invariants that validation already guaranteed, so a bad table is a
+/// programming error, not a runtime drop.
+public struct DatapathConfiguration: Sendable {
+    public struct Network: Sendable, Equatable {
+        public var name: String
+        public var vid: UInt16
+        public init(name: String, vid: UInt16) {
+            self.name = name
+            self.vid = vid
+        }
+    }
+
+    public enum PortMode: Sendable, Equatable {
+        case access(NetworkID)
+        case trunk([NetworkID], native: NetworkID?)
+    }
+
+    public struct Port: Sendable, Equatable {
+        public var name: String
+        public var mode: PortMode
+        public init(name: String, mode: PortMode) {
+            self.name = name
+            self.mode = mode
+        }
+
+        /// Networks whose frames may leave this port.
+        public var networks: [NetworkID] {
+            switch mode {
+            case .access(let network): return [network]
+            case .trunk(let networks, _): return networks
+            }
+        }
+    }
+
+    public var networks: [Network]
+    public var ports: [Port]
+    public var macAgingSeconds: Int
+    public var macTableSize: Int
+
+    public init(networks: [Network], ports: [Port], macAgingSeconds: Int = 300, macTableSize: Int = 8192) {
+        precondition(ports.count < Int(PortID.max) && networks.count < 4095)
+        for port in ports {
+            for network in port.networks { precondition(Int(network) < networks.count) }
+            if case .trunk(let list, let native?) = port.mode { precondition(list.contains(native)) }
+        }
+        self.networks = networks
+        self.ports = ports
+        self.macAgingSeconds = macAgingSeconds
+        self.macTableSize = macTableSize
+    }
+
+    public func portID(named name: String) -> PortID? {
+        ports.firstIndex { $0.name == name }.map { PortID($0) }
+    }
+}

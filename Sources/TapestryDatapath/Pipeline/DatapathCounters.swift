@@ -1,0 +1,30 @@
+/// Counters of one datapath: per port frames and bytes in and out, drops by reason per ingress
+/// port, and learning events. Fixed arrays allocated once; incremented with wrapping adds.
+public struct DatapathCounters: Sendable, Equatable {
+    public struct PortCounters: Sendable, Equatable {
+        public var framesIn: UInt64 = 0
+        public var bytesIn: UInt64 = 0
+        public var framesOut: UInt64 = 0
+        public var bytesOut: UInt64 = 0
+        /// Drops of frames that arrived on this port, indexed by `DropReason.index`.
+        public var drops = [UInt64](repeating: 0, count: DropReason.count)
+    }
+
+    public var ports: [PortCounters]
+    public var macLearned: UInt64 = 0
+    public var macMoved: UInt64 = 0
+    /// New MACs not learned because the table was full (those frames flood).
+    public var macTableFull: UInt64 = 0
+
+    /// Drops by reason over all ports.
+    public var drops: [DropReason: UInt64] {
+        var result: [DropReason: UInt64] = [:]
+        for reason in DropReason.allCases {
+            let total = ports.reduce(0) { $0 + $1.drops[reason.index] }
+            if total > 0 { result[reason] = total }
+        }
+        return result
+    }
+
+    public var totalDrops: UInt64 { ports.reduce(0) { $0 + $1.drops.reduce(0, +) } }
+}

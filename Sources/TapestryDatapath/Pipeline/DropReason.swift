@@ -1,0 +1,40 @@
+/// Why a frame was dropped. Raw values are the names users see in summaries, `--json` and (later)
+/// `ctl stats`; counters are fixed arrays indexed by `index`.
+public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
+    /// Tagged frame on an access port, VID not on a trunk, untagged frame on a trunk without native, 802.1ad S-tag.
+    case vlan
+    /// Malformed or truncated headers (`Malformation` says which).
+    case invalid
+    /// The destination MAC was learned on the ingress port itself.
+    case hairpin
+    /// The source MAC is a group address; such frames are never forwarded or learned.
+    case multicastSource
+    /// Flooding found no port to send to (the network has only the ingress port).
+    case noDestination
+    /// The frame is larger than the switch's frame buffers.
+    case oversize
+    /// Refused by the firewall's rules (firewall stage, not yet in the pipeline).
+    case firewall
+    /// The connection table is full (firewall stage, not yet in the pipeline).
+    case tableFull
+
+    public var name: String {
+        switch self {
+        case .vlan: return "vlan"
+        case .invalid: return "invalid"
+        case .hairpin: return "hairpin"
+        case .multicastSource: return "multicast-source"
+        case .noDestination: return "no-destination"
+        case .oversize: return "oversize"
+        case .firewall: return "firewall"
+        case .tableFull: return "table-full"
+        }
+    }
+
+    public var description: String { name }
+
+    @inline(__always)
+    public var index: Int { Int(rawValue) }
+
+    public static let count = allCases.count
+}

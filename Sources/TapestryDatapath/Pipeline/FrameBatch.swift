@@ -1,0 +1,101 @@
+import TapestryWire
+
+/// A batch of frames received on one port, in preallocated slots.
+///
+/// Memory is allocated once, in `init`: `capacity` slots of `headroom + maxFrameLength` bytes, plus
+/// parallel arrays for frame start, length, metadata and verdict. A frame starts `headroom` bytes
+/// into its slot so a tag can be pushed in place. `removeAll()` keeps everything for the next batch,
+/// so steady-state forwarding allocates nothing (Open vSwitch's `dp_packet_batch`, VPP's frames).
+public final class FrameBatch {
+    public static let headroom = 64
+
+    public let capacity: Int
+    public let maxFrameLength: Int
+    public let slotSize: Int
+    /// The port every frame of this batch arrived on.
+    public var ingressPort: PortID = 0
+    public private(set) var count = 0
+
+    @usableFromInline let storage: UnsafeMutableRawPointer
+    @usableFromInline let starts: UnsafeMutablePointer<Int32>
+    @usableFromInline let lengths: UnsafeMutablePointer<Int32>
+    public let metadata: UnsafeMutablePointer<FrameMetadata>
+    public let verdicts: UnsafeMutablePointer<Verdict>
+
+    public init(capacity: Int = 32, maxFrameLength: Int = 9216 + 18) {
+        precondition(capacity > 0 && maxFrameLength >= 64)
+        self.capacity = capacity
+        self.maxFrameLength = maxFrameLength
+        self.slotSize = (Self.headroom + maxFrameLength + 63) & ~63
+        storage = UnsafeMutableRawPointer.allocate(byteCount: slotSize * capacity, alignment: 64)
+        starts = .allocate(capacity: capacity)
+        lengths = .allocate(capacity: capacity)
+        metadata = .allocate(capacity: capacity)
+        metadata.initialize(repeating: FrameMetadata(), count: capacity)
+        verdicts = .allocate(capacity: capacity)
+        verdicts.initialize(repeating: .pass, count: capacity)
+    }
+
+    deinit {
+        storage.deallocate()
+        starts.deallocate()
+        lengths.deallocate()
+        metadata.deallocate()
+        verdicts.deallocate()
+    }
+
+    public var isFull: Bool { count == capacity }
+    public var isEmpty: Bool { count == 0 }
+
+    public func removeAll() { count = 0 }
+
+    /// Copies a frame into the next slot. Returns false when the batch is full or the frame is
+    /// longer than `maxFrameLength` (the caller counts that drop).
+    @discardableResult
+    public func append(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard count < capacity, bytes.count <= maxFrameLength else { return false }
+        let slot = storage + count * slotSize + Self.headroom
+        if let source = bytes.baseAddress { slot.copyMemory(from: source, byteCount: bytes.count) }
+        commit(length: bytes.count)
+        return true
+    }
+
+    /// The next free slot's frame area (`maxFrameLength` bytes), for a driver that reads straight
+    /// into it; follow with `commit(length:)`. Nil when the batch is full.
+    public func nextFreeFrameArea() -> UnsafeMutableRawBufferPointer? {
+        guard count < capacity else { return nil }
+        return UnsafeMutableRawBufferPointer(
+            start: storage + count * slotSize + Self.headroom, count: maxFrameLength)
+    }
+
+    /// Adds the frame written into `nextFreeFrameArea()`.
+    public func commit(length: Int) {
+        precondition(count < capacity && length <= maxFrameLength)
+        starts[count] = Int32(Self.headroom)
+        lengths[count] = Int32(length)
+        verdicts[count] = .pass
+        count += 1
+    }
+
+    /// The bytes of frame `index`.
+    @inline(__always)
+    public func frame(_ index: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: storage + index * slotSize + Int(starts[index]), count: Int(lengths[index]))
+    }
+
+    @inline(__always)
+    public func length(_ index: Int) -> Int { Int(lengths[index]) }
+
+    /// The whole slot of frame `index`, headroom included, and where the frame starts in it; for
+    /// rewrites that change the frame's length (`FrameRewriter.pushTag`).
+    public func slot(_ index: Int) -> (region: UnsafeMutableRawBufferPointer, start: Int) {
+        (UnsafeMutableRawBufferPointer(start: storage + index * slotSize, count: slotSize), Int(starts[index]))
+    }
+
+    /// Records a new start and length after a length-changing rewrite of frame `index`.
+    public func setBounds(_ index: Int, start: Int, length: Int) {
+        precondition(start >= 0 && start + length <= slotSize)
+        starts[index] = Int32(start)
+        lengths[index] = Int32(length)
+    }
+}

@@ -1,0 +1,75 @@
+/// Per-port output of one batch: the frames the pipeline decided to send, already tagged or
+/// untagged for their port.
+///
+/// Each port has `batchCapacity` preallocated slots: a frame goes at most once to a port, so one
+/// batch never overflows them. The driver drains every queue after each batch (writes to a TAP,
+/// to a pcap, or into a test's memory port) and calls `removeAll()`.
+public final class TransmitQueues {
+    public let portCount: Int
+    public let batchCapacity: Int
+    public let slotSize: Int
+    @usableFromInline let storage: UnsafeMutableRawPointer
+    @usableFromInline let lengths: UnsafeMutablePointer<Int32>
+    @usableFromInline let counts: UnsafeMutablePointer<Int32>
+    /// Ports with at least one frame, in the order they got their first, so draining and clearing
+    /// cost nothing for idle ports.
+    @usableFromInline let active: UnsafeMutablePointer<PortID>
+    public private(set) var activeCount = 0
+
+    public init(portCount: Int, batchCapacity: Int, maxFrameLength: Int) {
+        self.portCount = portCount
+        self.batchCapacity = batchCapacity
+        self.slotSize = (maxFrameLength + 4 + 63) & ~63  // room for one pushed tag
+        storage = .allocate(byteCount: max(1, portCount * batchCapacity) * slotSize, alignment: 64)
+        lengths = .allocate(capacity: max(1, portCount * batchCapacity))
+        counts = .allocate(capacity: max(1, portCount))
+        counts.initialize(repeating: 0, count: max(1, portCount))
+        active = .allocate(capacity: max(1, portCount))
+    }
+
+    deinit {
+        storage.deallocate()
+        lengths.deallocate()
+        counts.deallocate()
+        active.deallocate()
+    }
+
+    /// Number of frames queued on `port`.
+    @inline(__always)
+    public func count(_ port: PortID) -> Int { Int(counts[Int(port)]) }
+
+    /// The ports that have frames queued, in first-use order.
+    @inline(__always)
+    public func activePort(_ index: Int) -> PortID { active[index] }
+
+    @inline(__always)
+    public func frame(_ port: PortID, _ index: Int) -> UnsafeRawBufferPointer {
+        let slot = Int(port) * batchCapacity + index
+        return UnsafeRawBufferPointer(start: storage + slot * slotSize, count: Int(lengths[slot]))
+    }
+
+    /// Reserves the next slot of `port` and returns its memory; `finish(port:length:)` commits it.
+    @inline(__always)
+    func reserve(_ port: PortID) -> UnsafeMutableRawPointer {
+        let slot = Int(port) * batchCapacity + Int(counts[Int(port)])
+        return storage + slot * slotSize
+    }
+
+    @inline(__always)
+    func finish(_ port: PortID, length: Int) {
+        let index = Int(port)
+        let queued = Int(counts[index])
+        precondition(queued < batchCapacity, "transmit queue overflow: a batch sent a port two copies of one frame")
+        lengths[index * batchCapacity + queued] = Int32(length)
+        if queued == 0 {
+            active[activeCount] = port
+            activeCount += 1
+        }
+        counts[index] = Int32(queued + 1)
+    }
+
+    public func removeAll() {
+        for index in 0..<activeCount { counts[Int(active[index])] = 0 }
+        activeCount = 0
+    }
+}

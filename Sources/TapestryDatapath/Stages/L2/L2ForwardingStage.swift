@@ -1,0 +1,47 @@
+import TapestryWire
+
+/// L2 learning and forwarding per (network, MAC).
+///
+/// Expects: frames classified by `VLANIngressStage` (`metadata.network`).
+/// Emits: `.forward(port)` for a destination learned on another port, `.flood` for broadcast,
+/// multicast and unknown unicast.
+/// Drops: `multicast-source` (never learned), `hairpin` (destination learned on the ingress port).
+/// Frames are handled strictly in order, learning before lookup, so a batch decides exactly what
+/// the same frames one by one would.
+struct L2ForwardingStage {
+    let table: MACTable
+
+    /// Learning events, for counters.
+    struct Events {
+        var learned: UInt64 = 0
+        var moved: UInt64 = 0
+        var tableFull: UInt64 = 0
+    }
+
+    func process(_ batch: FrameBatch, now: Timestamp, events: inout Events) {
+        let ingress = batch.ingressPort
+        for index in 0..<batch.count where !batch.verdicts[index].isDrop {
+            let frame = UnsafeRawBufferPointer(batch.frame(index))
+            let source = frame.mac(6)
+            if source.isMulticast {
+                batch.verdicts[index] = .drop(.multicastSource)
+                continue
+            }
+            let network = batch.metadata[index].network
+            switch table.learn(network, source, port: ingress, now: now) {
+            case .refreshed: break
+            case .learned: events.learned &+= 1
+            case .moved: events.moved &+= 1
+            case .tableFull: events.tableFull &+= 1
+            }
+            let destination = frame.mac(0)
+            if destination.isMulticast {
+                batch.verdicts[index] = .flood
+            } else if let port = table.lookup(network, destination, now: now) {
+                batch.verdicts[index] = port == ingress ? .drop(.hairpin) : .forward(port)
+            } else {
+                batch.verdicts[index] = .flood
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import TapestryWire
+
+/// Egress: copies each forwarded frame into its output port's transmit queue, tagged or untagged
+/// for that port, and expands floods to every other port of the frame's network.
+///
+/// Tagging: an access port, and a trunk port in its native network, send untagged; a trunk port
+/// in another network sends one 802.1Q tag (TPID 0x8100) with that network's VID and the PCP/DEI
+/// of the tag the frame arrived with (0 if it had none). The tag is written during the copy, so
+/// frames are never moved in place.
+/// Drops: `no-destination` when a flood has no other port to go to.
+struct VLANEgressStage {
+    /// `egressVID[port * networkCount + network]`: 0 to send untagged, else the VID to tag with.
+    private let egressVID: UnsafeMutablePointer<UInt16>
+    /// Ports of each network, flattened: `members[memberStart[n] ..< memberStart[n + 1]]`.
+    private let members: UnsafeMutablePointer<PortID>
+    private let memberStart: UnsafeMutablePointer<Int>
+    private let networkCount: Int
+
+    init(configuration: DatapathConfiguration) {
+        networkCount = configuration.networks.count
+        let portCount = configuration.ports.count
+        egressVID = .allocate(capacity: max(1, portCount * networkCount))
+        egressVID.initialize(repeating: 0, count: max(1, portCount * networkCount))
+        var lists = [[PortID]](repeating: [], count: networkCount)
+        for (index, port) in configuration.ports.enumerated() {
+            for network in port.networks {
+                lists[Int(network)].append(PortID(index))
+                var vid = configuration.networks[Int(network)].vid
+                switch port.mode {
+                case .access: vid = 0
+                case .trunk(_, let native): if native == network { vid = 0 }
+                }
+                egressVID[index * networkCount + Int(network)] = vid
+            }
+        }
+        let total = lists.reduce(0) { $0 + $1.count }
+        members = .allocate(capacity: max(1, total))
+        memberStart = .allocate(capacity: networkCount + 1)
+        var cursor = 0
+        for (network, list) in lists.enumerated() {
+            memberStart[network] = cursor
+            for port in list {
+                members[cursor] = port
+                cursor += 1
+            }
+        }
+        memberStart[networkCount] = cursor
+    }
+
+    func deallocate() {
+        egressVID.deallocate()
+        members.deallocate()
+        memberStart.deallocate()
+    }
+
+    /// Ports that carry `network`, for display and tests.
+    func ports(of network: NetworkID) -> [PortID] {
+        (memberStart[Int(network)]..<memberStart[Int(network) + 1]).map { members[$0] }
+    }
+
+    func process(_ batch: FrameBatch, into queues: TransmitQueues) {
+        let ingress = batch.ingressPort
+        for index in 0..<batch.count {
+            switch batch.verdicts[index] {
+            case .forward(let port):
+                emit(batch, index, to: port, queues)
+            case .flood:
+                let network = Int(batch.metadata[index].network)
+                var sent = false
+                for member in memberStart[network]..<memberStart[network + 1] where members[member] != ingress {
+                    emit(batch, index, to: members[member], queues)
+                    sent = true
+                }
+                if !sent { batch.verdicts[index] = .drop(.noDestination) }
+            case .pass, .drop:
+                break
+            }
+        }
+    }
+
+    @inline(__always)
+    private func emit(_ batch: FrameBatch, _ index: Int, to port: PortID, _ queues: TransmitQueues) {
+        let frame = batch.frame(index)
+        let metadata = batch.metadata[index]
+        let source = frame.baseAddress.unsafelyUnwrapped
+        let destination = queues.reserve(port)
+        let vid = egressVID[Int(port) * networkCount + Int(metadata.network)]
+        let skip = metadata.consumedTag ? 16 : 12  // bytes before the (remaining) EtherType
+        let rest = frame.count - skip
+        destination.copyMemory(from: source, byteCount: 12)
+        var length = 12
+        if vid != 0 {
+            destination.storeBytes(of: EtherType.vlan.bigEndian, toByteOffset: 12, as: UInt16.self)
+            destination.storeBytes(of: (metadata.priorityBits | vid).bigEndian, toByteOffset: 14, as: UInt16.self)
+            length = 16
+        }
+        (destination + length).copyMemory(from: source + skip, byteCount: rest)
+        queues.finish(port, length: length + rest)
+    }
+}

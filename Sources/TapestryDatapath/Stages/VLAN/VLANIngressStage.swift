@@ -1,0 +1,76 @@
+import TapestryWire
+
+/// Ingress VLAN classification: parses each frame once and decides its network.
+///
+/// Expects: a batch of frames from one port, verdicts `.pass`.
+/// Emits: `metadata.parsed`, `metadata.network`, `metadata.consumedTag`, `metadata.priorityBits`.
+/// Drops: `invalid` (malformed headers, per `FrameParser`), `vlan`:
+/// - access port: any frame tagged with a nonzero VID (even the port's own, as Open vSwitch does),
+///   any 802.1ad S-tag outer, and any double-tagged frame. Untagged and priority-tagged (VID 0)
+///   frames enter the port's network.
+/// - trunk port: an 802.1Q tag whose VID is listed enters that network (an inner tag is payload);
+///   untagged and priority-tagged frames enter `native`, or are dropped without one; an unlisted
+///   VID or an 802.1ad outer tag is dropped.
+/// See also: `VLANEgress` (the tagging side), docs/architecture.md.
+struct VLANIngressStage {
+    /// `classification[port * 4096 + vid]`: the network a frame with that VID enters on that port
+    /// (VID 0 = untagged or priority-tagged), or `unclassified`. Precomputed so ingress is one load.
+    private let classification: UnsafeMutablePointer<NetworkID>
+    private let portCount: Int
+    static let unclassified = NetworkID.max
+
+    init(configuration: DatapathConfiguration) {
+        portCount = configuration.ports.count
+        classification = .allocate(capacity: max(1, portCount) * 4096)
+        classification.initialize(repeating: Self.unclassified, count: max(1, portCount) * 4096)
+        for (index, port) in configuration.ports.enumerated() {
+            let row = classification + index * 4096
+            switch port.mode {
+            case .access(let network):
+                row[0] = network
+            case .trunk(let networks, let native):
+                for network in networks { row[Int(configuration.networks[Int(network)].vid)] = network }
+                if let native { row[0] = native }
+            }
+        }
+    }
+
+    func deallocate() { classification.deallocate() }
+
+    func isAccess(_ port: PortID, _ configuration: DatapathConfiguration) -> Bool {
+        if case .access = configuration.ports[Int(port)].mode { return true }
+        return false
+    }
+
+    func process(_ batch: FrameBatch, accessPort: Bool) {
+        let row = classification + Int(batch.ingressPort) * 4096
+        for index in 0..<batch.count {
+            let parsed = FrameParser.parse(UnsafeRawBufferPointer(batch.frame(index)))
+            batch.metadata[index].parsed = parsed
+            if !parsed.isValid {
+                batch.verdicts[index] = .drop(.invalid)
+                continue
+            }
+            var vid: UInt16 = 0
+            var consumed = false
+            if parsed.tagCount > 0 {
+                // Only a C-tag is a VLAN membership tag here; an S-tag outer is never accepted, and
+                // an access port takes no second tag behind a priority tag either.
+                if parsed.outerTPID != EtherType.vlan || (accessPort && parsed.tagCount > 1) {
+                    batch.verdicts[index] = .drop(.vlan)
+                    continue
+                }
+                vid = parsed.outerTCI & 0x0FFF
+                consumed = true
+            }
+            let network = row[Int(vid)]
+            if network == Self.unclassified {
+                batch.verdicts[index] = .drop(.vlan)
+                continue
+            }
+            batch.metadata[index].network = network
+            batch.metadata[index].consumedTag = consumed
+            batch.metadata[index].priorityBits = consumed ? parsed.outerTCI & 0xF000 : 0
+        }
+    }
+}

@@ -1,0 +1,29 @@
+/// Why a capture could not be read or written. Messages name the file.
+public struct PcapError: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Code: Sendable, Equatable {
+        case cannotOpen
+        case notEthernet(linkType: Int32)
+        case truncated
+        case cannotWrite
+    }
+
+    public var code: Code
+    public var path: String
+    public var detail: String
+
+    public init(_ code: Code, path: String, detail: String) {
+        self.code = code
+        self.path = path
+        self.detail = detail
+    }
+
+    public var description: String {
+        switch code {
+        case .cannotOpen: return "\(path): cannot read capture: \(detail)"
+        case .notEthernet(let linkType):
+            return "\(path): link type \(linkType) is not Ethernet (DLT_EN10MB, 1); Tapestry replays Ethernet captures only"
+        case .truncated: return "\(path): capture is damaged or truncated: \(detail)"
+        case .cannotWrite: return "\(path): cannot write capture: \(detail)"
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import CPcap
+
+/// Reads an Ethernet pcap or pcapng file through libpcap, frame by frame, with nanosecond timestamps.
+public final class PcapReader {
+    public let path: String
+    private let handle: OpaquePointer
+
+    /// Opens `path`; throws when it cannot be read or is not an Ethernet capture.
+    public init(path: String) throws(PcapError) {
+        self.path = path
+        var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
+        guard
+            let handle = pcap_open_offline_with_tstamp_precision(
+                path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errorBuffer)
+        else {
+            throw PcapError(.cannotOpen, path: path, detail: String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        let linkType = pcap_datalink(handle)
+        guard linkType == DLT_EN10MB else {
+            pcap_close(handle)
+            throw PcapError(.notEthernet(linkType: linkType), path: path, detail: "")
+        }
+        self.handle = handle
+    }
+
+    deinit { pcap_close(handle) }
+
+    /// A captured frame: nanoseconds since the epoch and the bytes, valid until the next call.
+    public struct Record {
+        public var timestampNanoseconds: Int64
+        public var bytes: UnsafeRawBufferPointer
+        /// The frame's length on the wire; larger than `bytes.count` when the capture cut it short.
+        public var originalLength: Int
+    }
+
+    /// The next frame, or nil at the end of the file. Throws on a damaged or truncated file.
+    public func next() throws(PcapError) -> Record? {
+        var header: UnsafeMutablePointer<pcap_pkthdr>? = nil
+        var data: UnsafePointer<UInt8>? = nil
+        let status = pcap_next_ex(handle, &header, &data)
+        switch status {
+        case 1:
+            guard let header, let data else { return nil }
+            let captured = Int(header.pointee.caplen)
+            let nanoseconds = Int64(header.pointee.ts.tv_sec) * 1_000_000_000 + Int64(header.pointee.ts.tv_usec)
+            return Record(
+                timestampNanoseconds: nanoseconds, bytes: UnsafeRawBufferPointer(start: data, count: captured),
+                originalLength: Int(header.pointee.len))
+        case PCAP_ERROR_BREAK:
+            return nil
+        default:
+            throw PcapError(.truncated, path: path, detail: String(cString: pcap_geterr(handle)))
+        }
+    }
+
+    /// Reads every frame (allocates; for tests and small files).
+    public func readAll() throws(PcapError) -> [(timestampNanoseconds: Int64, bytes: [UInt8])] {
+        var frames: [(Int64, [UInt8])] = []
+        while let record = try next() { frames.append((record.timestampNanoseconds, Array(record.bytes))) }
+        return frames
+    }
+}

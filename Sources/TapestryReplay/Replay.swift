@@ -1,0 +1,193 @@
+import Foundation
+import TapestryDatapath
+import TapestryPcap
+import TapestryTopology
+import TapestryWire
+
+/// Offline, deterministic run of a topology over pcap inputs (the contract's `replay`).
+///
+/// Frames from every input are merged by timestamp (ties: the order of the inputs, then file
+/// order) and fed to their port; the datapath's clock is the frame's timestamp. Consecutive frames
+/// of one port with one timestamp share a batch, so a batch never mixes ports or times. Every frame
+/// that leaves a port is written to `DIR/PORT.pcap`, stamped with the timestamp of the frame that
+/// caused it. Outputs are written under temporary names and renamed only when the whole replay
+/// succeeded: a failed replay leaves nothing behind.
+public struct Replay {
+    public struct Input: Sendable, Equatable {
+        public var port: String
+        public var path: String
+        public init(port: String, path: String) {
+            self.port = port
+            self.path = path
+        }
+    }
+
+    public var topology: Topology
+    public var inputs: [Input]
+    public var outputDirectory: String
+    public var expectations: [Input]
+
+    /// Frames up to this length are replayed; longer ones are dropped as `oversize`.
+    public static let maxFrameLength = 65_535 + 18
+
+    public init(topology: Topology, inputs: [Input], outputDirectory: String, expectations: [Input] = []) {
+        self.topology = topology
+        self.inputs = inputs
+        self.outputDirectory = outputDirectory
+        self.expectations = expectations
+    }
+
+    /// Refuses topologies whose configured stages are not in the pipeline yet, rather than
+    /// silently forwarding what a firewall or load balancer was meant to stop or rewrite.
+    public static func checkSupported(_ topology: Topology) throws(ReplayError) {
+        if topology.firewall != nil {
+            throw .unsupported(
+                "this topology has a 'firewall' section; the firewall stage is not in the pipeline yet, so Tapestry refuses to run it rather than forward everything (check accepts it)"
+            )
+        }
+        if !topology.loadBalancers.isEmpty {
+            throw .unsupported(
+                "this topology has 'load_balancers'; the load balancer stage is not in the pipeline yet, so Tapestry refuses to run it (check accepts it)"
+            )
+        }
+    }
+
+    public func run() throws(ReplayError) -> ReplaySummary {
+        try Self.checkSupported(topology)
+        let configuration = DatapathConfiguration(topology: topology)
+        let portNames = configuration.ports.map(\.name)
+        for input in inputs + expectations where configuration.portID(named: input.port) == nil {
+            throw .unknownPort(input.port, known: portNames)
+        }
+        var readers: [(port: PortID, reader: PcapReader)] = []
+        for input in inputs {
+            do {
+                readers.append((configuration.portID(named: input.port)!, try PcapReader(path: input.path)))
+            } catch { throw .capture(error) }
+        }
+        var expected: [PortID: [(Int64, [UInt8])]] = [:]
+        for expectation in expectations {
+            do {
+                expected[configuration.portID(named: expectation.port)!] = try PcapReader(path: expectation.path).readAll()
+            } catch { throw .capture(error) }
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw .cannotCreateDirectory(outputDirectory, (error as NSError).localizedDescription)
+        }
+        var writers: [PcapWriter] = []
+        for name in portNames {
+            do {
+                writers.append(try PcapWriter(path: (outputDirectory as NSString).appendingPathComponent("\(name).pcap")))
+            } catch {
+                writers.forEach { $0.discard() }
+                throw .capture(error)
+            }
+        }
+        var recorded: [PortID: [(Int64, [UInt8])]] = [:]
+        for port in expected.keys { recorded[port] = [] }
+        do {
+            let datapath = Datapath(configuration: configuration, batchCapacity: 32, maxFrameLength: Self.maxFrameLength)
+            try feed(readers, into: datapath) { port, frame, timestamp in
+                writers[Int(port)].write(frame, timestampNanoseconds: timestamp)
+                if recorded[port] != nil { recorded[port]!.append((timestamp, Array(frame))) }
+            }
+            for writer in writers { try writer.commit() }
+            let counters = datapath.counters
+            var summary = ReplaySummary(
+                topology: topology.name,
+                ports: portNames.enumerated().map { index, name in
+                    let port = counters.ports[index]
+                    return ReplaySummary.PortLine(
+                        name: name, framesIn: port.framesIn, bytesIn: port.bytesIn, framesOut: port.framesOut,
+                        bytesOut: port.bytesOut)
+                },
+                drops: counters.drops, macLearned: counters.macLearned, macMoved: counters.macMoved,
+                macTableFull: counters.macTableFull, differences: [], expectationsChecked: expectations.count)
+            for expectation in expectations {
+                let port = configuration.portID(named: expectation.port)!
+                summary.differences += Self.compare(
+                    port: expectation.port, expected: expected[port]!, actual: recorded[port]!)
+            }
+            return summary
+        } catch {
+            writers.forEach { $0.discard() }
+            throw .capture(error)
+        }
+    }
+
+    /// Merges the inputs by timestamp and runs them through the datapath in batches.
+    private func feed(
+        _ readers: [(port: PortID, reader: PcapReader)], into datapath: Datapath,
+        emit: (PortID, UnsafeRawBufferPointer, Int64) -> Void
+    ) throws(PcapError) {
+        var heads: [PcapReader.Record?] = []
+        for entry in readers { heads.append(try entry.reader.next()) }
+        let batch = datapath.makeBatch()
+        var batchTime: Int64 = 0
+
+        func flush() {
+            guard !batch.isEmpty else { return }
+            datapath.process(batch, now: Timestamp(nanoseconds: batchTime))
+            let queues = datapath.transmitQueues
+            for active in 0..<queues.activeCount {
+                let port = queues.activePort(active)
+                for index in 0..<queues.count(port) { emit(port, queues.frame(port, index), batchTime) }
+            }
+            queues.removeAll()
+            batch.removeAll()
+        }
+
+        while true {
+            // The earliest head; ties go to the earlier input.
+            var chosen: Int? = nil
+            for (index, head) in heads.enumerated() {
+                guard let head else { continue }
+                if let best = chosen, heads[best]!.timestampNanoseconds <= head.timestampNanoseconds { continue }
+                chosen = index
+            }
+            guard let index = chosen, let record = heads[index] else { break }
+            let port = readers[index].port
+            if !batch.isEmpty && (batch.ingressPort != port || batchTime != record.timestampNanoseconds || batch.isFull) {
+                flush()
+            }
+            if record.bytes.count > Self.maxFrameLength {
+                flush()
+                datapath.countDrop(on: port, .oversize, bytes: record.bytes.count)
+            } else {
+                batch.ingressPort = port
+                batchTime = record.timestampNanoseconds
+                batch.append(record.bytes)
+            }
+            // The record's bytes belong to libpcap until the next read; the batch holds a copy.
+            heads[index] = try readers[index].reader.next()
+        }
+        flush()
+    }
+
+    /// Differences between an expected and an actual capture of one port: the frame count, then
+    /// for each frame its timestamp and its first differing field.
+    public static func compare(port: String, expected: [(Int64, [UInt8])], actual: [(Int64, [UInt8])]) -> [String] {
+        var differences: [String] = []
+        for index in 0..<min(expected.count, actual.count) {
+            if expected[index].0 != actual[index].0 {
+                differences.append(
+                    "port \(port), frame \(index): timestamp expected \(Timestamp(nanoseconds: expected[index].0)), got \(Timestamp(nanoseconds: actual[index].0))"
+                )
+            }
+            if let difference = FrameFields.firstDifference(expected: expected[index].1, actual: actual[index].1) {
+                differences.append("port \(port), frame \(index): \(difference)")
+            }
+        }
+        if expected.count != actual.count {
+            let extra = expected.count > actual.count ? "missing" : "unexpected"
+            let first = min(expected.count, actual.count)
+            let frame = expected.count > actual.count ? expected[first].1 : actual[first].1
+            let fields = FrameFields(frame).fields.prefix(4).map { "\($0.name) \($0.value)" }.joined(separator: ", ")
+            differences.append(
+                "port \(port): expected \(expected.count) frames, got \(actual.count); first \(extra) frame \(first): \(fields)")
+        }
+        return differences
+    }
+}

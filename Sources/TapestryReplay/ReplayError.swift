@@ -1,0 +1,19 @@
+import TapestryPcap
+
+/// Why a replay could not run. Nothing is written when one is thrown.
+public enum ReplayError: Error, CustomStringConvertible, Equatable {
+    case unknownPort(String, known: [String])
+    case capture(PcapError)
+    case cannotCreateDirectory(String, String)
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case .unknownPort(let name, let known):
+            return "no port named '\(name)' in the topology (ports: \(known.joined(separator: ", ")))"
+        case .capture(let error): return error.description
+        case .cannotCreateDirectory(let path, let reason): return "cannot create output directory \(path): \(reason)"
+        case .unsupported(let what): return what
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import TapestryDatapath
+
+/// What a replay did: frames and bytes in and out per port, drops by reason, and the result of
+/// every `--expect` comparison.
+public struct ReplaySummary: Sendable, Equatable {
+    public struct PortLine: Sendable, Equatable {
+        public var name: String
+        public var framesIn: UInt64
+        public var bytesIn: UInt64
+        public var framesOut: UInt64
+        public var bytesOut: UInt64
+    }
+
+    public var topology: String
+    public var ports: [PortLine]
+    public var drops: [DropReason: UInt64]
+    public var macLearned: UInt64
+    public var macMoved: UInt64
+    public var macTableFull: UInt64
+    /// One line per difference found by `--expect` (empty when all matched or none was given).
+    public var differences: [String]
+    public var expectationsChecked: Int
+
+    public var framesIn: UInt64 { ports.reduce(0) { $0 + $1.framesIn } }
+    public var framesOut: UInt64 { ports.reduce(0) { $0 + $1.framesOut } }
+    public var totalDrops: UInt64 { drops.values.reduce(0, +) }
+
+    public var text: String {
+        var lines: [String] = []
+        lines.append("replay of '\(topology)': \(framesIn) frames in, \(framesOut) out, \(totalDrops) dropped")
+        let width = max(4, ports.map(\.name.count).max() ?? 4)
+        func pad(_ text: String, _ count: Int) -> String { text + String(repeating: " ", count: max(0, count - text.count)) }
+        func right(_ text: String, _ count: Int) -> String { String(repeating: " ", count: max(0, count - text.count)) + text }
+        lines.append("  \(pad("port", width))  \(right("in", 8))  \(right("out", 8))  \(right("bytes in", 10))  \(right("bytes out", 10))")
+        for port in ports {
+            lines.append(
+                "  \(pad(port.name, width))  \(right("\(port.framesIn)", 8))  \(right("\(port.framesOut)", 8))  \(right("\(port.bytesIn)", 10))  \(right("\(port.bytesOut)", 10))"
+            )
+        }
+        if drops.isEmpty {
+            lines.append("drops: none")
+        } else {
+            let list = DropReason.allCases.compactMap { reason in drops[reason].map { "\(reason.name) \($0)" } }
+            lines.append("drops: " + list.joined(separator: ", "))
+        }
+        lines.append("mac table: \(macLearned) learned, \(macMoved) moved, \(macTableFull) not learned (table full)")
+        if expectationsChecked > 0 {
+            if differences.isEmpty {
+                lines.append("expect: all \(expectationsChecked) port capture\(expectationsChecked == 1 ? "" : "s") match")
+            } else {
+                lines.append("expect: \(differences.count) difference\(differences.count == 1 ? "" : "s"):")
+                lines.append(contentsOf: differences.map { "  " + $0 })
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Machine-readable form, keys sorted so output is stable.
+    public var json: String {
+        var portObjects: [String: Any] = [:]
+        for port in ports {
+            portObjects[port.name] = [
+                "frames_in": port.framesIn, "frames_out": port.framesOut, "bytes_in": port.bytesIn,
+                "bytes_out": port.bytesOut,
+            ]
+        }
+        var dropObject: [String: Any] = [:]
+        for reason in DropReason.allCases { dropObject[reason.name] = drops[reason] ?? 0 }
+        var object: [String: Any] = [
+            "topology": topology, "ports": portObjects, "drops": dropObject,
+            "frames_in": framesIn, "frames_out": framesOut, "dropped": totalDrops,
+            "mac_table": ["learned": macLearned, "moved": macMoved, "not_learned_table_full": macTableFull],
+        ]
+        if expectationsChecked > 0 {
+            object["expect"] = ["checked": expectationsChecked, "match": differences.isEmpty, "differences": differences]
+        }
+        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+        return String(decoding: data, as: UTF8.self)
+    }
+}

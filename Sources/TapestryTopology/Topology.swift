@@ -1,0 +1,105 @@
+import TapestryWire
+
+/// A validated topology file (version 1): networks, ports, and the optional firewall and load
+/// balancers. Only `TopologyLoader` makes one, so every value here has passed validation.
+public struct Topology: Sendable, Equatable {
+    public var name: String
+    public var macAgingSeconds: Int = 300
+    public var macTableSize: Int = 8192
+    /// Control socket path; `defaultControlPath` when the file does not set it.
+    public var control: String?
+    public var metrics: SocketAddress?
+    public var networks: [Network] = []
+    public var ports: [Port] = []
+    public var firewall: Firewall?
+    public var loadBalancers: [LoadBalancer] = []
+
+    public var controlPath: String { control ?? "/run/tapestry/\(name).sock" }
+
+    public struct Network: Sendable, Equatable {
+        public var name: String
+        public var vlan: UInt16
+    }
+
+    public struct Port: Sendable, Equatable {
+        public enum Attachment: Sendable, Equatable {
+            case tap(String)
+            case socket(String)
+            case interface(String)
+        }
+        public enum Mode: Sendable, Equatable {
+            case access(network: String)
+            case trunk(networks: [String], native: String?)
+        }
+        public var name: String
+        public var attachment: Attachment
+        public var mode: Mode
+        public var netns: String?
+    }
+
+    public struct SocketAddress: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: UInt16
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
+    public func network(named name: String) -> Network? { networks.first { $0.name == name } }
+    public func port(named name: String) -> Port? { ports.first { $0.name == name } }
+}
+
+extension Topology {
+    public struct Firewall: Sendable, Equatable {
+        public enum Action: String, Sendable, Equatable { case allow, drop }
+        public var defaultAction: Action
+        public var maxConnections: Int = 262_144
+        /// Only the names in `Firewall.timeoutNames`, in seconds; absent names take their defaults.
+        public var timeouts: [String: Int] = [:]
+        public var rules: [Rule] = []
+
+        /// Every timeout a topology may set, with its default in seconds (Linux nf_conntrack's
+        /// defaults, the values nftables users know).
+        public static let defaultTimeouts: [(name: String, seconds: Int)] = [
+            ("tcp_syn_sent", 120), ("tcp_syn_recv", 60), ("tcp_established", 432_000), ("tcp_fin_wait", 120),
+            ("tcp_close_wait", 60), ("tcp_last_ack", 30), ("tcp_time_wait", 120), ("tcp_close", 10),
+            ("udp", 30), ("udp_stream", 120), ("icmp", 30),
+        ]
+    }
+
+    public struct Rule: Sendable, Equatable {
+        public enum Proto: String, Sendable, Equatable, CaseIterable { case tcp, udp, icmp, icmpv6, any }
+        public var action: Firewall.Action
+        public var proto: Proto = .any
+        public var source: IPPrefix?
+        public var destination: IPPrefix?
+        public var sourcePorts: ClosedRange<UInt16>?
+        public var destinationPorts: ClosedRange<UInt16>?
+        public var network: String?
+    }
+
+    public struct LoadBalancer: Sendable, Equatable {
+        public enum Proto: String, Sendable, Equatable { case tcp, udp }
+        public struct Backend: Sendable, Equatable {
+            public var address: IPv4Address
+            public var port: UInt16
+            public var weight: Int = 1
+        }
+        public var name: String
+        public var network: String
+        public var vip: IPv4Address
+        public var port: UInt16
+        public var proto: Proto = .tcp
+        public var mac: MACAddress
+        public var backends: [Backend]
+    }
+
+    /// The default LB MAC: locally administered (0x02 first byte), the other five bytes from an
+    /// FNV-1a hash of "SWITCH/LB", so it is stable across restarts and differs between switches.
+    public static func derivedMAC(switchName: String, loadBalancer: String) -> MACAddress {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in "\(switchName)/\(loadBalancer)".utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01B3
+        }
+        return MACAddress(rawValue: 0x0200_0000_0000 | (hash & 0x00FF_FFFF_FFFF))
+    }
+}

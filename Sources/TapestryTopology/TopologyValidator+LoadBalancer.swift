@@ -1,0 +1,130 @@
+import TapestryWire
+import Yams
+
+extension TopologyValidator {
+    static let loadBalancerKeys = ["network", "vip", "port", "proto", "mac", "backends"]
+
+    mutating func loadBalancers(_ node: Node, switchName: String, networks: Set<String>) -> [Topology.LoadBalancer] {
+        guard let list = reader.entries(node, what: "load_balancers") else { return [] }
+        var result: [Topology.LoadBalancer] = []
+        var services: [String: String] = [:]  // "network vip port proto" -> LB name
+        for entry in list {
+            let name = checkedName(entry, kind: "load balancer")
+            let what = "load balancer '\(entry.key)'"
+            guard let fields = reader.entries(entry.value, what: what, allowed: Self.loadBalancerKeys) else { continue }
+            var valid = name != nil
+            for key in ["network", "vip", "port", "backends"] where fields[key] == nil {
+                reader.error(entry.value, "\(what) needs '\(key)'")
+                valid = false
+            }
+            var network = ""
+            if let value = fields["network"], let text = reader.string(value.value, what: "network") {
+                if networks.contains(text) {
+                    network = text
+                } else {
+                    reader.error(value.value, "network '\(text)' is not defined under 'networks'")
+                    valid = false
+                }
+            }
+            var vip = IPv4Address(rawValue: 0)
+            if let value = fields["vip"], let text = reader.string(value.value, what: "vip") {
+                if let address = IPv4Address(text) {
+                    vip = address
+                } else {
+                    reader.error(value.value, "vip '\(text)' is not an IPv4 address (like 10.0.10.100)")
+                    valid = false
+                }
+            }
+            var port: UInt16 = 0
+            if let value = fields["port"] {
+                if let number = reader.integer(value.value, what: "port", range: 1...65535) {
+                    port = UInt16(number)
+                } else {
+                    valid = false
+                }
+            }
+            var proto = Topology.LoadBalancer.Proto.tcp
+            if let value = fields["proto"], let text = reader.string(value.value, what: "proto") {
+                if let parsed = Topology.LoadBalancer.Proto(rawValue: text) {
+                    proto = parsed
+                } else {
+                    reader.error(value.value, "proto must be 'tcp' or 'udp', not '\(text)'")
+                    valid = false
+                }
+            }
+            var mac = Topology.derivedMAC(switchName: switchName, loadBalancer: entry.key)
+            if let value = fields["mac"], let text = reader.string(value.value, what: "mac") {
+                if let parsed = MACAddress(text), !parsed.isMulticast, parsed != .zero {
+                    mac = parsed
+                } else {
+                    reader.error(value.value, "mac '\(text)' must be a unicast MAC address like 02:00:00:00:01:00")
+                    valid = false
+                }
+            }
+            var backends: [Topology.LoadBalancer.Backend] = []
+            if let value = fields["backends"], let items = reader.sequence(value.value, what: "backends") {
+                if items.isEmpty {
+                    reader.error(value.value, "backends must list at least one backend")
+                    valid = false
+                }
+                for item in items {
+                    guard let backend = backend(item) else {
+                        valid = false
+                        continue
+                    }
+                    if backends.contains(where: { $0.address == backend.address && $0.port == backend.port }) {
+                        reader.error(item, "backend \(backend.address):\(backend.port) is listed twice")
+                        valid = false
+                    } else if backend.address == vip {
+                        reader.error(item, "backend \(backend.address) is the VIP itself")
+                        valid = false
+                    } else {
+                        backends.append(backend)
+                    }
+                }
+            }
+            if valid {
+                let service = "\(network) \(vip) \(port) \(proto)"
+                if let owner = services[service] {
+                    reader.error(fields["vip"]?.value, "\(vip):\(port)/\(proto) is already served by load balancer '\(owner)'")
+                    continue
+                }
+                services[service] = entry.key
+                result.append(
+                    Topology.LoadBalancer(
+                        name: entry.key, network: network, vip: vip, port: port, proto: proto, mac: mac,
+                        backends: backends))
+            }
+        }
+        return result
+    }
+
+    /// `"IP:PORT"` or `{ address: "IP:PORT", weight: N }`.
+    private mutating func backend(_ node: Node) -> Topology.LoadBalancer.Backend? {
+        var addressNode = node
+        var weight = 1
+        if case .mapping = node {
+            guard let fields = reader.entries(node, what: "a backend", allowed: ["address", "weight"]) else { return nil }
+            guard let address = fields["address"] else {
+                reader.error(node, "a backend needs 'address: IP:PORT'")
+                return nil
+            }
+            addressNode = address.value
+            if let value = fields["weight"] {
+                guard let parsed = reader.integer(value.value, what: "weight", range: 1...1000) else { return nil }
+                weight = parsed
+            }
+        }
+        guard let text = reader.string(addressNode, what: "a backend") else { return nil }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let address = IPv4Address(parts[0]) else {
+            reader.error(addressNode, "backend '\(text)' must be IPv4:PORT, like 10.0.10.11:8080")
+            return nil
+        }
+        guard let port = UInt16(parts[1]), port > 0 else {
+            reader.error(addressNode, "backend '\(text)' needs a port 1-65535")
+            return nil
+        }
+        return Topology.LoadBalancer.Backend(address: address, port: port, weight: weight)
+    }
+}

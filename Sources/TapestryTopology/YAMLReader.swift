@@ -1,0 +1,127 @@
+import Yams
+
+/// Walks a composed YAML tree and records every problem with its position, instead of stopping
+/// at the first (as `Codable` decoding would).
+struct YAMLReader {
+    let file: String
+    private(set) var diagnostics: [Diagnostic] = []
+
+    init(file: String) { self.file = file }
+
+    mutating func error(_ node: Node?, _ message: String) {
+        let mark = node?.mark
+        diagnostics.append(Diagnostic(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, message: message))
+    }
+
+    mutating func error(at mark: Mark?, _ message: String) {
+        diagnostics.append(Diagnostic(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, message: message))
+    }
+
+    /// A mapping entry with its key as text.
+    struct Entry {
+        var key: String
+        var keyNode: Node
+        var value: Node
+    }
+
+    /// The entries of a mapping; an error (and nil) when `node` is not one. Keys that are not plain
+    /// scalars are reported and skipped.
+    mutating func entries(_ node: Node, what: String) -> [Entry]? {
+        guard case .mapping(let mapping) = node else {
+            error(node, "\(what) must be a mapping (key: value pairs), not \(describe(node))")
+            return nil
+        }
+        var result: [Entry] = []
+        for (key, value) in mapping {
+            guard case .scalar(let scalar) = key else {
+                error(key, "keys of \(what) must be plain names")
+                continue
+            }
+            result.append(Entry(key: scalar.string, keyNode: key, value: value))
+        }
+        return result
+    }
+
+    /// Entries of a mapping that may only use `allowed` keys; unknown keys are errors.
+    mutating func entries(_ node: Node, what: String, allowed: [String]) -> [String: Entry]? {
+        guard let list = entries(node, what: what) else { return nil }
+        var result: [String: Entry] = [:]
+        for entry in list {
+            if allowed.contains(entry.key) {
+                result[entry.key] = entry
+            } else {
+                let suggestion = closest(entry.key, in: allowed).map { " (did you mean '\($0)'?)" } ?? ""
+                error(
+                    entry.keyNode,
+                    "unknown key '\(entry.key)' in \(what)\(suggestion); allowed: \(allowed.joined(separator: ", "))")
+            }
+        }
+        return result
+    }
+
+    mutating func sequence(_ node: Node, what: String) -> [Node]? {
+        guard case .sequence(let sequence) = node else {
+            error(node, "\(what) must be a list, not \(describe(node))")
+            return nil
+        }
+        return Array(sequence)
+    }
+
+    mutating func string(_ node: Node, what: String) -> String? {
+        guard case .scalar(let scalar) = node, !isNull(node) else {
+            error(node, "\(what) must be a text value, not \(describe(node))")
+            return nil
+        }
+        guard !scalar.string.isEmpty else {
+            error(node, "\(what) must not be empty")
+            return nil
+        }
+        return scalar.string
+    }
+
+    /// An integer written as a plain (unquoted) YAML scalar within `range`.
+    mutating func integer(_ node: Node, what: String, range: ClosedRange<Int>) -> Int? {
+        guard case .scalar(let scalar) = node, scalar.style == .plain, let value = Int(scalar.string) else {
+            error(node, "\(what) must be a whole number, not \(describe(node))")
+            return nil
+        }
+        guard range.contains(value) else {
+            error(node, "\(what) \(value) is out of range \(range.lowerBound)...\(range.upperBound)")
+            return nil
+        }
+        return value
+    }
+
+    func isNull(_ node: Node) -> Bool {
+        guard case .scalar(let scalar) = node, scalar.style == .plain else { return false }
+        return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
+    }
+
+    func describe(_ node: Node) -> String {
+        switch node {
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        case .scalar(let scalar):
+            if isNull(node) { return "an empty value" }
+            return "'\(scalar.string)'"
+        }
+    }
+
+    /// The allowed word nearest to a misspelling (edit distance at most 2), for "did you mean".
+    func closest(_ word: String, in candidates: [String]) -> String? {
+        func distance(_ a: [Character], _ b: [Character]) -> Int {
+            var previous = Array(0...b.count)
+            for (i, ca) in a.enumerated() {
+                var current = [i + 1]
+                for (j, cb) in b.enumerated() {
+                    current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (ca == cb ? 0 : 1)))
+                }
+                previous = current
+            }
+            return previous[b.count]
+        }
+        let scored = candidates.map { ($0, distance(Array(word), Array($0))) }.filter { $0.1 <= 2 }
+        return scored.min { $0.1 < $1.1 }?.0
+    }
+}

@@ -1,0 +1,156 @@
+/// Parses a frame once, from Ethernet to the L4 header, into a `ParsedFrame`.
+///
+/// Never traps and never reads outside `bytes`: every step validates a view before reading it.
+/// A malformed header stops the walk and sets `malformation`. Up to two VLAN tags are walked
+/// (802.1ad S-tag then 802.1Q C-tag); a third tag leaves the frame as opaque L2.
+public enum FrameParser {
+    public static func parse(_ bytes: UnsafeRawBufferPointer) -> ParsedFrame {
+        var parsed = ParsedFrame()
+        guard let ethernet = EthernetView(validating: bytes) else {
+            parsed.malformation = .runt
+            return parsed
+        }
+        var type = ethernet.etherType
+        var offset = EthernetView.length - 2  // points at the current EtherType/TPID
+        while EtherType.isTag(type) {
+            guard let tag = VLANTagView(validating: UnsafeRawBufferPointer(rebasing: bytes[offset...])),
+                bytes.count >= offset + 6
+            else {
+                parsed.malformation = .truncatedTag
+                return parsed
+            }
+            if parsed.tagCount == 0 {
+                parsed.outerTPID = tag.tpid
+                parsed.outerTCI = tag.tci
+            } else if parsed.tagCount == 1 {
+                parsed.innerTPID = tag.tpid
+            } else {
+                return parsed  // more than two tags: opaque L2
+            }
+            parsed.tagCount += 1
+            offset += VLANTagView.length
+            type = bytes.u16(offset)
+        }
+        parsed.etherType = type
+        let l3 = offset + 2
+        let rest = UnsafeRawBufferPointer(rebasing: bytes[l3...])
+        switch type {
+        case EtherType.arp:
+            guard ARPView(validating: rest) != nil else {
+                parsed.malformation = .truncatedARP
+                return parsed
+            }
+            parsed.layer3 = .arp
+            parsed.l3Offset = UInt16(l3)
+        case EtherType.ipv4:
+            parseIPv4(rest, at: l3, into: &parsed)
+        case EtherType.ipv6:
+            parseIPv6(rest, at: l3, into: &parsed)
+        default:
+            break
+        }
+        return parsed
+    }
+
+    private static func parseIPv4(_ bytes: UnsafeRawBufferPointer, at l3: Int, into parsed: inout ParsedFrame) {
+        guard let ip = IPv4View(validating: bytes) else {
+            parsed.malformation = .badIPv4Header
+            return
+        }
+        parsed.layer3 = .ipv4
+        parsed.l3Offset = UInt16(l3)
+        parsed.ipProtocol = ip.proto
+        if ip.fragmentOffset != 0 {
+            parsed.fragment = .later
+            return
+        }
+        if ip.moreFragments { parsed.fragment = .first }
+        parseL4(ip.payload, at: l3 + ip.headerLength, proto: ip.proto, into: &parsed)
+    }
+
+    private static func parseIPv6(_ bytes: UnsafeRawBufferPointer, at l3: Int, into parsed: inout ParsedFrame) {
+        guard let ip = IPv6View(validating: bytes) else {
+            parsed.malformation = .badIPv6Header
+            return
+        }
+        parsed.layer3 = .ipv6
+        parsed.l3Offset = UInt16(l3)
+        var next = ip.nextHeader
+        var offset = IPv6View.length
+        let end = IPv6View.length + ip.payloadLength
+        // Walk extension headers (RFC 8200 section 4) to the upper-layer header.
+        while true {
+            switch next {
+            case 0, 43, 60:  // hop-by-hop, routing, destination options: (len + 1) * 8 bytes
+                guard offset + 8 <= end else {
+                    parsed.malformation = .truncatedIPv6ExtensionHeader
+                    return
+                }
+                let length = (Int(bytes[offset + 1]) + 1) * 8
+                guard offset + length <= end else {
+                    parsed.malformation = .truncatedIPv6ExtensionHeader
+                    return
+                }
+                next = bytes[offset]
+                offset += length
+            case 44:  // fragment header, 8 bytes
+                guard offset + 8 <= end else {
+                    parsed.malformation = .truncatedIPv6ExtensionHeader
+                    return
+                }
+                let offsetAndFlags = bytes.u16(offset + 2)
+                next = bytes[offset]
+                offset += 8
+                if offsetAndFlags & 0xFFF8 != 0 {
+                    parsed.fragment = .later
+                    parsed.ipProtocol = next
+                    return
+                }
+                if offsetAndFlags & 1 != 0 { parsed.fragment = .first }
+            case 51:  // authentication header: (len + 2) * 4 bytes
+                guard offset + 8 <= end else {
+                    parsed.malformation = .truncatedIPv6ExtensionHeader
+                    return
+                }
+                let length = (Int(bytes[offset + 1]) + 2) * 4
+                guard offset + length <= end else {
+                    parsed.malformation = .truncatedIPv6ExtensionHeader
+                    return
+                }
+                next = bytes[offset]
+                offset += length
+            default:
+                parsed.ipProtocol = next
+                parseL4(
+                    UnsafeRawBufferPointer(rebasing: bytes[offset..<end]), at: l3 + offset, proto: next,
+                    into: &parsed)
+                return
+            }
+        }
+    }
+
+    private static func parseL4(
+        _ bytes: UnsafeRawBufferPointer, at l4: Int, proto: UInt8, into parsed: inout ParsedFrame
+    ) {
+        switch proto {
+        case IPProtocol.tcp:
+            guard TCPView(validating: bytes) != nil else {
+                parsed.malformation = .badTCPHeader
+                return
+            }
+        case IPProtocol.udp:
+            guard UDPView(validating: bytes) != nil else {
+                parsed.malformation = .badUDPHeader
+                return
+            }
+        case IPProtocol.icmp, IPProtocol.icmpv6:
+            guard ICMPView(validating: bytes) != nil else {
+                parsed.malformation = .truncatedICMP
+                return
+            }
+        default:
+            return  // another upper layer: no L4 offset
+        }
+        parsed.l4Offset = UInt16(l4)
+    }
+}

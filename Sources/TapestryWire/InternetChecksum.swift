@@ -1,0 +1,57 @@
+/// The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+public enum InternetChecksum {
+    /// One's-complement sum of 16-bit big-endian words, not yet folded; an odd last byte is padded
+    /// with zero.
+    public static func sum(_ bytes: UnsafeRawBufferPointer, initial: UInt64 = 0) -> UInt64 {
+        var total = initial
+        var index = 0
+        let count = bytes.count
+        while index + 1 < count {
+            total &+= UInt64(bytes.u16(index))
+            index += 2
+        }
+        if index < count { total &+= UInt64(bytes[index]) << 8 }
+        return total
+    }
+
+    /// Folds a sum to 16 bits and complements it: the value to store in a checksum field, and 0
+    /// when summing a region that includes a correct checksum.
+    public static func fold(_ sum: UInt64) -> UInt16 {
+        var value = sum
+        while value >> 16 != 0 { value = (value & 0xFFFF) + (value >> 16) }
+        return ~UInt16(value)
+    }
+
+    /// RFC 1624 equation 3: HC' = ~(~HC + ~m + m'), for one 16-bit field changing from `old` to `new`.
+    @inline(__always)
+    public static func update(_ checksum: UInt16, old: UInt16, new: UInt16) -> UInt16 {
+        var sum = UInt32(~checksum) + UInt32(~old) + UInt32(new)
+        sum = (sum & 0xFFFF) + (sum >> 16)
+        sum = (sum & 0xFFFF) + (sum >> 16)
+        return ~UInt16(truncatingIfNeeded: sum)
+    }
+
+    /// The same for a 32-bit field (an IPv4 address), as two 16-bit halves.
+    @inline(__always)
+    public static func update(_ checksum: UInt16, old: UInt32, new: UInt32) -> UInt16 {
+        let high = update(checksum, old: UInt16(old >> 16), new: UInt16(new >> 16))
+        return update(high, old: UInt16(truncatingIfNeeded: old), new: UInt16(truncatingIfNeeded: new))
+    }
+
+    /// Sum of the IPv4 pseudo-header (RFC 793 / RFC 768) for an L4 checksum.
+    public static func ipv4PseudoHeaderSum(source: IPv4Address, destination: IPv4Address, proto: UInt8, length: Int)
+        -> UInt64
+    {
+        UInt64(source.rawValue >> 16) + UInt64(source.rawValue & 0xFFFF) + UInt64(destination.rawValue >> 16)
+            + UInt64(destination.rawValue & 0xFFFF) + UInt64(proto) + UInt64(length)
+    }
+
+    /// Sum of the IPv6 pseudo-header (RFC 8200 section 8.1).
+    public static func ipv6PseudoHeaderSum(source: IPv6Address, destination: IPv6Address, proto: UInt8, length: Int)
+        -> UInt64
+    {
+        var total: UInt64 = UInt64(proto) + UInt64(length)
+        for group in source.groups + destination.groups { total += UInt64(group) }
+        return total
+    }
+}

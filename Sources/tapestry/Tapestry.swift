@@ -1,0 +1,15 @@
+import ArgumentParser
+
+@main
+struct Tapestry: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tapestry",
+        abstract: "A userspace virtual switch and stateful firewall for Linux.",
+        discussion: """
+            Networks are declared in YAML topology files. `check` validates one; `replay` runs one offline \
+            against pcap captures, deterministically, and writes what leaves every port.
+            """,
+        version: "0.1.0",
+        subcommands: [Check.self, Replay.self]
+    )
+}
