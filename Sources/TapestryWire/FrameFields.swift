@@ -4,6 +4,10 @@ public struct FrameFields: Equatable, Sendable {
     public struct Field: Equatable, Sendable {
         public var name: String
         public var value: String
+        public init(name: String, value: String) {
+            self.name = name
+            self.value = value
+        }
     }
 
     public var fields: [Field] = []

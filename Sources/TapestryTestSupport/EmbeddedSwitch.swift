@@ -1,0 +1,100 @@
+import TapestryDatapath
+import TapestryReplay
+import TapestryTopology
+import TapestryWire
+
+/// A whole switch in memory: a topology's datapath with `MemoryPort`s and a `ManualClock`, the
+/// role of SwiftNIO's `EmbeddedChannel`. Tests inject frames on ports, run, and read what left
+/// every port; no devices, root or real time involved.
+public final class EmbeddedSwitch {
+    public let topology: Topology
+    public let datapath: Datapath
+    public var clock = ManualClock()
+    public let ports: [MemoryPort]
+    private var pending: [(port: PortID, bytes: [UInt8])] = []
+    private let batch: FrameBatch
+
+    public init(topology: Topology, batchCapacity: Int = 32) {
+        self.topology = topology
+        let configuration = DatapathConfiguration(topology: topology)
+        datapath = Datapath(configuration: configuration, batchCapacity: batchCapacity, maxFrameLength: 9216 + 18)
+        ports = configuration.ports.map { MemoryPort(name: $0.name) }
+        batch = datapath.makeBatch()
+    }
+
+    /// Builds a switch from YAML text; traps on an invalid topology (tests give valid ones).
+    public convenience init(yaml: String, batchCapacity: Int = 32) {
+        switch TopologyLoader.parse(yaml: yaml, file: "test.yaml") {
+        case .success(let topology): self.init(topology: topology, batchCapacity: batchCapacity)
+        case .failure(let errors): fatalError("invalid test topology:\n\(errors)")
+        }
+    }
+
+    public func port(_ name: String) -> MemoryPort {
+        guard let port = ports.first(where: { $0.name == name }) else { fatalError("no port \(name)") }
+        return port
+    }
+
+    /// Queues a frame to arrive on `port`; `runUntilIdle()` delivers it.
+    public func inject(_ frame: [UInt8], on port: String) {
+        guard let id = datapath.configuration.portID(named: port) else { fatalError("no port \(port)") }
+        pending.append((id, frame))
+    }
+
+    /// Runs every queued frame through the pipeline at the clock's current time, in batches of
+    /// consecutive frames from one port.
+    public func runUntilIdle() {
+        var index = 0
+        while index < pending.count {
+            batch.removeAll()
+            batch.ingressPort = pending[index].port
+            while index < pending.count, pending[index].port == batch.ingressPort, !batch.isFull {
+                let appended = pending[index].bytes.withUnsafeBytes { batch.append($0) }
+                precondition(appended, "frame larger than the embedded switch's buffers")
+                index += 1
+            }
+            datapath.process(batch, now: clock.now)
+            let queues = datapath.transmitQueues
+            for active in 0..<queues.activeCount {
+                let port = queues.activePort(active)
+                for frame in 0..<queues.count(port) { ports[Int(port)].outbound.append(Array(queues.frame(port, frame))) }
+            }
+            queues.removeAll()
+        }
+        pending.removeAll()
+    }
+
+    /// Injects one frame, runs, and returns what left each port (by name; ports that sent nothing
+    /// are absent).
+    @discardableResult
+    public func send(_ frame: [UInt8], on port: String) -> [String: [[UInt8]]] {
+        inject(frame, on: port)
+        runUntilIdle()
+        return drainAll()
+    }
+
+    /// Everything sent since the last drain, by port name.
+    public func drainAll() -> [String: [[UInt8]]] {
+        var result: [String: [[UInt8]]] = [:]
+        for port in ports {
+            let frames = port.drainSent()
+            if !frames.isEmpty { result[port.name] = frames }
+        }
+        return result
+    }
+
+    public var counters: DatapathCounters { datapath.counters }
+
+    /// Drops by reason name, for assertions.
+    public var drops: [String: UInt64] {
+        Dictionary(uniqueKeysWithValues: counters.drops.map { ($0.key.name, $0.value) })
+    }
+
+    /// Frames sent but never read by the test, per port; a test that ends with leftovers missed
+    /// something (`EmbeddedChannel.finish()`).
+    public func finish() -> [String: Int] {
+        var leftovers: [String: Int] = [:]
+        for port in ports where port.unreadCount > 0 { leftovers[port.name] = port.unreadCount }
+        return leftovers
+    }
+}
