@@ -296,7 +296,7 @@ def write_pcap(path, records):
     w.close()
 
 
-def emit(name, topo, frames, readme):
+def emit(name, topo, frames, readme, root=None):
     """frames: list of (offset_seconds, port, bytes). Offsets must be distinct."""
     assert re.fullmatch(r"[a-z][a-z0-9-]{0,14}", topo.name), topo.name
     offsets = [round(t * 1_000_000) for t, _, _ in frames]
@@ -313,7 +313,7 @@ def emit(name, topo, frames, readme):
         inputs[p].append((off, raw))
         sw.process(off, p, raw)
 
-    d = os.path.join(OUT_ROOT, name)
+    d = os.path.join(root or OUT_ROOT, name)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(os.path.join(d, "in"))
     os.makedirs(os.path.join(d, "expect"))
@@ -576,7 +576,40 @@ SCENARIOS = [
 ]
 
 
+def s_office():
+    """The bundled example of the README's Quickstart: examples/office, topologies/office.yaml."""
+    topo = Topology("office",
+                    [("staff", 10), ("servers", 20)],
+                    [("pc1", access("tap-pc1", "staff")), ("pc2", access("tap-pc2", "staff")),
+                     ("db1", access("tap-db1", "servers")),
+                     ("uplink", trunk("tap-uplink", ["staff", "servers"], native="staff"))])
+    PC1, PC2, DB1, ROUTER = mac(0x11), mac(0x12), mac(0x21), mac(0xFE)
+    runt = mac_bytes(PC2) + mac_bytes(PC1)[:2]
+    frames = [
+        (0, "pc1", arp_request(PC1, "10.1.0.11", "10.1.0.12")),                   # pc2, uplink untagged (native)
+        (1, "pc2", arp_reply(PC2, "10.1.0.12", PC1, "10.1.0.11")),                # pc1 only
+        (2, "pc1", icmp_echo(PC1, PC2, "10.1.0.11", "10.1.0.12")),                # pc2 only
+        (3, "pc2", icmp_echo(PC2, PC1, "10.1.0.12", "10.1.0.11", reply=True)),    # pc1 only
+        (4, "db1", arp_request(DB1, "10.2.0.21", "10.2.0.1")),                    # uplink, tag 20
+        (5, "uplink", arp_reply(ROUTER, "10.2.0.1", DB1, "10.2.0.21", tags=[q(20)])),  # db1 untagged
+        (6, "db1", udp(DB1, ROUTER, "10.2.0.21", "10.9.0.1", 5432, 40000)),      # uplink only, tag 20
+        (7, "pc1", udp(PC1, DB1, "10.1.0.11", "10.2.0.21", tags=[q(20)])),        # VLAN hopping attempt: vlan
+        (8, "pc1", udp(PC1, DB1, "10.1.0.11", "10.2.0.21")),                      # db1 unknown in staff: floods staff only
+        (9, "uplink", udp(ROUTER, PC1, "10.9.0.1", "10.1.0.11", tags=[q(30)])),   # VID 30 not carried: vlan
+        (10, "pc2", runt),                                                        # 8-byte runt: invalid
+        (11, "uplink", udp(ROUTER, PC2, "10.9.0.1", "10.1.0.12")),                # untagged = staff: pc2 only
+    ]
+    sw = emit("office", topo, frames,
+              "Two networks and a trunk uplink: learning, isolation, tagging, a VLAN hopping attempt and a runt.",
+              root=os.path.join(REPO, "examples"))
+    shutil.copyfile(os.path.join(REPO, "examples", "office", "topology.yaml"),
+                    os.path.join(REPO, "topologies", "office.yaml"))
+    return sw
+
+
 def main():
+    os.makedirs(os.path.join(REPO, "topologies"), exist_ok=True)
+    s_office()
     os.makedirs(OUT_ROOT, exist_ok=True)
     for fn in SCENARIOS:
         sw = fn()

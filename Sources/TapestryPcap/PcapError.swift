@@ -2,7 +2,7 @@
 public struct PcapError: Error, CustomStringConvertible, Sendable, Equatable {
     public enum Code: Sendable, Equatable {
         case cannotOpen
-        case notEthernet(linkType: Int32)
+        case notEthernet(linkType: Int32, name: String)
         case truncated
         case cannotWrite
     }
@@ -20,8 +20,8 @@ public struct PcapError: Error, CustomStringConvertible, Sendable, Equatable {
     public var description: String {
         switch code {
         case .cannotOpen: return "\(path): cannot read capture: \(detail)"
-        case .notEthernet(let linkType):
-            return "\(path): link type \(linkType) is not Ethernet (DLT_EN10MB, 1); Tapestry replays Ethernet captures only"
+        case .notEthernet(let linkType, let name):
+            return "\(path): link type \(name) (\(linkType)) is not Ethernet (EN10MB, 1); Tapestry replays Ethernet captures only"
         case .truncated: return "\(path): capture is damaged or truncated: \(detail)"
         case .cannotWrite: return "\(path): cannot write capture: \(detail)"
         }

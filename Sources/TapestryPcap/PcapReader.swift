@@ -17,8 +17,9 @@ public final class PcapReader {
         }
         let linkType = pcap_datalink(handle)
         guard linkType == DLT_EN10MB else {
+            let name = pcap_datalink_val_to_name(linkType).map { String(cString: $0) } ?? "unknown"
             pcap_close(handle)
-            throw PcapError(.notEthernet(linkType: linkType), path: path, detail: "")
+            throw PcapError(.notEthernet(linkType: linkType, name: name), path: path, detail: "")
         }
         self.handle = handle
     }

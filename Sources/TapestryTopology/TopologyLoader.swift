@@ -18,22 +18,55 @@ public enum TopologyLoader {
     }
 
     public static func parse(yaml: String, file: String) -> Result<Topology, TopologyErrors> {
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: yaml)
-        } catch let error as YamlError {
-            return .failure(TopologyErrors([syntaxDiagnostic(error, yaml: yaml, file: file)]))
-        } catch {
-            return .failure(TopologyErrors([Diagnostic(file: file, line: 1, column: 1, message: "\(error)")]))
+        var text = yaml
+        var diagnostics: [Diagnostic] = []
+        var root: Node? = nil
+        // Yams stops at the first duplicated key. To still report every problem at once, each
+        // duplicate is reported, overwritten in place with a marker of the same length (so every
+        // position stays put) that the validator skips, and the text is parsed again.
+        for attempt in 0..<64 {
+            do {
+                root = try Yams.compose(yaml: text)
+                break
+            } catch let error as YamlError {
+                diagnostics.append(syntaxDiagnostic(error, yaml: text, file: file))
+                guard case .duplicatedKeysInMapping(let keys, let context) = error,
+                    let key = keys.first,
+                    let second = secondOccurrence(of: key, after: context.mark, in: text),
+                    let patched = overwrite(key: key, at: second, in: text, marker: attempt)
+                else {
+                    return .failure(TopologyErrors(diagnostics))
+                }
+                text = patched
+            } catch {
+                diagnostics.append(Diagnostic(file: file, line: 1, column: 1, message: "\(error)"))
+                return .failure(TopologyErrors(diagnostics))
+            }
         }
         guard let root else {
-            return .failure(TopologyErrors([Diagnostic(file: file, line: 1, column: 1, message: "file is empty")]))
+            if diagnostics.isEmpty {
+                diagnostics.append(Diagnostic(file: file, line: 1, column: 1, message: "file is empty"))
+            }
+            return .failure(TopologyErrors(diagnostics))
         }
         var validator = TopologyValidator(reader: YAMLReader(file: file))
         let topology = validator.topology(root)
-        let diagnostics = validator.reader.diagnostics
+        diagnostics += validator.reader.diagnostics
         if let topology, diagnostics.isEmpty { return .success(topology) }
         return .failure(TopologyErrors(diagnostics))
+    }
+
+    /// Replaces the first character of `key` at (line, column) with a private-use scalar unique to
+    /// this `marker`, keeping every other character and so every position.
+    static func overwrite(key: String, at position: (line: Int, column: Int), in text: String, marker: Int) -> String? {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.unicodeScalars) }
+        guard position.line >= 1, position.line <= lines.count else { return nil }
+        let index = position.column - 1
+        guard index >= 0, index < lines[position.line - 1].count,
+            let replacement = Unicode.Scalar(0xE000 + UInt32(marker))
+        else { return nil }
+        lines[position.line - 1][index] = replacement
+        return lines.map { String(String.UnicodeScalarView($0)) }.joined(separator: "\n")
     }
 
     /// Turns a libyaml error into a diagnostic at its position. For a duplicated key Yams reports the

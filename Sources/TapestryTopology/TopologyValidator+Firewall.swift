@@ -63,12 +63,16 @@ extension TopologyValidator {
         guard let ruleAction = action(actionEntry.value, what: "action") else { return nil }
         var rule = Topology.Rule(action: ruleAction)
         var valid = true
-        if let entry = fields["proto"], let text = reader.string(entry.value, what: "proto") {
-            if let proto = Topology.Rule.Proto(rawValue: text) {
+        var protoKnown = true
+        if let entry = fields["proto"] {
+            if let text = reader.string(entry.value, what: "proto"), let proto = Topology.Rule.Proto(rawValue: text) {
                 rule.proto = proto
             } else {
-                reader.error(entry.value, "proto must be one of tcp, udp, icmp, icmpv6, any; not '\(text)'")
+                if case .scalar(let scalar) = entry.value, !scalar.string.isEmpty {
+                    reader.error(entry.value, "proto must be one of tcp, udp, icmp, icmpv6, any; not '\(scalar.string)'")
+                }
                 valid = false
+                protoKnown = false
             }
         }
         for (key, isSource) in [("src", true), ("dst", false)] {
@@ -101,7 +105,7 @@ extension TopologyValidator {
             valid = false
         }
         for key in ["sport", "dport"] {
-            guard let entry = fields[key] else { continue }
+            guard let entry = fields[key], protoKnown else { continue }
             guard rule.proto == .tcp || rule.proto == .udp else {
                 reader.error(entry.keyNode, "\(key) needs proto tcp or udp")
                 valid = false

@@ -68,15 +68,15 @@ extension TopologyValidator {
                     valid = false
                 }
                 for item in items {
-                    guard let backend = backend(item) else {
+                    guard let (backend, addressNode) = backend(item) else {
                         valid = false
                         continue
                     }
                     if backends.contains(where: { $0.address == backend.address && $0.port == backend.port }) {
-                        reader.error(item, "backend \(backend.address):\(backend.port) is listed twice")
+                        reader.error(addressNode, "backend \(backend.address):\(backend.port) is listed twice")
                         valid = false
                     } else if backend.address == vip {
-                        reader.error(item, "backend \(backend.address) is the VIP itself")
+                        reader.error(addressNode, "backend \(backend.address) is the VIP itself")
                         valid = false
                     } else {
                         backends.append(backend)
@@ -100,7 +100,7 @@ extension TopologyValidator {
     }
 
     /// `"IP:PORT"` or `{ address: "IP:PORT", weight: N }`.
-    private mutating func backend(_ node: Node) -> Topology.LoadBalancer.Backend? {
+    private mutating func backend(_ node: Node) -> (Topology.LoadBalancer.Backend, Node)? {
         var addressNode = node
         var weight = 1
         if case .mapping = node {
@@ -125,6 +125,6 @@ extension TopologyValidator {
             reader.error(addressNode, "backend '\(text)' needs a port 1-65535")
             return nil
         }
-        return Topology.LoadBalancer.Backend(address: address, port: port, weight: weight)
+        return (Topology.LoadBalancer.Backend(address: address, port: port, weight: weight), addressNode)
     }
 }

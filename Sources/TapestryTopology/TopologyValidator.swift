@@ -59,7 +59,12 @@ struct TopologyValidator {
         } else {
             reader.error(root, "missing required key 'networks'")
         }
-        let networkNames = Set(topology.networks.map(\.name))
+        // Names declared under `networks`, valid or not: a network with a bad VLAN is reported once,
+        // not again at every port that names it.
+        var networkNames = Set(topology.networks.map(\.name))
+        if let entry = top["networks"], case .mapping(let mapping) = entry.value {
+            for key in mapping.keys { if let name = key.string { networkNames.insert(name) } }
+        }
         if let entry = top["ports"] {
             topology.ports = ports(entry.value, networks: networkNames)
         } else {

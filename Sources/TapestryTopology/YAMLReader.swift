@@ -37,6 +37,8 @@ struct YAMLReader {
                 error(key, "keys of \(what) must be plain names")
                 continue
             }
+            // A duplicate key already reported by the loader was renamed to start with this marker.
+            if scalar.string.unicodeScalars.first.map(YAMLReader.isDuplicateMarker) == true { continue }
             result.append(Entry(key: scalar.string, keyNode: key, value: value))
         }
         return result
@@ -58,6 +60,9 @@ struct YAMLReader {
         }
         return result
     }
+
+    /// Private-use scalars the loader writes over a duplicated key so parsing can go on.
+    static func isDuplicateMarker(_ scalar: Unicode.Scalar) -> Bool { (0xE000...0xEFFF).contains(scalar.value) }
 
     mutating func sequence(_ node: Node, what: String) -> [Node]? {
         guard case .sequence(let sequence) = node else {

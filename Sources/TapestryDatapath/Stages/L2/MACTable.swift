@@ -29,7 +29,8 @@ public final class MACTable {
     private let ports: UnsafeMutablePointer<PortID>
     private let lastSeen: UnsafeMutablePointer<Int64>
     private var sweepCursor = 0
-    private var lastFullSweep: Int64 = .min
+    /// No live entry was last seen before this (exact after `reclaimExpired`, a lower bound after).
+    private var oldestSeenBound: Int64 = .max
 
     public init(maxEntries: Int, agingSeconds: Int) {
         precondition(maxEntries > 0)
@@ -101,12 +102,10 @@ public final class MACTable {
             return expired ? .learned : .moved(from: previous)
         }
         if count >= maxEntries {
-            // Expired entries do not count against the bound; reclaim them, at most once per second
-            // of switch time so a flood of new MACs cannot make every frame scan the table.
-            if lastFullSweep == .min || now.nanoseconds &- lastFullSweep >= 1_000_000_000 {
-                lastFullSweep = now.nanoseconds
-                sweep(now: now, budget: slotCount)
-            }
+            // Expired entries do not count against the bound. Scanning for them costs a pass over the
+            // table, so it happens only when the oldest entry may really have expired: a flood of new
+            // MACs into a full table of live entries costs one comparison per frame, not a scan.
+            if now.nanoseconds &- oldestSeenBound >= agingNanoseconds { reclaimExpired(now: now) }
             if count >= maxEntries { return .tableFull }
         }
         var slot = home(key)
@@ -115,6 +114,7 @@ public final class MACTable {
         ports[slot] = port
         lastSeen[slot] = now.nanoseconds
         count += 1
+        oldestSeenBound = min(oldestSeenBound, now.nanoseconds)
         return .learned
     }
 
@@ -136,6 +136,25 @@ public final class MACTable {
             scanned += 1
         }
         return removed
+    }
+
+    /// Removes every expired entry and recomputes `oldestSeenBound` exactly.
+    private func reclaimExpired(now: Timestamp) {
+        var oldest = Int64.max
+        var slot = 0
+        while slot <= mask {
+            if keys[slot] != Self.emptyKey {
+                if isExpired(slot, now: now.nanoseconds) {
+                    remove(slot: slot)
+                    continue  // the backward shift may have moved another entry here
+                }
+                oldest = min(oldest, lastSeen[slot])
+            }
+            slot += 1
+        }
+        // A backward shift only moves entries into slots at or after the current one (or into
+        // already-visited low slots when a probe run wraps), so this one pass sees every survivor.
+        oldestSeenBound = oldest
     }
 
     /// Removes every entry learned on `port` (the port went away).

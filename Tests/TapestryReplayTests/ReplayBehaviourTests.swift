@@ -1,0 +1,169 @@
+import Foundation
+import Testing
+import TapestryDatapath
+import TapestryPcap
+import TapestryReplay
+import TapestryTestSupport
+import TapestryTopology
+import TapestryWire
+
+@Suite struct ReplayBehaviourTests {
+    static let topology = try! TopologyLoader.parse(
+        yaml: """
+            name: pair
+            mac_aging: 10
+            networks: { lan: { vlan: 7 } }
+            ports:
+              a: { tap: ta, network: lan }
+              b: { tap: tb, network: lan }
+              c: { tap: tc, network: lan }
+            """, file: "pair.yaml"
+    ).get()
+
+    static let hostA = MACAddress("02:00:00:00:00:0a")!
+    static let hostB = MACAddress("02:00:00:00:00:0b")!
+
+    func frame(_ src: MACAddress, _ dst: MACAddress, _ marker: UInt8) -> [UInt8] {
+        FrameBuilder.udp4(
+            dst: dst, src: src, from: IPv4Address("10.0.0.1")!, to: IPv4Address("10.0.0.2")!,
+            payload: [UInt8](repeating: marker, count: 30))
+    }
+
+    func writeCapture(_ path: String, _ frames: [(Int64, [UInt8])]) throws {
+        let writer = try PcapWriter(path: path)
+        for (time, bytes) in frames { writer.write(bytes, timestampNanoseconds: time) }
+        try writer.commit()
+    }
+
+    func outputs(_ directory: URL) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).sorted()
+    }
+
+    /// Frames from several inputs are merged by timestamp; ties go to the earlier --in; outputs
+    /// carry the causing frame's timestamp; the clock is the capture's (aging happens in replay time).
+    @Test func mergesByTimestampAndUsesCaptureTime() throws {
+        let dir = Repository.temporaryDirectory("merge")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let second: Int64 = 1_000_000_000
+        let base: Int64 = 1_700_000_000 * second
+        try writeCapture(dir.appendingPathComponent("a.pcap").path, [
+            (base, frame(Self.hostA, .broadcast, 1)),  // learn a
+            (base + 5 * second, frame(Self.hostA, .broadcast, 3)),  // ties with b's frame 4: a's goes first
+            (base + 30 * second, frame(Self.hostA, Self.hostB, 5)),  // b aged out (seen at +5): floods
+        ])
+        try writeCapture(dir.appendingPathComponent("b.pcap").path, [
+            (base + 2 * second + 123, frame(Self.hostB, Self.hostA, 2)),  // a known: to a only
+            (base + 5 * second, frame(Self.hostB, .broadcast, 4)),
+        ])
+        let out = dir.appendingPathComponent("out")
+        let summary = try Replay(
+            topology: Self.topology,
+            inputs: [.init(port: "a", path: dir.appendingPathComponent("a.pcap").path),
+                     .init(port: "b", path: dir.appendingPathComponent("b.pcap").path)],
+            outputDirectory: out.path
+        ).run()
+        #expect(summary.framesIn == 5)
+        let a = try PcapReader(path: out.appendingPathComponent("a.pcap").path).readAll()
+        let b = try PcapReader(path: out.appendingPathComponent("b.pcap").path).readAll()
+        let c = try PcapReader(path: out.appendingPathComponent("c.pcap").path).readAll()
+        #expect(a.map(\.timestampNanoseconds) == [base + 2 * second + 123, base + 5 * second])
+        #expect(a.map { $0.bytes.last } == [2, 4])
+        #expect(b.map { $0.bytes.last } == [1, 3, 5], "+30 s: b aged out (seen at +5), so 5 flooded")
+        #expect(c.map { $0.bytes.last } == [1, 3, 4, 5], "the tie went to the first --in")
+        #expect(outputs(out) == ["a.pcap", "b.pcap", "c.pcap"], "one capture per port, no temporary files")
+    }
+
+    @Test func expectReportsTheFirstDifferingField() throws {
+        let dir = Repository.temporaryDirectory("expect")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let time: Int64 = 1_700_000_000_000_000_000
+        try writeCapture(dir.appendingPathComponent("in.pcap").path, [(time, frame(Self.hostA, .broadcast, 1))])
+        let wrong = FrameBuilder.udp4(
+            dst: .broadcast, src: Self.hostA, from: IPv4Address("10.0.0.1")!, to: IPv4Address("10.0.0.9")!,
+            payload: [UInt8](repeating: 1, count: 30))
+        try writeCapture(dir.appendingPathComponent("b.pcap").path, [(time, wrong)])
+        try writeCapture(dir.appendingPathComponent("c.pcap").path, [])
+        let summary = try Replay(
+            topology: Self.topology, inputs: [.init(port: "a", path: dir.appendingPathComponent("in.pcap").path)],
+            outputDirectory: dir.appendingPathComponent("out").path,
+            expectations: [.init(port: "b", path: dir.appendingPathComponent("b.pcap").path),
+                           .init(port: "c", path: dir.appendingPathComponent("c.pcap").path)]
+        ).run()
+        #expect(summary.differences.count == 2)
+        #expect(summary.differences.first == "port b, frame 0: field ipv4.dst: expected 10.0.0.9, got 10.0.0.2")
+        #expect(summary.differences.last?.hasPrefix("port c: expected 0 frames, got 1; first unexpected frame 0") == true)
+        #expect(summary.text.contains("expect: 2 differences"))
+    }
+
+    /// Bad input: a clear error, and no output directory contents left behind.
+    @Test func badInputsFailCleanly() throws {
+        let dir = Repository.temporaryDirectory("bad")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let good = dir.appendingPathComponent("good.pcap").path
+        try writeCapture(good, [(1, frame(Self.hostA, .broadcast, 1)), (2, frame(Self.hostA, .broadcast, 2))])
+
+        // Truncated capture: cut the last record in half.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: good))
+        let truncated = dir.appendingPathComponent("truncated.pcap").path
+        try bytes.prefix(bytes.count - 20).write(to: URL(fileURLWithPath: truncated))
+        // Not Ethernet: the same file with link type 101 (raw IP) in the global header.
+        var raw = bytes
+        raw[20] = 101
+        let notEthernet = dir.appendingPathComponent("raw.pcap").path
+        try raw.write(to: URL(fileURLWithPath: notEthernet))
+        let garbage = dir.appendingPathComponent("garbage.pcap").path
+        try Data("this is not a capture".utf8).write(to: URL(fileURLWithPath: garbage))
+
+        let cases: [(String, Replay.Input, String)] = [
+            ("missing", .init(port: "a", path: dir.appendingPathComponent("nope.pcap").path), "cannot read capture"),
+            ("truncated", .init(port: "a", path: truncated), "damaged or truncated"),
+            ("not ethernet", .init(port: "a", path: notEthernet), "link type RAW (12) is not Ethernet"),
+            ("garbage", .init(port: "a", path: garbage), "cannot read capture"),
+            ("unknown port", .init(port: "zz", path: good), "no port named 'zz'"),
+        ]
+        for (name, input, message) in cases {
+            let out = dir.appendingPathComponent("out-\(name.replacingOccurrences(of: " ", with: "-"))")
+            do {
+                _ = try Replay(topology: Self.topology, inputs: [input], outputDirectory: out.path).run()
+                Issue.record("\(name): replay should have failed")
+            } catch {
+                #expect(error.description.contains(message), "\(name): \(error.description)")
+            }
+            #expect(outputs(out).isEmpty, "\(name): left \(outputs(out))")
+        }
+    }
+
+    @Test func refusesStagesThatAreNotInThePipelineYet() throws {
+        let withFirewall = try TopologyLoader.parse(
+            yaml: """
+                name: fw
+                networks: { lan: { vlan: 7 } }
+                ports: { a: { tap: ta, network: lan } }
+                firewall: { default: drop }
+                """, file: "fw.yaml"
+        ).get()
+        #expect(throws: ReplayError.self) { try Replay.checkSupported(withFirewall) }
+        #expect(throws: Never.self) { try Replay.checkSupported(Self.topology) }
+    }
+
+    @Test func summaryJSONIsMachineReadable() throws {
+        let dir = Repository.temporaryDirectory("json")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var runt = frame(Self.hostA, .broadcast, 1)
+        runt.removeLast(runt.count - 9)
+        try writeCapture(dir.appendingPathComponent("a.pcap").path, [(1, frame(Self.hostA, .broadcast, 1)), (2, runt)])
+        let summary = try Replay(
+            topology: Self.topology, inputs: [.init(port: "a", path: dir.appendingPathComponent("a.pcap").path)],
+            outputDirectory: dir.appendingPathComponent("out").path
+        ).run()
+        let object = try JSONSerialization.jsonObject(with: Data(summary.json.utf8)) as! [String: Any]
+        #expect(object["frames_in"] as? Int == 2)
+        #expect(object["frames_out"] as? Int == 2)
+        #expect((object["drops"] as! [String: Int])["invalid"] == 1)
+        #expect(((object["ports"] as! [String: Any])["a"] as! [String: Int])["frames_in"] == 2)
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+import TapestryPcap
+import TapestryReplay
+import TapestryTopology
+
+/// Locations in the repository, found from this file so tests run from any directory.
+enum Repository {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let scenarios = root.appendingPathComponent("Tests/TapestryReplayTests/Scenarios")
+    static let examples = root.appendingPathComponent("examples")
+
+    static func folders(in directory: URL) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { FileManager.default.fileExists(atPath: directory.appendingPathComponent("$0/topology.yaml".replacingOccurrences(of: "$0", with: $0)).path) }.sorted()
+    }
+
+    static func temporaryDirectory(_ name: String) -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-tests-\(getpid())-\(name)")
+        try? FileManager.default.removeItem(at: url)
+        return url
+    }
+}
+
+/// One replay scenario folder (a Click-style testie): topology.yaml, in/PORT.pcap, expect/PORT.pcap
+/// for every port, expect/summary.json with the drops by reason, and a README line saying what it
+/// proves. The expected captures come from an independent oracle (scripts/gen_replay_fixtures.py).
+struct Scenario {
+    let directory: URL
+
+    var name: String { directory.lastPathComponent }
+
+    func pcaps(_ sub: String) -> [Replay.Input] {
+        let folder = directory.appendingPathComponent(sub)
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
+            .filter { $0.hasSuffix(".pcap") }.sorted()
+        return files.map { Replay.Input(port: String($0.dropLast(5)), path: folder.appendingPathComponent($0).path) }
+    }
+
+    var expectedDrops: [String: UInt64] {
+        let data = try! Data(contentsOf: directory.appendingPathComponent("expect/summary.json"))
+        let object = try! JSONSerialization.jsonObject(with: data) as! [String: Any]
+        return (object["drops"] as! [String: Any]).mapValues { UInt64(truncating: $0 as! NSNumber) }
+    }
+
+    func run() throws -> ReplaySummary {
+        let topology = try TopologyLoader.load(path: directory.appendingPathComponent("topology.yaml").path).get()
+        let out = Repository.temporaryDirectory("scenario-\(name)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let replay = Replay(topology: topology, inputs: pcaps("in"), outputDirectory: out.path, expectations: pcaps("expect"))
+        let summary = try replay.run()
+        // Every port of the topology got an output capture, readable by libpcap.
+        for port in topology.ports {
+            let path = out.appendingPathComponent("\(port.name).pcap").path
+            #expect(throws: Never.self) { _ = try PcapReader(path: path).readAll() }
+        }
+        return summary
+    }
+}
+
+@Suite struct ScenarioTests {
+    static let scenarioNames = Repository.folders(in: Repository.scenarios)
+    static let exampleNames = Repository.folders(in: Repository.examples)
+
+    @Test func scenariosAreThere() {
+        #expect(Self.scenarioNames.count >= 12, "found \(Self.scenarioNames)")
+        #expect(Self.exampleNames.contains("office"))
+    }
+
+    @Test(arguments: scenarioNames)
+    func scenario(_ name: String) throws {
+        try check(Scenario(directory: Repository.scenarios.appendingPathComponent(name)))
+    }
+
+    @Test(arguments: exampleNames)
+    func example(_ name: String) throws {
+        try check(Scenario(directory: Repository.examples.appendingPathComponent(name)))
+    }
+
+    func check(_ scenario: Scenario) throws {
+        let readme = try String(contentsOf: scenario.directory.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(!readme.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+        let summary = try scenario.run()
+        #expect(summary.expectationsChecked == scenario.pcaps("expect").count)
+        #expect(summary.expectationsChecked > 0)
+        #expect(summary.differences == [], "\(scenario.name): \(summary.differences.joined(separator: "\n"))")
+        let drops = Dictionary(uniqueKeysWithValues: summary.drops.map { ($0.key.name, $0.value) })
+        #expect(drops == scenario.expectedDrops, "\(scenario.name) drops")
+    }
+
+    /// The bundled office topology is the one the example replays.
+    @Test func officeTopologyMatchesExample() throws {
+        let shipped = try String(contentsOf: Repository.root.appendingPathComponent("topologies/office.yaml"), encoding: .utf8)
+        let example = try String(contentsOf: Repository.examples.appendingPathComponent("office/topology.yaml"), encoding: .utf8)
+        #expect(shipped == example)
+    }
+}
