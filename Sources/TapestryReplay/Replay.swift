@@ -52,29 +52,29 @@ public struct Replay {
         }
     }
 
-    public func run() throws(ReplayError) -> ReplaySummary {
+    public func run() throws -> ReplaySummary {
         try Self.checkSupported(topology)
         let configuration = DatapathConfiguration(topology: topology)
         let portNames = configuration.ports.map(\.name)
         for input in inputs + expectations where configuration.portID(named: input.port) == nil {
-            throw .unknownPort(input.port, known: portNames)
+            throw ReplayError.unknownPort(input.port, known: portNames)
         }
         var readers: [(port: PortID, reader: PcapReader)] = []
         for input in inputs {
             do {
                 readers.append((configuration.portID(named: input.port)!, try PcapReader(path: input.path)))
-            } catch { throw .capture(error) }
+            } catch { throw ReplayError.capture(error) }
         }
         var expected: [PortID: [(Int64, [UInt8])]] = [:]
         for expectation in expectations {
             do {
                 expected[configuration.portID(named: expectation.port)!] = try PcapReader(path: expectation.path).readAll()
-            } catch { throw .capture(error) }
+            } catch { throw ReplayError.capture(error) }
         }
         do {
             try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
         } catch {
-            throw .cannotCreateDirectory(outputDirectory, (error as NSError).localizedDescription)
+            throw ReplayError.cannotCreateDirectory(outputDirectory, (error as NSError).localizedDescription)
         }
         var writers: [PcapWriter] = []
         for name in portNames {
@@ -82,7 +82,7 @@ public struct Replay {
                 writers.append(try PcapWriter(path: (outputDirectory as NSString).appendingPathComponent("\(name).pcap")))
             } catch {
                 writers.forEach { $0.discard() }
-                throw .capture(error)
+                throw ReplayError.capture(error)
             }
         }
         var recorded: [PortID: [(Int64, [UInt8])]] = [:]
@@ -113,7 +113,7 @@ public struct Replay {
             return summary
         } catch {
             writers.forEach { $0.discard() }
-            throw .capture(error)
+            throw ReplayError.capture(error)
         }
     }
 

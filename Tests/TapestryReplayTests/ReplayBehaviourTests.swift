@@ -130,7 +130,7 @@ import TapestryWire
                 _ = try Replay(topology: Self.topology, inputs: [input], outputDirectory: out.path).run()
                 Issue.record("\(name): replay should have failed")
             } catch {
-                #expect(error.description.contains(message), "\(name): \(error.description)")
+                #expect("\(error)".contains(message), "\(name): \(error)")
             }
             #expect(outputs(out).isEmpty, "\(name): left \(outputs(out))")
         }

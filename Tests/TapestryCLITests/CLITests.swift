@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+
+/// A few end-to-end runs of the real `tapestry` binary: exit codes, where output goes, and that
+/// the captures it writes are readable by tcpdump.
+@Suite struct CLITests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    static var binary: URL? {
+        let candidates = [
+            Bundle.main.bundleURL.appendingPathComponent("tapestry"),
+            Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("tapestry"),
+            root.appendingPathComponent(".build/debug/tapestry"),
+        ]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+    }
+
+    struct Outcome {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func run(_ executable: URL, _ arguments: [String]) throws -> Outcome {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.currentDirectoryURL = root
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Outcome(
+            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    func tapestry(_ arguments: String...) throws -> Outcome {
+        let binary = try #require(Self.binary, "the tapestry binary was not found next to the tests")
+        return try Self.run(binary, arguments)
+    }
+
+    @Test func checkValidPrintsASummary() throws {
+        let result = try tapestry("check", "topologies/office.yaml")
+        #expect(result.status == 0)
+        #expect(result.stdout.hasPrefix("Topology 'office' is valid: 2 networks"))
+        #expect(result.stderr.isEmpty)
+    }
+
+    @Test func checkInvalidPrintsPositionsAndExits1() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-cli-\(getpid()).yaml")
+        try "name: Bad\nnetworks:\n  web: { vlan: 5000 }\nports: {}\n".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let result = try tapestry("check", file.path)
+        #expect(result.status == 1)
+        let lines = result.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3, "\(lines)")
+        #expect(lines.first?.hasPrefix("\(file.path):1:7: error: name 'Bad'") == true)
+        #expect(lines.allSatisfy { $0.hasPrefix(file.path + ":") && $0.contains(": error: ") })
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test func usageErrorsExit64() throws {
+        #expect(try tapestry("replay", "topologies/office.yaml").status == 64, "--out missing")
+        #expect(try tapestry("replay", "topologies/office.yaml", "--in", "pc1", "--out", "/tmp/x").status == 64)
+        #expect(try tapestry("frobnicate").status == 64)
+        #expect(try tapestry("--help").status == 0)
+        #expect(try tapestry("replay", "--help").stdout.contains("--expect"))
+    }
+
+    @Test func replayTheBundledExampleAndReadItWithTcpdump() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-cli-out-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: out) }
+        var arguments = ["replay", "topologies/office.yaml", "--out", out.path]
+        for port in ["pc1", "pc2", "db1", "uplink"] {
+            arguments += ["--in", "\(port)=examples/office/in/\(port).pcap", "--expect", "\(port)=examples/office/expect/\(port).pcap"]
+        }
+        let binary = try #require(Self.binary)
+        let result = try Self.run(binary, arguments)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("drops: vlan 2, invalid 1"))
+        #expect(result.stdout.contains("expect: all 4 port captures match"))
+
+        let json = try Self.run(binary, arguments + ["--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect(object?["dropped"] as? Int == 3)
+
+        let tcpdump = ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let tcpdump else {
+            print("skipping the tcpdump check: tcpdump is not installed (scripts/setup-debian.sh installs it)")
+            return
+        }
+        let read = try Self.run(URL(fileURLWithPath: tcpdump), ["-r", out.appendingPathComponent("uplink.pcap").path, "-e", "-nn"])
+        #expect(read.status == 0, "\(read.stderr)")
+        #expect(read.stdout.contains("vlan 20"), "tcpdump sees the tag the switch pushed: \(read.stdout)")
+    }
+
+    @Test func replayWithADifferenceExits1AndNamesTheField() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-cli-diff-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: out) }
+        // pc2's expected capture checked against pc1's output: they differ.
+        let result = try tapestry(
+            "replay", "topologies/office.yaml", "--in", "pc1=examples/office/in/pc1.pcap", "--in",
+            "pc2=examples/office/in/pc2.pcap", "--out", out.path, "--expect", "pc1=examples/office/expect/pc2.pcap")
+        #expect(result.status == 1)
+        #expect(result.stdout.contains("port pc1, frame 0: field eth.dst"), "\(result.stdout)")
+    }
+
+    @Test func replayErrorsExit1WithAMessage() throws {
+        let result = try tapestry("replay", "topologies/office.yaml", "--in", "nosuch=examples/office/in/pc1.pcap", "--out", "/tmp/tapestry-never")
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("no port named 'nosuch'"))
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/tapestry-never"))
+        let missing = try tapestry("check", "topologies/does-not-exist.yaml")
+        #expect(missing.status == 1 && missing.stderr.contains("does-not-exist.yaml:1:1: error: no such file"))
+    }
+}

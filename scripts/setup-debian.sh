@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the system packages Tapestry builds and tests with on Debian 12 (Swift 6 is assumed
+# installed). Idempotent; uses sudo when not run as root.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+packages=(libpcap-dev tcpdump iproute2)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
