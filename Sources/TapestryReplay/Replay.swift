@@ -71,6 +71,8 @@ public struct Replay {
                 expected[configuration.portID(named: expectation.port)!] = try PcapReader(path: expectation.path).readAll()
             } catch { throw ReplayError.capture(error) }
         }
+        // A directory this replay creates is removed again if the replay fails.
+        let createdDirectory = !FileManager.default.fileExists(atPath: outputDirectory)
         do {
             try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
         } catch {
@@ -82,6 +84,7 @@ public struct Replay {
                 writers.append(try PcapWriter(path: (outputDirectory as NSString).appendingPathComponent("\(name).pcap")))
             } catch {
                 writers.forEach { $0.discard() }
+                if createdDirectory { try? FileManager.default.removeItem(atPath: outputDirectory) }
                 throw ReplayError.capture(error)
             }
         }
@@ -113,6 +116,7 @@ public struct Replay {
             return summary
         } catch {
             writers.forEach { $0.discard() }
+            if createdDirectory { try? FileManager.default.removeItem(atPath: outputDirectory) }
             throw ReplayError.capture(error)
         }
     }
@@ -152,9 +156,12 @@ public struct Replay {
             if !batch.isEmpty && (batch.ingressPort != port || batchTime != record.timestampNanoseconds || batch.isFull) {
                 flush()
             }
-            if record.bytes.count > Self.maxFrameLength {
+            if record.bytes.count > Self.maxFrameLength || record.bytes.count < record.originalLength {
+                // Too large for a frame buffer, or cut short by the capture's snap length: the
+                // switch cannot send bytes it does not have.
                 flush()
-                datapath.countDrop(on: port, .oversize, bytes: record.bytes.count)
+                let reason: DropReason = record.bytes.count < record.originalLength ? .captureTruncated : .oversize
+                datapath.countDrop(on: port, reason, bytes: record.bytes.count)
             } else {
                 batch.ingressPort = port
                 batchTime = record.timestampNanoseconds

@@ -69,6 +69,10 @@ import Testing
         #expect(try tapestry("replay", "topologies/office.yaml").status == 64, "--out missing")
         #expect(try tapestry("replay", "topologies/office.yaml", "--in", "pc1", "--out", "/tmp/x").status == 64)
         #expect(try tapestry("frobnicate").status == 64)
+        let twice = try tapestry(
+            "replay", "topologies/office.yaml", "--in", "pc1=a.pcap", "--out", "/tmp/x", "--expect", "pc1=a.pcap",
+            "--expect", "pc1=b.pcap")
+        #expect(twice.status == 64 && twice.stderr.contains("more than once"))
         #expect(try tapestry("--help").status == 0)
         #expect(try tapestry("replay", "--help").stdout.contains("--expect"))
     }

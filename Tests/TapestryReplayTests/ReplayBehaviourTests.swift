@@ -136,6 +136,24 @@ import TapestryWire
         }
     }
 
+    /// A frame the capture cut short (snap length) is not replayed: its missing bytes are unknown.
+    @Test func snappedFramesAreCountedNotSent() throws {
+        let dir = Repository.temporaryDirectory("snapped")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("a.pcap").path
+        try writeCapture(path, [(1, frame(Self.hostA, .broadcast, 1))])
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[24 + 12] &+= 100  // the record's original length, little-endian: claim 100 more bytes on the wire
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let summary = try Replay(
+            topology: Self.topology, inputs: [.init(port: "a", path: path)],
+            outputDirectory: dir.appendingPathComponent("out").path
+        ).run()
+        #expect(summary.framesOut == 0)
+        #expect(summary.drops == [.captureTruncated: 1])
+    }
+
     @Test func refusesStagesThatAreNotInThePipelineYet() throws {
         let withFirewall = try TopologyLoader.parse(
             yaml: """

@@ -13,6 +13,8 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case noDestination
     /// The frame is larger than the switch's frame buffers.
     case oversize
+    /// Replay only: the capture holds fewer bytes of the frame than went over the wire (snap length).
+    case captureTruncated
     /// Refused by the firewall's rules (firewall stage, not yet in the pipeline).
     case firewall
     /// The connection table is full (firewall stage, not yet in the pipeline).
@@ -26,6 +28,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .multicastSource: return "multicast-source"
         case .noDestination: return "no-destination"
         case .oversize: return "oversize"
+        case .captureTruncated: return "capture-truncated"
         case .firewall: return "firewall"
         case .tableFull: return "table-full"
         }

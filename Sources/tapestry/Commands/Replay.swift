@@ -34,6 +34,10 @@ extension Tapestry {
             for value in inputs + expectations where Self.split(value) == nil {
                 throw ValidationError("'\(value)' is not PORT=FILE.pcap")
             }
+            let expected = expectations.compactMap(Self.split).map(\.port)
+            if let repeated = expected.first(where: { port in expected.filter { $0 == port }.count > 1 }) {
+                throw ValidationError("--expect names port '\(repeated)' more than once")
+            }
         }
 
         static func split(_ value: String) -> TapestryReplay.Replay.Input? {
