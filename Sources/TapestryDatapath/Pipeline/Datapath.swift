@@ -38,7 +38,7 @@ public final class Datapath {
     private let vlanIngress: VLANIngressStage
     private let l2: L2ForwardingStage
     private let vlanEgress: VLANEgressStage
-    private let accessPorts: [Bool]
+    private let accessPorts: UnsafeMutablePointer<Bool>
 
     // Counters as flat arrays so the per-frame path does plain stores.
     private let framesIn: UnsafeMutablePointer<UInt64>
@@ -61,11 +61,12 @@ public final class Datapath {
         vlanIngress = VLANIngressStage(configuration: configuration)
         l2 = L2ForwardingStage(table: macTable)
         vlanEgress = VLANEgressStage(configuration: configuration)
-        accessPorts = configuration.ports.map {
-            if case .access = $0.mode { return true }
-            return false
-        }
         let portCount = max(1, configuration.ports.count)
+        accessPorts = .allocate(capacity: portCount)
+        accessPorts.initialize(repeating: false, count: portCount)
+        for (index, port) in configuration.ports.enumerated() {
+            if case .access = port.mode { accessPorts[index] = true }
+        }
         framesIn = .allocate(capacity: portCount)
         bytesIn = .allocate(capacity: portCount)
         framesOut = .allocate(capacity: portCount)
@@ -79,6 +80,7 @@ public final class Datapath {
         vlanIngress.deallocate()
         vlanEgress.deallocate()
         for counter in [framesIn, bytesIn, framesOut, bytesOut, drops] { counter.deallocate() }
+        accessPorts.deallocate()
     }
 
     /// A batch sized for this datapath.
@@ -107,9 +109,8 @@ public final class Datapath {
         let queues = transmitQueues
         for active in 0..<queues.activeCount {
             let out = queues.activePort(active)
-            let queued = queues.count(out)
-            framesOut[Int(out)] &+= UInt64(queued)
-            for frame in 0..<queued { bytesOut[Int(out)] &+= UInt64(queues.frame(out, frame).count) }
+            framesOut[Int(out)] &+= UInt64(queues.count(out))
+            bytesOut[Int(out)] &+= UInt64(queues.byteCount(out))
         }
         macTable.sweep(now: now, budget: Self.sweepBudget)
     }

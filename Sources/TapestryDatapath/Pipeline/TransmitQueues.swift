@@ -14,6 +14,8 @@ public final class TransmitQueues {
     /// Ports with at least one frame, in the order they got their first, so draining and clearing
     /// cost nothing for idle ports.
     @usableFromInline let active: UnsafeMutablePointer<PortID>
+    /// Bytes queued per port in this batch, summed as frames are queued so counters need no pass.
+    @usableFromInline let byteCounts: UnsafeMutablePointer<Int>
     public private(set) var activeCount = 0
 
     public init(portCount: Int, batchCapacity: Int, maxFrameLength: Int) {
@@ -25,6 +27,8 @@ public final class TransmitQueues {
         counts = .allocate(capacity: max(1, portCount))
         counts.initialize(repeating: 0, count: max(1, portCount))
         active = .allocate(capacity: max(1, portCount))
+        byteCounts = .allocate(capacity: max(1, portCount))
+        byteCounts.initialize(repeating: 0, count: max(1, portCount))
     }
 
     deinit {
@@ -32,6 +36,7 @@ public final class TransmitQueues {
         lengths.deallocate()
         counts.deallocate()
         active.deallocate()
+        byteCounts.deallocate()
     }
 
     /// Number of frames queued on `port`.
@@ -41,6 +46,10 @@ public final class TransmitQueues {
     /// The ports that have frames queued, in first-use order.
     @inline(__always)
     public func activePort(_ index: Int) -> PortID { active[index] }
+
+    /// Bytes queued on `port`.
+    @inline(__always)
+    public func byteCount(_ port: PortID) -> Int { byteCounts[Int(port)] }
 
     @inline(__always)
     public func frame(_ port: PortID, _ index: Int) -> UnsafeRawBufferPointer {
@@ -64,6 +73,9 @@ public final class TransmitQueues {
         if queued == 0 {
             active[activeCount] = port
             activeCount += 1
+            byteCounts[index] = length
+        } else {
+            byteCounts[index] &+= length
         }
         counts[index] = Int32(queued + 1)
     }

@@ -1,0 +1,25 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// A separate package so the main build and `swift test` never compile the benchmark harness.
+// Run from this folder: swift package benchmark
+let package = Package(
+    name: "TapestryBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "Tapestry", path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "Pipeline",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "TapestryDatapath", package: "Tapestry"),
+                .product(name: "TapestryWire", package: "Tapestry"),
+            ],
+            path: "Benchmarks/Pipeline",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        )
+    ]
+)
