@@ -46,10 +46,10 @@ public final class Datapath {
     private let framesOut: UnsafeMutablePointer<UInt64>
     private let bytesOut: UnsafeMutablePointer<UInt64>
     private let drops: UnsafeMutablePointer<UInt64>  // [port * DropReason.count + reason]
-    private var events = L2ForwardingStage.Events()
+    private let events: UnsafeMutablePointer<L2ForwardingStage.Events>  // not a stored var: no exclusivity check
 
     /// Slots the incremental MAC sweep visits per batch.
-    private static let sweepBudget = 64
+    private static let sweepBudget = 16
 
     public init(configuration: DatapathConfiguration, batchCapacity: Int = 32, maxFrameLength: Int = 9216 + 18) {
         self.configuration = configuration
@@ -61,6 +61,8 @@ public final class Datapath {
         vlanIngress = VLANIngressStage(configuration: configuration)
         l2 = L2ForwardingStage(table: macTable)
         vlanEgress = VLANEgressStage(configuration: configuration)
+        events = .allocate(capacity: 1)
+        events.initialize(to: .init())
         let portCount = max(1, configuration.ports.count)
         accessPorts = .allocate(capacity: portCount)
         accessPorts.initialize(repeating: false, count: portCount)
@@ -81,6 +83,7 @@ public final class Datapath {
         vlanEgress.deallocate()
         for counter in [framesIn, bytesIn, framesOut, bytesOut, drops] { counter.deallocate() }
         accessPorts.deallocate()
+        events.deallocate()
     }
 
     /// A batch sized for this datapath.
@@ -99,7 +102,7 @@ public final class Datapath {
         bytesIn[port] &+= bytes
 
         vlanIngress.process(batch, accessPort: accessPorts[port])
-        l2.process(batch, now: now, events: &events)
+        l2.process(batch, now: now, events: &events.pointee)
         vlanEgress.process(batch, into: transmitQueues)
 
         let dropRow = drops + port * DropReason.count
@@ -134,9 +137,9 @@ public final class Datapath {
             for reason in DropReason.allCases { counters.drops[reason.index] = drops[port * DropReason.count + reason.index] }
             result.ports.append(counters)
         }
-        result.macLearned = events.learned
-        result.macMoved = events.moved
-        result.macTableFull = events.tableFull
+        result.macLearned = events.pointee.learned
+        result.macMoved = events.pointee.moved
+        result.macTableFull = events.pointee.tableFull
         return result
     }
 

@@ -14,7 +14,13 @@ public final class FrameBatch {
     public let slotSize: Int
     /// The port every frame of this batch arrived on.
     public var ingressPort: PortID = 0
-    public private(set) var count = 0
+    /// The frame count lives in allocated memory rather than a stored `var`: a class's stored
+    /// property would cost a dynamic exclusivity check on every access, which measured as a fifth
+    /// of the per-frame time.
+    private let countStorage: UnsafeMutablePointer<Int>
+    public var count: Int {
+        @inline(__always) get { countStorage.pointee }
+    }
 
     @usableFromInline let storage: UnsafeMutableRawPointer
     @usableFromInline let starts: UnsafeMutablePointer<Int32>
@@ -28,6 +34,8 @@ public final class FrameBatch {
         self.maxFrameLength = maxFrameLength
         self.slotSize = (Self.headroom + maxFrameLength + 63) & ~63
         storage = UnsafeMutableRawPointer.allocate(byteCount: slotSize * capacity, alignment: 64)
+        countStorage = .allocate(capacity: 1)
+        countStorage.initialize(to: 0)
         starts = .allocate(capacity: capacity)
         lengths = .allocate(capacity: capacity)
         metadata = .allocate(capacity: capacity)
@@ -38,6 +46,7 @@ public final class FrameBatch {
 
     deinit {
         storage.deallocate()
+        countStorage.deallocate()
         starts.deallocate()
         lengths.deallocate()
         metadata.deallocate()
@@ -47,7 +56,7 @@ public final class FrameBatch {
     public var isFull: Bool { count == capacity }
     public var isEmpty: Bool { count == 0 }
 
-    public func removeAll() { count = 0 }
+    public func removeAll() { countStorage.pointee = 0 }
 
     /// Copies a frame into the next slot. Returns false when the batch is full or the frame is
     /// longer than `maxFrameLength` (the caller counts that drop).
@@ -70,11 +79,12 @@ public final class FrameBatch {
 
     /// Adds the frame written into `nextFreeFrameArea()`.
     public func commit(length: Int) {
-        precondition(count < capacity && length <= maxFrameLength)
-        starts[count] = Int32(Self.headroom)
-        lengths[count] = Int32(length)
-        verdicts[count] = .pass
-        count += 1
+        let index = countStorage.pointee
+        precondition(index < capacity && length <= maxFrameLength)
+        starts[index] = Int32(Self.headroom)
+        lengths[index] = Int32(length)
+        verdicts[index] = .pass
+        countStorage.pointee = index + 1
     }
 
     /// The bytes of frame `index`.

@@ -16,7 +16,11 @@ public final class TransmitQueues {
     @usableFromInline let active: UnsafeMutablePointer<PortID>
     /// Bytes queued per port in this batch, summed as frames are queued so counters need no pass.
     @usableFromInline let byteCounts: UnsafeMutablePointer<Int>
-    public private(set) var activeCount = 0
+    /// In allocated memory, not a stored `var`, to avoid a dynamic exclusivity check per frame.
+    private let activeCountStorage: UnsafeMutablePointer<Int>
+    public var activeCount: Int {
+        @inline(__always) get { activeCountStorage.pointee }
+    }
 
     public init(portCount: Int, batchCapacity: Int, maxFrameLength: Int) {
         self.portCount = portCount
@@ -27,6 +31,8 @@ public final class TransmitQueues {
         counts = .allocate(capacity: max(1, portCount))
         counts.initialize(repeating: 0, count: max(1, portCount))
         active = .allocate(capacity: max(1, portCount))
+        activeCountStorage = .allocate(capacity: 1)
+        activeCountStorage.initialize(to: 0)
         byteCounts = .allocate(capacity: max(1, portCount))
         byteCounts.initialize(repeating: 0, count: max(1, portCount))
     }
@@ -37,6 +43,7 @@ public final class TransmitQueues {
         counts.deallocate()
         active.deallocate()
         byteCounts.deallocate()
+        activeCountStorage.deallocate()
     }
 
     /// Number of frames queued on `port`.
@@ -71,8 +78,8 @@ public final class TransmitQueues {
         precondition(queued < batchCapacity, "transmit queue overflow: a batch sent a port two copies of one frame")
         lengths[index * batchCapacity + queued] = Int32(length)
         if queued == 0 {
-            active[activeCount] = port
-            activeCount += 1
+            active[activeCountStorage.pointee] = port
+            activeCountStorage.pointee += 1
             byteCounts[index] = length
         } else {
             byteCounts[index] &+= length
@@ -82,6 +89,6 @@ public final class TransmitQueues {
 
     public func removeAll() {
         for index in 0..<activeCount { counts[Int(active[index])] = 0 }
-        activeCount = 0
+        activeCountStorage.pointee = 0
     }
 }

@@ -20,7 +20,16 @@ public final class MACTable {
 
     public let maxEntries: Int
     public let agingNanoseconds: Int64
-    public private(set) var count = 0
+    /// Mutable bookkeeping in allocated memory rather than stored `var`s: each stored property of
+    /// a class costs a dynamic exclusivity check per access, measured at a fifth of the frame time.
+    private struct Bookkeeping {
+        var count = 0
+        var sweepCursor = 0
+        /// No live entry was last seen before this (exact after `reclaimExpired`, a lower bound after).
+        var oldestSeenBound: Int64 = .max
+    }
+    private let state: UnsafeMutablePointer<Bookkeeping>
+    public var count: Int { state.pointee.count }
 
     private static let emptyKey = UInt64.max
     private let mask: Int
@@ -28,9 +37,6 @@ public final class MACTable {
     private let keys: UnsafeMutablePointer<UInt64>
     private let ports: UnsafeMutablePointer<PortID>
     private let lastSeen: UnsafeMutablePointer<Int64>
-    private var sweepCursor = 0
-    /// No live entry was last seen before this (exact after `reclaimExpired`, a lower bound after).
-    private var oldestSeenBound: Int64 = .max
 
     public init(maxEntries: Int, agingSeconds: Int) {
         precondition(maxEntries > 0)
@@ -40,6 +46,8 @@ public final class MACTable {
         while slots < maxEntries * 2 { slots <<= 1 }
         mask = slots - 1
         shift = UInt64(64 - slots.trailingZeroBitCount)
+        state = .allocate(capacity: 1)
+        state.initialize(to: Bookkeeping())
         keys = .allocate(capacity: slots)
         keys.initialize(repeating: Self.emptyKey, count: slots)
         ports = .allocate(capacity: slots)
@@ -49,6 +57,7 @@ public final class MACTable {
     }
 
     deinit {
+        state.deallocate()
         keys.deallocate()
         ports.deallocate()
         lastSeen.deallocate()
@@ -101,20 +110,20 @@ public final class MACTable {
             ports[slot] = port
             return expired ? .learned : .moved(from: previous)
         }
-        if count >= maxEntries {
+        if state.pointee.count >= maxEntries {
             // Expired entries do not count against the bound. Scanning for them costs a pass over the
             // table, so it happens only when the oldest entry may really have expired: a flood of new
             // MACs into a full table of live entries costs one comparison per frame, not a scan.
-            if now.nanoseconds &- oldestSeenBound >= agingNanoseconds { reclaimExpired(now: now) }
-            if count >= maxEntries { return .tableFull }
+            if now.nanoseconds &- state.pointee.oldestSeenBound >= agingNanoseconds { reclaimExpired(now: now) }
+            if state.pointee.count >= maxEntries { return .tableFull }
         }
         var slot = home(key)
         while keys[slot] != Self.emptyKey { slot = (slot + 1) & mask }
         keys[slot] = key
         ports[slot] = port
         lastSeen[slot] = now.nanoseconds
-        count += 1
-        oldestSeenBound = min(oldestSeenBound, now.nanoseconds)
+        state.pointee.count += 1
+        state.pointee.oldestSeenBound = min(state.pointee.oldestSeenBound, now.nanoseconds)
         return .learned
     }
 
@@ -125,14 +134,14 @@ public final class MACTable {
         var removed = 0
         var scanned = 0
         while scanned < min(budget, slotCount) {
-            let slot = sweepCursor
+            let slot = state.pointee.sweepCursor
             if keys[slot] != Self.emptyKey && isExpired(slot, now: now.nanoseconds) {
                 remove(slot: slot)
                 removed += 1
                 // The backward shift may have moved an unvisited entry into this slot: look again.
                 if keys[slot] != Self.emptyKey { scanned += 1; continue }
             }
-            sweepCursor = (sweepCursor + 1) & mask
+            state.pointee.sweepCursor = (slot + 1) & mask
             scanned += 1
         }
         return removed
@@ -154,7 +163,7 @@ public final class MACTable {
         }
         // A backward shift only moves entries into slots at or after the current one (or into
         // already-visited low slots when a probe run wraps), so this one pass sees every survivor.
-        oldestSeenBound = oldest
+        state.pointee.oldestSeenBound = oldest
     }
 
     /// Removes every entry learned on `port` (the port went away).
@@ -201,6 +210,6 @@ public final class MACTable {
             next = (next + 1) & mask
         }
         keys[hole] = Self.emptyKey
-        count -= 1
+        state.pointee.count -= 1
     }
 }
