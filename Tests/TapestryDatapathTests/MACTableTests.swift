@@ -1,5 +1,6 @@
 import Testing
 import TapestryDatapath
+import TapestryTestSupport
 import TapestryWire
 
 /// The open-addressing table against a plain dictionary model, under random learning, aging and

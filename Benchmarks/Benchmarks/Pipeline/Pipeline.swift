@@ -81,47 +81,26 @@ let benchmarks: @Sendable () -> Void = {
         maxIterations: 50
     )
 
-    // 32 destinations behind a2, 32 sources behind a1: access to access, no tags.
-    Benchmark("L2+VLAN access->access 64B unicast") { benchmark in
-        let datapath = makeDatapath()
-        learn(datapath, hosts: 100..<132, on: 1, vid: nil)
-        learn(datapath, hosts: 200..<232, on: 0, vid: nil)
-        let frames = (0..<32).map { frame(dst: 100 + UInt64($0), src: 200 + UInt64($0), vid: nil) }
-        let batch = datapath.makeBatch()
-        benchmark.startMeasurement()
-        let sent = run(datapath, batch, frames, port: 0, count: benchmark.scaledIterations.count)
-        benchmark.stopMeasurement()
-        precondition(sent == benchmark.scaledIterations.count, "every frame forwarded")
-        blackHole(sent)
+    /// Unicast in steady state: 32 destinations learned behind `outPort`, 32 sources behind
+    /// `inPort`, every frame forwarded to exactly one port.
+    func unicast(_ name: String, inPort: PortID, inVID: UInt16?, outPort: PortID, outVID: UInt16?) {
+        Benchmark(name) { benchmark in
+            let datapath = makeDatapath()
+            learn(datapath, hosts: 100..<132, on: outPort, vid: outVID)
+            learn(datapath, hosts: 200..<232, on: inPort, vid: inVID)
+            let frames = (0..<32).map { frame(dst: 100 + UInt64($0), src: 200 + UInt64($0), vid: inVID) }
+            let batch = datapath.makeBatch()
+            benchmark.startMeasurement()
+            let sent = run(datapath, batch, frames, port: inPort, count: benchmark.scaledIterations.count)
+            benchmark.stopMeasurement()
+            precondition(sent == benchmark.scaledIterations.count, "every frame forwarded")
+            blackHole(sent)
+        }
     }
 
-    // Access to trunk: a tag is written on egress.
-    Benchmark("L2+VLAN access->trunk 64B unicast (tag push)") { benchmark in
-        let datapath = makeDatapath()
-        learn(datapath, hosts: 100..<132, on: 2, vid: 10)
-        learn(datapath, hosts: 200..<232, on: 0, vid: nil)
-        let frames = (0..<32).map { frame(dst: 100 + UInt64($0), src: 200 + UInt64($0), vid: nil) }
-        let batch = datapath.makeBatch()
-        benchmark.startMeasurement()
-        let sent = run(datapath, batch, frames, port: 0, count: benchmark.scaledIterations.count)
-        benchmark.stopMeasurement()
-        precondition(sent == benchmark.scaledIterations.count)
-        blackHole(sent)
-    }
-
-    // Trunk to access: the tag is classified and removed on egress.
-    Benchmark("L2+VLAN trunk->access 64B unicast (tag pop)") { benchmark in
-        let datapath = makeDatapath()
-        learn(datapath, hosts: 100..<132, on: 3, vid: nil)
-        learn(datapath, hosts: 200..<232, on: 2, vid: 20)
-        let frames = (0..<32).map { frame(dst: 100 + UInt64($0), src: 200 + UInt64($0), vid: 20) }
-        let batch = datapath.makeBatch()
-        benchmark.startMeasurement()
-        let sent = run(datapath, batch, frames, port: 2, count: benchmark.scaledIterations.count)
-        benchmark.stopMeasurement()
-        precondition(sent == benchmark.scaledIterations.count)
-        blackHole(sent)
-    }
+    unicast("L2+VLAN access->access 64B unicast", inPort: 0, inVID: nil, outPort: 1, outVID: nil)
+    unicast("L2+VLAN access->trunk 64B unicast (tag push)", inPort: 0, inVID: nil, outPort: 2, outVID: 10)
+    unicast("L2+VLAN trunk->access 64B unicast (tag pop)", inPort: 2, inVID: 20, outPort: 3, outVID: nil)
 
     // Broadcast from an access port: one copy to each of the two other ports of the network.
     Benchmark("L2+VLAN broadcast flood to 2 ports 64B") { benchmark in
