@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "TapestryDatapath", targets: ["TapestryDatapath"]),
         .library(name: "TapestryReplay", targets: ["TapestryReplay"]),
         .library(name: "TapestryTestSupport", targets: ["TapestryTestSupport"]),
+        .library(name: "TapestryPorts", targets: ["TapestryPorts"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -20,6 +21,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .target(name: "TapestryWire"),
+        .target(name: "CTapestryLinux"),
+        .target(name: "TapestryPorts", dependencies: ["CTapestryLinux", "TapestryDatapath"]),
         .target(name: "TapestryPcap", dependencies: ["CPcap"]),
         .target(
             name: "TapestryTopology",
@@ -57,6 +60,7 @@ let package = Package(
             exclude: ["Scenarios"]
         ),
         .testTarget(name: "TapestryCLITests", dependencies: ["tapestry"]),
+        .testTarget(name: "TapestryPortsTests", dependencies: ["TapestryPorts", "TapestryWire"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,1 @@
+// Constants only; see include/tapestry_linux.h.

@@ -1,0 +1,141 @@
+import CTapestryLinux
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A TAP device opened through /dev/net/tun: created if missing, attached if it already exists
+/// as a persistent device; non-blocking; brought up; optionally moved into a named network
+/// namespace (the descriptor keeps working there).
+///
+/// Closing the descriptor destroys a device this process created (non-persistent), so a failed
+/// attach leaves nothing behind.
+public final class TAPDevice {
+    public let port: String
+    public let name: String
+    public let fileDescriptor: Int32
+    private var closed = false
+
+    /// Opens (or creates) TAP device `name` for `port` with IFF_TAP | IFF_NO_PI, non-blocking and up;
+    /// then, if `netns` is given, moves it into that namespace and brings it up there.
+    public init(port: String, name: String, netns: String? = nil) throws(PortError) {
+        self.port = port
+        guard (1...15).contains(name.utf8.count) else {
+            throw PortError(
+                port: port, operation: "open tap '\(name)'", detail: "device names are 1 to 15 bytes")
+        }
+        let fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw PortError(port: port, operation: "open /dev/net/tun", errno: errno)
+        }
+        var request = ifreq()
+        Self.setName(&request, name)
+        request.ifr_ifru.ifru_flags = TAPESTRY_IFF_TAP | TAPESTRY_IFF_NO_PI
+        guard ioctl(fd, TAPESTRY_TUNSETIFF, &request) == 0 else {
+            let code = errno
+            close(fd)
+            throw PortError(port: port, operation: "attach tap '\(name)' (TUNSETIFF)", errno: code)
+        }
+        self.name = name
+        self.fileDescriptor = fd
+        do {
+            try Self.setUp(name: name, port: port)
+            if let netns { try Self.move(name: name, into: netns, port: port) }
+        } catch {
+            close(fd)
+            closed = true
+            throw error
+        }
+    }
+
+    deinit { closeDevice() }
+
+    /// Closes the descriptor (destroying the device unless it is persistent).
+    public func closeDevice() {
+        guard !closed else { return }
+        closed = true
+        close(fileDescriptor)
+    }
+
+    /// Reads one frame into `buffer`; nil when none is waiting (EAGAIN).
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(PortError) -> Int? {
+        while true {
+            let count = Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)
+            if count >= 0 { return count }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN: return nil
+            default: throw PortError(port: port, operation: "read from tap '\(name)'", errno: errno)
+            }
+        }
+    }
+
+    /// Writes one frame; false when the device's queue is full (EAGAIN): the caller counts that drop.
+    public func write(_ frame: UnsafeRawBufferPointer) throws(PortError) -> Bool {
+        while true {
+            let count = Glibc.write(fileDescriptor, frame.baseAddress, frame.count)
+            if count >= 0 { return true }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN: return false
+            default: throw PortError(port: port, operation: "write to tap '\(name)'", errno: errno)
+            }
+        }
+    }
+
+    private static func setName(_ request: inout ifreq, _ name: String) {
+        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { bytes in
+            bytes.initializeMemory(as: UInt8.self, repeating: 0)
+            for (index, byte) in name.utf8.prefix(15).enumerated() { bytes[index] = byte }
+        }
+    }
+
+    /// Sets IFF_UP through an AF_INET control socket in the current namespace.
+    private static func setUp(name: String, port: String) throws(PortError) {
+        let control = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard control >= 0 else { throw PortError(port: port, operation: "open a control socket", errno: errno) }
+        defer { close(control) }
+        var request = ifreq()
+        setName(&request, name)
+        guard ioctl(control, TAPESTRY_SIOCGIFFLAGS, &request) == 0 else {
+            throw PortError(port: port, operation: "read flags of '\(name)'", errno: errno)
+        }
+        request.ifr_ifru.ifru_flags |= TAPESTRY_IFF_UP
+        guard ioctl(control, TAPESTRY_SIOCSIFFLAGS, &request) == 0 else {
+            throw PortError(port: port, operation: "bring '\(name)' up", errno: errno)
+        }
+    }
+
+    /// Moves the device into a named namespace (as `ip netns` names them) and brings it up there.
+    /// Uses iproute2, which knows where named namespaces live.
+    private static func move(name: String, into netns: String, port: String) throws(PortError) {
+        guard FileManager.default.fileExists(atPath: "/run/netns/\(netns)") else {
+            throw PortError(port: port, operation: "move '\(name)' into netns '\(netns)'", detail: "no such namespace")
+        }
+        for arguments in [["link", "set", name, "netns", netns], ["-n", netns, "link", "set", name, "up"]] {
+            let (status, output) = runIP(arguments)
+            guard status == 0 else {
+                throw PortError(
+                    port: port, operation: "ip \(arguments.joined(separator: " "))",
+                    detail: output.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+        }
+    }
+
+    private static func runIP(_ arguments: [String]) -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        if !FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") {
+            process.executableURL = URL(fileURLWithPath: "/sbin/ip")
+        }
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        do { try process.run() } catch { return (-1, "cannot run ip: \(error)") }
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+}
