@@ -11,7 +11,7 @@ import TapestryWire
 /// - trunk port: an 802.1Q tag whose VID is listed enters that network (an inner tag is payload);
 ///   untagged and priority-tagged frames enter `native`, or are dropped without one; an unlisted
 ///   VID or an 802.1ad outer tag is dropped.
-/// See also: `VLANEgress` (the tagging side), docs/architecture.md.
+/// See also: `VLANEgressStage` (the tagging side), docs/architecture.md.
 struct VLANIngressStage {
     /// `classification[port * 4096 + vid]`: the network a frame with that VID enters on that port
     /// (VID 0 = untagged or priority-tagged), or `unclassified`. Precomputed so ingress is one load.
@@ -36,11 +36,6 @@ struct VLANIngressStage {
     }
 
     func deallocate() { classification.deallocate() }
-
-    func isAccess(_ port: PortID, _ configuration: DatapathConfiguration) -> Bool {
-        if case .access = configuration.ports[Int(port)].mode { return true }
-        return false
-    }
 
     func process(_ batch: FrameBatch, accessPort: Bool) {
         let row = classification + Int(batch.ingressPort) * 4096
