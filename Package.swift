@@ -22,7 +22,7 @@ let package = Package(
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .target(name: "TapestryWire"),
         .target(name: "CTapestryLinux"),
-        .target(name: "TapestryPorts", dependencies: ["CTapestryLinux", "TapestryDatapath"]),
+        .target(name: "TapestryPorts", dependencies: ["CTapestryLinux", "TapestryDatapath", "TapestryWire", "TapestryTopology", "TapestryReplay"]),
         .target(name: "TapestryPcap", dependencies: ["CPcap"]),
         .target(
             name: "TapestryTopology",
@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "tapestry",
             dependencies: [
-                "TapestryReplay", "TapestryTopology",
+                "TapestryReplay", "TapestryTopology", "TapestryPorts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

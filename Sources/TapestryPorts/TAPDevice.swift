@@ -1,5 +1,6 @@
 import CTapestryLinux
 import Foundation
+import TapestryWire
 
 #if canImport(Glibc)
 import Glibc
@@ -15,11 +16,15 @@ public final class TAPDevice {
     public let port: String
     public let name: String
     public let fileDescriptor: Int32
+    /// True when frames carry a 12-byte virtio-net header and the device takes checksum and TSO
+    /// offloads (64 KB TCP segments cross in one read and one write).
+    public let offloads: Bool
     private var closed = false
 
     /// Opens (or creates) TAP device `name` for `port` with IFF_TAP | IFF_NO_PI, non-blocking and up;
-    /// then, if `netns` is given, moves it into that namespace and brings it up there.
-    public init(port: String, name: String, netns: String? = nil) throws(PortError) {
+    /// with `offloads`, also IFF_VNET_HDR, a 12-byte header and checksum/TSO offloads; then, if
+    /// `netns` is given, moves it into that namespace and brings it up there.
+    public init(port: String, name: String, netns: String? = nil, offloads: Bool = false) throws(PortError) {
         self.port = port
         guard (1...15).contains(name.utf8.count) else {
             throw PortError(
@@ -31,14 +36,27 @@ public final class TAPDevice {
         }
         var request = ifreq()
         Self.setName(&request, name)
-        request.ifr_ifru.ifru_flags = TAPESTRY_IFF_TAP | TAPESTRY_IFF_NO_PI
+        request.ifr_ifru.ifru_flags = TAPESTRY_IFF_TAP | TAPESTRY_IFF_NO_PI | (offloads ? TAPESTRY_IFF_VNET_HDR : 0)
         guard ioctl(fd, TAPESTRY_TUNSETIFF, &request) == 0 else {
             let code = errno
             close(fd)
-            throw PortError(port: port, operation: "attach tap '\(name)' (TUNSETIFF)", errno: code)
+            let hint = code == EBUSY ? "the device is in use by another process" : nil
+            throw PortError(port: port, operation: "attach tap '\(name)' (TUNSETIFF)", errno: code, detail: hint)
+        }
+        if offloads {
+            var headerSize: Int32 = Int32(VirtioNetHeader.length)
+            let features = TAPESTRY_TUN_F_CSUM | TAPESTRY_TUN_F_TSO4 | TAPESTRY_TUN_F_TSO6 | TAPESTRY_TUN_F_TSO_ECN
+            guard ioctl(fd, TAPESTRY_TUNSETVNETHDRSZ, &headerSize) == 0,
+                ioctl(fd, TAPESTRY_TUNSETOFFLOAD, Int32(bitPattern: features)) == 0
+            else {
+                let code = errno
+                close(fd)
+                throw PortError(port: port, operation: "enable offloads on tap '\(name)'", errno: code)
+            }
         }
         self.name = name
         self.fileDescriptor = fd
+        self.offloads = offloads
         do {
             try Self.setUp(name: name, port: port)
             if let netns { try Self.move(name: name, into: netns, port: port) }

@@ -9,6 +9,10 @@
 #include <sys/socket.h>
 #include <net/if.h>
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <time.h>
 
 static const unsigned long TAPESTRY_TUNSETIFF = TUNSETIFF;
 static const unsigned long TAPESTRY_TUNSETOFFLOAD = TUNSETOFFLOAD;
@@ -20,5 +24,21 @@ static const short TAPESTRY_IFF_TAP = IFF_TAP;
 static const short TAPESTRY_IFF_NO_PI = IFF_NO_PI;
 static const short TAPESTRY_IFF_VNET_HDR = IFF_VNET_HDR;
 static const short TAPESTRY_IFF_UP = IFF_UP;
+static const unsigned int TAPESTRY_TUN_F_CSUM = TUN_F_CSUM;
+static const unsigned int TAPESTRY_TUN_F_TSO4 = TUN_F_TSO4;
+static const unsigned int TAPESTRY_TUN_F_TSO6 = TUN_F_TSO6;
+static const unsigned int TAPESTRY_TUN_F_TSO_ECN = TUN_F_TSO_ECN;
+
+// sigset_t manipulation is macro-free in glibc, but keep signal setup in one C helper so the
+// Swift side only sees a descriptor: blocks SIGINT and SIGTERM for the calling thread
+// and returns a signalfd that reports them (or -1 with errno set).
+static inline int tapestry_stop_signal_fd(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
 
 #endif

@@ -125,6 +125,14 @@ public final class Datapath {
         drops[Int(port) * DropReason.count + reason.index] &+= 1
     }
 
+    /// Counts a frame the pipeline queued on `port` that the driver could not send (queue full,
+    /// port down): it moves from the port's "out" counters to its drops.
+    public func countTransmitDrop(on port: PortID, _ reason: DropReason, bytes: Int) {
+        framesOut[Int(port)] &-= 1
+        bytesOut[Int(port)] &-= UInt64(bytes)
+        drops[Int(port) * DropReason.count + reason.index] &+= 1
+    }
+
     /// A copy of all counters (allocates; for summaries and control, not the datapath).
     public var counters: DatapathCounters {
         var result = DatapathCounters(ports: [])

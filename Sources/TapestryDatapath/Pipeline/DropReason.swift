@@ -15,6 +15,13 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case oversize
     /// Replay only: the capture holds fewer bytes of the frame than went over the wire (snap length).
     case captureTruncated
+    /// Live: the output device's queue was full (the write would block); counted on the output port.
+    case txFull
+    /// Live: the output port is down (its device went away); counted on the output port.
+    case portDown
+    /// Live: an offloaded segment (GSO) had to leave a port without offloads (not segmented in
+    /// software yet); counted on the output port.
+    case offloadUnsupported
     /// Refused by the firewall's rules (firewall stage, not yet in the pipeline).
     case firewall
     /// The connection table is full (firewall stage, not yet in the pipeline).
@@ -29,6 +36,9 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .noDestination: return "no-destination"
         case .oversize: return "oversize"
         case .captureTruncated: return "capture-truncated"
+        case .txFull: return "tx-full"
+        case .portDown: return "port-down"
+        case .offloadUnsupported: return "offload-unsupported"
         case .firewall: return "firewall"
         case .tableFull: return "table-full"
         }

@@ -79,12 +79,38 @@ public final class FrameBatch {
 
     /// Adds the frame written into `nextFreeFrameArea()`.
     public func commit(length: Int) {
+        commit(length: length, offload: VirtioNetHeader())
+    }
+
+    @inline(__always)
+    func commit(length: Int, offload: VirtioNetHeader) {
         let index = countStorage.pointee
         precondition(index < capacity && length <= maxFrameLength)
         starts[index] = Int32(Self.headroom)
         lengths[index] = Int32(length)
         verdicts[index] = .pass
+        metadata[index].offload = offload
         countStorage.pointee = index + 1
+    }
+
+    /// The next free slot as a TAP device with IFF_VNET_HDR reads it: the 12-byte virtio-net
+    /// header lands in the headroom, the frame where frames start. Follow with
+    /// `commitWithVirtioHeader(readLength:)`. Nil when the batch is full.
+    public func nextFreeAreaWithVirtioHeader() -> UnsafeMutableRawBufferPointer? {
+        guard count < capacity else { return nil }
+        return UnsafeMutableRawBufferPointer(
+            start: storage + count * slotSize + Self.headroom - VirtioNetHeader.length,
+            count: VirtioNetHeader.length + maxFrameLength)
+    }
+
+    /// Adds the frame read into `nextFreeAreaWithVirtioHeader()`; `readLength` counts the header.
+    /// Returns false (adding nothing) when the read was too short to hold a header and an
+    /// Ethernet header's worth of frame.
+    public func commitWithVirtioHeader(readLength: Int) -> Bool {
+        guard readLength >= VirtioNetHeader.length else { return false }
+        let header = VirtioNetHeader(loading: storage + count * slotSize + Self.headroom - VirtioNetHeader.length)
+        commit(length: readLength - VirtioNetHeader.length, offload: header)
+        return true
     }
 
     /// The bytes of frame `index`.

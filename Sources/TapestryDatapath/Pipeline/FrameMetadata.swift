@@ -10,6 +10,8 @@ public struct FrameMetadata: Sendable {
     public var consumedTag = false
     /// PCP and DEI bits (the top 4 bits of the TCI) of the consumed tag, else 0.
     public var priorityBits: UInt16 = 0
+    /// Offloads the frame arrived with (a TAP device's virtio-net header); all zero when none.
+    public var offload = VirtioNetHeader()
 
     public init() {}
 }

@@ -1,3 +1,5 @@
+import TapestryWire
+
 /// Per-port output of one batch: the frames the pipeline decided to send, already tagged or
 /// untagged for their port.
 ///
@@ -8,6 +10,7 @@ public final class TransmitQueues {
     public let portCount: Int
     public let batchCapacity: Int
     public let slotSize: Int
+    static let prefix = 16
     @usableFromInline let storage: UnsafeMutableRawPointer
     @usableFromInline let lengths: UnsafeMutablePointer<Int32>
     @usableFromInline let counts: UnsafeMutablePointer<Int32>
@@ -25,7 +28,9 @@ public final class TransmitQueues {
     public init(portCount: Int, batchCapacity: Int, maxFrameLength: Int) {
         self.portCount = portCount
         self.batchCapacity = batchCapacity
-        self.slotSize = (maxFrameLength + 4 + 63) & ~63  // room for one pushed tag
+        // A 16-byte prefix (the virtio-net header lives in its last 12 bytes), the frame, room for
+        // one pushed tag.
+        self.slotSize = (Self.prefix + maxFrameLength + 4 + 63) & ~63
         storage = .allocate(byteCount: max(1, portCount * batchCapacity) * slotSize, alignment: 64)
         lengths = .allocate(capacity: max(1, portCount * batchCapacity))
         counts = .allocate(capacity: max(1, portCount))
@@ -61,14 +66,38 @@ public final class TransmitQueues {
     @inline(__always)
     public func frame(_ port: PortID, _ index: Int) -> UnsafeRawBufferPointer {
         let slot = Int(port) * batchCapacity + index
-        return UnsafeRawBufferPointer(start: storage + slot * slotSize, count: Int(lengths[slot]))
+        return UnsafeRawBufferPointer(start: storage + slot * slotSize + Self.prefix, count: Int(lengths[slot]))
+    }
+
+    /// The frame preceded by its 12-byte virtio-net header, as a TAP device with IFF_VNET_HDR
+    /// takes it in one write.
+    @inline(__always)
+    public func frameWithVirtioHeader(_ port: PortID, _ index: Int) -> UnsafeRawBufferPointer {
+        let slot = Int(port) * batchCapacity + index
+        return UnsafeRawBufferPointer(
+            start: storage + slot * slotSize + Self.prefix - VirtioNetHeader.length,
+            count: VirtioNetHeader.length + Int(lengths[slot]))
+    }
+
+    /// The offloads of a queued frame (all zero when it has none).
+    @inline(__always)
+    public func offload(_ port: PortID, _ index: Int) -> VirtioNetHeader {
+        let slot = Int(port) * batchCapacity + index
+        return VirtioNetHeader(loading: storage + slot * slotSize + Self.prefix - VirtioNetHeader.length)
+    }
+
+    /// Mutable bytes of a queued frame, for a driver that must finish an offload in software.
+    @inline(__always)
+    public func mutableFrame(_ port: PortID, _ index: Int) -> UnsafeMutableRawBufferPointer {
+        let slot = Int(port) * batchCapacity + index
+        return UnsafeMutableRawBufferPointer(start: storage + slot * slotSize + Self.prefix, count: Int(lengths[slot]))
     }
 
     /// Reserves the next slot of `port` and returns its memory; `finish(port:length:)` commits it.
     @inline(__always)
     func reserve(_ port: PortID) -> UnsafeMutableRawPointer {
         let slot = Int(port) * batchCapacity + Int(counts[Int(port)])
-        return storage + slot * slotSize
+        return storage + slot * slotSize + Self.prefix
     }
 
     @inline(__always)

@@ -97,6 +97,8 @@ struct VLANEgressStage {
             length = 16
         }
         (destination + length).copyMemory(from: source + skip, byteCount: rest)
+        // The virtio-net header sits in the 12 bytes before the frame; its offsets move with a tag.
+        metadata.offload.shifted(by: length - skip).store(to: destination - VirtioNetHeader.length)
         queues.finish(port, length: length + rest)
     }
 }

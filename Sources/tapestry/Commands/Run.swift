@@ -1,0 +1,51 @@
+import ArgumentParser
+import TapestryPorts
+import TapestryTopology
+
+extension Tapestry {
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Attach every port of a topology and switch frames until SIGINT or SIGTERM.",
+            discussion: """
+                Creates (or attaches to existing persistent) TAP devices, moves those with `netns:` into that \
+                namespace, and prints a line containing `ready` on standard error once all are attached. On \
+                SIGINT or SIGTERM it detaches (TAP devices it created disappear) and exits 0. A port that \
+                cannot be attached is an error naming the port; nothing is left behind. Needs CAP_NET_ADMIN.
+                """
+        )
+
+        @Argument(help: "The topology file (YAML).")
+        var topology: String
+
+        @Flag(name: .customLong("no-offloads"), help: "Open TAP devices without virtio-net headers and TSO (for comparison).")
+        var noOffloads = false
+
+        func run() throws {
+            let loaded: Topology
+            switch TopologyLoader.load(path: topology) {
+            case .success(let topology): loaded = topology
+            case .failure(let errors):
+                printError(errors.description)
+                throw ExitCode(1)
+            }
+            let live: LiveSwitch
+            do {
+                live = try LiveSwitch(topology: loaded, offloads: !noOffloads) { printError("tapestry: \($0)") }
+            } catch {
+                printError("tapestry run: \(error)")
+                throw ExitCode(1)
+            }
+            let names = loaded.ports.map(\.name).joined(separator: ", ")
+            printError("tapestry: switch '\(loaded.name)' ready: \(loaded.ports.count) ports attached (\(names))")
+            let signal = live.run()
+            live.detach()
+            let counters = live.datapath.counters
+            let framesIn = counters.ports.reduce(0) { $0 + $1.framesIn }
+            let framesOut = counters.ports.reduce(0) { $0 + $1.framesOut }
+            let drops = counters.drops.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.name) \($0.value)" }
+            printError(
+                "tapestry: stopped on \(signal): \(framesIn) frames in, \(framesOut) out, drops: \(drops.isEmpty ? "none" : drops.joined(separator: ", "))"
+            )
+        }
+    }
+}
