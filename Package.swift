@@ -61,6 +61,7 @@ let package = Package(
         ),
         .testTarget(name: "TapestryCLITests", dependencies: ["tapestry"]),
         .testTarget(name: "TapestryPortsTests", dependencies: ["TapestryPorts", "TapestryWire"]),
+        .testTarget(name: "TapestryLiveTests", dependencies: ["tapestry"]),
     ],
     swiftLanguageModes: [.v6]
 )

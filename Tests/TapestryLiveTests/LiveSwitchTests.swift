@@ -1,0 +1,189 @@
+import Foundation
+import Testing
+
+/// End-to-end: real Linux hosts in network namespaces, connected through `tapestry run`.
+/// Needs root (CI is root); each test prints why it skips otherwise. Traffic stays inside the
+/// namespaces these tests create, on 10.0.0.0/8 addresses.
+@Suite(.serialized) struct LiveSwitchTests {
+    /// Hosts a1, a2 in network web (VLAN 10), b1 in db (VLAN 20); all on one IP subnet, so only the
+    /// switch keeps b1 apart.
+    func threeHosts(_ lab: LiveLab, extra: String = "") -> String {
+        """
+        name: live
+        \(extra)
+        networks:
+          web: { vlan: 10 }
+          db: { vlan: 20 }
+        ports:
+          a1: { tap: \(lab.name("a1")), network: web, netns: \(lab.name("a1")) }
+          a2: { tap: \(lab.name("a2")), network: web, netns: \(lab.name("a2")) }
+          b1: { tap: \(lab.name("b1")), network: db, netns: \(lab.name("b1")) }
+        """
+    }
+
+    func startThreeHosts(_ lab: LiveLab, extra: String = "") throws {
+        try lab.addHosts(["a1", "a2", "b1"])
+        try lab.start(topology: threeHosts(lab, extra: extra))
+        lab.address("a1", "10.0.0.1/24")
+        lab.address("a2", "10.0.0.2/24")
+        lab.address("b1", "10.0.0.3/24")
+    }
+
+    @Test func pingWithinANetworkAndNotAcross() throws {
+        if LiveLab.skip("pingWithinANetworkAndNotAcross") { return }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        try startThreeHosts(lab)
+        let ping = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.0.2", in: "a1")
+        #expect(ping.status == 0, "a1 -> a2 in web: \(ping.output)")
+        // Broadcast ARP resolved a2's real MAC.
+        let neighbour = lab.sh("ip neigh show 10.0.0.2", in: "a1").output
+        #expect(neighbour.contains(lab.mac("a2")), "a1 learned a2's MAC through ARP: \(neighbour)")
+        let across = lab.sh("ping -c 2 -i 0.2 -W 1 10.0.0.3", in: "a1")
+        #expect(across.status != 0, "a1 (web) must not reach b1 (db): \(across.output)")
+        #expect(lab.stop() == 0)
+        #expect(lab.log.contains("stopped on SIGTERM"))
+        #expect(lab.sh("ip link show \(lab.name("a1"))", in: "a1").status != 0, "the TAP device is gone after stop")
+    }
+
+    @Test func tcpAcrossTheSwitchWithJumboFrames() throws {
+        if LiveLab.skip("tcpAcrossTheSwitchWithJumboFrames") { return }
+        guard lab_has("iperf3") else {
+            print("skipping tcpAcrossTheSwitchWithJumboFrames: iperf3 is not installed (scripts/setup-debian.sh installs it)")
+            return
+        }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        try lab.addHosts(["a1", "a2", "b1"])
+        try lab.start(topology: threeHosts(lab))
+        lab.address("a1", "10.0.0.1/24", mtu: 9000)
+        lab.address("a2", "10.0.0.2/24", mtu: 9000)
+        let jumbo = lab.sh("ping -c 2 -i 0.2 -W 2 -M do -s 8972 10.0.0.2", in: "a1")
+        #expect(jumbo.status == 0, "9000-byte frames cross unfragmented: \(jumbo.output)")
+        let server = try lab.background("iperf3 -s -1 -p 5201", in: "a2")
+        usleep(300_000)
+        let client = lab.sh("iperf3 -c 10.0.0.2 -p 5201 -t 2 -J", in: "a1")
+        server.waitUntilExit()
+        #expect(client.status == 0, "iperf3: \(client.output.prefix(400))")
+        let json = try JSONSerialization.jsonObject(with: Data(client.output.utf8)) as? [String: Any]
+        let end = json?["end"] as? [String: Any]
+        let received = (end?["sum_received"] as? [String: Any])?["bytes"] as? Double ?? 0
+        let rate = (end?["sum_received"] as? [String: Any])?["bits_per_second"] as? Double ?? 0
+        print("live TCP through tapestry (debug build): \(String(format: "%.2f", rate / 1e9)) Gbit/s")
+        #expect(received > 10_000_000, "at least 10 MB crossed the switch over TCP")
+    }
+
+    /// A trunk port: a VLAN-aware host behind it reaches access hosts of both networks with the
+    /// right tags, and a VID the trunk does not carry reaches nobody. Uses Linux VLAN
+    /// subinterfaces when the kernel has 802.1Q, else the AF_PACKET probe (scripts/vlan_probe.py).
+    @Test func trunkReachesBothNetworks() throws {
+        if LiveLab.skip("trunkReachesBothNetworks") { return }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        try lab.addHosts(["a1", "b1", "tr"])
+        try lab.start(
+            topology: """
+                name: trunk
+                networks:
+                  web: { vlan: 10 }
+                  db: { vlan: 20 }
+                ports:
+                  a1: { tap: \(lab.name("a1")), network: web, netns: \(lab.name("a1")) }
+                  b1: { tap: \(lab.name("b1")), network: db, netns: \(lab.name("b1")) }
+                  tr: { tap: \(lab.name("tr")), trunk: [web, db], netns: \(lab.name("tr")) }
+                """)
+        lab.address("a1", "10.0.10.1/24")
+        lab.address("b1", "10.0.20.1/24")
+        let trunk = lab.name("tr")
+        let kernelVLANs = lab.sh("ip link add link \(trunk) name tr.10 type vlan id 10", in: "tr").status == 0
+        if kernelVLANs {
+            print("trunk test: using Linux VLAN subinterfaces")
+            lab.sh("ip link add link \(trunk) name tr.20 type vlan id 20", in: "tr")
+            lab.sh("ip addr add 10.0.10.9/24 dev tr.10 && ip link set tr.10 up", in: "tr")
+            lab.sh("ip addr add 10.0.20.9/24 dev tr.20 && ip link set tr.20 up", in: "tr")
+            #expect(lab.sh("ping -c 2 -i 0.2 -W 2 10.0.10.1", in: "tr").status == 0)
+            #expect(lab.sh("ping -c 2 -i 0.2 -W 2 10.0.20.1", in: "tr").status == 0)
+        } else {
+            print("trunk test: this kernel has no 802.1Q; using the AF_PACKET probe")
+            let probe = LiveLab.root.appendingPathComponent("scripts/vlan_probe.py").path
+            let web = lab.sh("python3 \(probe) --dev \(trunk) --vid 10 --ip 10.0.10.9 --ping 10.0.10.1 --count 3", in: "tr")
+            #expect(web.status == 0, "VID 10 reaches a1: \(web.output)")
+            let db = lab.sh("python3 \(probe) --dev \(trunk) --vid 20 --ip 10.0.20.9 --ping 10.0.20.1 --count 3", in: "tr")
+            #expect(db.status == 0, "VID 20 reaches b1: \(db.output)")
+            let other = lab.sh(
+                "python3 \(probe) --dev \(trunk) --vid 30 --ip 10.0.10.9 --ping 10.0.10.1 --expect-silence --timeout 2", in: "tr")
+            #expect(other.status == 0, "VID 30 is not carried: \(other.output)")
+        }
+    }
+
+    /// With mac_aging 2, a host silent for 3 s is forgotten: a unicast frame to it floods again
+    /// (a third host sees it), while right after the host spoke it does not.
+    @Test func macEntriesAgeOut() throws {
+        if LiveLab.skip("macEntriesAgeOut") { return }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        try lab.addHosts(["a1", "a2", "b1"])
+        // All three hosts in web here; permanent neighbour entries so no ARP refreshes anything.
+        try lab.start(
+            topology: """
+                name: aging
+                mac_aging: 2
+                networks: { web: { vlan: 10 } }
+                ports:
+                  a1: { tap: \(lab.name("a1")), network: web, netns: \(lab.name("a1")) }
+                  a2: { tap: \(lab.name("a2")), network: web, netns: \(lab.name("a2")) }
+                  a3: { tap: \(lab.name("b1")), network: web, netns: \(lab.name("b1")) }
+                """)
+        lab.address("a1", "10.0.0.1/24")
+        lab.address("a2", "10.0.0.2/24")
+        lab.address("b1", "10.0.0.3/24")
+        lab.sh("ip neigh replace 10.0.0.2 lladdr \(lab.mac("a2")) dev \(lab.name("a1")) nud permanent", in: "a1")
+        lab.sh("ip neigh replace 10.0.0.1 lladdr \(lab.mac("a1")) dev \(lab.name("a2")) nud permanent", in: "a2")
+        let send = { (from: String, to: String) in
+            lab.sh("python3 -c \"import socket; socket.socket(2, 2).sendto(b'x', ('\(to)', 9999))\"", in: from)
+        }
+        /// Whether the third host sees a1's UDP to a2 (i.e. whether it was flooded).
+        func thirdHostSeesUnicast() throws -> Bool {
+            let capture = try lab.background(
+                "timeout 3 tcpdump -i \(lab.name("b1")) -n -c 1 --immediate-mode 'udp dst port 9999' > /tmp/\(lab.prefix)-cap.txt 2>/dev/null",
+                in: "b1")
+            usleep(1_000_000)
+            send("a1", "10.0.0.2")
+            capture.waitUntilExit()
+            let text = (try? String(contentsOfFile: "/tmp/\(lab.prefix)-cap.txt", encoding: .utf8)) ?? ""
+            try? FileManager.default.removeItem(atPath: "/tmp/\(lab.prefix)-cap.txt")
+            return text.contains("9999")
+        }
+        send("a2", "10.0.0.1")  // the switch learns a2 (and a1 from a1's ICMP reply)
+        #expect(try thirdHostSeesUnicast() == false, "a2 is known: the frame goes to a2 only")
+        usleep(3_500_000)  // a2 silent for longer than mac_aging
+        #expect(try thirdHostSeesUnicast() == true, "a2 aged out: the frame floods")
+    }
+
+    @Test func attachErrorsNameThePortAndLeaveNothing() throws {
+        if LiveLab.skip("attachErrorsNameThePortAndLeaveNothing") { return }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        try lab.addHosts(["a1"])
+        do {
+            try lab.start(
+                topology: """
+                    name: broken
+                    networks: { web: { vlan: 10 } }
+                    ports:
+                      good: { tap: \(lab.name("a1")), network: web, netns: \(lab.name("a1")) }
+                      bad: { tap: \(lab.name("zz")), network: web, netns: \(lab.prefix)-missing }
+                    """)
+            Issue.record("run should fail")
+        } catch {
+            #expect("\(error)".contains("exited 1"), "\(error)")
+            #expect(lab.log.contains("port 'bad'") && lab.log.contains("no such namespace"), "\(lab.log)")
+        }
+        #expect(lab.sh("ip link show \(lab.name("a1"))", in: "a1").status != 0, "the good port's device was removed too")
+        #expect(lab.sh("ip link show \(lab.name("zz"))").status != 0)
+    }
+}
+
+func lab_has(_ tool: String) -> Bool {
+    ["/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/"].contains { FileManager.default.isExecutableFile(atPath: $0 + tool) }
+}
