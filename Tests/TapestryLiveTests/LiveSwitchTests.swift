@@ -160,6 +160,52 @@ import Testing
         #expect(try thirdHostSeesUnicast() == true, "a2 aged out: the frame floods")
     }
 
+    /// A device deleted under the running switch: that port goes down with a logged reason and
+    /// the others keep switching.
+    @Test func deletedDeviceTakesOnlyItsPortDown() throws {
+        if LiveLab.skip("deletedDeviceTakesOnlyItsPortDown") { return }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        try startThreeHosts(lab)
+        #expect(lab.sh("ping -c 1 -W 2 10.0.0.2", in: "a1").status == 0)
+        #expect(lab.sh("ip link del \(lab.name("b1"))", in: "b1").status == 0)
+        // epoll reports the dead descriptor; wait for the log line (pinging meanwhile).
+        let deadline = Date().addingTimeInterval(5)
+        while !lab.log.contains("is down") && Date() < deadline {
+            lab.sh("ping -c 1 -W 1 10.0.0.2", in: "a1")
+        }
+        #expect(lab.log.contains("port 'b1' (tap '\(lab.name("b1"))') is down"), "\(lab.log)")
+        #expect(lab.sh("ping -c 3 -i 0.2 -W 2 10.0.0.2", in: "a1").status == 0, "web still works")
+        #expect(lab.stop() == 0)
+    }
+
+    /// `tapestry demo` on a topology of its own: pairs on one network reach each other, the pair
+    /// across networks does not, and every namespace is gone afterwards.
+    @Test func demoShowsIsolationAndCleansUp() throws {
+        if LiveLab.skip("demoShowsIsolationAndCleansUp") { return }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(lab.prefix)-demo.yaml")
+        try """
+            name: demo
+            networks: { web: { vlan: 10 }, db: { vlan: 20 } }
+            ports:
+              vm1: { tap: \(lab.name("v1")), network: web, netns: \(lab.name("v1")) }
+              vm2: { tap: \(lab.name("v2")), network: web, netns: \(lab.name("v2")) }
+              db1: { tap: \(lab.name("d1")), network: db, netns: \(lab.name("d1")) }
+            """.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let binary = try #require(LiveLab.binary)
+        let demo = lab.sh("\(binary.path) demo \(file.path)")
+        #expect(demo.status == 0, "\(demo.output)")
+        #expect(demo.output.contains("ping vm1 -> vm2: reaches it (same network)"))
+        #expect(demo.output.contains("ping vm1 -> db1: cannot reach it (different networks)"))
+        #expect(demo.output.contains("switch stopped (exit 0)"))
+        for host in ["v1", "v2", "d1"] {
+            #expect(!FileManager.default.fileExists(atPath: "/run/netns/\(lab.name(host))"), "namespace removed")
+        }
+    }
+
     @Test func attachErrorsNameThePortAndLeaveNothing() throws {
         if LiveLab.skip("attachErrorsNameThePortAndLeaveNothing") { return }
         let lab = LiveLab()

@@ -1,0 +1,138 @@
+import ArgumentParser
+import Foundation
+import TapestryTopology
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Tapestry {
+    struct Demo: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A live demonstration: namespaces as VMs, a running switch, ping within and across networks.",
+            discussion: """
+                For every tap port with `netns:` in the topology (default: topologies/demo.yaml) it creates that \
+                network namespace, starts `tapestry run` on the topology, gives each host an address in \
+                10.0.0.0/24, pings every pair of hosts, and shows which pairs reach each other: hosts on one \
+                network do, hosts on different networks do not. Then it stops the switch and removes every \
+                namespace it created. Needs root.
+                """
+        )
+
+        @Argument(help: "The topology to demonstrate.")
+        var topology = "topologies/demo.yaml"
+
+        func run() throws {
+            guard geteuid() == 0 else {
+                printError("tapestry demo: needs root (network namespaces and TAP devices); try: sudo \(CommandLine.arguments[0]) demo")
+                throw ExitCode(1)
+            }
+            let loaded: Topology
+            switch TopologyLoader.load(path: topology) {
+            case .success(let topology): loaded = topology
+            case .failure(let errors):
+                printError(errors.description)
+                throw ExitCode(1)
+            }
+            let hosts = loaded.ports.compactMap { port -> (port: String, tap: String, netns: String, network: String)? in
+                guard case .tap(let tap) = port.attachment, let netns = port.netns, case .access(let network) = port.mode
+                else { return nil }
+                return (port.name, tap, netns, network)
+            }
+            guard hosts.count >= 2 else {
+                printError("tapestry demo: the topology needs at least two access tap ports with netns")
+                throw ExitCode(1)
+            }
+            for host in hosts where FileManager.default.fileExists(atPath: "/run/netns/\(host.netns)") {
+                printError("tapestry demo: namespace '\(host.netns)' already exists; remove it (ip netns del \(host.netns)) or pick another topology")
+                throw ExitCode(1)
+            }
+            var created: [String] = []
+            var switchProcess: Process?
+            defer {
+                if let switchProcess, switchProcess.isRunning {
+                    kill(switchProcess.processIdentifier, SIGTERM)
+                    switchProcess.waitUntilExit()
+                }
+                for namespace in created { _ = Self.shell("ip netns del \(namespace)") }
+                if !created.isEmpty { print("removed namespaces \(created.joined(separator: ", "))") }
+            }
+            print("creating \(hosts.count) hosts as network namespaces: "
+                + hosts.map { "\($0.port) (network \($0.network))" }.joined(separator: ", "))
+            for host in hosts {
+                guard Self.shell("ip netns add \(host.netns)").status == 0 else {
+                    printError("tapestry demo: cannot create namespace \(host.netns)")
+                    throw ExitCode(1)
+                }
+                created.append(host.netns)
+                _ = Self.shell("ip netns exec \(host.netns) sysctl -qw net.ipv6.conf.all.disable_ipv6=1")
+            }
+            let log = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-demo-\(getpid()).log")
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            defer { try? FileManager.default.removeItem(at: log) }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+            process.arguments = ["run", topology]
+            process.standardError = FileHandle(forWritingAtPath: log.path)
+            try process.run()
+            switchProcess = process
+            let deadline = Date().addingTimeInterval(15)
+            var logText = ""
+            while Date() < deadline {
+                logText = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+                if logText.contains("ready") || !process.isRunning { break }
+                usleep(50_000)
+            }
+            guard logText.contains("ready") else {
+                printError("tapestry demo: the switch did not start:\n\(logText)")
+                throw ExitCode(1)
+            }
+            print("switch '\(loaded.name)' is running (pid \(process.processIdentifier)) on \(topology)")
+            for (index, host) in hosts.enumerated() {
+                _ = Self.shell("ip -n \(host.netns) addr add 10.0.0.\(index + 1)/24 dev \(host.tap)")
+                print("  \(host.port): 10.0.0.\(index + 1) on network \(host.network)")
+            }
+            var surprises = 0
+            for (i, from) in hosts.enumerated() {
+                for (j, to) in hosts.enumerated() where j > i {
+                    let expected = from.network == to.network
+                    let ping = Self.shell("ip netns exec \(from.netns) ping -c 3 -i 0.2 -W 1 10.0.0.\(j + 1)")
+                    let reached = ping.status == 0
+                    let summary = ping.output.split(separator: "\n").first { $0.contains("packets transmitted") }
+                        .map { String($0) } ?? ""
+                    let verdict: String
+                    switch (reached, expected) {
+                    case (true, true): verdict = "reaches it (same network): \(summary)"
+                    case (false, false): verdict = "cannot reach it (different networks), as it should be"
+                    case (true, false): verdict = "REACHES it across networks: unexpected!"
+                    case (false, true): verdict = "CANNOT reach it on the same network: unexpected! \(summary)"
+                    }
+                    if reached != expected { surprises += 1 }
+                    print("ping \(from.port) -> \(to.port): \(verdict)")
+                }
+            }
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+            logText = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            let stopped = logText.split(separator: "\n").last { $0.contains("stopped") }.map { String($0) } ?? ""
+            print("switch stopped (exit \(process.terminationStatus)): \(stopped.replacingOccurrences(of: "tapestry: ", with: ""))")
+            if surprises > 0 {
+                printError("tapestry demo: \(surprises) pair(s) did not behave as the topology says")
+                throw ExitCode(1)
+            }
+        }
+
+        static func shell(_ command: String) -> (status: Int32, output: String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", command]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            do { try process.run() } catch { return (-1, "\(error)") }
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+    }
+}
