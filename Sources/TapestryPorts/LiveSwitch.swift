@@ -33,7 +33,7 @@ public final class LiveSwitch {
         do {
             try Replay.checkSupported(topology)
         } catch {
-            throw PortError(port: "-", operation: "run", detail: error.description)
+            throw PortError(port: "", operation: "", detail: error.description)
         }
         self.topology = topology
         self.log = log
@@ -42,11 +42,11 @@ public final class LiveSwitch {
             maxFrameLength: Self.maxFrameLength)
         batch = datapath.makeBatch()
         stopSignals = tapestry_stop_signal_fd()
-        guard stopSignals >= 0 else { throw PortError(port: "-", operation: "signalfd", errno: errno) }
+        guard stopSignals >= 0 else { throw PortError(port: "", operation: "signalfd", errno: errno) }
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epoll >= 0 else {
             Glibc.close(stopSignals)
-            throw PortError(port: "-", operation: "epoll_create1", errno: errno)
+            throw PortError(port: "", operation: "epoll_create1", errno: errno)
         }
         devices = []
         up = []
@@ -60,7 +60,7 @@ public final class LiveSwitch {
                 up.append(true)
                 try watch(device.fileDescriptor, tag: UInt32(devices.count - 1), port: port.name)
             }
-            try watch(stopSignals, tag: UInt32.max, port: "-")
+            try watch(stopSignals, tag: UInt32.max, port: "")
         } catch {
             for device in devices { device.closeDevice() }
             Glibc.close(epoll)

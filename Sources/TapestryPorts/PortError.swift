@@ -17,7 +17,8 @@ public struct PortError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     public var description: String {
-        var text = "port '\(port)': \(operation) failed"
+        if port.isEmpty, operation.isEmpty { return detail ?? "unknown error" }
+        var text = port.isEmpty ? "\(operation) failed" : "port '\(port)': \(operation) failed"
         if let errno { text += ": \(String(cString: strerror(errno)))" }
         if let detail { text += " (\(detail))" }
         return text
