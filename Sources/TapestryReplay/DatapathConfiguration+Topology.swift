@@ -1,5 +1,6 @@
 import TapestryDatapath
 import TapestryTopology
+import TapestryWire
 
 extension DatapathConfiguration {
     /// Resolves a validated topology's names to the datapath's indices (ports and networks keep
@@ -19,6 +20,36 @@ extension DatapathConfiguration {
         }
         self.init(
             networks: topology.networks.map { Network(name: $0.name, vid: $0.vlan) }, ports: ports,
-            macAgingSeconds: topology.macAgingSeconds, macTableSize: topology.macTableSize)
+            macAgingSeconds: topology.macAgingSeconds, macTableSize: topology.macTableSize,
+            firewall: topology.firewall.map { FirewallConfiguration(topology: $0, networks: networkIndex) })
+    }
+}
+
+extension FirewallConfiguration {
+    public init(topology firewall: Topology.Firewall, networks: [String: NetworkID]) {
+        func prefix(_ value: IPPrefix?) -> Prefix? {
+            switch value {
+            case .v4(let address, let length)?: return .ipv4(address.rawValue, length: length)
+            case .v6(let address, let length)?: return .ipv6(high: address.high, low: address.low, length: length)
+            case nil: return nil
+            }
+        }
+        let rules = firewall.rules.map { rule -> Rule in
+            let proto: UInt8?
+            switch rule.proto {
+            case .tcp: proto = IPProtocol.tcp
+            case .udp: proto = IPProtocol.udp
+            case .icmp: proto = IPProtocol.icmp
+            case .icmpv6: proto = IPProtocol.icmpv6
+            case .any: proto = nil
+            }
+            return Rule(
+                action: rule.action == .allow ? .allow : .drop, proto: proto, source: prefix(rule.source),
+                destination: prefix(rule.destination), sourcePorts: rule.sourcePorts,
+                destinationPorts: rule.destinationPorts, network: rule.network.map { networks[$0]! })
+        }
+        self.init(
+            defaultAction: firewall.defaultAction == .allow ? .allow : .drop, maxConnections: firewall.maxConnections,
+            timeouts: Timeouts(seconds: firewall.timeouts), rules: rules)
     }
 }

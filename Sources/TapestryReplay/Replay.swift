@@ -40,11 +40,6 @@ public struct Replay {
     /// Refuses topologies whose configured stages are not in the pipeline yet, rather than
     /// silently forwarding what a firewall or load balancer was meant to stop or rewrite.
     public static func checkSupported(_ topology: Topology) throws(ReplayError) {
-        if topology.firewall != nil {
-            throw .unsupported(
-                "this topology has a 'firewall' section; the firewall stage is not in the pipeline yet, so Tapestry refuses to run it rather than forward everything (check accepts it)"
-            )
-        }
         if !topology.loadBalancers.isEmpty {
             throw .unsupported(
                 "this topology has 'load_balancers'; the load balancer stage is not in the pipeline yet, so Tapestry refuses to run it (check accepts it)"
@@ -108,6 +103,11 @@ public struct Replay {
                 },
                 drops: counters.drops, macLearned: counters.macLearned, macMoved: counters.macMoved,
                 macTableFull: counters.macTableFull, differences: [], expectationsChecked: expectations.count)
+            if topology.firewall != nil {
+                summary.firewall = .init(
+                    created: counters.connectionsCreated, evicted: counters.connectionsEvicted,
+                    related: counters.relatedPassed, tracked: counters.connections)
+            }
             for expectation in expectations {
                 let port = configuration.portID(named: expectation.port)!
                 summary.differences += Self.compare(

@@ -18,6 +18,15 @@ public struct ReplaySummary: Sendable, Equatable {
     public var macLearned: UInt64
     public var macMoved: UInt64
     public var macTableFull: UInt64
+    /// Firewall figures, when the topology has a firewall.
+    public var firewall: FirewallFigures? = nil
+
+    public struct FirewallFigures: Sendable, Equatable {
+        public var created: UInt64
+        public var evicted: UInt64
+        public var related: UInt64
+        public var tracked: Int
+    }
     /// One line per difference found by `--expect` (empty when all matched or none was given).
     public var differences: [String]
     public var expectationsChecked: Int
@@ -45,6 +54,11 @@ public struct ReplaySummary: Sendable, Equatable {
             lines.append("drops: " + list.joined(separator: ", "))
         }
         lines.append("mac table: \(macLearned) learned, \(macMoved) moved, \(macTableFull) not learned (table full)")
+        if let firewall {
+            lines.append(
+                "firewall: \(firewall.created) connections created, \(firewall.evicted) evicted unreplied, \(firewall.related) related ICMP errors passed, \(firewall.tracked) in the table at the end"
+            )
+        }
         if expectationsChecked > 0 {
             if differences.isEmpty {
                 lines.append("expect: all \(expectationsChecked) port capture\(expectationsChecked == 1 ? "" : "s") match")
@@ -72,6 +86,12 @@ public struct ReplaySummary: Sendable, Equatable {
             "frames_in": framesIn, "frames_out": framesOut, "dropped": totalDrops,
             "mac_table": ["learned": macLearned, "moved": macMoved, "not_learned_table_full": macTableFull],
         ]
+        if let firewall {
+            object["firewall"] = [
+                "connections_created": firewall.created, "evicted": firewall.evicted, "related": firewall.related,
+                "tracked": firewall.tracked,
+            ]
+        }
         if expectationsChecked > 0 {
             object["expect"] = ["checked": expectationsChecked, "match": differences.isEmpty, "differences": differences]
         }

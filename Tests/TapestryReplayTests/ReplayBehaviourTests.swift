@@ -155,15 +155,16 @@ import TapestryWire
     }
 
     @Test func refusesStagesThatAreNotInThePipelineYet() throws {
-        let withFirewall = try TopologyLoader.parse(
+        let withBalancer = try TopologyLoader.parse(
             yaml: """
-                name: fw
+                name: lb
                 networks: { lan: { vlan: 7 } }
                 ports: { a: { tap: ta, network: lan } }
-                firewall: { default: drop }
-                """, file: "fw.yaml"
+                load_balancers:
+                  web: { network: lan, vip: 10.0.0.100, port: 80, backends: [10.0.0.11:8080] }
+                """, file: "lb.yaml"
         ).get()
-        #expect(throws: ReplayError.self) { try Replay.checkSupported(withFirewall) }
+        #expect(throws: ReplayError.self) { try Replay.checkSupported(withBalancer) }
         #expect(throws: Never.self) { try Replay.checkSupported(Self.topology) }
     }
 

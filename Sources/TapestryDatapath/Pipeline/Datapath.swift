@@ -10,7 +10,7 @@ import TapestryWire
 ///   VLANIngressStage   parse once; access/trunk/native → network        drop: invalid, vlan
 ///        │
 ///        ▼
-///   [firewall stage]   connection tracking and rules (issue 4; its place) drop: firewall, table-full
+///   FirewallStage      connection tracking, rules on NEW connections       drop: firewall, invalid, table-full
 ///        │
 ///        ▼
 ///   [load balancer]    VIP ARP, NAT, round robin (issue 5; its place)
@@ -36,6 +36,8 @@ public final class Datapath {
     public let maxFrameLength: Int
 
     private let vlanIngress: VLANIngressStage
+    private let firewall: FirewallStage?
+    private let firewallEvents: UnsafeMutablePointer<FirewallStage.Events>
     private let l2: L2ForwardingStage
     private let vlanEgress: VLANEgressStage
     private let accessPorts: UnsafeMutablePointer<Bool>
@@ -59,6 +61,9 @@ public final class Datapath {
         transmitQueues = TransmitQueues(
             portCount: configuration.ports.count, batchCapacity: batchCapacity, maxFrameLength: maxFrameLength)
         vlanIngress = VLANIngressStage(configuration: configuration)
+        firewall = configuration.firewall.map { FirewallStage(configuration: $0) }
+        firewallEvents = .allocate(capacity: 1)
+        firewallEvents.initialize(to: .init())
         l2 = L2ForwardingStage(table: macTable)
         vlanEgress = VLANEgressStage(configuration: configuration)
         events = .allocate(capacity: 1)
@@ -84,6 +89,7 @@ public final class Datapath {
         for counter in [framesIn, bytesIn, framesOut, bytesOut, drops] { counter.deallocate() }
         accessPorts.deallocate()
         events.deallocate()
+        firewallEvents.deallocate()
     }
 
     /// A batch sized for this datapath.
@@ -102,6 +108,7 @@ public final class Datapath {
         bytesIn[port] &+= bytes
 
         vlanIngress.process(batch, accessPort: accessPorts[port])
+        if let firewall { firewall.process(batch, now: now, events: &firewallEvents.pointee) }
         l2.process(batch, now: now, events: &events.pointee)
         vlanEgress.process(batch, into: transmitQueues)
 
@@ -148,8 +155,15 @@ public final class Datapath {
         result.macLearned = events.pointee.learned
         result.macMoved = events.pointee.moved
         result.macTableFull = events.pointee.tableFull
+        result.connectionsCreated = firewallEvents.pointee.created
+        result.connectionsEvicted = firewallEvents.pointee.evicted
+        result.relatedPassed = firewallEvents.pointee.related
+        result.connections = firewall?.table.count ?? 0
         return result
     }
+
+    /// The connection table, when the firewall is on.
+    public var connectionTable: ConnectionTable? { firewall?.table }
 
     /// Ports that carry `network`, in configuration order.
     public func ports(of network: NetworkID) -> [PortID] { vlanEgress.ports(of: network) }

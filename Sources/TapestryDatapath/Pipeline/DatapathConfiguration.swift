@@ -39,8 +39,13 @@ public struct DatapathConfiguration: Sendable {
     public var ports: [Port]
     public var macAgingSeconds: Int
     public var macTableSize: Int
+    /// Nil: no firewall stage, every connection allowed.
+    public var firewall: FirewallConfiguration?
 
-    public init(networks: [Network], ports: [Port], macAgingSeconds: Int = 300, macTableSize: Int = 8192) {
+    public init(
+        networks: [Network], ports: [Port], macAgingSeconds: Int = 300, macTableSize: Int = 8192,
+        firewall: FirewallConfiguration? = nil
+    ) {
         precondition(ports.count < Int(PortID.max) && networks.count < 4095)
         for port in ports {
             for network in port.networks { precondition(Int(network) < networks.count) }
@@ -50,6 +55,7 @@ public struct DatapathConfiguration: Sendable {
         self.ports = ports
         self.macAgingSeconds = macAgingSeconds
         self.macTableSize = macTableSize
+        self.firewall = firewall
     }
 
     public func portID(named name: String) -> PortID? {

@@ -15,6 +15,12 @@ public struct DatapathCounters: Sendable, Equatable {
     public var macMoved: UInt64 = 0
     /// New MACs not learned because the table was full (those frames flood).
     public var macTableFull: UInt64 = 0
+    /// Firewall: connections created, evicted unreplied to make room, ICMP errors passed as related,
+    /// and connections in the table now (live or not yet swept).
+    public var connectionsCreated: UInt64 = 0
+    public var connectionsEvicted: UInt64 = 0
+    public var relatedPassed: UInt64 = 0
+    public var connections = 0
 
     /// Drops by reason over all ports.
     public var drops: [DropReason: UInt64] {

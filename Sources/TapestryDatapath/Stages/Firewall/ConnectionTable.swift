@@ -1,0 +1,260 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One tracked connection. A trivial value stored in a preallocated slab.
+public struct ConnectionEntry: Sendable {
+    public enum Kind: UInt8, Sendable { case tcp, udp, icmp, other }
+
+    public var key = FlowKey()
+    public var kind = Kind.other
+    /// True when endpoint A of the key opened the connection.
+    public var originIsA = true
+    /// A packet in the reply direction has been seen.
+    public var replied = false
+    public var tcpState = TCPConnectionState.synSent
+    /// Which side sent the first FIN (TCP): 0 none, 1 original, 2 reply.
+    public var closer: UInt8 = 0
+    public var inUse = false
+    public var generation: UInt32 = 0
+    /// Index of the rule that allowed it, -1 for `default`.
+    public var rule: Int32 = -1
+    public var created: Int64 = 0
+    public var lastSeen: Int64 = 0
+    /// The timeout of the current state, cached so expiry is one subtraction.
+    public var timeout: Int64 = 0
+    public var packetsOriginal: UInt64 = 0
+    public var packetsReply: UInt64 = 0
+    public var bytesOriginal: UInt64 = 0
+    public var bytesReply: UInt64 = 0
+
+    public init() {}
+
+    @inline(__always)
+    public func isExpired(now: Int64) -> Bool { now &- lastSeen >= timeout }
+
+    /// Unreplied connections may be evicted to make room (Linux's early drop): a TCP connection
+    /// still in SYN_SENT, or a flow that never saw a reply.
+    public var isEvictable: Bool { kind == .tcp ? tcpState == .synSent : !replied }
+}
+
+/// The connection table: a bounded slab of entries plus an open-addressing index over it.
+///
+/// - One lookup finds a connection from either direction (`FlowKey` is canonical).
+/// - The slab never moves entries (the index refers to them by id), so the unreplied-eviction
+///   queue can name them by id and generation.
+/// - Bounded: at `maxEntries` a new connection evicts the oldest unreplied (or expired) one, or is
+///   refused; established connections are never evicted.
+/// - Memory: the slab and index are allocated once, with `calloc`, so pages are touched only as
+///   entries are used; `bytesPerEntry` says what a full table costs.
+public final class ConnectionTable {
+    public let maxEntries: Int
+    private let entries: UnsafeMutablePointer<ConnectionEntry>
+    /// Index cells: hash tag in the high 32 bits, entry id + 1 in the low 32 (0 = empty).
+    private let index: UnsafeMutablePointer<UInt64>
+    private let mask: Int
+    private let freeIDs: UnsafeMutablePointer<UInt32>
+    /// Ring of (generation << 32 | id) in creation order, for eviction.
+    private let evictionRing: UnsafeMutablePointer<UInt64>
+    private let ringCapacity: Int
+    private let state: UnsafeMutablePointer<Bookkeeping>
+    private let seed: UInt64
+
+    private struct Bookkeeping {
+        var count = 0
+        var freeCount = 0
+        var ringHead = 0
+        var ringCount = 0
+        var sweepCursor = 0
+        var nextGeneration: UInt32 = 1
+    }
+
+    /// Bytes a table of `maxEntries` can use: an entry plus two index cells per entry.
+    public static var bytesPerEntry: Int { MemoryLayout<ConnectionEntry>.stride + 2 * MemoryLayout<UInt64>.stride + 4 + 8 }
+
+    public init(maxEntries: Int, seed: UInt64 = 0x5EED_7A9E_5775_0001) {
+        precondition(maxEntries > 0 && maxEntries < Int(UInt32.max) / 2)
+        self.maxEntries = maxEntries
+        self.seed = seed
+        var slots = 16
+        while slots < maxEntries * 2 { slots <<= 1 }
+        mask = slots - 1
+        // calloc: zeroed, and untouched pages cost no resident memory.
+        entries = calloc(maxEntries, MemoryLayout<ConnectionEntry>.stride)!.bindMemory(
+            to: ConnectionEntry.self, capacity: maxEntries)
+        index = calloc(slots, MemoryLayout<UInt64>.stride)!.bindMemory(to: UInt64.self, capacity: slots)
+        freeIDs = .allocate(capacity: maxEntries)
+        for id in 0..<maxEntries { freeIDs[id] = UInt32(maxEntries - 1 - id) }
+        ringCapacity = maxEntries * 2
+        evictionRing = .allocate(capacity: ringCapacity)
+        state = .allocate(capacity: 1)
+        state.initialize(to: Bookkeeping(freeCount: maxEntries))
+    }
+
+    deinit {
+        free(entries)
+        free(index)
+        freeIDs.deallocate()
+        evictionRing.deallocate()
+        state.deallocate()
+    }
+
+    public var count: Int { state.pointee.count }
+
+    @inline(__always)
+    private func home(_ tag: UInt32) -> Int { Int(tag) & mask }
+
+    /// The live entry for `key`, or nil; an expired entry is removed on the way.
+    @inline(__always)
+    public func lookup(_ key: FlowKey, now: Int64) -> Int? {
+        let hash = key.hash(seed: seed)
+        let tag = UInt32(truncatingIfNeeded: hash >> 32)
+        var cell = home(tag)
+        while true {
+            let value = index[cell]
+            if value == 0 { return nil }
+            if UInt32(truncatingIfNeeded: value >> 32) == tag {
+                let id = Int(UInt32(truncatingIfNeeded: value)) - 1
+                if entries[id].key == key {
+                    if entries[id].isExpired(now: now) {
+                        removeCell(cell)
+                        release(id)
+                        return nil
+                    }
+                    return id
+                }
+            }
+            cell = (cell + 1) & mask
+        }
+    }
+
+    @inline(__always)
+    public func entry(_ id: Int) -> UnsafeMutablePointer<ConnectionEntry> { entries + id }
+
+    public enum InsertResult: Equatable, Sendable {
+        case inserted(Int)
+        /// Inserted after evicting an unreplied or expired connection.
+        case insertedAfterEviction(Int)
+        case full
+    }
+
+    /// Adds a connection for `key` (which must not be present). `configure` fills in the entry.
+    @inline(__always)
+    public func insert(_ key: FlowKey, now: Int64, configure: (inout ConnectionEntry) -> Void) -> InsertResult {
+        var evicted = false
+        if state.pointee.count >= maxEntries {
+            guard evictOne(now: now) else { return .full }
+            evicted = true
+        }
+        let id = Int(freeIDs[state.pointee.freeCount - 1])
+        state.pointee.freeCount -= 1
+        state.pointee.count += 1
+        var entry = ConnectionEntry()
+        entry.key = key
+        entry.inUse = true
+        entry.generation = state.pointee.nextGeneration
+        state.pointee.nextGeneration &+= 1
+        entry.created = now
+        entry.lastSeen = now
+        configure(&entry)
+        entries[id] = entry
+        let tag = UInt32(truncatingIfNeeded: key.hash(seed: seed) >> 32)
+        var cell = home(tag)
+        while index[cell] != 0 { cell = (cell + 1) & mask }
+        index[cell] = UInt64(tag) << 32 | UInt64(id + 1)
+        pushEvictable(id: id, generation: entry.generation)
+        return evicted ? .insertedAfterEviction(id) : .inserted(id)
+    }
+
+    /// Removes the connection with entry `id` (a reopened TCP 4-tuple, a flush).
+    public func remove(id: Int) {
+        guard entries[id].inUse, let cell = cell(of: id) else { return }
+        removeCell(cell)
+        release(id)
+    }
+
+    /// Removes expired connections, visiting at most `budget` entries from where the last sweep stopped.
+    @discardableResult
+    public func sweep(now: Int64, budget: Int) -> Int {
+        var removed = 0
+        for _ in 0..<min(budget, maxEntries) {
+            let id = state.pointee.sweepCursor
+            state.pointee.sweepCursor = id + 1 == maxEntries ? 0 : id + 1
+            if entries[id].inUse && entries[id].isExpired(now: now) {
+                remove(id: id)
+                removed += 1
+            }
+        }
+        return removed
+    }
+
+    /// Live connections (allocates; for display and tests).
+    public func liveEntries(now: Int64) -> [ConnectionEntry] {
+        (0..<maxEntries).compactMap { entries[$0].inUse && !entries[$0].isExpired(now: now) ? entries[$0] : nil }
+    }
+
+    // MARK: internals
+
+    private func cell(of id: Int) -> Int? {
+        let tag = UInt32(truncatingIfNeeded: entries[id].key.hash(seed: seed) >> 32)
+        var cell = home(tag)
+        while index[cell] != 0 {
+            if Int(UInt32(truncatingIfNeeded: index[cell])) - 1 == id { return cell }
+            cell = (cell + 1) & mask
+        }
+        return nil
+    }
+
+    private func release(_ id: Int) {
+        entries[id].inUse = false
+        freeIDs[state.pointee.freeCount] = UInt32(id)
+        state.pointee.freeCount += 1
+        state.pointee.count -= 1
+    }
+
+    private func pushEvictable(id: Int, generation: UInt32) {
+        if state.pointee.ringCount == ringCapacity {
+            // Full of stale ids: forget the oldest. (A live unreplied entry forgotten here can no
+            // longer be evicted early; it still expires on its timeout.)
+            state.pointee.ringHead = (state.pointee.ringHead + 1) % ringCapacity
+            state.pointee.ringCount -= 1
+        }
+        let tail = (state.pointee.ringHead + state.pointee.ringCount) % ringCapacity
+        evictionRing[tail] = UInt64(generation) << 32 | UInt64(id)
+        state.pointee.ringCount += 1
+    }
+
+    /// Evicts the oldest connection that is unreplied or expired. False when there is none.
+    private func evictOne(now: Int64) -> Bool {
+        while state.pointee.ringCount > 0 {
+            let value = evictionRing[state.pointee.ringHead]
+            state.pointee.ringHead = (state.pointee.ringHead + 1) % ringCapacity
+            state.pointee.ringCount -= 1
+            let id = Int(UInt32(truncatingIfNeeded: value))
+            let generation = UInt32(truncatingIfNeeded: value >> 32)
+            let entry = entries[id]
+            guard entry.inUse, entry.generation == generation else { continue }
+            if entry.isEvictable || entry.isExpired(now: now) {
+                remove(id: id)
+                return true
+            }
+            // Replied: it stays, and is no longer a candidate.
+        }
+        return false
+    }
+
+    /// Backward-shift deletion of index cell `removed` (as in `MACTable`).
+    private func removeCell(_ removed: Int) {
+        var hole = removed
+        var next = (hole + 1) & mask
+        while index[next] != 0 {
+            let ideal = home(UInt32(truncatingIfNeeded: index[next] >> 32))
+            if (hole - ideal) & mask < (next - ideal) & mask {
+                index[hole] = index[next]
+                hole = next
+            }
+            next = (next + 1) & mask
+        }
+        index[hole] = 0
+    }
+}

@@ -1,0 +1,306 @@
+import TapestryWire
+
+/// The stateful firewall: connection tracking and rules.
+///
+/// Expects: frames classified by `VLANIngressStage` (`metadata.network`, `metadata.parsed`).
+/// Emits: nothing new; frames it does not drop keep their `.pass` verdict.
+/// Drops: `firewall` (a NEW connection the rules refuse), `invalid` (a TCP packet that is not a
+/// SYN for an unknown connection, a packet that does not fit its connection's state, an unsolicited
+/// echo reply, an ICMP error about nothing tracked, a later fragment of a datagram not let through),
+/// `table-full` (a NEW connection when the table is full of connections that may not be evicted).
+/// Passes untouched: non-IP frames, ICMPv6 neighbour discovery and MLD.
+///
+/// Rules are evaluated once per connection, when it is created; later packets cost one lookup.
+/// See also: `TCPConnectionState`, `ConnectionTable`, docs/firewall.md.
+struct FirewallStage {
+    let configuration: FirewallConfiguration
+    let table: ConnectionTable
+    let fragments = FragmentTable()
+
+    struct Events {
+        var created: UInt64 = 0
+        var evicted: UInt64 = 0
+        var related: UInt64 = 0
+    }
+
+    init(configuration: FirewallConfiguration) {
+        self.configuration = configuration
+        table = ConnectionTable(maxEntries: configuration.maxConnections)
+    }
+
+    /// What the stage learned about one packet, for its decision.
+    private struct Packet {
+        var key = FlowKey()
+        var sourceIsA = true
+        var tcpFlags: UInt8 = 0
+        var isTCP = false
+        var isEchoReply = false
+        var sourceHigh: UInt64 = 0
+        var sourceLow: UInt64 = 0
+        var destinationHigh: UInt64 = 0
+        var destinationLow: UInt64 = 0
+        var sourcePort: UInt16 = 0
+        var destinationPort: UInt16 = 0
+    }
+
+    func process(_ batch: FrameBatch, now: Timestamp, events: inout Events) {
+        let now = now.nanoseconds
+        for index in 0..<batch.count where !batch.verdicts[index].isDrop {
+            let parsed = batch.metadata[index].parsed
+            guard parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6 else { continue }
+            let frame = UnsafeRawBufferPointer(batch.frame(index))
+            if let reason = decide(frame, parsed, network: batch.metadata[index].network, now: now, events: &events) {
+                batch.verdicts[index] = .drop(reason)
+            }
+        }
+        table.sweep(now: now, budget: 32)
+    }
+
+    /// Nil to pass the frame, else the drop reason.
+    @inline(__always)
+    private func decide(
+        _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame, network: NetworkID, now: Int64, events: inout Events
+    ) -> DropReason? {
+        let l3 = Int(parsed.l3Offset)
+        let isIPv6 = parsed.layer3 == .ipv6
+        var packet = Packet()
+        if isIPv6 {
+            packet.sourceHigh = load64(frame, l3 + 8)
+            packet.sourceLow = load64(frame, l3 + 16)
+            packet.destinationHigh = load64(frame, l3 + 24)
+            packet.destinationLow = load64(frame, l3 + 32)
+        } else {
+            packet.sourceLow = FlowKey.mapped(frame.u32(l3 + 12))
+            packet.destinationLow = FlowKey.mapped(frame.u32(l3 + 16))
+        }
+        let proto = parsed.ipProtocol
+        if parsed.fragment == .later {
+            let key = fragmentKey(packet, network: network, proto: proto, isIPv6: isIPv6)
+            let identification = fragmentIdentification(frame, parsed)
+            return fragments.contains(key, identification: identification, now: now) ? nil : .invalid
+        }
+        if parsed.hasL4 {
+            let l4 = Int(parsed.l4Offset)
+            switch proto {
+            case IPProtocol.tcp:
+                packet.isTCP = true
+                packet.sourcePort = frame.u16(l4)
+                packet.destinationPort = frame.u16(l4 + 2)
+                packet.tcpFlags = frame[l4 + 13]
+            case IPProtocol.udp:
+                packet.sourcePort = frame.u16(l4)
+                packet.destinationPort = frame.u16(l4 + 2)
+            case IPProtocol.icmp, IPProtocol.icmpv6:
+                let type = frame[l4]
+                let isV6 = proto == IPProtocol.icmpv6
+                if isV6 ? (1...4).contains(type) : (type == 3 || type == 4 || type == 5 || type == 11 || type == 12) {
+                    if isRelated(frame, icmpAt: l4, isIPv6: isIPv6, network: network, now: now) {
+                        events.related &+= 1
+                        return nil
+                    }
+                    return .invalid
+                }
+                if isV6 && ((130...137).contains(type) || type == 143) { return nil }  // MLD, ND
+                let echoRequest: UInt8 = isV6 ? 128 : 8
+                let echoReply: UInt8 = isV6 ? 129 : 0
+                if type == echoRequest || type == echoReply {
+                    let identifier = frame.u16(l4 + 4)
+                    packet.sourcePort = identifier
+                    packet.destinationPort = identifier
+                    packet.isEchoReply = type == echoReply
+                }
+            default:
+                break
+            }
+        }
+        packet.key = FlowKey(
+            network: network, proto: proto, isIPv6: isIPv6, sourceHigh: packet.sourceHigh, sourceLow: packet.sourceLow,
+            sourcePort: packet.sourcePort, destinationHigh: packet.destinationHigh,
+            destinationLow: packet.destinationLow, destinationPort: packet.destinationPort,
+            sourceIsA: &packet.sourceIsA)
+        let length = UInt64(frame.count)
+        if let id = table.lookup(packet.key, now: now) {
+            let entry = table.entry(id)
+            let direction: TCPConnectionState.Direction =
+                packet.sourceIsA == entry.pointee.originIsA ? .original : .reply
+            if packet.isTCP {
+                let closer: TCPConnectionState.Direction? =
+                    entry.pointee.closer == 0 ? nil : (entry.pointee.closer == 1 ? .original : .reply)
+                switch entry.pointee.tcpState.on(flags: packet.tcpFlags, from: direction, closer: closer) {
+                case .invalid:
+                    return .invalid
+                case .reopen:
+                    table.remove(id: id)
+                    return open(packet, frame, parsed, network: network, now: now, events: &events)
+                case .move(let state, let newCloser):
+                    entry.pointee.tcpState = state
+                    entry.pointee.closer = newCloser.map { $0 == .original ? 1 : 2 } ?? 0
+                    entry.pointee.timeout = configuration.timeouts.tcp[Int(state.rawValue)]
+                }
+            }
+            if direction == .reply {
+                if !entry.pointee.replied && !packet.isTCP {
+                    entry.pointee.timeout =
+                        entry.pointee.kind == .icmp ? configuration.timeouts.icmp : configuration.timeouts.udpStream
+                }
+                entry.pointee.replied = true
+                entry.pointee.packetsReply &+= 1
+                entry.pointee.bytesReply &+= length
+            } else {
+                entry.pointee.packetsOriginal &+= 1
+                entry.pointee.bytesOriginal &+= length
+            }
+            entry.pointee.lastSeen = now
+            if parsed.fragment == .first { rememberFragment(frame, parsed, packet, network: network, now: now) }
+            return nil
+        }
+        return open(packet, frame, parsed, network: network, now: now, events: &events)
+    }
+
+    /// A packet of no live connection: may it open one?
+    private func open(
+        _ packet: Packet, _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame, network: NetworkID, now: Int64,
+        events: inout Events
+    ) -> DropReason? {
+        if packet.isTCP && !TCPConnectionState.isOpening(packet.tcpFlags) { return .invalid }
+        if packet.isEchoReply { return .invalid }
+        let (action, rule) = evaluate(packet, proto: parsed.ipProtocol, network: network)
+        guard action == .allow else { return .firewall }
+        let kind: ConnectionEntry.Kind
+        switch parsed.ipProtocol {
+        case IPProtocol.tcp: kind = .tcp
+        case IPProtocol.udp: kind = .udp
+        case IPProtocol.icmp, IPProtocol.icmpv6: kind = .icmp
+        default: kind = .other
+        }
+        let timeouts = configuration.timeouts
+        let result = table.insert(packet.key, now: now) { entry in
+            entry.kind = kind
+            entry.originIsA = packet.sourceIsA
+            entry.rule = Int32(rule)
+            entry.tcpState = .synSent
+            entry.packetsOriginal = 1
+            entry.bytesOriginal = UInt64(frame.count)
+            switch kind {
+            case .tcp: entry.timeout = timeouts.tcp[Int(TCPConnectionState.synSent.rawValue)]
+            case .icmp: entry.timeout = timeouts.icmp
+            case .udp, .other: entry.timeout = timeouts.udp
+            }
+        }
+        switch result {
+        case .full: return .tableFull
+        case .insertedAfterEviction: events.evicted &+= 1
+        case .inserted: break
+        }
+        events.created &+= 1
+        if parsed.fragment == .first { rememberFragment(frame, parsed, packet, network: network, now: now) }
+        return nil
+    }
+
+    /// First match wins; `default` when nothing matches. Returns the action and the rule's index
+    /// (-1 for the default).
+    @inline(__always)
+    private func evaluate(_ packet: Packet, proto: UInt8, network: NetworkID) -> (FirewallConfiguration.Action, Int) {
+        let hasPorts = proto == IPProtocol.tcp || proto == IPProtocol.udp
+        for (index, rule) in configuration.rules.enumerated() {
+            if let wanted = rule.network, wanted != network { continue }
+            if let wanted = rule.proto, wanted != proto { continue }
+            if let prefix = rule.source, !prefix.contains(high: packet.sourceHigh, low: packet.sourceLow) { continue }
+            if let prefix = rule.destination, !prefix.contains(high: packet.destinationHigh, low: packet.destinationLow) {
+                continue
+            }
+            if let range = rule.sourcePorts, !hasPorts || !range.contains(packet.sourcePort) { continue }
+            if let range = rule.destinationPorts, !hasPorts || !range.contains(packet.destinationPort) { continue }
+            return (rule.action, index)
+        }
+        return (configuration.defaultAction, -1)
+    }
+
+    /// Whether an ICMP error's quoted packet belongs to a live connection.
+    private func isRelated(_ frame: UnsafeRawBufferPointer, icmpAt l4: Int, isIPv6: Bool, network: NetworkID, now: Int64)
+        -> Bool
+    {
+        let inner = l4 + 8
+        var sourceHigh: UInt64 = 0
+        var sourceLow: UInt64
+        var destinationHigh: UInt64 = 0
+        var destinationLow: UInt64
+        let proto: UInt8
+        let innerL4: Int
+        if isIPv6 {
+            guard frame.count >= inner + 40 else { return false }
+            sourceHigh = load64(frame, inner + 8)
+            sourceLow = load64(frame, inner + 16)
+            destinationHigh = load64(frame, inner + 24)
+            destinationLow = load64(frame, inner + 32)
+            proto = frame[inner + 6]
+            innerL4 = inner + 40
+        } else {
+            guard frame.count >= inner + 20, frame[inner] >> 4 == 4 else { return false }
+            let headerLength = Int(frame[inner] & 0x0F) * 4
+            guard headerLength >= 20 else { return false }
+            sourceLow = FlowKey.mapped(frame.u32(inner + 12))
+            destinationLow = FlowKey.mapped(frame.u32(inner + 16))
+            proto = frame[inner + 9]
+            innerL4 = inner + headerLength
+        }
+        var sourcePort: UInt16 = 0
+        var destinationPort: UInt16 = 0
+        switch proto {
+        case IPProtocol.tcp, IPProtocol.udp:
+            guard frame.count >= innerL4 + 4 else { return false }
+            sourcePort = frame.u16(innerL4)
+            destinationPort = frame.u16(innerL4 + 2)
+        case IPProtocol.icmp, IPProtocol.icmpv6:
+            guard frame.count >= innerL4 + 8 else { return false }
+            sourcePort = frame.u16(innerL4 + 4)
+            destinationPort = sourcePort
+        default:
+            break
+        }
+        var ignored = true
+        let key = FlowKey(
+            network: network, proto: proto, isIPv6: isIPv6, sourceHigh: sourceHigh, sourceLow: sourceLow,
+            sourcePort: sourcePort, destinationHigh: destinationHigh, destinationLow: destinationLow,
+            destinationPort: destinationPort, sourceIsA: &ignored)
+        return table.lookup(key, now: now) != nil
+    }
+
+    private func fragmentKey(_ packet: Packet, network: NetworkID, proto: UInt8, isIPv6: Bool) -> FlowKey {
+        var ignored = true
+        return FlowKey(
+            network: network, proto: proto, isIPv6: isIPv6, sourceHigh: packet.sourceHigh, sourceLow: packet.sourceLow,
+            sourcePort: 0, destinationHigh: packet.destinationHigh, destinationLow: packet.destinationLow,
+            destinationPort: 0, sourceIsA: &ignored)
+    }
+
+    /// IPv4's 16-bit identification; for IPv6 the fragment header's 32-bit one.
+    private func fragmentIdentification(_ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame) -> UInt32 {
+        let l3 = Int(parsed.l3Offset)
+        if parsed.layer3 == .ipv4 { return UInt32(frame.u16(l3 + 4)) }
+        // Walk to the fragment header (the parser validated the chain).
+        var next = frame[l3 + 6]
+        var offset = l3 + 40
+        while next != 44 {
+            switch next {
+            case 0, 43, 60: let length = (Int(frame[offset + 1]) + 1) * 8; next = frame[offset]; offset += length
+            case 51: let length = (Int(frame[offset + 1]) + 2) * 4; next = frame[offset]; offset += length
+            default: return 0
+            }
+        }
+        return frame.u32(offset + 4)
+    }
+
+    private func rememberFragment(
+        _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame, _ packet: Packet, network: NetworkID, now: Int64
+    ) {
+        let key = fragmentKey(packet, network: network, proto: parsed.ipProtocol, isIPv6: parsed.layer3 == .ipv6)
+        fragments.remember(
+            key, identification: fragmentIdentification(frame, parsed), until: now + configuration.fragmentTimeout)
+    }
+
+    @inline(__always)
+    private func load64(_ frame: UnsafeRawBufferPointer, _ offset: Int) -> UInt64 {
+        UInt64(frame.u32(offset)) << 32 | UInt64(frame.u32(offset + 4))
+    }
+}
