@@ -119,7 +119,9 @@ public final class ConnectionTable {
                     if entries[id].isExpired(now: now) {
                         removeCell(cell)
                         release(id)
-                        return nil
+                        // The backward shift may have moved the rest of the run: look again.
+                        cell = home(tag)
+                        continue
                     }
                     return id
                 }
@@ -138,13 +140,19 @@ public final class ConnectionTable {
         case full
     }
 
-    /// Adds a connection for `key` (which must not be present). `configure` fills in the entry.
+    /// Adds a connection for `key`. The caller has just looked `key` up and found nothing live
+    /// (that lookup also removed any expired entry for it). `configure` fills in the entry.
     @inline(__always)
     public func insert(_ key: FlowKey, now: Int64, configure: (inout ConnectionEntry) -> Void) -> InsertResult {
         var evicted = false
         if state.pointee.count >= maxEntries {
-            guard evictOne(now: now) else { return .full }
-            evicted = true
+            // An unreplied or expired connection in creation order; failing that, a bounded sweep
+            // for expired ones (bounded so a SYN flood against a full table stays cheap).
+            if evictOne(now: now) {
+                evicted = true
+            } else if sweep(now: now, budget: 64) == 0 {
+                return .full
+            }
         }
         let id = Int(freeIDs[state.pointee.freeCount - 1])
         state.pointee.freeCount -= 1

@@ -1,0 +1,827 @@
+#!/usr/bin/env python3
+"""Generate the stateful-firewall replay fixtures (Tests/TapestryReplayTests/Scenarios/fw-*/).
+
+Like scripts/gen_replay_fixtures.py (whose VLAN classification, L2 `Switch`, pcap
+writer and frame helpers are imported, not copied), this is an independent oracle:
+it re-implements the firewall semantics in plain Python, from the raw bytes of each
+frame, and writes the expected outputs of every scenario in the same folder format:
+
+    topology.yaml (with a `firewall:` section), in/<PORT>.pcap, expect/<PORT>.pcap
+    (every port), expect/summary.json ({"drops": {reason: count}}, nonzero only),
+    README.md (one line).
+
+Pipeline order modelled: VLAN classification -> firewall -> L2 learning/forwarding.
+A frame the firewall drops is never learned by L2.
+
+Firewall model (what the expected outputs encode):
+- IPv4/IPv6 only; non-IP frames pass. ICMPv6 130-137 and 143 (MLD, RS/RA/NS/NA/redirect)
+  pass untracked. IPv6 extension headers are not walked (none are used here).
+- Flow = (proto, src, sport, dst, dport); TCP/UDP ports; ICMP(v6) echo uses the identifier as
+  both ports; anything else 0,0. A connection is found in both directions, per network.
+- Unknown flow: TCP that is not a pure SYN -> `invalid`; echo reply -> `invalid`; otherwise the
+  rules (first match; else `default`): drop -> `firewall`; allow -> tracked (room permitting).
+- TCP state machine and the timeouts as in the team contract brief (see tcp_step below); a
+  connection whose last-seen time is >= its state's timeout before the packet is gone.
+- ICMP errors pass only when their quoted packet belongs to a live connection (either
+  direction), without refreshing it; otherwise `invalid`.
+- IPv4 first fragments are ordinary packets; when one passes, (src, dst, proto, id) is
+  remembered 30 s; later fragments pass only when remembered, else `invalid`.
+- max_connections: the least recently seen unreplied connection (TCP SYN_SENT, or a non-TCP
+  flow that never saw a reply) is evicted to make room, else the new one is `table-full`.
+
+Deterministic: fixed timestamps, fixed ISNs/ids, no randomness. Run from anywhere.
+"""
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gen_replay_fixtures as l2  # noqa: E402  (the L2 oracle: classify, Switch, write_pcap)
+
+from scapy.layers.inet import ICMP, IP, TCP, UDP  # noqa: E402
+from scapy.layers.inet6 import (  # noqa: E402
+    ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RS,
+    ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6)
+from scapy.layers.l2 import ARP, Ether  # noqa: E402
+from scapy.packet import Raw  # noqa: E402
+
+US = 1_000_000
+
+DEFAULT_TIMEOUTS = {
+    "tcp_syn_sent": 120, "tcp_syn_recv": 60, "tcp_established": 432000, "tcp_fin_wait": 120,
+    "tcp_close_wait": 60, "tcp_last_ack": 30, "tcp_time_wait": 120, "tcp_close": 10,
+    "udp": 30, "udp_stream": 120, "icmp": 30,
+}
+FRAGMENT_MEMORY_US = 30 * US
+
+PROTO_NUM = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+TCP_P, UDP_P, ICMP_P, ICMP6_P = 6, 17, 1, 58
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+
+ICMP4_ERRORS = {3, 4, 5, 11, 12}
+ICMP6_ERRORS = {1, 2, 3, 4}
+ICMP6_UNTRACKED = set(range(130, 138)) | {143}
+ECHO_REQ = {ICMP_P: 8, ICMP6_P: 128}
+ECHO_REP = {ICMP_P: 0, ICMP6_P: 129}
+
+
+# --------------------------------------------------------------------------
+# Packet parsing (from raw bytes, independent of scapy)
+# --------------------------------------------------------------------------
+
+class Pkt:
+    """The fields of one IP packet the firewall looks at."""
+    proto = sport = dport = flags = itype = None
+    inner = None        # bytes of the quoted packet for an ICMP error
+    ident = 0
+    mf = False
+    frag_off = 0
+
+
+def u16(b, i):
+    return struct.unpack("!H", b[i:i + 2])[0]
+
+
+def parse_ip(p):
+    """p: an IPv4 or IPv6 packet (possibly truncated, as quoted in ICMP errors). None if not IP."""
+    if len(p) < 1:
+        return None
+    pkt = Pkt()
+    version = p[0] >> 4
+    if version == 4 and len(p) >= 20:
+        ihl = (p[0] & 0x0F) * 4
+        total = u16(p, 2)
+        p = p[:total]
+        pkt.ident = u16(p, 4)
+        ff = u16(p, 6)
+        pkt.mf = bool(ff & 0x2000)
+        pkt.frag_off = ff & 0x1FFF
+        pkt.proto = p[9]
+        pkt.src = ipaddress.IPv4Address(p[12:16])
+        pkt.dst = ipaddress.IPv4Address(p[16:20])
+        l4 = p[ihl:]
+    elif version == 6 and len(p) >= 40:
+        plen = u16(p, 4)
+        pkt.proto = p[6]
+        pkt.src = ipaddress.IPv6Address(p[8:24])
+        pkt.dst = ipaddress.IPv6Address(p[24:40])
+        l4 = p[40:40 + plen]
+    else:
+        return None
+    pkt.sport = pkt.dport = 0
+    if pkt.frag_off:
+        return pkt                      # a later fragment: no L4 header
+    if pkt.proto in (TCP_P, UDP_P) and len(l4) >= 4:
+        pkt.sport, pkt.dport = u16(l4, 0), u16(l4, 2)
+        if pkt.proto == TCP_P and len(l4) >= 14:
+            pkt.flags = l4[13]
+    elif pkt.proto in (ICMP_P, ICMP6_P) and len(l4) >= 1:
+        pkt.itype = l4[0]
+        if pkt.itype in (ECHO_REQ[pkt.proto], ECHO_REP[pkt.proto]) and len(l4) >= 6:
+            pkt.sport = pkt.dport = u16(l4, 4)
+        errors = ICMP4_ERRORS if pkt.proto == ICMP_P else ICMP6_ERRORS
+        if pkt.itype in errors:
+            pkt.inner = l4[8:]
+    return pkt
+
+
+def ip_of_frame(stripped):
+    et = u16(stripped, 12)
+    if et in (0x0800, 0x86DD):
+        return parse_ip(stripped[14:])
+    return None
+
+
+# --------------------------------------------------------------------------
+# The firewall oracle
+# --------------------------------------------------------------------------
+
+class Conn:
+    def __init__(self, proto, src, sport, dst, dport, now):
+        self.proto = proto
+        self.orig = (src, sport)
+        self.resp = (dst, dport)
+        self.state = "SYN_SENT" if proto == TCP_P else None
+        self.closer = None          # "original" | "reply"
+        self.replied = False
+        self.last_seen = now
+
+    def timeout_name(self):
+        if self.proto == TCP_P:
+            return "tcp_" + self.state.lower()
+        if self.proto in (ICMP_P, ICMP6_P):
+            return "icmp"
+        return "udp_stream" if self.replied else "udp"
+
+    def unreplied(self):
+        return self.state == "SYN_SENT" if self.proto == TCP_P else not self.replied
+
+
+class Firewall:
+    def __init__(self, cfg):
+        self.default = cfg["default"]
+        self.max = cfg.get("max_connections")
+        self.timeouts = dict(DEFAULT_TIMEOUTS, **cfg.get("timeouts", {}))
+        self.rules = [self.compile(r) for r in cfg.get("rules", [])]
+        self.conns = {}         # (net, proto, src, sport, dst, dport) of the originator -> Conn
+        self.frags = {}         # (net, src, dst, proto, id) -> time remembered
+        self.evictions = 0
+
+    @staticmethod
+    def compile(r):
+        c = dict(r)
+        for k in ("src", "dst"):
+            if k in c:
+                c[k] = ipaddress.ip_network(c[k], strict=True)
+        for k in ("sport", "dport"):
+            if k in c:
+                v = c[k]
+                lo, hi = (int(x) for x in v.split("-")) if isinstance(v, str) else (v, v)
+                c[k] = (lo, hi)
+        return c
+
+    # -- helpers -----------------------------------------------------------
+
+    def expired(self, conn, now):
+        return now - conn.last_seen >= self.timeouts[conn.timeout_name()] * US
+
+    def purge(self, now):
+        for k in [k for k, c in self.conns.items() if self.expired(c, now)]:
+            del self.conns[k]
+        for k in [k for k, t in self.frags.items() if now - t >= FRAGMENT_MEMORY_US]:
+            del self.frags[k]
+
+    def lookup(self, net, proto, src, sport, dst, dport):
+        """(key, conn, direction) or (None, None, None)."""
+        k = (net, proto, src, sport, dst, dport)
+        if k in self.conns:
+            return k, self.conns[k], "original"
+        k = (net, proto, dst, dport, src, sport)
+        if k in self.conns:
+            return k, self.conns[k], "reply"
+        return None, None, None
+
+    def rule_action(self, net, pkt):
+        for r in self.rules:
+            proto = r.get("proto", "any")
+            if proto != "any" and PROTO_NUM[proto] != pkt.proto:
+                continue
+            if "src" in r and (r["src"].version != pkt.src.version or pkt.src not in r["src"]):
+                continue
+            if "dst" in r and (r["dst"].version != pkt.dst.version or pkt.dst not in r["dst"]):
+                continue
+            if "sport" in r and not r["sport"][0] <= pkt.sport <= r["sport"][1]:
+                continue
+            if "dport" in r and not r["dport"][0] <= pkt.dport <= r["dport"][1]:
+                continue
+            if "network" in r and r["network"] != net:
+                continue
+            return r["action"]
+        return self.default
+
+    def make_room(self):
+        if self.max is None or len(self.conns) < self.max:
+            return
+        victims = [(c.last_seen, k) for k, c in self.conns.items() if c.unreplied()]
+        if not victims:
+            raise l2.Drop("table-full")
+        del self.conns[min(victims)[1]]
+        self.evictions += 1
+
+    def new_connection(self, now, net, pkt, replacing=None):
+        if self.rule_action(net, pkt) == "drop":
+            raise l2.Drop("firewall")
+        if replacing is not None:
+            del self.conns[replacing]        # reopening a TIME_WAIT/CLOSE tuple needs no extra room
+        else:
+            self.make_room()
+        self.conns[(net, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)] = \
+            Conn(pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, now)
+
+    # -- per packet --------------------------------------------------------
+
+    def inspect(self, now, net, stripped):
+        """Raise l2.Drop(reason) or return (frame passes)."""
+        pkt = ip_of_frame(stripped)
+        if pkt is None:
+            return                                   # not IP: untouched
+        self.purge(now)
+        fkey = (net, pkt.src, pkt.dst, pkt.proto, pkt.ident)
+        if pkt.src.version == 4 and pkt.frag_off > 0:
+            if fkey in self.frags:
+                return
+            raise l2.Drop("invalid")
+        self.track(now, net, pkt)
+        if pkt.src.version == 4 and pkt.mf:
+            self.frags[fkey] = now                   # first fragment passed
+
+    def track(self, now, net, pkt):
+        if pkt.inner is not None:                    # ICMP error: related or invalid
+            inner = parse_ip(pkt.inner)
+            if inner is not None and inner.frag_off == 0:
+                _, conn, _ = self.lookup(net, inner.proto, inner.src, inner.sport, inner.dst, inner.dport)
+                if conn is not None:
+                    return
+            raise l2.Drop("invalid")
+        if pkt.proto == ICMP6_P and pkt.itype in ICMP6_UNTRACKED:
+            return
+        key, conn, direction = self.lookup(net, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        if conn is None:
+            if pkt.proto == TCP_P and (pkt.flags & (SYN | ACK | RST | FIN)) != SYN:
+                raise l2.Drop("invalid")
+            if pkt.proto in (ICMP_P, ICMP6_P) and pkt.itype == ECHO_REP[pkt.proto]:
+                raise l2.Drop("invalid")
+            self.new_connection(now, net, pkt)
+            return
+        if pkt.proto == TCP_P:
+            if self.tcp_step(conn, direction, pkt.flags) == "reopen":
+                self.new_connection(now, net, pkt, replacing=key)
+                return
+        elif direction == "reply":
+            conn.replied = True
+        conn.last_seen = now
+
+    @staticmethod
+    def tcp_step(conn, d, flags):
+        """Apply the transition; raise Drop for invalid; 'reopen' for a SYN on TIME_WAIT/CLOSE."""
+        syn, ack, rst, fin = (bool(flags & f) for f in (SYN, ACK, RST, FIN))
+        pure_syn = syn and not (ack or rst or fin)
+        closer = d == conn.closer
+        s = conn.state
+        if rst:
+            conn.state = "CLOSE"
+        elif s == "SYN_SENT":
+            if d == "original" and syn and not ack:
+                pass
+            elif d == "reply" and syn and ack:
+                conn.state = "SYN_RECV"
+            else:
+                raise l2.Drop("invalid")
+        elif s == "SYN_RECV":
+            if d == "original" and ack and not syn:
+                conn.state = "ESTABLISHED"
+            elif fin:
+                conn.state, conn.closer = "FIN_WAIT", d
+        elif s == "ESTABLISHED":
+            if fin:
+                conn.state, conn.closer = "FIN_WAIT", d
+        elif s == "FIN_WAIT":
+            if not closer and fin:
+                conn.state = "LAST_ACK"
+            elif not closer and ack:
+                conn.state = "CLOSE_WAIT"
+        elif s == "CLOSE_WAIT":
+            if not closer and fin:
+                conn.state = "LAST_ACK"
+        elif s == "LAST_ACK":
+            if closer and ack and not fin:
+                conn.state = "TIME_WAIT"
+        elif s in ("TIME_WAIT", "CLOSE"):
+            if pure_syn:
+                return "reopen"
+            if s == "CLOSE":
+                raise l2.Drop("invalid")
+        return None
+
+
+class FwSwitch(l2.Switch):
+    """The L2 oracle with the firewall in front of learning (after VLAN classification)."""
+
+    def __init__(self, topo):
+        super().__init__(topo)
+        self.fw = Firewall(topo.firewall)
+
+    def process(self, now, pname, frame):
+        try:
+            net, stripped, _, _, _ = l2.classify(self.topo, pname, frame)
+            self.fw.inspect(now, net, stripped)
+        except l2.Drop as d:
+            self.drops[d.reason] = self.drops.get(d.reason, 0) + 1
+            return
+        super().process(now, pname, frame)   # classifies again (same result), then L2
+
+
+# --------------------------------------------------------------------------
+# Topology with a firewall section
+# --------------------------------------------------------------------------
+
+def yaml_value(v):
+    if isinstance(v, int):
+        return str(v)
+    return '"%s"' % v if (":" in v or "-" in v) else v
+
+
+class FwTopology(l2.Topology):
+    def __init__(self, name, ports, firewall, network=("lan", 10)):
+        super().__init__(name, [network], [(p, l2.access("t-" + p, network[0])) for p in ports])
+        self.firewall = firewall
+
+    def yaml(self):
+        fw = self.firewall
+        lines = ["", "firewall:", "  default: %s" % fw["default"]]
+        if "max_connections" in fw:
+            lines.append("  max_connections: %d" % fw["max_connections"])
+        if "timeouts" in fw:
+            lines.append("  timeouts: { %s }" % ", ".join("%s: %d" % kv for kv in fw["timeouts"].items()))
+        if fw.get("rules"):
+            lines.append("  rules:")
+            for r in fw["rules"]:
+                lines.append("    - { %s }" % ", ".join("%s: %s" % (k, yaml_value(v)) for k, v in r.items()))
+        return super().yaml() + "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------
+# Frame builders
+# --------------------------------------------------------------------------
+
+class Host:
+    def __init__(self, port, mac, ip):
+        self.port, self.mac, self.ip = port, mac, ip
+
+    @property
+    def v6(self):
+        return ":" in self.ip
+
+
+class Builder:
+    """Builds frames with per-scenario IPv4 identification numbers (deterministic)."""
+
+    def __init__(self):
+        self.next_id = 0x1000
+
+    def ip(self, a, b, **kw):
+        if a.v6:
+            return IPv6(src=a.ip, dst=b.ip, hlim=64)
+        self.next_id += 1
+        return IP(src=a.ip, dst=b.ip, ttl=64, id=kw.get("id", self.next_id), **{k: v for k, v in kw.items() if k != "id"})
+
+    @staticmethod
+    def frame(a, b, l3):
+        return l2.pad60(bytes(Ether(src=a.mac, dst=b.mac) / l3))
+
+    def arp_req(self, a, b):
+        return l2.arp_request(a.mac, a.ip, b.ip)
+
+    def arp_rep(self, a, b):
+        return l2.arp_reply(a.mac, a.ip, b.mac, b.ip)
+
+    def tcp(self, a, b, sport, dport, flags, seq, ack=0, data=b""):
+        opts = [("MSS", 1460)] if "S" in flags else []
+        l4 = TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, window=64240, options=opts)
+        return self.frame(a, b, self.ip(a, b) / l4 / (Raw(data) if data else b""))
+
+    def udp(self, a, b, sport, dport, data=b"tapestry firewall fixture"):
+        return self.frame(a, b, self.ip(a, b) / UDP(sport=sport, dport=dport) / Raw(data))
+
+    def echo(self, a, b, ident, seq, reply=False):
+        data = b"tapestry-ping-%04d" % seq
+        if a.v6:
+            l4 = (ICMPv6EchoReply if reply else ICMPv6EchoRequest)(id=ident, seq=seq, data=data)
+            return self.frame(a, b, self.ip(a, b) / l4)
+        return self.frame(a, b, self.ip(a, b) / ICMP(type=0 if reply else 8, id=ident, seq=seq) / Raw(data))
+
+    def icmp_error(self, a, b, quoted_frame, type_=3, code=3):
+        """ICMPv4 error from a to b quoting the IP packet of quoted_frame (whole, as Linux does)."""
+        p = quoted_frame[14:]
+        p = p[:u16(p, 2)]
+        return self.frame(a, b, self.ip(a, b) / ICMP(type=type_, code=code) / Raw(p))
+
+    def udp_fragments(self, a, b, sport, dport, ident, size=100, first=64):
+        """One UDP datagram in two IPv4 fragments (first carries `first` bytes of UDP, a multiple of 8)."""
+        whole = bytes(IP(src=a.ip, dst=b.ip, ttl=64, id=ident) / UDP(sport=sport, dport=dport) /
+                      Raw(bytes((i * 7 + 3) & 0xFF for i in range(size))))
+        udp_bytes = whole[20:]
+        f1 = self.frame(a, b, IP(src=a.ip, dst=b.ip, ttl=64, id=ident, proto=17, flags="MF", frag=0) /
+                        Raw(udp_bytes[:first]))
+        f2 = self.frame(a, b, IP(src=a.ip, dst=b.ip, ttl=64, id=ident, proto=17, frag=first // 8) /
+                        Raw(udp_bytes[first:]))
+        return f1, f2
+
+    def ns(self, a, target):
+        t = ipaddress.IPv6Address(target).packed
+        sol = "ff02::1:ff%02x:%02x%02x" % (t[13], t[14], t[15])
+        dmac = "33:33:ff:%02x:%02x:%02x" % (t[13], t[14], t[15])
+        return l2.pad60(bytes(Ether(src=a.mac, dst=dmac) / IPv6(src=a.ip, dst=sol, hlim=255) /
+                              ICMPv6ND_NS(tgt=target) / ICMPv6NDOptSrcLLAddr(lladdr=a.mac)))
+
+    def na(self, a, b):
+        return self.frame(a, b, IPv6(src=a.ip, dst=b.ip, hlim=255) / ICMPv6ND_NA(tgt=a.ip, R=0, S=1, O=1) /
+                          ICMPv6NDOptDstLLAddr(lladdr=a.mac))
+
+    def rs(self, a):
+        return l2.pad60(bytes(Ether(src=a.mac, dst="33:33:00:00:00:02") / IPv6(src=a.ip, dst="ff02::2", hlim=255) /
+                              ICMPv6ND_RS() / ICMPv6NDOptSrcLLAddr(lladdr=a.mac)))
+
+
+class Tcp:
+    """One TCP conversation with real sequence/acknowledgement numbers."""
+
+    def __init__(self, b, client, server, cport, sport, cisn=1000000, sisn=5000000):
+        self.b, self.cli, self.srv, self.cport, self.sport = b, client, server, cport, sport
+        self.nxt = {"c": cisn, "s": sisn}
+
+    def send(self, side, flags, data=b"", advance=True, seq=None):
+        other = "s" if side == "c" else "c"
+        seq = self.nxt[side] if seq is None else seq
+        ack = self.nxt[other] if "A" in flags else 0
+        if advance:
+            self.nxt[side] = seq + len(data) + ("S" in flags) + ("F" in flags)
+        if side == "c":
+            return self.b.tcp(self.cli, self.srv, self.cport, self.sport, flags, seq, ack, data)
+        return self.b.tcp(self.srv, self.cli, self.sport, self.cport, flags, seq, ack, data)
+
+    def c(self, flags, data=b"", **kw):
+        return self.send("c", flags, data, **kw)
+
+    def s(self, flags, data=b"", **kw):
+        return self.send("s", flags, data, **kw)
+
+
+# --------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------
+
+def emit(name, topo, frames, readme, root=None):
+    """frames: list of (offset_seconds, port, bytes); 3..40 frames, distinct offsets, >= 60 bytes."""
+    assert re.fullmatch(r"[a-z][a-z0-9-]{0,14}", topo.name), topo.name
+    offsets = [round(t * US) for t, _, _ in frames]
+    assert len(set(offsets)) == len(offsets), "%s: timestamp tie" % name
+    assert 3 <= len(frames) <= 40, "%s: %d frames" % (name, len(frames))
+    for _, p, raw in frames:
+        assert p in topo.port, p
+        assert len(raw) >= 60, (name, len(raw))
+    events = sorted(zip(offsets, range(len(frames)), frames))
+
+    sw = FwSwitch(topo)
+    sw.folder = name
+    inputs = {p: [] for p, _ in topo.ports}
+    for off, _, (_, p, raw) in events:
+        inputs[p].append((off, raw))
+        sw.process(off, p, raw)
+
+    d = os.path.join(root or l2.OUT_ROOT, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(os.path.join(d, "in"))
+    os.makedirs(os.path.join(d, "expect"))
+    with open(os.path.join(d, "topology.yaml"), "w") as f:
+        f.write(topo.yaml())
+    for p in sorted(inputs):
+        if inputs[p]:
+            l2.write_pcap(os.path.join(d, "in", p + ".pcap"), inputs[p])
+    for p in sorted(sw.out):
+        l2.write_pcap(os.path.join(d, "expect", p + ".pcap"), sw.out[p])
+    drops = {k: v for k, v in sorted(sw.drops.items()) if v}
+    with open(os.path.join(d, "expect", "summary.json"), "w") as f:
+        json.dump({"drops": drops}, f, indent=2, sort_keys=True)
+        f.write("\n")
+    with open(os.path.join(d, "README.md"), "w") as f:
+        f.write(readme.format(evictions=sw.fw.evictions).strip() + "\n")
+    return sw
+
+
+# --------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------
+
+C = Host("c", "02:00:00:00:01:01", "10.0.1.1")
+S = Host("s", "02:00:00:00:01:02", "10.0.1.2")
+X = Host("x", "02:00:00:00:01:03", "10.0.1.3")
+M = Host("m", "02:00:00:00:01:66", "10.0.1.66")
+C6 = Host("c", C.mac, "fd00:1::1")
+S6 = Host("s", S.mac, "fd00:1::2")
+
+WEB_POLICY = {"default": "drop",
+              "rules": [{"action": "allow", "proto": "tcp", "dst": "10.0.1.2", "dport": 80}]}
+
+HTTP_GET = b"GET / HTTP/1.1\r\nHost: 10.0.1.2\r\n\r\n"
+HTTP_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+
+
+def s_tcp_lifecycle():
+    topo = FwTopology("fw-tcp-life", ["c", "s"], WEB_POLICY)
+    b = Builder()
+    t = Tcp(b, C, S, 40000, 80)
+    frames = [
+        (0.0, "c", b.arp_req(C, S)),             # non-IP passes under default drop
+        (0.001, "s", b.arp_rep(S, C)),
+        (1.0, "c", t.c("S")),                    # new: SYN_SENT
+        (1.001, "s", t.s("SA")),                 # SYN_RECV
+        (1.002, "c", t.c("A")),                  # ESTABLISHED
+        (1.003, "c", t.c("PA", HTTP_GET)),
+        (1.004, "s", t.s("A")),
+        (1.005, "s", t.s("PA", HTTP_OK)),
+        (1.006, "c", t.c("A")),
+        (2.0, "c", t.c("FA")),                   # FIN_WAIT, closer = client
+        (2.001, "s", t.s("A")),                  # CLOSE_WAIT
+        (2.002, "s", t.s("FA")),                 # LAST_ACK
+        (2.003, "c", t.c("A")),                  # TIME_WAIT
+        (2.5, "c", t.c("A", advance=False)),     # retransmitted last ACK: passes in TIME_WAIT
+    ]
+    t2 = Tcp(b, C, S, 40000, 80, cisn=2000000, sisn=7000000)
+    frames += [
+        (3.0, "c", t2.c("S")),                   # same 4-tuple reopened from TIME_WAIT
+        (3.001, "s", t2.s("SA")),
+        (3.002, "c", t2.c("A")),
+        (3.003, "c", t2.c("PA", HTTP_GET)),
+        (3.004, "s", t2.s("PA", HTTP_OK)),
+        (3.005, "c", t2.c("RA")),                # RST: CLOSE, passes
+    ]
+    return emit("fw-tcp-lifecycle", topo, frames,
+                "A TCP connection allowed by `dport: 80` goes through handshake, data, FIN teardown to TIME_WAIT, and a new SYN reopens the same 4-tuple; ARP passes under `default: drop`.")
+
+
+def s_blocked_port():
+    topo = FwTopology("fw-blocked", ["c", "s", "x"], WEB_POLICY)
+    b = Builder()
+    ssh = Tcp(b, C, S, 40022, 22)
+    stray = Tcp(b, C, S, 40099, 80, cisn=3000000, sisn=9000000)
+    t = Tcp(b, C, S, 40080, 80)
+    syn = t.c("S")
+    frames = [
+        (0.0, "c", ssh.c("S")),                   # port 22 not allowed: firewall (c not learned)
+        (0.001, "s", ssh.s("SA")),                # unsolicited SYN+ACK: invalid (s not learned)
+        (0.5, "c", stray.c("PA", HTTP_GET)),      # ACK to port 80 with no connection: invalid
+        (1.0, "c", syn),                          # allowed; s unknown to L2 -> floods s and x
+        (1.0005, "c", b.tcp(C, S, 40080, 80, "A", t.nxt["c"], 1)),  # ACK in SYN_SENT: invalid
+        (1.5, "c", t.c("S", seq=t.nxt["c"] - 1, advance=False)),  # retransmitted SYN: passes
+        (1.501, "s", t.s("SA")),                  # SYN_RECV; c learned -> c only
+        (1.502, "c", t.c("A")),
+        (1.503, "c", t.c("PA", HTTP_GET)),        # s learned -> s only
+        (1.504, "s", t.s("PA", HTTP_OK)),
+    ]
+    return emit("fw-blocked-port", topo, frames,
+                "Under `default: drop` + allow tcp/80: a SYN to port 22 is dropped `firewall`, its unsolicited SYN+ACK, a stray ACK and an ACK in SYN_SENT are `invalid`, and dropped frames are not learned (the first allowed SYN floods).")
+
+
+def s_unsolicited_reply():
+    policy = {"default": "drop", "rules": [
+        {"action": "allow", "proto": "tcp", "dst": "10.0.1.2", "dport": 80},
+        {"action": "allow", "proto": "icmp", "src": "10.0.1.1"},
+        {"action": "allow", "proto": "udp", "src": "10.0.1.1", "dst": "10.0.1.2"},
+        {"action": "drop", "proto": "udp", "src": "10.0.1.2", "dst": "10.0.1.1"},
+    ]}
+    topo = FwTopology("fw-unsolicited", ["c", "s"], policy)
+    b = Builder()
+    frames = [
+        (0.0, "s", b.tcp(S, C, 80, 40001, "SA", 8000000, 1000001)),   # invalid
+        (0.1, "s", b.echo(S, C, 0x4242, 1, reply=True)),              # invalid
+        (0.2, "s", b.udp(S, C, 5353, 5000)),                          # rule drop: firewall
+        (1.0, "c", b.echo(C, S, 0x0101, 1)),                          # allowed
+        (1.001, "s", b.echo(S, C, 0x0101, 1, reply=True)),            # reply passes
+        (1.002, "s", b.echo(S, C, 0x0101, 1, reply=True)),            # duplicate reply still passes
+        (1.003, "s", b.echo(S, C, 0x0102, 1, reply=True)),            # other identifier: invalid
+        (2.0, "c", b.udp(C, S, 40000, 5000)),                         # allowed
+        (2.001, "s", b.udp(S, C, 5000, 40000)),                       # reply passes despite the drop rule
+    ]
+    return emit("fw-unsolicited-reply", topo, frames,
+                "Unsolicited TCP SYN+ACK and ICMP echo replies are `invalid`; server-to-client UDP is dropped by rule (`firewall`) unless it is the reply of a client flow.")
+
+
+def s_udp_timeout():
+    policy = {"default": "drop", "rules": [
+        {"action": "allow", "proto": "udp", "src": "10.0.1.1", "dst": "10.0.1.2", "dport": 53}]}
+    topo = FwTopology("fw-udp-timeout", ["c", "s"], policy)
+    b = Builder()
+    frames = [
+        (0.0, "c", b.udp(C, S, 40000, 53, b"query-a")),        # flow A
+        (0.5, "s", b.udp(S, C, 53, 40000, b"answer-a")),       # A replied: udp_stream 120
+        (1.0, "c", b.udp(C, S, 40001, 53, b"query-b")),        # flow B, never replied
+        (2.0, "c", b.udp(C, S, 40002, 53, b"query-c")),        # flow C
+        (31.9, "s", b.udp(S, C, 53, 40002, b"answer-c")),      # 29.9 s later: still live, passes
+        (36.0, "s", b.udp(S, C, 53, 40001, b"answer-b")),      # 35 s later: B gone -> new, firewall
+        (100.5, "c", b.udp(C, S, 40000, 53, b"query-a2")),     # 100 s idle: A (stream) still live
+        (100.6, "s", b.udp(S, C, 53, 40000, b"answer-a2")),
+        (220.7, "s", b.udp(S, C, 53, 40000, b"late-a")),       # 120.1 s idle: A gone -> firewall
+        (221.0, "c", b.udp(C, S, 40003, 53, b"query-d")),      # fresh query still allowed
+    ]
+    return emit("fw-udp-timeout", topo, frames,
+                "UDP flows expire: an unreplied flow is gone after 30 s (its late answer is a new, denied flow: `firewall`), a replied flow (udp_stream) lives 120 s.")
+
+
+def s_icmp():
+    policy = {"default": "drop", "rules": [
+        {"action": "allow", "proto": "icmp", "src": "10.0.1.1"},
+        {"action": "allow", "proto": "udp", "src": "10.0.1.1", "dst": "10.0.1.2", "dport": 123}]}
+    topo = FwTopology("fw-icmp", ["c", "s"], policy)
+    b = Builder()
+    ntp = b.udp(C, S, 40000, 123, b"ntp-request-bytes-0123456789")
+    ping = b.echo(C, S, 0x1234, 1)
+    untracked = b.udp(C, S, 40050, 124, b"never-sent")
+    frames = [
+        (0.0, "c", ping),                                       # allowed echo
+        (0.001, "s", b.echo(S, C, 0x1234, 1, reply=True)),      # reply
+        (0.5, "c", b.echo(C, S, 0x1234, 2)),
+        (0.501, "s", b.echo(S, C, 0x1234, 2, reply=True)),
+        (0.6, "s", b.icmp_error(S, C, ping, type_=11, code=0)),  # time exceeded about the echo: related
+        (0.7, "s", b.echo(S, C, 0x5555, 1)),                    # server-initiated ping: firewall
+        (1.0, "c", ntp),                                        # allowed UDP
+        (1.001, "s", b.icmp_error(S, C, ntp)),                  # port unreachable: related
+        (2.0, "s", b.icmp_error(S, C, untracked)),              # about an untracked flow: invalid
+        (20.0, "s", b.icmp_error(S, C, ntp)),                   # related again; does not refresh
+        (31.5, "s", b.udp(S, C, 123, 40000, b"late-ntp-answer")),  # flow idle since 1.0: gone -> firewall
+    ]
+    return emit("fw-icmp", topo, frames,
+                "ICMP echo is tracked by identifier; ICMP errors quoting a live connection pass as related (without refreshing it), others are `invalid`.")
+
+
+def s_ipv6():
+    policy = {"default": "drop", "rules": [
+        {"action": "allow", "proto": "tcp", "src": "fd00:1::/64", "dst": "fd00:1::2", "dport": 443},
+        {"action": "allow", "proto": "udp", "src": "10.0.0.0/8"},
+        {"action": "allow", "proto": "icmpv6", "src": "fd00:1::1"}]}
+    topo = FwTopology("fw-ipv6", ["c", "s"], policy)
+    b = Builder()
+    t = Tcp(b, C6, S6, 50000, 443)
+    frames = [
+        (0.0, "c", b.rs(C6)),                                   # router solicitation: untracked
+        (0.1, "c", b.ns(C6, S6.ip)),                            # neighbor solicitation: untracked
+        (0.101, "s", b.na(S6, C6)),                             # neighbor advertisement: untracked
+        (1.0, "c", t.c("S")),
+        (1.001, "s", t.s("SA")),
+        (1.002, "c", t.c("A")),
+        (1.003, "c", t.c("PA", b"\x16\x03\x01 client hello")),
+        (1.004, "s", t.s("PA", b"\x16\x03\x03 server hello")),
+        (2.0, "c", b.udp(C6, S6, 50001, 53)),                   # IPv4 prefix never matches: firewall
+        (3.0, "c", b.echo(C6, S6, 0x0606, 1)),                  # ICMPv6 echo allowed
+        (3.001, "s", b.echo(S6, C6, 0x0606, 1, reply=True)),
+        (3.5, "s", b.echo(S6, C6, 0x0707, 1, reply=True)),      # unsolicited echo reply: invalid
+        (4.0, "s", b.ns(S6, C6.ip)),                            # untracked, even from the server
+    ]
+    return emit("fw-ipv6", topo, frames,
+                "IPv6: a TCP handshake allowed by an fd00:1::/64 rule, UDP blocked (an IPv4 prefix never matches IPv6), ICMPv6 echo tracked, RS/NS/NA pass untracked.")
+
+
+def s_fragments():
+    policy = {"default": "drop", "rules": [
+        {"action": "allow", "proto": "udp", "src": "10.0.1.1", "dst": "10.0.1.2", "dport": 5000}]}
+    topo = FwTopology("fw-fragments", ["c", "s"], policy)
+    b = Builder()
+    ok1, ok2 = b.udp_fragments(C, S, 40000, 5000, ident=0x2001)
+    bad1, bad2 = b.udp_fragments(C, S, 40001, 6000, ident=0x2002)
+    _, lone = b.udp_fragments(C, S, 40002, 5000, ident=0x2003)
+    late1, late2 = b.udp_fragments(C, S, 40000, 5000, ident=0x2004)
+    frames = [
+        (0.0, "c", ok1),                                        # first fragment, allowed port
+        (0.001, "c", ok2),                                      # remembered: passes
+        (0.01, "s", b.udp(S, C, 5000, 40000, b"ack")),          # reply to the reassembled flow
+        (1.0, "c", bad1),                                       # port 6000: firewall
+        (1.001, "c", bad2),                                     # its first fragment was dropped: invalid
+        (2.0, "c", lone),                                       # no first fragment ever: invalid
+        (3.0, "c", late1),                                      # passes, remembered at 3.0
+        (34.0, "c", late2),                                     # 31 s later: forgotten, invalid
+    ]
+    return emit("fw-fragments", topo, frames,
+                "IPv4 fragments: later fragments follow their first fragment's verdict (remembered 30 s); orphans and fragments of dropped datagrams are `invalid`.")
+
+
+def s_table_full():
+    policy = {"default": "drop", "max_connections": 2, "timeouts": {"tcp_close": 5}, "rules": [
+        {"action": "allow", "proto": "tcp", "dst": "10.0.1.2", "dport": 80},
+        {"action": "allow", "proto": "udp", "src": "10.0.1.1", "dst": "10.0.1.2", "dport": "5000-5999"}]}
+    topo = FwTopology("fw-table-full", ["c", "s"], policy)
+    b = Builder()
+    t1 = Tcp(b, C, S, 40000, 80)
+    t2 = Tcp(b, C, S, 40001, 80, cisn=2000000, sisn=6000000)
+    t3 = Tcp(b, C, S, 40002, 80, cisn=3000000, sisn=7000000)
+    frames = [
+        (0.0, "c", t1.c("S")), (0.001, "s", t1.s("SA")), (0.002, "c", t1.c("A")),   # conn 1
+        (1.0, "c", t2.c("S")), (1.001, "s", t2.s("SA")), (1.002, "c", t2.c("A")),   # conn 2: table full
+        (2.0, "c", t3.c("S")),                                  # no unreplied entry: table-full
+        (3.0, "c", t2.c("RA")),                                 # conn 2 -> CLOSE (5 s here)
+        (4.0, "c", t2.c("A")),                                  # in CLOSE: invalid
+        (9.0, "c", b.udp(C, S, 40100, 5000, b"flow-u1")),      # conn 2 gone at 8: room; u1 unreplied
+        (10.0, "c", b.udp(C, S, 40101, 5001, b"flow-u2")),     # full: evicts u1
+        (10.5, "s", b.udp(S, C, 5000, 40100, b"reply-u1")),    # u1 gone; s->c not allowed: firewall
+        (11.0, "s", b.udp(S, C, 5001, 40101, b"reply-u2")),    # u2 replied
+        (12.0, "c", b.udp(C, S, 40102, 5002, b"flow-u3")),     # nothing evictable: table-full
+        (13.0, "c", t1.c("PA", HTTP_GET)),                      # established conn 1 unaffected
+        (13.001, "s", t1.s("PA", HTTP_OK)),
+    ]
+    return emit("fw-table-full", topo, frames,
+                "max_connections 2: a third connection is refused `table-full` while both are replied; an unreplied UDP flow is evicted for a new one ({evictions} eviction), so its late reply is a denied new flow.")
+
+
+def s_syn_flood():
+    policy = {"default": "drop", "max_connections": 4, "rules": [
+        {"action": "allow", "proto": "tcp", "dst": "10.0.1.2", "dport": 80}]}
+    topo = FwTopology("fw-syn-flood", ["c", "s", "a"], policy)
+    b = Builder()
+    amac = "02:00:00:00:01:aa"
+    bots = [Host("a", amac, "10.0.1.%d" % (100 + i % 8)) for i in range(24)]
+    sessions = [Tcp(b, bots[i], S, 20000 + i, 80, cisn=10000000 + 1000 * i, sisn=60000000 + 1000 * i)
+                for i in range(24)]
+    e = Tcp(b, C, S, 40000, 80)
+    frames = [
+        (0.0, "c", e.c("S")), (0.001, "s", e.s("SA")), (0.002, "c", e.c("A")),
+        (0.003, "c", e.c("PA", HTTP_GET)),
+    ]
+    for i in range(20):                                         # 20 SYNs: 3 fit, 17 evict
+        frames.append((1.0 + 0.01 * i, "a", sessions[i].c("S")))
+    frames += [
+        (2.0, "s", sessions[0].s("SA")),                        # evicted long ago: invalid
+        (2.1, "s", sessions[18].s("SA")),                       # live: SYN_RECV (no longer evictable)
+        (2.2, "s", sessions[19].s("SA")),
+        (2.3, "s", sessions[17].s("SA")),
+    ]
+    for i in range(20, 24):                                     # nothing unreplied left: table-full
+        frames.append((3.0 + 0.01 * (i - 20), "a", sessions[i].c("S")))
+    frames += [
+        (4.0, "s", e.s("PA", HTTP_OK)),                         # established data still passes
+        (4.001, "c", e.c("A")),
+    ]
+    return emit("fw-syn-flood", topo, frames,
+                "max_connections 4 under a SYN flood: unreplied SYN_SENT entries evict each other ({evictions} evictions, not drops), a SYN+ACK for an evicted one is `invalid`, once only replied entries remain new SYNs are `table-full`, and the established connection is never evicted.")
+
+
+def s_default_allow():
+    policy = {"default": "allow", "rules": [{"action": "drop", "src": "10.0.1.66"}]}
+    topo = FwTopology("fw-dflt-allow", ["c", "s", "m"], policy)
+    b = Builder()
+    t = Tcp(b, C, S, 40000, 8080)
+    mt = Tcp(b, M, S, 41000, 22)
+    back = Tcp(b, S, M, 42000, 25, cisn=4000000, sisn=8000000)
+    frames = [
+        (0.0, "c", b.arp_req(C, S)),
+        (0.001, "s", b.arp_rep(S, C)),
+        (1.0, "c", t.c("S")), (1.001, "s", t.s("SA")), (1.002, "c", t.c("A")),
+        (1.003, "c", t.c("PA", HTTP_GET)), (1.004, "s", t.s("PA", HTTP_OK)),
+        (2.0, "s", b.udp(S, C, 5353, 5000)),                    # any direction may start flows
+        (2.001, "c", b.udp(C, S, 5000, 5353)),
+        (3.0, "m", b.arp_req(M, S)),                            # non-IP: passes, m learned
+        (3.1, "m", mt.c("S")),                                  # drop rule: firewall
+        (3.2, "m", b.echo(M, S, 0x6666, 1)),                    # firewall
+        (3.3, "m", b.udp(M, C, 41001, 5000)),                   # firewall
+        (4.0, "s", b.echo(S, M, 0x0202, 1)),                    # s -> m allowed
+        (4.001, "m", b.echo(M, S, 0x0202, 1, reply=True)),      # reply from m passes
+        (5.0, "s", back.c("S")),                                # s opens to m:25
+        (5.001, "m", back.s("SA")),                             # m's reply passes
+        (5.002, "s", back.c("A")),
+        (5.003, "m", back.s("PA", b"220 mail ready\r\n")),
+    ]
+    return emit("fw-default-allow", topo, frames,
+                "`default: allow` with one drop rule for 10.0.1.66: everything passes except new connections from that host (`firewall`); its replies to others' connections pass.")
+
+
+SCENARIOS = [
+    s_tcp_lifecycle, s_blocked_port, s_unsolicited_reply, s_udp_timeout, s_icmp,
+    s_ipv6, s_fragments, s_table_full, s_syn_flood, s_default_allow,
+]
+
+
+def main():
+    os.makedirs(l2.OUT_ROOT, exist_ok=True)
+    for fn in SCENARIOS:
+        sw = fn()
+        outs = {p: len(v) for p, v in sw.out.items()}
+        print("%-22s out=%s drops=%s evictions=%d" % (sw.folder, outs, dict(sorted(sw.drops.items())),
+                                                      sw.fw.evictions))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
