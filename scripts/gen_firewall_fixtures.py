@@ -394,11 +394,11 @@ class Builder:
     def __init__(self):
         self.next_id = 0x1000
 
-    def ip(self, a, b, **kw):
+    def ip(self, a, b):
         if a.v6:
             return IPv6(src=a.ip, dst=b.ip, hlim=64)
         self.next_id += 1
-        return IP(src=a.ip, dst=b.ip, ttl=64, id=kw.get("id", self.next_id), **{k: v for k, v in kw.items() if k != "id"})
+        return IP(src=a.ip, dst=b.ip, ttl=64, id=self.next_id)
 
     @staticmethod
     def frame(a, b, l3):

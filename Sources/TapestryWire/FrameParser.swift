@@ -139,7 +139,9 @@ public enum FrameParser {
                 return
             }
         case IPProtocol.udp:
-            guard UDPView(validating: bytes) != nil else {
+            // A first fragment holds the UDP header, but its length field covers the whole datagram.
+            let valid = parsed.fragment == .first ? bytes.count >= UDPView.length : UDPView(validating: bytes) != nil
+            guard valid else {
                 parsed.malformation = .badUDPHeader
                 return
             }

@@ -130,8 +130,7 @@ struct FirewallStage {
                 case .invalid:
                     return .invalid
                 case .reopen:
-                    table.remove(id: id)
-                    return open(packet, frame, parsed, network: network, now: now, events: &events)
+                    return open(packet, frame, parsed, network: network, now: now, replacing: id, events: &events)
                 case .move(let state, let newCloser):
                     entry.pointee.tcpState = state
                     entry.pointee.closer = newCloser.map { $0 == .original ? 1 : 2 } ?? 0
@@ -154,18 +153,20 @@ struct FirewallStage {
             if parsed.fragment == .first { rememberFragment(frame, parsed, packet, network: network, now: now) }
             return nil
         }
-        return open(packet, frame, parsed, network: network, now: now, events: &events)
+        return open(packet, frame, parsed, network: network, now: now, replacing: nil, events: &events)
     }
 
-    /// A packet of no live connection: may it open one?
+    /// A packet of no live connection: may it open one? `replacing` is a closed connection on the
+    /// same flow (a SYN after TIME_WAIT or CLOSE): it gives way only if the rules allow the new one.
     private func open(
         _ packet: Packet, _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame, network: NetworkID, now: Int64,
-        events: inout Events
+        replacing: Int?, events: inout Events
     ) -> DropReason? {
         if packet.isTCP && !TCPConnectionState.isOpening(packet.tcpFlags) { return .invalid }
         if packet.isEchoReply { return .invalid }
         let (action, rule) = evaluate(packet, proto: parsed.ipProtocol, network: network)
         guard action == .allow else { return .firewall }
+        if let replacing { table.remove(id: replacing) }
         let kind: ConnectionEntry.Kind
         switch parsed.ipProtocol {
         case IPProtocol.tcp: kind = .tcp
