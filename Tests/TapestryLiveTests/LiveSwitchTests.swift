@@ -7,6 +7,7 @@ import Testing
 @Suite(.serialized) struct LiveSwitchTests {
     /// Hosts a1, a2 in network web (VLAN 10), b1 in db (VLAN 20); all on one IP subnet, so only the
     /// switch keeps b1 apart.
+    /// `extra` is top-level YAML (a firewall section, say).
     func threeHosts(_ lab: LiveLab, extra: String = "") -> String {
         """
         name: live
@@ -158,6 +159,39 @@ import Testing
         #expect(try thirdHostSeesUnicast() == false, "a2 is known: the frame goes to a2 only")
         usleep(3_500_000)  // a2 silent for longer than mac_aging
         #expect(try thirdHostSeesUnicast() == true, "a2 aged out: the frame floods")
+    }
+
+    /// The firewall live: with `default: drop` and one allow rule, real TCP passes on the allowed
+    /// port and cannot connect on another.
+    @Test func firewallAllowsOnlyTheAllowedPort() throws {
+        if LiveLab.skip("firewallAllowsOnlyTheAllowedPort") { return }
+        guard lab_has("iperf3") else {
+            print("skipping firewallAllowsOnlyTheAllowedPort: iperf3 is not installed")
+            return
+        }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        try startThreeHosts(
+            lab,
+            extra: """
+                firewall:
+                  default: drop
+                  rules:
+                    - { action: allow, proto: tcp, src: 10.0.0.1, dst: 10.0.0.2, dport: 5201 }
+                """)
+        let allowed = try lab.background("iperf3 -s -1 -p 5201", in: "a2")
+        usleep(300_000)
+        let good = lab.sh("iperf3 -c 10.0.0.2 -p 5201 -t 1 --connect-timeout 2000", in: "a1")
+        allowed.waitUntilExit()
+        #expect(good.status == 0, "port 5201 allowed: \(good.output.suffix(300))")
+        let blocked = try lab.background("timeout 5 iperf3 -s -1 -p 5202", in: "a2")
+        usleep(300_000)
+        let bad = lab.sh("iperf3 -c 10.0.0.2 -p 5202 -t 1 --connect-timeout 2000", in: "a1")
+        #expect(bad.status != 0, "port 5202 is not allowed: \(bad.output.suffix(300))")
+        blocked.waitUntilExit()
+        #expect(lab.sh("ping -c 1 -W 1 10.0.0.2", in: "a1").status != 0, "ICMP is not allowed either")
+        #expect(lab.stop() == 0)
+        #expect(lab.log.contains("firewall"), "the stop summary counts firewall drops: \(lab.log)")
     }
 
     /// A device deleted under the running switch: that port goes down with a logged reason and

@@ -8,27 +8,32 @@ import TapestryWire
 
 /// Ports: a1, a2 access in network 0 (VLAN 10); t trunk carrying networks 0 and 1 (VLAN 10, 20),
 /// no native; b1 access in network 1.
-func makeDatapath() -> Datapath {
+func makeDatapath(firewall: FirewallConfiguration? = nil) -> Datapath {
     let configuration = DatapathConfiguration(
         networks: [.init(name: "web", vid: 10), .init(name: "db", vid: 20)],
         ports: [
             .init(name: "a1", mode: .access(0)), .init(name: "a2", mode: .access(0)),
             .init(name: "t", mode: .trunk([0, 1], native: nil)), .init(name: "b1", mode: .access(1)),
         ],
-        macAgingSeconds: 300, macTableSize: 8192)
+        macAgingSeconds: 300, macTableSize: 8192, firewall: firewall)
     return Datapath(configuration: configuration, batchCapacity: 32, maxFrameLength: 9216 + 18)
 }
 
 func mac(_ value: UInt64) -> [UInt8] { MACAddress(rawValue: 0x0200_0000_0000 | value).bytes }
 
 /// A 64-byte IPv4/UDP frame (headers valid so the parser walks to L4), optionally tagged.
-func frame(dst: UInt64, src: UInt64, vid: UInt16?) -> [UInt8] {
+func frame(
+    dst: UInt64, src: UInt64, vid: UInt16?, from: UInt32 = 0x0A00_0001, to: UInt32 = 0x0A00_0002,
+    sport: UInt16 = 40000, dport: UInt16 = 5000
+) -> [UInt8] {
     var bytes = mac(dst) + mac(src)
     if let vid { bytes += [0x81, 0x00, UInt8(vid >> 8), UInt8(vid & 0xFF)] }
     let ipLength = 64 - bytes.count - 2
-    var ip: [UInt8] = [0x45, 0, UInt8(ipLength >> 8), UInt8(ipLength & 0xFF), 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]
+    func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+    var ip: [UInt8] = [0x45, 0, UInt8(ipLength >> 8), UInt8(ipLength & 0xFF), 0, 1, 0x40, 0, 64, 17, 0, 0] + be32(from) + be32(to)
     let udpLength = ipLength - 20
-    ip += [0x9c, 0x40, 0x13, 0x88, UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 0, 0]
+    ip += [UInt8(sport >> 8), UInt8(sport & 0xFF), UInt8(dport >> 8), UInt8(dport & 0xFF)]
+    ip += [UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 0, 0]
     ip += [UInt8](repeating: 0x5A, count: udpLength - 8)
     return bytes + [0x08, 0x00] + ip
 }
@@ -101,6 +106,99 @@ let benchmarks: @Sendable () -> Void = {
     unicast("L2+VLAN access->access 64B unicast", inPort: 0, inVID: nil, outPort: 1, outVID: nil)
     unicast("L2+VLAN access->trunk 64B unicast (tag push)", inPort: 0, inVID: nil, outPort: 2, outVID: 10)
     unicast("L2+VLAN trunk->access 64B unicast (tag pop)", inPort: 2, inVID: 20, outPort: 3, outVID: nil)
+
+    // The full pipeline on the established path: VLAN, firewall (32 tracked UDP flows, each
+    // already answered), L2. Default drop with an allow rule, so every flow went through the rules once.
+    let firewall = FirewallConfiguration(
+        defaultAction: .drop, maxConnections: 262_144,
+        rules: [.init(action: .allow, proto: 17, destinationPorts: 5000...5000)])
+    Benchmark("Full pipeline (VLAN+firewall established+L2) 64B") { benchmark in
+        let datapath = makeDatapath(firewall: firewall)
+        learn(datapath, hosts: 100..<132, on: 1, vid: nil)
+        learn(datapath, hosts: 200..<232, on: 0, vid: nil)
+        let frames = (0..<32).map {
+            frame(dst: 100 + UInt64($0), src: 200 + UInt64($0), vid: nil, sport: 40000 + UInt16($0))
+        }
+        let replies = (0..<32).map {
+            frame(dst: 200 + UInt64($0), src: 100 + UInt64($0), vid: nil, from: 0x0A00_0002, to: 0x0A00_0001,
+                sport: 5000, dport: 40000 + UInt16($0))
+        }
+        let batch = datapath.makeBatch()
+        _ = run(datapath, batch, frames, port: 0, count: 32)
+        _ = run(datapath, batch, replies, port: 1, count: 32)
+        precondition(datapath.connectionTable!.count == 32)
+        benchmark.startMeasurement()
+        let sent = run(datapath, batch, frames, port: 0, count: benchmark.scaledIterations.count)
+        benchmark.stopMeasurement()
+        precondition(sent == benchmark.scaledIterations.count, "every frame forwarded")
+        blackHole(sent)
+    }
+
+    // Connection setup: every frame is a new flow (a new source address and port), through the
+    // rules and into the table; past 262,144 connections each new one evicts the oldest unreplied.
+    Benchmark(
+        "Firewall connection setup (new flows per second)",
+        configuration: .init(scalingFactor: .kilo, maxDuration: .seconds(3), maxIterations: 20)
+    ) { benchmark in
+        let datapath = makeDatapath(firewall: firewall)
+        learn(datapath, hosts: 100..<101, on: 1, vid: nil)
+        let batch = datapath.makeBatch()
+        batch.ingressPort = 0
+        var prototype = frame(dst: 100, src: 200, vid: nil)
+        var flow: UInt32 = 0
+        benchmark.startMeasurement()
+        var done = 0
+        while done < benchmark.scaledIterations.count {
+            batch.removeAll()
+            for _ in 0..<min(32, benchmark.scaledIterations.count - done) {
+                flow &+= 1
+                // Source address 10.x.y.z and source port vary per flow.
+                prototype[26] = 10
+                prototype[27] = UInt8(truncatingIfNeeded: flow >> 16)
+                prototype[28] = UInt8(truncatingIfNeeded: flow >> 8)
+                prototype[29] = UInt8(truncatingIfNeeded: flow)
+                prototype[34] = UInt8(truncatingIfNeeded: flow >> 24) | 0x80
+                prototype.withUnsafeBytes { _ = batch.append($0) }
+            }
+            done += batch.count
+            datapath.process(batch, now: Timestamp(seconds: 2))
+            datapath.transmitQueues.removeAll()
+        }
+        benchmark.stopMeasurement()
+        blackHole(datapath.counters.connectionsCreated)
+    }
+
+    // A table of 1,000,000 connections: built outside the measurement, then looked up.
+    Benchmark(
+        "Connection table 1M entries: lookup",
+        configuration: .init(metrics: [.throughput, .wallClock, .mallocCountTotal, .peakMemoryResident],
+            scalingFactor: .mega, maxDuration: .seconds(3), maxIterations: 10)
+    ) { benchmark in
+        let count = 1_000_000
+        let table = ConnectionTable(maxEntries: count)
+        func key(_ n: Int) -> FlowKey {
+            var sourceIsA = true
+            return FlowKey(
+                network: 0, proto: 6, isIPv6: false, sourceHigh: 0,
+                sourceLow: FlowKey.mapped(0x0A00_0000 | UInt32(n >> 8)), sourcePort: UInt16(n & 0xFF) | 0x8000,
+                destinationHigh: 0, destinationLow: FlowKey.mapped(0x0AFF_FFFE), destinationPort: 80,
+                sourceIsA: &sourceIsA)
+        }
+        for n in 0..<count {
+            _ = table.insert(key(n), now: 1) { $0.timeout = .max / 2; $0.kind = .tcp; $0.tcpState = .established }
+        }
+        precondition(table.count == count)
+        var found = 0
+        var n = 0
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            n = (n &+ 7_919) % count  // stride through the table, not in insertion order
+            if table.lookup(key(n), now: 2) != nil { found &+= 1 }
+        }
+        benchmark.stopMeasurement()
+        precondition(found == benchmark.scaledIterations.count)
+        blackHole(found)
+    }
 
     // Broadcast from an access port: one copy to each of the two other ports of the network.
     Benchmark("L2+VLAN broadcast flood to 2 ports 64B") { benchmark in

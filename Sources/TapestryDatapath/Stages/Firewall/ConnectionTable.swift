@@ -69,8 +69,12 @@ public final class ConnectionTable {
         var nextGeneration: UInt32 = 1
     }
 
-    /// Bytes a table of `maxEntries` can use: an entry plus two index cells per entry.
-    public static var bytesPerEntry: Int { MemoryLayout<ConnectionEntry>.stride + 2 * MemoryLayout<UInt64>.stride + 4 + 8 }
+    /// Bytes per connection a full table uses: the entry, at least two index cells, a free-list
+    /// slot and two eviction-ring slots (the index rounds up to a power of two, up to 4 cells).
+    public static var bytesPerEntry: Int {
+        MemoryLayout<ConnectionEntry>.stride + 2 * MemoryLayout<UInt64>.stride + MemoryLayout<UInt32>.stride
+            + 2 * MemoryLayout<UInt64>.stride
+    }
 
     public init(maxEntries: Int, seed: UInt64 = 0x5EED_7A9E_5775_0001) {
         precondition(maxEntries > 0 && maxEntries < Int(UInt32.max) / 2)
