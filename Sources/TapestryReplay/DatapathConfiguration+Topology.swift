@@ -21,7 +21,13 @@ extension DatapathConfiguration {
         self.init(
             networks: topology.networks.map { Network(name: $0.name, vid: $0.vlan) }, ports: ports,
             macAgingSeconds: topology.macAgingSeconds, macTableSize: topology.macTableSize,
-            firewall: topology.firewall.map { FirewallConfiguration(topology: $0, networks: networkIndex) })
+            firewall: topology.firewall.map { FirewallConfiguration(topology: $0, networks: networkIndex) },
+            loadBalancers: topology.loadBalancers.map { balancer in
+                LoadBalancerConfiguration(
+                    name: balancer.name, network: networkIndex[balancer.network]!, vip: balancer.vip, port: balancer.port,
+                    proto: balancer.proto == .tcp ? IPProtocol.tcp : IPProtocol.udp, mac: balancer.mac,
+                    backends: balancer.backends.map { .init(address: $0.address, port: $0.port, weight: $0.weight) })
+            })
     }
 }
 

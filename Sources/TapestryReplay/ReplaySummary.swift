@@ -21,6 +21,20 @@ public struct ReplaySummary: Sendable, Equatable {
     /// Firewall figures, when the topology has a firewall.
     public var firewall: FirewallFigures? = nil
 
+    /// Load balancers: connections given to each backend, in list order.
+    public var loadBalancers: [BalancerFigures] = []
+    public var loadBalancerUnresolved: UInt64 = 0
+    public var loadBalancerAnswers: UInt64 = 0
+
+    public struct BalancerFigures: Sendable, Equatable {
+        public var name: String
+        public var backends: [(address: String, connections: UInt64)]
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            lhs.name == rhs.name && lhs.backends.map(\.address) == rhs.backends.map(\.address)
+                && lhs.backends.map(\.connections) == rhs.backends.map(\.connections)
+        }
+    }
+
     public struct FirewallFigures: Sendable, Equatable {
         public var created: UInt64
         public var evicted: UInt64
@@ -54,6 +68,14 @@ public struct ReplaySummary: Sendable, Equatable {
             lines.append("drops: " + list.joined(separator: ", "))
         }
         lines.append("mac table: \(macLearned) learned, \(macMoved) moved, \(macTableFull) not learned (table full)")
+        for balancer in loadBalancers {
+            let list = balancer.backends.map { "\($0.address) \($0.connections)" }.joined(separator: ", ")
+            lines.append("load balancer \(balancer.name): connections per backend: \(list)")
+        }
+        if !loadBalancers.isEmpty {
+            lines.append(
+                "load balancers: \(loadBalancerAnswers) ARP/ping answers for VIPs, \(loadBalancerUnresolved) frames held back for an ARP request (backend MAC unknown)")
+        }
         if let firewall {
             lines.append(
                 "firewall: \(firewall.created) connections created, \(firewall.evicted) evicted unreplied, \(firewall.related) related ICMP errors passed, \(firewall.tracked) in the table at the end"
@@ -86,6 +108,15 @@ public struct ReplaySummary: Sendable, Equatable {
             "frames_in": framesIn, "frames_out": framesOut, "dropped": totalDrops,
             "mac_table": ["learned": macLearned, "moved": macMoved, "not_learned_table_full": macTableFull],
         ]
+        if !loadBalancers.isEmpty {
+            var balancers: [String: Any] = [:]
+            for balancer in loadBalancers {
+                balancers[balancer.name] = Dictionary(uniqueKeysWithValues: balancer.backends.map { ($0.address, $0.connections) })
+            }
+            object["load_balancers"] = [
+                "connections": balancers, "answers": loadBalancerAnswers, "unresolved": loadBalancerUnresolved,
+            ]
+        }
         if let firewall {
             object["firewall"] = [
                 "connections_created": firewall.created, "evicted": firewall.evicted, "related": firewall.related,

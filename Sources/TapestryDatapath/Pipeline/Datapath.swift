@@ -13,7 +13,7 @@ import TapestryWire
 ///   FirewallStage      connection tracking, rules on NEW connections       drop: firewall, invalid, table-full
 ///        │
 ///        ▼
-///   [load balancer]    VIP ARP, NAT, round robin (issue 5; its place)
+///   LoadBalancerStage  VIP ARP/ping answers, round robin, NAT both ways  drop: no-service, invalid
 ///        │
 ///        ▼
 ///   L2ForwardingStage  learn source, look up destination → forward/flood  drop: multicast-source, hairpin
@@ -37,6 +37,7 @@ public final class Datapath {
 
     private let vlanIngress: VLANIngressStage
     private let firewall: FirewallStage?
+    private let loadBalancer: LoadBalancerStage?
     private let firewallEvents: UnsafeMutablePointer<FirewallStage.Events>
     private let l2: L2ForwardingStage
     private let vlanEgress: VLANEgressStage
@@ -61,7 +62,20 @@ public final class Datapath {
         transmitQueues = TransmitQueues(
             portCount: configuration.ports.count, batchCapacity: batchCapacity, maxFrameLength: maxFrameLength)
         vlanIngress = VLANIngressStage(configuration: configuration)
-        firewall = configuration.firewall.map { FirewallStage(configuration: $0) }
+        // Connection tracking runs for the firewall, and for load balancers (whose connections must
+        // keep their backend) in a tracking-only mode when there is no firewall.
+        if configuration.firewall != nil || !configuration.loadBalancers.isEmpty {
+            let services = configuration.loadBalancers.map {
+                (network: $0.network, vip: FlowKey.mapped($0.vip.rawValue), proto: $0.proto, port: $0.port)
+            }
+            firewall = FirewallStage(
+                configuration: configuration.firewall ?? FirewallConfiguration(defaultAction: .allow),
+                enforce: configuration.firewall != nil, services: services)
+        } else {
+            firewall = nil
+        }
+        loadBalancer = configuration.loadBalancers.isEmpty || firewall == nil
+            ? nil : LoadBalancerStage(balancers: configuration.loadBalancers, table: firewall!.table)
         firewallEvents = .allocate(capacity: 1)
         firewallEvents.initialize(to: .init())
         l2 = L2ForwardingStage(table: macTable)
@@ -109,6 +123,7 @@ public final class Datapath {
 
         vlanIngress.process(batch, accessPort: accessPorts[port])
         if let firewall { firewall.process(batch, now: now, events: &firewallEvents.pointee) }
+        if let loadBalancer { loadBalancer.process(batch) }
         l2.process(batch, now: now, events: &events.pointee)
         vlanEgress.process(batch, into: transmitQueues)
 
@@ -159,10 +174,25 @@ public final class Datapath {
         result.connectionsEvicted = firewallEvents.pointee.evicted
         result.relatedPassed = firewallEvents.pointee.related
         result.connections = firewall?.table.count ?? 0
+        if let loadBalancer {
+            result.backendSelections = loadBalancer.selections
+            result.backendUnresolved = loadBalancer.unresolved
+            result.loadBalancerAnswers = loadBalancer.answered
+        }
         return result
     }
 
-    /// The connection table, when the firewall is on.
+    /// Takes a backend out of rotation (or back): new connections skip it, existing ones keep it.
+    public func setDrained(balancer: Int, backend: Int, _ drained: Bool) {
+        loadBalancer?.setDrained(balancer: balancer, backend: backend, drained)
+    }
+
+    /// The MAC learned for a backend, nil while unknown.
+    public func backendMAC(balancer: Int, backend: Int) -> MACAddress? {
+        loadBalancer?.backendMAC(balancer: balancer, backend: backend)
+    }
+
+    /// The connection table, when the firewall or a load balancer is on.
     public var connectionTable: ConnectionTable? { firewall?.table }
 
     /// Ports that carry `network`, in configuration order.

@@ -41,10 +41,11 @@ public struct DatapathConfiguration: Sendable {
     public var macTableSize: Int
     /// Nil: no firewall stage, every connection allowed.
     public var firewall: FirewallConfiguration?
+    public var loadBalancers: [LoadBalancerConfiguration]
 
     public init(
         networks: [Network], ports: [Port], macAgingSeconds: Int = 300, macTableSize: Int = 8192,
-        firewall: FirewallConfiguration? = nil
+        firewall: FirewallConfiguration? = nil, loadBalancers: [LoadBalancerConfiguration] = []
     ) {
         precondition(ports.count < Int(PortID.max) && networks.count < 4095)
         for port in ports {
@@ -56,6 +57,7 @@ public struct DatapathConfiguration: Sendable {
         self.macAgingSeconds = macAgingSeconds
         self.macTableSize = macTableSize
         self.firewall = firewall
+        self.loadBalancers = loadBalancers
     }
 
     public func portID(named name: String) -> PortID? {

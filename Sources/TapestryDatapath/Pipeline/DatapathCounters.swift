@@ -21,6 +21,11 @@ public struct DatapathCounters: Sendable, Equatable {
     public var connectionsEvicted: UInt64 = 0
     public var relatedPassed: UInt64 = 0
     public var connections = 0
+    /// Load balancers: connections given to each backend `[balancer][backend]`, frames turned into
+    /// ARP requests for a backend whose MAC was unknown, ARP and ping answers for VIPs.
+    public var backendSelections: [[UInt64]] = []
+    public var backendUnresolved: UInt64 = 0
+    public var loadBalancerAnswers: UInt64 = 0
 
     /// Drops by reason over all ports.
     public var drops: [DropReason: UInt64] {

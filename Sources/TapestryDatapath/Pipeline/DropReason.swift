@@ -22,6 +22,8 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     /// Live: an offloaded segment (GSO) had to leave a port without offloads (not segmented in
     /// software yet); counted on the output port.
     case offloadUnsupported
+    /// Addressed to a load balancer's VIP on a port or protocol it does not serve.
+    case noService
     /// Refused by the firewall's rules (firewall stage, not yet in the pipeline).
     case firewall
     /// The connection table is full (firewall stage, not yet in the pipeline).
@@ -39,6 +41,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .txFull: return "tx-full"
         case .portDown: return "port-down"
         case .offloadUnsupported: return "offload-unsupported"
+        case .noService: return "no-service"
         case .firewall: return "firewall"
         case .tableFull: return "table-full"
         }

@@ -10,6 +10,13 @@ public struct FrameMetadata: Sendable {
     public var consumedTag = false
     /// PCP and DEI bits (the top 4 bits of the TCI) of the consumed tag, else 0.
     public var priorityBits: UInt16 = 0
+    /// The connection-table entry of the frame's connection (-1: none), whether the frame travels
+    /// in its reply direction, and whether the entry was created by this frame.
+    public var connection: Int32 = -1
+    public var isReply = false
+    public var isNewConnection = false
+    /// The switch rewrote the source MAC to one of its own (a load balancer's): L2 must not learn it.
+    public var skipLearning = false
     /// Offloads the frame arrived with (a TAP device's virtio-net header); all zero when none.
     public var offload = VirtioNetHeader()
 

@@ -8,6 +8,11 @@ public enum Verdict: Equatable, Sendable {
     case forward(PortID)
     /// Send out of every other port of the frame's network.
     case flood
+    /// Send out of every port of the frame's network, the ingress port included (frames the
+    /// switch itself originates, such as a load balancer's ARP request for a backend).
+    case floodAll
+    /// The switch took the frame for itself (an ARP reply to a VIP): not forwarded, not a drop.
+    case consume
 
     @inline(__always)
     public var isDrop: Bool {

@@ -27,6 +27,14 @@ public struct ConnectionEntry: Sendable {
     public var packetsReply: UInt64 = 0
     public var bytesOriginal: UInt64 = 0
     public var bytesReply: UInt64 = 0
+    /// Load balancing: the balancer and backend this connection was given (-1: none), and the
+    /// key of its rewritten side (backend <-> client), which finds the same entry.
+    public var balancer: Int16 = -1
+    public var backend: Int16 = -1
+    public var hasAlias = false
+    /// True when the backend is endpoint A of `aliasKey`.
+    public var aliasBackendIsA = false
+    public var aliasKey = FlowKey()
 
     public init() {}
 
@@ -119,10 +127,9 @@ public final class ConnectionTable {
             if value == 0 { return nil }
             if UInt32(truncatingIfNeeded: value >> 32) == tag {
                 let id = Int(UInt32(truncatingIfNeeded: value)) - 1
-                if entries[id].key == key {
+                if entries[id].key == key || (entries[id].hasAlias && entries[id].aliasKey == key) {
                     if entries[id].isExpired(now: now) {
-                        removeCell(cell)
-                        release(id)
+                        remove(id: id)
                         // The backward shift may have moved the rest of the run: look again.
                         cell = home(tag)
                         continue
@@ -178,11 +185,25 @@ public final class ConnectionTable {
         return evicted ? .insertedAfterEviction(id) : .inserted(id)
     }
 
-    /// Removes the connection with entry `id` (a reopened TCP 4-tuple, a flush).
+    /// Removes the connection with entry `id` (a reopened TCP 4-tuple, a flush), both its keys.
     public func remove(id: Int) {
-        guard entries[id].inUse, let cell = cell(of: id) else { return }
-        removeCell(cell)
+        guard entries[id].inUse else { return }
+        if let cell = cell(of: id, key: entries[id].key) { removeCell(cell) }
+        if entries[id].hasAlias, let cell = cell(of: id, key: entries[id].aliasKey) { removeCell(cell) }
         release(id)
+    }
+
+    /// Makes `key` find connection `id` too (the load balancer's rewritten side). The index has
+    /// room: it holds at least two cells per entry.
+    public func addAlias(id: Int, key: FlowKey, backendIsA: Bool) {
+        guard entries[id].inUse, !entries[id].hasAlias else { return }
+        entries[id].hasAlias = true
+        entries[id].aliasKey = key
+        entries[id].aliasBackendIsA = backendIsA
+        let tag = UInt32(truncatingIfNeeded: key.hash(seed: seed) >> 32)
+        var cell = home(tag)
+        while index[cell] != 0 { cell = (cell + 1) & mask }
+        index[cell] = UInt64(tag) << 32 | UInt64(id + 1)
     }
 
     /// Removes expired connections, visiting at most `budget` entries from where the last sweep stopped.
@@ -207,11 +228,13 @@ public final class ConnectionTable {
 
     // MARK: internals
 
-    private func cell(of id: Int) -> Int? {
-        let tag = UInt32(truncatingIfNeeded: entries[id].key.hash(seed: seed) >> 32)
+    private func cell(of id: Int, key: FlowKey) -> Int? {
+        let tag = UInt32(truncatingIfNeeded: key.hash(seed: seed) >> 32)
         var cell = home(tag)
         while index[cell] != 0 {
-            if Int(UInt32(truncatingIfNeeded: index[cell])) - 1 == id { return cell }
+            if Int(UInt32(truncatingIfNeeded: index[cell])) - 1 == id, UInt32(truncatingIfNeeded: index[cell] >> 32) == tag {
+                return cell
+            }
             cell = (cell + 1) & mask
         }
         return nil

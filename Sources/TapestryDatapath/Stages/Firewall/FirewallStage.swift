@@ -16,6 +16,11 @@ struct FirewallStage {
     let configuration: FirewallConfiguration
     let table: ConnectionTable
     let fragments = FragmentTable()
+    /// False when only load balancers need connection tracking (no `firewall:` section): nothing
+    /// is dropped for policy or state, and only connections to a VIP service are tracked.
+    let enforce: Bool
+    /// (network, VIP as IPv4-mapped low half, protocol, port) of every load-balancer service.
+    let services: [(network: NetworkID, vip: UInt64, proto: UInt8, port: UInt16)]
 
     struct Events {
         var created: UInt64 = 0
@@ -23,8 +28,13 @@ struct FirewallStage {
         var related: UInt64 = 0
     }
 
-    init(configuration: FirewallConfiguration) {
+    init(
+        configuration: FirewallConfiguration, enforce: Bool = true,
+        services: [(network: NetworkID, vip: UInt64, proto: UInt8, port: UInt16)] = []
+    ) {
         self.configuration = configuration
+        self.enforce = enforce
+        self.services = services
         table = ConnectionTable(maxEntries: configuration.maxConnections)
     }
 
@@ -49,7 +59,8 @@ struct FirewallStage {
             let parsed = batch.metadata[index].parsed
             guard parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6 else { continue }
             let frame = UnsafeRawBufferPointer(batch.frame(index))
-            if let reason = decide(frame, parsed, network: batch.metadata[index].network, now: now, events: &events) {
+            let metadata = batch.metadata + index
+            if let reason = decide(frame, parsed, metadata, now: now, events: &events), enforce || reason == .tableFull {
                 batch.verdicts[index] = .drop(reason)
             }
         }
@@ -59,8 +70,10 @@ struct FirewallStage {
     /// Nil to pass the frame, else the drop reason.
     @inline(__always)
     private func decide(
-        _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame, network: NetworkID, now: Int64, events: inout Events
+        _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame, _ metadata: UnsafeMutablePointer<FrameMetadata>,
+        now: Int64, events: inout Events
     ) -> DropReason? {
+        let network = metadata.pointee.network
         let l3 = Int(parsed.l3Offset)
         let isIPv6 = parsed.layer3 == .ipv6
         var packet = Packet()
@@ -121,16 +134,25 @@ struct FirewallStage {
         let length = UInt64(frame.count)
         if let id = table.lookup(packet.key, now: now) {
             let entry = table.entry(id)
-            let direction: TCPConnectionState.Direction =
-                packet.sourceIsA == entry.pointee.originIsA ? .original : .reply
+            let direction: TCPConnectionState.Direction
+            if entry.pointee.key == packet.key {
+                direction = packet.sourceIsA == entry.pointee.originIsA ? .original : .reply
+            } else {  // found through the load balancer's backend-side key
+                direction = packet.sourceIsA == entry.pointee.aliasBackendIsA ? .reply : .original
+            }
             if packet.isTCP {
                 let closer: TCPConnectionState.Direction? =
                     entry.pointee.closer == 0 ? nil : (entry.pointee.closer == 1 ? .original : .reply)
                 switch entry.pointee.tcpState.on(flags: packet.tcpFlags, from: direction, closer: closer) {
                 case .invalid:
+                    if !enforce {  // tracking only: the load balancer still needs the connection
+                        metadata.pointee.connection = Int32(id)
+                        metadata.pointee.isReply = direction == .reply
+                        metadata.pointee.isNewConnection = false
+                    }
                     return .invalid
                 case .reopen:
-                    return open(packet, frame, parsed, network: network, now: now, replacing: id, events: &events)
+                    return open(packet, frame, parsed, metadata, now: now, replacing: id, events: &events)
                 case .move(let state, let newCloser):
                     entry.pointee.tcpState = state
                     entry.pointee.closer = newCloser.map { $0 == .original ? 1 : 2 } ?? 0
@@ -150,21 +172,38 @@ struct FirewallStage {
                 entry.pointee.bytesOriginal &+= length
             }
             entry.pointee.lastSeen = now
+            metadata.pointee.connection = Int32(id)
+            metadata.pointee.isReply = direction == .reply
+            metadata.pointee.isNewConnection = false
             if parsed.fragment == .first { rememberFragment(frame, parsed, packet, network: network, now: now) }
             return nil
         }
-        return open(packet, frame, parsed, network: network, now: now, replacing: nil, events: &events)
+        return open(packet, frame, parsed, metadata, now: now, replacing: nil, events: &events)
+    }
+
+    /// Whether a packet is addressed to a load-balancer service (tracking-only mode tracks these alone).
+    @inline(__always)
+    private func isService(_ packet: Packet, proto: UInt8, network: NetworkID) -> Bool {
+        for service in services
+        where service.network == network && service.vip == packet.destinationLow && packet.destinationHigh == 0
+            && service.proto == proto && service.port == packet.destinationPort
+        {
+            return true
+        }
+        return false
     }
 
     /// A packet of no live connection: may it open one? `replacing` is a closed connection on the
     /// same flow (a SYN after TIME_WAIT or CLOSE): it gives way only if the rules allow the new one.
     private func open(
-        _ packet: Packet, _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame, network: NetworkID, now: Int64,
-        replacing: Int?, events: inout Events
+        _ packet: Packet, _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame,
+        _ metadata: UnsafeMutablePointer<FrameMetadata>, now: Int64, replacing: Int?, events: inout Events
     ) -> DropReason? {
+        let network = metadata.pointee.network
         if packet.isTCP && !TCPConnectionState.isOpening(packet.tcpFlags) { return .invalid }
         if packet.isEchoReply { return .invalid }
-        let (action, rule) = evaluate(packet, proto: parsed.ipProtocol, network: network)
+        if !enforce && !isService(packet, proto: parsed.ipProtocol, network: network) { return nil }
+        let (action, rule) = enforce ? evaluate(packet, proto: parsed.ipProtocol, network: network) : (.allow, -1)
         guard action == .allow else { return .firewall }
         if let replacing { table.remove(id: replacing) }
         let kind: ConnectionEntry.Kind
@@ -190,9 +229,14 @@ struct FirewallStage {
         }
         switch result {
         case .full: return .tableFull
-        case .insertedAfterEviction: events.evicted &+= 1
-        case .inserted: break
+        case .insertedAfterEviction(let id):
+            events.evicted &+= 1
+            metadata.pointee.connection = Int32(id)
+        case .inserted(let id):
+            metadata.pointee.connection = Int32(id)
         }
+        metadata.pointee.isReply = false
+        metadata.pointee.isNewConnection = true
         events.created &+= 1
         if parsed.fragment == .first { rememberFragment(frame, parsed, packet, network: network, now: now) }
         return nil

@@ -28,12 +28,16 @@ struct L2ForwardingStage {
                 continue
             }
             let network = batch.metadata[index].network
-            switch table.learn(network, source, port: ingress, now: now) {
-            case .refreshed: break
-            case .learned: events.learned &+= 1
-            case .moved: events.moved &+= 1
-            case .tableFull: events.tableFull &+= 1
+            if !batch.metadata[index].skipLearning {
+                switch table.learn(network, source, port: ingress, now: now) {
+                case .refreshed: break
+                case .learned: events.learned &+= 1
+                case .moved: events.moved &+= 1
+                case .tableFull: events.tableFull &+= 1
+                }
             }
+            // An earlier stage already decided where this frame goes (a load balancer's answer).
+            guard case .pass = batch.verdicts[index] else { continue }
             let destination = frame.mac(0)
             if destination.isMulticast {
                 batch.verdicts[index] = .flood

@@ -72,7 +72,12 @@ struct VLANEgressStage {
                     sent = true
                 }
                 if !sent { batch.verdicts[index] = .drop(.noDestination) }
-            case .pass, .drop:
+            case .floodAll:
+                let network = Int(batch.metadata[index].network)
+                for member in memberStart[network]..<memberStart[network + 1] {
+                    emit(batch, index, to: members[member], queues)
+                }
+            case .pass, .drop, .consume:
                 break
             }
         }

@@ -42,6 +42,8 @@ struct VLANIngressStage {
         for index in 0..<batch.count {
             let parsed = FrameParser.parse(UnsafeRawBufferPointer(batch.frame(index)))
             batch.metadata[index].parsed = parsed
+            batch.metadata[index].connection = -1
+            batch.metadata[index].skipLearning = false
             if !parsed.isValid {
                 batch.verdicts[index] = .drop(.invalid)
                 continue

@@ -1,0 +1,194 @@
+import Testing
+import TapestryDatapath
+import TapestryTestSupport
+import TapestryWire
+
+/// The contract's load-balancer clauses through the in-memory switch.
+@Suite struct LoadBalancerTests {
+    static let client = MACAddress("02:00:00:00:0a:01")!
+    static let b1 = MACAddress("02:00:00:00:0b:01")!
+    static let b2 = MACAddress("02:00:00:00:0b:02")!
+    static let lbMAC = MACAddress("02:00:00:00:01:00")!
+    static let ipClient = IPv4Address("10.0.10.1")!
+    static let ipB1 = IPv4Address("10.0.10.11")!
+    static let ipB2 = IPv4Address("10.0.10.12")!
+    static let vip = IPv4Address("10.0.10.100")!
+
+    static func topology(proto: String = "tcp", port: Int = 80, backends: String = "[10.0.10.11:8080, 10.0.10.12:8080]", firewall: String = "") -> String {
+        """
+        name: lb
+        networks: { lan: { vlan: 10 } }
+        ports:
+          c: { tap: tc, network: lan }
+          b1: { tap: tb1, network: lan }
+          b2: { tap: tb2, network: lan }
+          t: { tap: tt, trunk: [lan] }
+        \(firewall)
+        load_balancers:
+          web:
+            network: lan
+            vip: 10.0.10.100
+            port: \(port)
+            proto: \(proto)
+            mac: 02:00:00:00:01:00
+            backends: \(backends)
+        """
+    }
+
+    /// A switch whose backends have announced themselves (so their MACs are known).
+    func makeSwitch(_ yaml: String = topology()) -> EmbeddedSwitch {
+        let sw = EmbeddedSwitch(yaml: yaml)
+        sw.send(FrameBuilder.arpRequest(src: Self.b1, senderIP: Self.ipB1, targetIP: Self.ipClient), on: "b1")
+        sw.send(FrameBuilder.arpRequest(src: Self.b2, senderIP: Self.ipB2, targetIP: Self.ipClient), on: "b2")
+        sw.send(FrameBuilder.arpRequest(src: Self.client, senderIP: Self.ipClient, targetIP: Self.ipB1), on: "c")
+        return sw
+    }
+
+    func fields(_ frame: [UInt8]) -> [String: String] {
+        Dictionary(FrameFields(frame).fields.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    func syn(_ sport: UInt16) -> [UInt8] {
+        FrameBuilder.tcp4(dst: Self.lbMAC, src: Self.client, from: Self.ipClient, to: Self.vip, sport: sport, dport: 80, flags: .syn)
+    }
+
+    @Test func answersARPForTheVIPOnAccessAndTrunkPorts() throws {
+        let sw = makeSwitch()
+        let out = sw.send(FrameBuilder.arpRequest(src: Self.client, senderIP: Self.ipClient, targetIP: Self.vip), on: "c")
+        #expect(Set(out.keys) == ["c"], "answered out of the asking port, not flooded")
+        let reply = fields(try #require(out["c"]?.first))
+        #expect(reply["eth.dst"] == "\(Self.client)" && reply["eth.src"] == "\(Self.lbMAC)")
+        #expect(reply["arp.op"] == "2" && reply["arp.sha"] == "\(Self.lbMAC)" && reply["arp.spa"] == "10.0.10.100")
+        #expect(reply["arp.tha"] == "\(Self.client)" && reply["arp.tpa"] == "10.0.10.1")
+        let tagged = sw.send(
+            FrameBuilder.arpRequest(src: Self.client, senderIP: Self.ipClient, targetIP: Self.vip, tags: [.dot1q(10, pcp: 3)]), on: "t")
+        let trunkReply = fields(try #require(tagged["t"]?.first))
+        #expect(trunkReply["vlan.vid"] == "10" && trunkReply["vlan.pcp"] == "3" && trunkReply["arp.op"] == "2")
+        #expect(sw.datapath.macTable.entries(now: sw.clock.now).allSatisfy { $0.mac != Self.lbMAC }, "never learns its own MAC")
+    }
+
+    @Test func answersPingToTheVIP() throws {
+        let sw = makeSwitch()
+        let out = sw.send(FrameBuilder.ping4(dst: Self.lbMAC, src: Self.client, from: Self.ipClient, to: Self.vip, identifier: 5), on: "c")
+        let reply = fields(try #require(out["c"]?.first))
+        #expect(reply["icmp.type"] == "0" && reply["ipv4.src"] == "10.0.10.100" && reply["ipv4.dst"] == "10.0.10.1")
+        #expect(reply["icmp.checksum"]?.hasSuffix("(valid)") == true && reply["ipv4.checksum"]?.hasSuffix("(valid)") == true)
+    }
+
+    @Test func sixConnectionsAlternateAndStayOnTheirBackend() throws {
+        let sw = makeSwitch()
+        var chosen: [String] = []
+        for n in 0..<6 {
+            let out = sw.send(syn(UInt16(50001 + n)), on: "c")
+            let port = try #require(out.keys.first)
+            #expect(out.count == 1)
+            let frame = fields(try #require(out[port]?.first))
+            chosen.append(port)
+            let (mac, ip) = port == "b1" ? (Self.b1, "10.0.10.11") : (Self.b2, "10.0.10.12")
+            #expect(frame["eth.dst"] == "\(mac)" && frame["ipv4.dst"] == ip && frame["tcp.dport"] == "8080")
+            #expect(frame["eth.src"] == "\(Self.client)" && frame["ipv4.src"] == "10.0.10.1" && frame["tcp.sport"] == "\(50001 + n)", "client kept")
+            #expect(frame["ipv4.checksum"]?.hasSuffix("(valid)") == true && frame["tcp.checksum"]?.hasSuffix("(valid)") == true)
+        }
+        #expect(chosen == ["b1", "b2", "b1", "b2", "b1", "b2"], "round robin in list order, starting with the first")
+        // Later packets of connection 1 (and its retransmitted SYN) stay on b1.
+        let ack = FrameBuilder.tcp4(dst: Self.lbMAC, src: Self.client, from: Self.ipClient, to: Self.vip, sport: 50001, dport: 80, flags: .ack)
+        #expect(sw.send(syn(50001), on: "c").keys.sorted() == ["b1"])
+        #expect(sw.send(ack, on: "c").keys.sorted() == ["b1"])
+        #expect(sw.counters.backendSelections == [[3, 3]])
+    }
+
+    @Test func repliesLookLikeTheyCameFromTheVIP() throws {
+        let sw = makeSwitch()
+        _ = sw.send(syn(50001), on: "c")
+        let synAck = FrameBuilder.tcp4(dst: Self.client, src: Self.b1, from: Self.ipB1, to: Self.ipClient, sport: 8080, dport: 50001, flags: [.syn, .ack])
+        let out = sw.send(synAck, on: "b1")
+        let reply = fields(try #require(out["c"]?.first))
+        #expect(out.count == 1)
+        #expect(reply["eth.src"] == "\(Self.lbMAC)" && reply["ipv4.src"] == "10.0.10.100" && reply["tcp.sport"] == "80")
+        #expect(reply["eth.dst"] == "\(Self.client)" && reply["tcp.dport"] == "50001")
+        #expect(reply["ipv4.checksum"]?.hasSuffix("(valid)") == true && reply["tcp.checksum"]?.hasSuffix("(valid)") == true)
+    }
+
+    @Test func udpVariant() throws {
+        let sw = makeSwitch(Self.topology(proto: "udp", port: 53, backends: "[10.0.10.11:5353, 10.0.10.12:5353]"))
+        var chosen: [String] = []
+        for n in 0..<4 {
+            let query = FrameBuilder.udp4(dst: Self.lbMAC, src: Self.client, from: Self.ipClient, to: Self.vip, sport: UInt16(40000 + n), dport: 53)
+            let out = sw.send(query, on: "c")
+            chosen.append(try #require(out.keys.first))
+            #expect(fields(out.values.first![0])["udp.checksum"]?.hasSuffix("(valid)") == true)
+        }
+        #expect(chosen == ["b1", "b2", "b1", "b2"])
+        let answer = FrameBuilder.udp4(dst: Self.client, src: Self.b2, from: Self.ipB2, to: Self.ipClient, sport: 5353, dport: 40001)
+        let reply = fields(try #require(sw.send(answer, on: "b2")["c"]?.first))
+        #expect(reply["ipv4.src"] == "10.0.10.100" && reply["udp.sport"] == "53" && reply["udp.checksum"]?.hasSuffix("(valid)") == true)
+    }
+
+    @Test func weightsInterleaveSmoothly() {
+        var scheduler = WeightedRoundRobin(weights: [3, 1])
+        #expect((0..<8).map { _ in scheduler.next()! } == [0, 0, 1, 0, 0, 0, 1, 0])
+        var three = WeightedRoundRobin(weights: [5, 1, 1])
+        #expect((0..<7).map { _ in three.next()! } == [0, 0, 1, 0, 2, 0, 0], "nginx's example: a a b a c a a")
+        let sw = makeSwitch(Self.topology(backends: "[{ address: \"10.0.10.11:8080\", weight: 3 }, 10.0.10.12:8080]"))
+        let chosen = (0..<8).map { sw.send(syn(UInt16(51000 + $0)), on: "c").keys.first ?? "?" }
+        #expect(chosen == ["b1", "b1", "b2", "b1", "b1", "b1", "b2", "b1"])
+    }
+
+    @Test func drainedBackendsKeepTheirConnections() {
+        let sw = makeSwitch()
+        #expect(sw.send(syn(50001), on: "c").keys.sorted() == ["b1"])
+        sw.datapath.setDrained(balancer: 0, backend: 0, true)
+        #expect(sw.send(syn(50002), on: "c").keys.sorted() == ["b2"])
+        #expect(sw.send(syn(50003), on: "c").keys.sorted() == ["b2"], "b1 takes no new connections")
+        #expect(sw.send(syn(50001), on: "c").keys.sorted() == ["b1"], "its existing connection stays")
+    }
+
+    @Test func unknownBackendMACIsAskedForFromTheVIP() throws {
+        let sw = EmbeddedSwitch(yaml: Self.topology())
+        let out = sw.send(syn(50001), on: "c")
+        #expect(Set(out.keys) == ["c", "b1", "b2", "t"], "flooded to every port, the client's included")
+        let request = fields(try #require(out["b1"]?.first))
+        #expect(request["eth.dst"] == "ff:ff:ff:ff:ff:ff" && request["eth.src"] == "\(Self.lbMAC)")
+        #expect(request["arp.op"] == "1" && request["arp.spa"] == "10.0.10.100" && request["arp.tpa"] == "10.0.10.11")
+        #expect(out["b1"]![0].count == 60)
+        #expect(fields(out["t"]![0])["vlan.vid"] == "10")
+        #expect(sw.counters.backendUnresolved == 1)
+        // b1 answers the VIP: consumed, learned.
+        let answer = FrameBuilder.padded(FrameBuilder.ethernet(
+            dst: Self.lbMAC, src: Self.b1, type: EtherType.arp,
+            payload: FrameBuilder.arp(operation: 2, senderMAC: Self.b1, senderIP: Self.ipB1, targetMAC: Self.lbMAC, targetIP: Self.vip)))
+        #expect(sw.send(answer, on: "b1").isEmpty, "an ARP reply to the VIP is the switch's")
+        #expect(sw.datapath.backendMAC(balancer: 0, backend: 0) == Self.b1)
+        #expect(sw.send(syn(50001), on: "c").keys.sorted() == ["b1"], "the retransmitted SYN goes to b1")
+    }
+
+    @Test func otherPortsAndStrayPacketsToTheVIP() {
+        let sw = makeSwitch()
+        #expect(sw.send(FrameBuilder.tcp4(dst: Self.lbMAC, src: Self.client, from: Self.ipClient, to: Self.vip, dport: 443), on: "c").isEmpty)
+        #expect(sw.send(FrameBuilder.udp4(dst: Self.lbMAC, src: Self.client, from: Self.ipClient, to: Self.vip, dport: 80), on: "c").isEmpty)
+        #expect(sw.send(FrameBuilder.tcp4(dst: Self.lbMAC, src: Self.client, from: Self.ipClient, to: Self.vip, sport: 1, dport: 80, flags: .ack), on: "c").isEmpty)
+        #expect(sw.drops == ["no-service": 2, "invalid": 1])
+        // Traffic not for the VIP is untouched and untracked.
+        #expect(sw.send(FrameBuilder.udp4(dst: Self.b1, src: Self.client, from: Self.ipClient, to: Self.ipB1), on: "c").keys.sorted() == ["b1"])
+        #expect(sw.counters.connections == 0)
+    }
+
+    @Test func worksBehindTheFirewall() throws {
+        let firewall = """
+            firewall:
+              default: drop
+              rules:
+                - { action: allow, proto: tcp, dst: 10.0.10.100, dport: 80 }
+            """
+        let sw = makeSwitch(Self.topology(firewall: firewall))
+        #expect(sw.send(syn(50001), on: "c").keys.sorted() == ["b1"])
+        let synAck = FrameBuilder.tcp4(dst: Self.client, src: Self.b1, from: Self.ipB1, to: Self.ipClient, sport: 8080, dport: 50001, flags: [.syn, .ack])
+        let reply = fields(try #require(sw.send(synAck, on: "b1")["c"]?.first))
+        #expect(reply["ipv4.src"] == "10.0.10.100", "the backend's reply passed the firewall and was rewritten")
+        let ack = FrameBuilder.tcp4(dst: Self.lbMAC, src: Self.client, from: Self.ipClient, to: Self.vip, sport: 50001, dport: 80, flags: .ack)
+        #expect(sw.send(ack, on: "c").keys.sorted() == ["b1"])
+        #expect(sw.send(FrameBuilder.tcp4(dst: Self.b1, src: Self.client, from: Self.ipClient, to: Self.ipB1, dport: 8080), on: "c").isEmpty, "direct to a backend: not allowed")
+        #expect(sw.drops == ["firewall": 1])
+        #expect(sw.datapath.connectionTable!.liveEntries(now: sw.clock.now.nanoseconds).first?.tcpState == .established)
+    }
+}
