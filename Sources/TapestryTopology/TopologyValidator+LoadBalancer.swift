@@ -27,11 +27,22 @@ extension TopologyValidator {
                 }
             }
             var vip = IPv4Address(rawValue: 0)
+            var vipPrefix: IPPrefix? = nil
             if let value = fields["vip"], let text = reader.string(value.value, what: "vip") {
-                if let address = IPv4Address(text) {
+                let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+                if let address = IPv4Address(parts[0]), parts.count <= 2 {
                     vip = address
+                    if parts.count == 2 {
+                        if let length = Int(parts[1]), (1...32).contains(length), parts[1].allSatisfy(\.isNumber) {
+                            let mask: UInt32 = ~UInt32(0) << (32 - length)
+                            vipPrefix = .v4(IPv4Address(rawValue: address.rawValue & mask), length: length)
+                        } else {
+                            reader.error(value.value, "vip '\(text)' has an invalid prefix length (1-32)")
+                            valid = false
+                        }
+                    }
                 } else {
-                    reader.error(value.value, "vip '\(text)' is not an IPv4 address (like 10.0.10.100)")
+                    reader.error(value.value, "vip '\(text)' is not an IPv4 address (like 10.0.10.100, or 10.0.10.100/24)")
                     valid = false
                 }
             }
@@ -77,6 +88,9 @@ extension TopologyValidator {
                         valid = false
                     } else if backend.address == vip {
                         reader.error(addressNode, "backend \(backend.address) is the VIP itself")
+                        valid = false
+                    } else if let vipPrefix, !vipPrefix.contains(backend.address) {
+                        reader.error(addressNode, "backend \(backend.address) is outside the load balancer's network \(vipPrefix) (the vip's prefix)")
                         valid = false
                     } else {
                         backends.append(backend)

@@ -38,10 +38,13 @@ struct Scenario {
         return files.map { Replay.Input(port: String($0.dropLast(5)), path: folder.appendingPathComponent($0).path) }
     }
 
-    var expectedDrops: [String: UInt64] {
+    var expectedSummary: [String: Any] {
         let data = try! Data(contentsOf: directory.appendingPathComponent("expect/summary.json"))
-        let object = try! JSONSerialization.jsonObject(with: data) as! [String: Any]
-        return (object["drops"] as! [String: Any]).mapValues { UInt64(truncating: $0 as! NSNumber) }
+        return try! JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }
+
+    var expectedDrops: [String: UInt64] {
+        (expectedSummary["drops"] as! [String: Any]).mapValues { UInt64(truncating: $0 as! NSNumber) }
     }
 
     func run() throws -> ReplaySummary {
@@ -64,7 +67,7 @@ struct Scenario {
     static let exampleNames = Repository.folders(in: Repository.examples)
 
     @Test func scenariosAreThere() {
-        #expect(Self.scenarioNames.count >= 12, "found \(Self.scenarioNames)")
+        #expect(Self.scenarioNames.count >= 30, "found \(Self.scenarioNames)")
         #expect(Self.exampleNames.contains("office"))
     }
 
@@ -87,6 +90,9 @@ struct Scenario {
         #expect(summary.differences == [], "\(scenario.name): \(summary.differences.joined(separator: "\n"))")
         let drops = Dictionary(uniqueKeysWithValues: summary.drops.map { ($0.key.name, $0.value) })
         #expect(drops == scenario.expectedDrops, "\(scenario.name) drops")
+        if let unresolved = scenario.expectedSummary["lb_unresolved"] as? Int {
+            #expect(summary.loadBalancerUnresolved == UInt64(unresolved), "\(scenario.name) frames held for ARP")
+        }
     }
 
     /// The bundled office topology is the one the example replays.

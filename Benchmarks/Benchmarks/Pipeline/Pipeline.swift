@@ -8,14 +8,14 @@ import TapestryWire
 
 /// Ports: a1, a2 access in network 0 (VLAN 10); t trunk carrying networks 0 and 1 (VLAN 10, 20),
 /// no native; b1 access in network 1.
-func makeDatapath(firewall: FirewallConfiguration? = nil) -> Datapath {
+func makeDatapath(firewall: FirewallConfiguration? = nil, loadBalancers: [LoadBalancerConfiguration] = []) -> Datapath {
     let configuration = DatapathConfiguration(
         networks: [.init(name: "web", vid: 10), .init(name: "db", vid: 20)],
         ports: [
             .init(name: "a1", mode: .access(0)), .init(name: "a2", mode: .access(0)),
             .init(name: "t", mode: .trunk([0, 1], native: nil)), .init(name: "b1", mode: .access(1)),
         ],
-        macAgingSeconds: 300, macTableSize: 8192, firewall: firewall)
+        macAgingSeconds: 300, macTableSize: 8192, firewall: firewall, loadBalancers: loadBalancers)
     return Datapath(configuration: configuration, batchCapacity: 32, maxFrameLength: 9216 + 18)
 }
 
@@ -131,6 +131,38 @@ let benchmarks: @Sendable () -> Void = {
         let sent = run(datapath, batch, frames, port: 0, count: benchmark.scaledIterations.count)
         benchmark.stopMeasurement()
         precondition(sent == benchmark.scaledIterations.count, "every frame forwarded")
+        blackHole(sent)
+    }
+
+    // The pipeline with a load balancer on the established path: 32 client flows to the VIP,
+    // each already given a backend (alternating), rewritten to it on every frame; no firewall
+    // section, so connection tracking runs in its tracking-only mode.
+    Benchmark("Load balancer established path (VLAN+conntrack+LB NAT+L2) 64B") { benchmark in
+        let balancer = LoadBalancerConfiguration(
+            name: "web", network: 0, vip: IPv4Address(10, 0, 0, 100), port: 5000, proto: 17,
+            mac: MACAddress(rawValue: 0x0200_0000_0100),
+            backends: [.init(address: IPv4Address(10, 0, 0, 11), port: 8080), .init(address: IPv4Address(10, 0, 0, 12), port: 8080)])
+        let datapath = makeDatapath(loadBalancers: [balancer])
+        // The backends announce themselves from a2 (ARP), so their MACs are known.
+        let batch = datapath.makeBatch()
+        batch.ingressPort = 1
+        for (index, ip) in [UInt32(0x0A00_000B), 0x0A00_000C].enumerated() {
+            let sender = mac(300 + UInt64(index))
+            let arp: [UInt8] = [0, 1, 8, 0, 6, 4, 0, 1] + sender + [10, 0, 0, UInt8(ip & 0xFF)] + [0, 0, 0, 0, 0, 0] + [10, 0, 0, 1]
+            (MACAddress.broadcast.bytes + sender + [0x08, 0x06] + arp + [UInt8](repeating: 0, count: 18)).withUnsafeBytes { _ = batch.append($0) }
+        }
+        datapath.process(batch, now: Timestamp(seconds: 1))
+        datapath.transmitQueues.removeAll()
+        learn(datapath, hosts: 200..<232, on: 0, vid: nil)
+        let frames = (0..<32).map {
+            frame(dst: 0x100, src: 200 + UInt64($0), vid: nil, from: 0x0A00_0001, to: 0x0A00_0064, sport: 40000 + UInt16($0), dport: 5000)
+        }
+        _ = run(datapath, batch, frames, port: 0, count: 32)
+        precondition(datapath.counters.backendSelections == [[16, 16]], "32 flows spread over the two backends")
+        benchmark.startMeasurement()
+        let sent = run(datapath, batch, frames, port: 0, count: benchmark.scaledIterations.count)
+        benchmark.stopMeasurement()
+        precondition(sent == benchmark.scaledIterations.count, "every frame forwarded to its backend")
         blackHole(sent)
     }
 
