@@ -2,18 +2,25 @@
 /// canonical order (A < B), so a packet and its reply find one entry with one lookup; which
 /// endpoint opened the connection is kept in the entry. IPv4 addresses are stored IPv4-mapped
 /// (::ffff:a.b.c.d) so one key type serves both families.
+///
+/// Five 64-bit words: the addresses, and network, protocol, family and both ports packed into one
+/// word, so a key is built with whole-word stores and compared with five comparisons (building it
+/// from 16-bit fields made every lookup wait on store forwarding).
 public struct FlowKey: Equatable, Sendable {
     public var aHigh: UInt64 = 0
     public var aLow: UInt64 = 0
     public var bHigh: UInt64 = 0
     public var bLow: UInt64 = 0
-    public var aPort: UInt16 = 0
-    public var bPort: UInt16 = 0
-    public var network: UInt16 = 0
-    public var proto: UInt8 = 0
-    public var isIPv6 = false
+    /// network << 48 | protocol << 40 | IPv6 << 32 | port A << 16 | port B
+    public var meta: UInt64 = 0
 
     public init() {}
+
+    public var network: UInt16 { UInt16(truncatingIfNeeded: meta >> 48) }
+    public var proto: UInt8 { UInt8(truncatingIfNeeded: meta >> 40) }
+    public var isIPv6: Bool { meta & (1 << 32) != 0 }
+    public var aPort: UInt16 { UInt16(truncatingIfNeeded: meta >> 16) }
+    public var bPort: UInt16 { UInt16(truncatingIfNeeded: meta) }
 
     /// Builds the canonical key of a packet and tells whether its source is endpoint A.
     @inline(__always)
@@ -21,20 +28,28 @@ public struct FlowKey: Equatable, Sendable {
         network: UInt16, proto: UInt8, isIPv6: Bool, sourceHigh: UInt64, sourceLow: UInt64, sourcePort: UInt16,
         destinationHigh: UInt64, destinationLow: UInt64, destinationPort: UInt16, sourceIsA: inout Bool
     ) {
-        self.network = network
-        self.proto = proto
-        self.isIPv6 = isIPv6
-        let sourceFirst =
-            (sourceHigh, sourceLow, sourcePort) <= (destinationHigh, destinationLow, destinationPort)
-        sourceIsA = sourceFirst
-        if sourceFirst {
-            (aHigh, aLow, aPort, bHigh, bLow, bPort) = (
-                sourceHigh, sourceLow, sourcePort, destinationHigh, destinationLow, destinationPort
-            )
+        let sourceFirst: Bool
+        if sourceHigh != destinationHigh {
+            sourceFirst = sourceHigh < destinationHigh
+        } else if sourceLow != destinationLow {
+            sourceFirst = sourceLow < destinationLow
         } else {
-            (aHigh, aLow, aPort, bHigh, bLow, bPort) = (
-                destinationHigh, destinationLow, destinationPort, sourceHigh, sourceLow, sourcePort
-            )
+            sourceFirst = sourcePort <= destinationPort
+        }
+        sourceIsA = sourceFirst
+        let common = UInt64(network) << 48 | UInt64(proto) << 40 | (isIPv6 ? 1 << 32 : 0)
+        if sourceFirst {
+            aHigh = sourceHigh
+            aLow = sourceLow
+            bHigh = destinationHigh
+            bLow = destinationLow
+            meta = common | UInt64(sourcePort) << 16 | UInt64(destinationPort)
+        } else {
+            aHigh = destinationHigh
+            aLow = destinationLow
+            bHigh = sourceHigh
+            bLow = sourceLow
+            meta = common | UInt64(destinationPort) << 16 | UInt64(sourcePort)
         }
     }
 
@@ -44,10 +59,15 @@ public struct FlowKey: Equatable, Sendable {
 
     @inline(__always)
     func hash(seed: UInt64) -> UInt64 {
-        var h = seed ^ (UInt64(network) << 48 | UInt64(proto) << 40 | UInt64(aPort) << 16 | UInt64(bPort))
-        h = (h ^ aLow) &* 0x9E37_79B9_7F4A_7C15
-        h = (h ^ bLow) &* 0xBF58_476D_1CE4_E5B9
-        h = (h ^ aHigh ^ (bHigh << 1)) &* 0x94D0_49BB_1331_11EB
+        var h = (seed ^ meta) &* 0x9E37_79B9_7F4A_7C15
+        h = (h ^ aLow ^ (aHigh >> 1)) &* 0xBF58_476D_1CE4_E5B9
+        h = (h ^ bLow ^ (bHigh << 1)) &* 0x94D0_49BB_1331_11EB
         return h ^ (h >> 29)
+    }
+
+    @inline(__always)
+    public static func == (lhs: FlowKey, rhs: FlowKey) -> Bool {
+        lhs.meta == rhs.meta && lhs.aLow == rhs.aLow && lhs.bLow == rhs.bLow && lhs.aHigh == rhs.aHigh
+            && lhs.bHigh == rhs.bHigh
     }
 }

@@ -15,21 +15,73 @@ import TapestryWire
 final class LoadBalancerStage {
     let balancers: [LoadBalancerConfiguration]
     let table: ConnectionTable
+
+    /// The per-frame view of the configuration: trivial values in memory allocated once, so the
+    /// datapath copies no strings or arrays and makes no exclusivity checks per frame.
+    struct Service {
+        var network: NetworkID
+        var vip: IPv4Address
+        var proto: UInt8
+        var port: UInt16
+        var mac: MACAddress
+        var firstBackend: Int
+    }
+    struct Backend {
+        var network: NetworkID
+        var address: IPv4Address
+        var port: UInt16
+        /// Learned MAC; `MACAddress.zero` while unknown.
+        var mac: MACAddress
+    }
+    private let services: UnsafeMutablePointer<Service>
+    private let serviceCount: Int
+    private let backends: UnsafeMutablePointer<Backend>
+    private let backendCount: Int
+    /// Connections handed to each backend (flat, in `backends` order).
+    private let selectionCounts: UnsafeMutablePointer<UInt64>
+    private let counters: UnsafeMutablePointer<(unresolved: UInt64, answered: UInt64)>
     private var schedulers: [WeightedRoundRobin]
-    /// Learned backend MACs, `[balancer][backend]`; nil until seen.
-    private var backendMACs: [[MACAddress?]]
-    /// Connections handed to each backend, `[balancer][backend]`.
-    private(set) var selections: [[UInt64]]
-    private(set) var unresolved: UInt64 = 0
-    private(set) var answered: UInt64 = 0
 
     init(balancers: [LoadBalancerConfiguration], table: ConnectionTable) {
         self.balancers = balancers
         self.table = table
+        serviceCount = balancers.count
+        backendCount = balancers.reduce(0) { $0 + $1.backends.count }
+        services = .allocate(capacity: max(1, serviceCount))
+        backends = .allocate(capacity: max(1, backendCount))
+        selectionCounts = .allocate(capacity: max(1, backendCount))
+        selectionCounts.initialize(repeating: 0, count: max(1, backendCount))
+        counters = .allocate(capacity: 1)
+        counters.initialize(to: (0, 0))
+        var next = 0
+        for (index, balancer) in balancers.enumerated() {
+            (services + index).initialize(
+                to: Service(
+                    network: balancer.network, vip: balancer.vip, proto: balancer.proto, port: balancer.port,
+                    mac: balancer.mac, firstBackend: next))
+            for backend in balancer.backends {
+                (backends + next).initialize(
+                    to: Backend(network: balancer.network, address: backend.address, port: backend.port, mac: .zero))
+                next += 1
+            }
+        }
         schedulers = balancers.map { WeightedRoundRobin(weights: $0.backends.map(\.weight)) }
-        backendMACs = balancers.map { [MACAddress?](repeating: nil, count: $0.backends.count) }
-        selections = balancers.map { [UInt64](repeating: 0, count: $0.backends.count) }
     }
+
+    deinit {
+        services.deallocate()
+        backends.deallocate()
+        selectionCounts.deallocate()
+        counters.deallocate()
+    }
+
+    var selections: [[UInt64]] {
+        balancers.indices.map { index in
+            (0..<balancers[index].backends.count).map { selectionCounts[services[index].firstBackend + $0] }
+        }
+    }
+    var unresolved: UInt64 { counters.pointee.unresolved }
+    var answered: UInt64 { counters.pointee.answered }
 
     func process(_ batch: FrameBatch) {
         let ingress = batch.ingressPort
@@ -53,15 +105,17 @@ final class LoadBalancerStage {
     // MARK: ARP
 
     private func handleARP(
-        _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, network: NetworkID, index: Int, batch: FrameBatch,
-        ingress: PortID
+        _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, network: NetworkID, index frameIndex: Int,
+        batch: FrameBatch, ingress: PortID
     ) {
         let l3 = Int(parsed.l3Offset)
         guard let arp = ARPView(validating: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(frame)[l3...])),
             arp.isEthernetIPv4
         else { return }
         learn(network: network, ip: arp.senderIP, mac: arp.senderMAC)
-        for balancer in balancers where balancer.network == network && balancer.vip == arp.targetIP {
+        let target = arp.targetIP
+        for index in 0..<serviceCount where services[index].network == network && services[index].vip == target {
+            let balancer = services[index]
             if arp.operation == 1 {
                 // Answer in place: the request becomes the reply, back out of its port.
                 let requester = arp.senderMAC
@@ -73,11 +127,11 @@ final class LoadBalancerStage {
                 frame.setU32(l3 + 14, balancer.vip.rawValue)
                 frame.setMAC(l3 + 18, requester)
                 frame.setU32(l3 + 24, requesterIP.rawValue)
-                batch.verdicts[index] = .forward(ingress)
-                batch.metadata[index].skipLearning = true
-                answered &+= 1
+                batch.verdicts[frameIndex] = .forward(ingress)
+                batch.metadata[frameIndex].skipLearning = true
+                counters.pointee.answered &+= 1
             } else {
-                batch.verdicts[index] = .consume  // a backend answering our ARP request
+                batch.verdicts[frameIndex] = .consume  // a backend answering our ARP request
             }
             return
         }
@@ -98,39 +152,43 @@ final class LoadBalancerStage {
         if metadata.pointee.connection >= 0 && metadata.pointee.isReply {
             let entry = table.entry(Int(metadata.pointee.connection))
             guard entry.pointee.backend >= 0 else { return }
-            let balancer = balancers[Int(entry.pointee.balancer)]
-            let backend = balancer.backends[Int(entry.pointee.backend)]
+            let service = services[Int(entry.pointee.balancer)]
+            let backend = backends[service.firstBackend + Int(entry.pointee.backend)]
             guard source == backend.address else { return }
             // Reply: it must look as if the VIP sent it.
-            _ = FrameRewriter.setIPv4Address(frame, parsed, .source, balancer.vip)
-            _ = FrameRewriter.setPort(frame, parsed, .source, balancer.port)
-            frame.setMAC(6, balancer.mac)
+            _ = FrameRewriter.setIPv4Address(frame, parsed, .source, service.vip)
+            _ = FrameRewriter.setPort(frame, parsed, .source, service.port)
+            frame.setMAC(6, service.mac)
             metadata.pointee.skipLearning = true
             return
         }
 
-        guard let balancer = balancers.first(where: { $0.network == network && $0.vip == destination }) else {
-            return
-        }
+        var isVIP = false
+        var serviceIndex = -1
         let proto = parsed.ipProtocol
-        if proto == IPProtocol.icmp, parsed.hasL4, frame[Int(parsed.l4Offset)] == 8 {
-            answerEcho(frame, parsed, balancer: balancer)
-            batch.verdicts[index] = .forward(ingress)
-            metadata.pointee.skipLearning = true
-            answered &+= 1
+        let hasPorts = parsed.hasL4 && (proto == IPProtocol.tcp || proto == IPProtocol.udp)
+        let port = hasPorts ? frame.u16(Int(parsed.l4Offset) + 2) : 0
+        for index in 0..<serviceCount where services[index].network == network && services[index].vip == destination {
+            isVIP = true
+            if hasPorts && services[index].proto == proto && services[index].port == port {
+                serviceIndex = index
+                break
+            }
+        }
+        guard isVIP else { return }
+        if serviceIndex < 0 {
+            if proto == IPProtocol.icmp, parsed.hasL4, frame[Int(parsed.l4Offset)] == 8 {
+                let service = services[(0..<serviceCount).first { services[$0].network == network && services[$0].vip == destination }!]
+                answerEcho(frame, parsed, mac: service.mac)
+                batch.verdicts[index] = .forward(ingress)
+                metadata.pointee.skipLearning = true
+                counters.pointee.answered &+= 1
+            } else {
+                batch.verdicts[index] = .drop(.noService)
+            }
             return
         }
-        // Find the service: this balancer, or another on the same VIP with this port and protocol.
-        let port = parsed.hasL4 && (proto == IPProtocol.tcp || proto == IPProtocol.udp)
-            ? frame.u16(Int(parsed.l4Offset) + 2) : 0
-        guard let serviceIndex = balancers.indices.first(where: {
-            balancers[$0].network == network && balancers[$0].vip == destination && balancers[$0].proto == proto
-                && balancers[$0].port == port && parsed.hasL4
-        }) else {
-            batch.verdicts[index] = .drop(.noService)
-            return
-        }
-        let service = balancers[serviceIndex]
+        let service = services[serviceIndex]
         guard metadata.pointee.connection >= 0 else {
             batch.verdicts[index] = .drop(.invalid)
             return
@@ -144,8 +202,8 @@ final class LoadBalancerStage {
             }
             entry.pointee.balancer = Int16(serviceIndex)
             entry.pointee.backend = Int16(chosen)
-            selections[serviceIndex][chosen] &+= 1
-            let backend = service.backends[chosen]
+            selectionCounts[service.firstBackend + chosen] &+= 1
+            let backend = backends[service.firstBackend + chosen]
             // The backend side of the connection finds the same entry.
             var backendIsA = true
             let key = FlowKey(
@@ -155,26 +213,25 @@ final class LoadBalancerStage {
                 sourceIsA: &backendIsA)
             table.addAlias(id: id, key: key, backendIsA: backendIsA)
         }
-        let backendIndex = Int(entry.pointee.backend)
-        let backend = service.backends[backendIndex]
-        guard let backendMAC = backendMACs[serviceIndex][backendIndex] else {
-            askForBackend(frame, batch: batch, index: index, balancer: service, backend: backend)
+        let backend = backends[service.firstBackend + Int(entry.pointee.backend)]
+        guard backend.mac != .zero else {
+            askForBackend(frame, batch: batch, index: index, service: service, backend: backend.address)
             metadata.pointee.skipLearning = true
-            unresolved &+= 1
+            counters.pointee.unresolved &+= 1
             return
         }
         _ = FrameRewriter.setIPv4Address(frame, parsed, .destination, backend.address)
         _ = FrameRewriter.setPort(frame, parsed, .destination, backend.port)
-        frame.setMAC(0, backendMAC)
+        frame.setMAC(0, backend.mac)
     }
 
     /// Turns an echo request to the VIP into the VIP's echo reply, in place.
-    private func answerEcho(_ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, balancer: LoadBalancerConfiguration) {
+    private func answerEcho(_ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, mac: MACAddress) {
         let l3 = Int(parsed.l3Offset)
         let l4 = Int(parsed.l4Offset)
         let requester = UnsafeRawBufferPointer(frame).mac(6)
         frame.setMAC(0, requester)
-        frame.setMAC(6, balancer.mac)
+        frame.setMAC(6, mac)
         let source = frame.u32(l3 + 12)
         frame.setU32(l3 + 12, frame.u32(l3 + 16))
         frame.setU32(l3 + 16, source)  // a swap leaves the IP header checksum as it was
@@ -186,8 +243,7 @@ final class LoadBalancerStage {
 
     /// Replaces the frame by a broadcast ARP request from the VIP for `backend`.
     private func askForBackend(
-        _ frame: UnsafeMutableRawBufferPointer, batch: FrameBatch, index: Int, balancer: LoadBalancerConfiguration,
-        backend: LoadBalancerConfiguration.Backend
+        _ frame: UnsafeMutableRawBufferPointer, batch: FrameBatch, index: Int, service: Service, backend: IPv4Address
     ) {
         let (region, start) = batch.slot(index)
         let metadata = batch.metadata[index]
@@ -197,7 +253,7 @@ final class LoadBalancerStage {
         let padded = max(60 + (metadata.consumedTag ? 4 : 0), length)  // 60 bytes once the tag is gone
         let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + padded)])
         out.setMAC(0, .broadcast)
-        out.setMAC(6, balancer.mac)
+        out.setMAC(6, service.mac)
         out.setU16(header, EtherType.arp)
         let arp = header + 2
         out.setU16(arp, 1)
@@ -205,10 +261,10 @@ final class LoadBalancerStage {
         out[arp + 4] = 6
         out[arp + 5] = 4
         out.setU16(arp + 6, 1)
-        out.setMAC(arp + 8, balancer.mac)
-        out.setU32(arp + 14, balancer.vip.rawValue)
+        out.setMAC(arp + 8, service.mac)
+        out.setU32(arp + 14, service.vip.rawValue)
         out.setMAC(arp + 18, .zero)
-        out.setU32(arp + 24, backend.address.rawValue)
+        out.setU32(arp + 24, backend.rawValue)
         for byte in (arp + 28)..<padded { out[byte] = 0 }
         batch.setBounds(index, start: start, length: padded)
         batch.metadata[index].offload = VirtioNetHeader()
@@ -218,10 +274,8 @@ final class LoadBalancerStage {
     @inline(__always)
     private func learn(network: NetworkID, ip: IPv4Address, mac: MACAddress) {
         guard !mac.isMulticast else { return }
-        for (b, balancer) in balancers.enumerated() where balancer.network == network {
-            for (k, backend) in balancer.backends.enumerated() where backend.address == ip {
-                backendMACs[b][k] = mac
-            }
+        for index in 0..<backendCount where backends[index].address == ip && backends[index].network == network {
+            backends[index].mac = mac
         }
     }
 
@@ -232,5 +286,8 @@ final class LoadBalancerStage {
         schedulers[balancer].setDrained(backend, drained)
     }
 
-    func backendMAC(balancer: Int, backend: Int) -> MACAddress? { backendMACs[balancer][backend] }
+    func backendMAC(balancer: Int, backend: Int) -> MACAddress? {
+        let mac = backends[services[balancer].firstBackend + backend].mac
+        return mac == .zero ? nil : mac
+    }
 }
