@@ -173,6 +173,21 @@ import TapestryWire
         #expect(sw.counters.connections == 0)
     }
 
+    /// Rules are matched on the packet as the client sent it (to the VIP), so a drop rule for the
+    /// backends' own addresses does not touch balanced traffic, whichever comes first.
+    @Test(arguments: [true, false])
+    func firewallRuleOrderDoesNotMatter(allowFirst: Bool) {
+        let allow = "    - { action: allow, proto: tcp, dst: 10.0.10.100, dport: 80 }"
+        let drop = "    - { action: drop, dst: 10.0.10.0/28 }"
+        let rules = allowFirst ? [allow, drop] : [drop, allow]
+        let sw = makeSwitch(Self.topology(firewall: "firewall:\n  default: drop\n  rules:\n" + rules.joined(separator: "\n")))
+        #expect(sw.send(syn(50001), on: "c").keys.sorted() == ["b1"])
+        let synAck = FrameBuilder.tcp4(dst: Self.client, src: Self.b1, from: Self.ipB1, to: Self.ipClient, sport: 8080, dport: 50001, flags: [.syn, .ack])
+        #expect(sw.send(synAck, on: "b1").keys.sorted() == ["c"])
+        #expect(sw.send(FrameBuilder.tcp4(dst: Self.b1, src: Self.client, from: Self.ipClient, to: Self.ipB1, dport: 8080), on: "c").isEmpty)
+        #expect(sw.drops == ["firewall": 1])
+    }
+
     @Test func worksBehindTheFirewall() throws {
         let firewall = """
             firewall:
