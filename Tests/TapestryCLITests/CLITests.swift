@@ -40,7 +40,9 @@ import Testing
             stderr: String(decoding: stderr, as: UTF8.self))
     }
 
-    func tapestry(_ arguments: String...) throws -> Outcome {
+    func tapestry(_ arguments: String...) throws -> Outcome { try tapestry(arguments) }
+
+    func tapestry(_ arguments: [String]) throws -> Outcome {
         let binary = try #require(Self.binary, "the tapestry binary was not found next to the tests")
         return try Self.run(binary, arguments)
     }
@@ -113,6 +115,21 @@ import Testing
             "pc2=examples/office/in/pc2.pcap", "--out", out.path, "--expect", "pc1=examples/office/expect/pc2.pcap")
         #expect(result.status == 1)
         #expect(result.stdout.contains("port pc1, frame 0: field eth.dst"), "\(result.stdout)")
+    }
+
+    @Test func traceExplainsEachStage() throws {
+        let scenario = "Tests/TapestryReplayTests/Scenarios/lb-firewall"
+        let inputs = ["b1", "b2", "c"].flatMap { ["--in", "\($0)=\(scenario)/in/\($0).pcap"] }
+        let all = try tapestry(["trace", "\(scenario)/topology.yaml"] + inputs)
+        #expect(all.status == 0, "\(all.stderr)")
+        #expect(all.stdout.contains("frame 3: port c"))
+        #expect(all.stdout.contains("connection #0 (original direction): none -> SYN_SENT; new, allowed by rule 1"))
+        #expect(all.stdout.contains("to backend 10.0.10.11:8080 (new connection, next in round robin)"))
+        #expect(all.stdout.contains("reply from backend 10.0.10.11:8080: source rewritten to 10.0.10.100:80"))
+        let one = try tapestry(["trace", "\(scenario)/topology.yaml"] + inputs + ["--frame", "8"])
+        let lines = one.stdout.split(separator: "\n")
+        #expect(lines.count == 3, "\(one.stdout)")
+        #expect(lines.last?.contains("firewall      dropped (firewall): new connection; no rule matched and default is drop") == true)
     }
 
     @Test func replayErrorsExit1WithAMessage() throws {

@@ -113,7 +113,14 @@ public final class Datapath {
 
     /// Runs one batch through the pipeline. Output lands in `transmitQueues`, which the caller drains
     /// and clears before the next batch.
-    public func process(_ batch: FrameBatch, now: Timestamp) {
+    /// The stages, as `process` reports them to an observer (tracing).
+    public enum Step: String, Sendable, CaseIterable {
+        case vlan, firewall, loadBalancer = "load-balancer", l2, egress
+    }
+
+    /// - Parameter observe: called after each stage with the batch as that stage left it, for
+    ///   `tapestry trace`. Nil (the default) costs one check per stage per batch, nothing per frame.
+    public func process(_ batch: FrameBatch, now: Timestamp, observe: ((Step) -> Void)? = nil) {
         precondition(batch.count <= batchCapacity, "batch larger than the transmit queues")
         let port = Int(batch.ingressPort)
         var bytes: UInt64 = 0
@@ -122,10 +129,19 @@ public final class Datapath {
         bytesIn[port] &+= bytes
 
         vlanIngress.process(batch, accessPort: accessPorts[port])
-        if let firewall { firewall.process(batch, now: now, events: &firewallEvents.pointee) }
-        if let loadBalancer { loadBalancer.process(batch) }
+        observe?(.vlan)
+        if let firewall {
+            firewall.process(batch, now: now, events: &firewallEvents.pointee)
+            observe?(.firewall)
+        }
+        if let loadBalancer {
+            loadBalancer.process(batch)
+            observe?(.loadBalancer)
+        }
         l2.process(batch, now: now, events: &events.pointee)
+        observe?(.l2)
         vlanEgress.process(batch, into: transmitQueues)
+        observe?(.egress)
 
         let dropRow = drops + port * DropReason.count
         for index in 0..<batch.count {
@@ -180,6 +196,13 @@ public final class Datapath {
             result.loadBalancerAnswers = loadBalancer.answered
         }
         return result
+    }
+
+    /// What the firewall's rules say about a frame as a new connection: the matching rule's index
+    /// (-1 for `default`) and whether it allows. Nil without a firewall or for a frame without IP.
+    public func ruleDecision(for frame: UnsafeRawBufferPointer, network: NetworkID) -> (rule: Int, allows: Bool)? {
+        guard let firewall, firewall.enforce else { return nil }
+        return firewall.ruleDecision(frame, network: network)
     }
 
     /// Takes a backend out of rotation (or back): new connections skip it, existing ones keep it.

@@ -242,6 +242,30 @@ struct FirewallStage {
         return nil
     }
 
+    /// The rules' verdict on `frame` as a new connection (for tracing; allocates nothing, but is
+    /// not on the datapath).
+    func ruleDecision(_ frame: UnsafeRawBufferPointer, network: NetworkID) -> (rule: Int, allows: Bool)? {
+        let parsed = FrameParser.parse(frame)
+        guard parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6 else { return nil }
+        let l3 = Int(parsed.l3Offset)
+        var packet = Packet()
+        if parsed.layer3 == .ipv6 {
+            packet.sourceHigh = load64(frame, l3 + 8)
+            packet.sourceLow = load64(frame, l3 + 16)
+            packet.destinationHigh = load64(frame, l3 + 24)
+            packet.destinationLow = load64(frame, l3 + 32)
+        } else {
+            packet.sourceLow = FlowKey.mapped(frame.u32(l3 + 12))
+            packet.destinationLow = FlowKey.mapped(frame.u32(l3 + 16))
+        }
+        if parsed.hasL4 && (parsed.ipProtocol == IPProtocol.tcp || parsed.ipProtocol == IPProtocol.udp) {
+            packet.sourcePort = frame.u16(Int(parsed.l4Offset))
+            packet.destinationPort = frame.u16(Int(parsed.l4Offset) + 2)
+        }
+        let (action, rule) = evaluate(packet, proto: parsed.ipProtocol, network: network)
+        return (rule, action == .allow)
+    }
+
     /// First match wins; `default` when nothing matches. Returns the action and the rule's index
     /// (-1 for the default).
     @inline(__always)
