@@ -22,7 +22,11 @@ public final class LiveSwitch {
     private let epoll: Int32
     private let stopSignals: Int32
     private let batch: FrameBatch
-    private let log: (String) -> Void
+    let log: (String) -> Void
+    private var control: SocketListener?
+    private var metrics: SocketListener?
+    private static let controlTag = UInt32.max - 1
+    private static let metricsTag = UInt32.max - 2
 
     /// Largest frame read from a TAP: a 64 KB GSO segment plus Ethernet and one tag.
     public static let maxFrameLength = 65_535 + 18
@@ -35,8 +39,20 @@ public final class LiveSwitch {
         } catch {
             throw PortError(port: "", operation: "", detail: error.description)
         }
+        // The control socket first: it also tells whether this switch is already running, before
+        // any device is touched.
+        do {
+            control = try SocketListener(unixPath: topology.controlPath, switchName: topology.name)
+            if let address = topology.metrics {
+                metrics = try SocketListener(tcpHost: address.host, port: address.port)
+            }
+        } catch {
+            throw PortError(port: "", operation: "", detail: error.description)
+        }
         self.topology = topology
         self.log = log
+        // A peer that hangs up (a ctl client, a metrics scraper) must never kill the switch.
+        signal(SIGPIPE, SIG_IGN)
         datapath = Datapath(
             configuration: DatapathConfiguration(topology: topology), batchCapacity: 32,
             maxFrameLength: Self.maxFrameLength)
@@ -61,6 +77,8 @@ public final class LiveSwitch {
                 try watch(device.fileDescriptor, tag: UInt32(devices.count - 1), port: port.name)
             }
             try watch(stopSignals, tag: UInt32.max, port: "")
+            if let control { try watch(control.descriptor, tag: Self.controlTag, port: "") }
+            if let metrics { try watch(metrics.descriptor, tag: Self.metricsTag, port: "") }
         } catch {
             for device in devices { device.closeDevice() }
             Glibc.close(epoll)
@@ -97,6 +115,14 @@ public final class LiveSwitch {
             }
             for index in 0..<Int(ready) {
                 let tag = events[index].data.u32
+                if tag == Self.controlTag {
+                    control?.serveOne { answerControl($0) }
+                    continue
+                }
+                if tag == Self.metricsTag {
+                    metrics?.serveOne { _ in prometheusResponse() }
+                    continue
+                }
                 if tag == UInt32.max {
                     var info = signalfd_siginfo()
                     _ = read(stopSignals, &info, MemoryLayout<signalfd_siginfo>.size)
@@ -107,10 +133,14 @@ public final class LiveSwitch {
         }
     }
 
-    /// Closes every device (removing the ones this process created).
+    /// Closes every device (removing the ones this process created) and the control socket.
     public func detach() {
         for device in devices { device.closeDevice() }
+        control = nil
+        metrics = nil
     }
+
+    func isUp(_ port: PortID) -> Bool { up[Int(port)] }
 
     /// Reads one batch from a ready port, runs it, and writes the results.
     private func service(port: PortID) {

@@ -245,6 +245,63 @@ import Testing
         #expect(lab.stop() == 0)
     }
 
+    /// The control socket and metrics: `ctl` tables and JSON, drain, errors, a refused second run,
+    /// and a Prometheus scrape.
+    @Test func controlAndMetrics() throws {
+        if LiveLab.skip("controlAndMetrics") { return }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        let control = "/tmp/\(lab.prefix).sock"
+        let port = 19_000 + Int(getpid() % 1000)
+        try startThreeHosts(
+            lab,
+            extra: """
+                control: \(control)
+                metrics: 127.0.0.1:\(port)
+                firewall: { default: allow }
+                load_balancers:
+                  site: { network: web, vip: 10.0.0.100, port: 80, backends: [10.0.0.2:8080] }
+                """)
+        let binary = try #require(LiveLab.binary).path
+        #expect(lab.sh("ping -c 2 -i 0.2 -W 2 10.0.0.2", in: "a1").status == 0)
+        let mode = try #require(FileManager.default.attributesOfItem(atPath: control)[.posixPermissions] as? Int)
+        #expect(mode == 0o600, "control socket is private")
+
+        let show = lab.sh("\(binary) ctl --control \(control) show")
+        #expect(show.status == 0 && show.output.contains("switch 'live'") && show.output.contains("a1"), "\(show.output)")
+        let fdb = lab.sh("\(binary) ctl --control \(control) --json fdb")
+        let fdbJSON = try JSONSerialization.jsonObject(with: Data(fdb.output.utf8)) as? [String: Any]
+        let macs = (fdbJSON?["entries"] as? [[String: Any]] ?? []).compactMap { $0["mac"] as? String }
+        #expect(macs.contains(lab.mac("a1")) && macs.contains(lab.mac("a2")), "\(fdb.output)")
+        let conntrack = lab.sh("\(binary) ctl --control \(control) conntrack proto=icmp host=10.0.0.1")
+        #expect(conntrack.status == 0 && conntrack.output.contains("icmp") && conntrack.output.contains("REPLIED"), "\(conntrack.output)")
+        #expect(lab.sh("\(binary) ctl --control \(control) conntrack proto=tcp").output.contains("0 shown"))
+        #expect(lab.sh("\(binary) ctl --control \(control) lb drain site 10.0.0.2:8080").status == 0)
+        #expect(lab.sh("\(binary) ctl --control \(control) lb").output.contains("drained"))
+        let stats = lab.sh("\(binary) ctl --control \(control) --json stats")
+        let statsJSON = try JSONSerialization.jsonObject(with: Data(stats.output.utf8)) as? [String: Any]
+        #expect((statsJSON?["ports"] as? [String: Any])?["a1"] != nil)
+
+        let reload = lab.sh("\(binary) ctl --control \(control) reload")
+        #expect(reload.status == 1 && reload.output.contains("not supported"), "\(reload.output)")
+        #expect(lab.sh("\(binary) ctl --control \(control) frobnicate").status == 64)
+        #expect(lab.sh("\(binary) ctl --control /tmp/\(lab.prefix)-nothing.sock show").status == 1)
+
+        // A second switch on the same topology is refused, and the first keeps working.
+        let topology = FileManager.default.temporaryDirectory.appendingPathComponent("\(lab.prefix).yaml").path
+        let second = lab.sh("\(binary) run \(topology)")
+        #expect(second.status == 1 && second.output.contains("already running"), "\(second.output)")
+        #expect(lab.sh("ping -c 1 -W 2 10.0.0.2", in: "a1").status == 0, "the first switch is unharmed")
+
+        let scrape = lab.sh("python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:\(port)/metrics', timeout=5).read().decode())\"")
+        #expect(scrape.output.contains("# TYPE tapestry_port_frames_total counter"), "\(scrape.output)")
+        #expect(scrape.output.contains("tapestry_port_frames_total{port=\"a1\",direction=\"in\"}"))
+        #expect(scrape.output.contains("tapestry_drops_total{port=\"a1\",reason=\"vlan\"} 0"))
+        #expect(scrape.output.contains("tapestry_lb_selections_total{balancer=\"site\",backend=\"10.0.0.2:8080\"} 0"))
+        #expect(lab.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: control), "the control socket is removed on stop")
+    }
+
     /// A device deleted under the running switch: that port goes down with a logged reason and
     /// the others keep switching.
     @Test func deletedDeviceTakesOnlyItsPortDown() throws {

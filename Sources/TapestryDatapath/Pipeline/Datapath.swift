@@ -210,6 +210,10 @@ public final class Datapath {
         loadBalancer?.setDrained(balancer: balancer, backend: backend, drained)
     }
 
+    public func isDrained(balancer: Int, backend: Int) -> Bool {
+        loadBalancer?.isDrained(balancer: balancer, backend: backend) ?? false
+    }
+
     /// The MAC learned for a backend, nil while unknown.
     public func backendMAC(balancer: Int, backend: Int) -> MACAddress? {
         loadBalancer?.backendMAC(balancer: balancer, backend: backend)

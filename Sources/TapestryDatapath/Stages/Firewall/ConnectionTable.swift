@@ -221,6 +221,11 @@ public final class ConnectionTable {
         return removed
     }
 
+    /// Live connections with their ids (allocates; for `ctl conntrack`).
+    public func liveEntriesWithIDs(now: Int64) -> [(Int, ConnectionEntry)] {
+        (0..<maxEntries).compactMap { entries[$0].inUse && !entries[$0].isExpired(now: now) ? ($0, entries[$0]) : nil }
+    }
+
     /// Live connections (allocates; for display and tests).
     public func liveEntries(now: Int64) -> [ConnectionEntry] {
         (0..<maxEntries).compactMap { entries[$0].inUse && !entries[$0].isExpired(now: now) ? entries[$0] : nil }

@@ -286,6 +286,8 @@ final class LoadBalancerStage {
         schedulers[balancer].setDrained(backend, drained)
     }
 
+    func isDrained(balancer: Int, backend: Int) -> Bool { schedulers[balancer].drained[backend] }
+
     func backendMAC(balancer: Int, backend: Int) -> MACAddress? {
         let mac = backends[services[balancer].firstBackend + backend].mac
         return mac == .zero ? nil : mac

@@ -1,0 +1,134 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A listening socket the live loop polls with its other descriptors: a unix socket for control
+/// (mode 0600) or a TCP socket for metrics. Each request is one short exchange: read what the
+/// client sends (up to a newline, or an HTTP header's end), answer, close. The accepted socket
+/// gets a 200 ms receive timeout, so a silent client costs the switch at most that.
+final class SocketListener {
+    let descriptor: Int32
+    let path: String?
+
+    enum ListenError: Error, CustomStringConvertible {
+        case inUse(String)
+        case failed(String, Int32)
+
+        var description: String {
+            switch self {
+            case .inUse(let text): return text
+            case .failed(let what, let code): return "\(what): \(String(cString: strerror(code)))"
+            }
+        }
+    }
+
+    /// A unix stream socket at `path`. Refuses when a switch already answers there; removes a
+    /// stale socket file left by one that died.
+    init(unixPath path: String, switchName: String) throws(ListenError) {
+        let directory = (path as NSString).deletingLastPathComponent
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if FileManager.default.fileExists(atPath: path) {
+            if Self.answers(unixPath: path) {
+                throw .inUse("a switch is already running with control socket \(path); stop it first (or give this topology another name or `control:` path)")
+            }
+            unlink(path)
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw .failed("socket", errno) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { bytes in
+            for (index, byte) in path.utf8.prefix(bytes.count - 1).enumerated() { bytes[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0 else {
+            let code = errno
+            close(fd)
+            throw .failed("bind \(path)", code)
+        }
+        chmod(path, 0o600)
+        guard listen(fd, 16) == 0 else {
+            let code = errno
+            close(fd)
+            unlink(path)
+            throw .failed("listen \(path)", code)
+        }
+        descriptor = fd
+        self.path = path
+    }
+
+    /// A TCP socket on `host:port` (IPv4).
+    init(tcpHost host: String, port: UInt16) throws(ListenError) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw .failed("socket", errno) }
+        var reuse: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            let code = errno
+            close(fd)
+            throw .failed("listen on \(host):\(port)", code)
+        }
+        descriptor = fd
+        path = nil
+    }
+
+    deinit {
+        close(descriptor)
+        if let path { unlink(path) }
+    }
+
+    /// Accepts one waiting client, reads its request, and writes `respond(request)` back.
+    func serveOne(_ respond: (String) -> String) {
+        let client = accept(descriptor, nil, nil)
+        guard client >= 0 else { return }
+        defer { close(client) }
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var request = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while request.count < 16_384 {
+            let count = buffer.withUnsafeMutableBytes { read(client, $0.baseAddress, $0.count) }
+            if count <= 0 { break }
+            request += buffer[0..<count]
+            if request.contains(UInt8(ascii: "\n")) && (request.starts(with: Array("GET".utf8)) == false
+                || String(decoding: request, as: UTF8.self).contains("\r\n\r\n"))
+            {
+                break
+            }
+        }
+        let answer = Array(respond(String(decoding: request, as: UTF8.self)).utf8)
+        var offset = 0
+        while offset < answer.count {
+            // MSG_NOSIGNAL: a client that hung up must not kill the switch with SIGPIPE.
+            let written = answer[offset...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if written <= 0 { break }
+            offset += written
+        }
+    }
+
+    /// Whether something accepts connections on the unix socket at `path`.
+    static func answers(unixPath path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { bytes in
+            for (index, byte) in path.utf8.prefix(bytes.count - 1).enumerated() { bytes[index] = byte }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
+    }
+}

@@ -1,0 +1,183 @@
+import ArgumentParser
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Tapestry {
+    struct Ctl: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Talk to a running switch: show, fdb, conntrack, lb, stats, reload.",
+            discussion: """
+                show: ports with state and counters. fdb: the MAC table. conntrack [proto=P] [host=IP] [port=N] \
+                [state=S] [network=N]: tracked connections. lb [drain|undrain NAME ADDRESS:PORT]: load balancers, \
+                their backends and connection counts. stats: counters and drops by reason. reload: re-read the \
+                topology (not supported yet: it answers so). Without --control, the one switch whose socket is in \
+                /run/tapestry is used.
+                """
+        )
+
+        @Option(help: ArgumentHelp("The switch's control socket.", valueName: "PATH"))
+        var control: String?
+
+        @Flag(help: "Print the switch's JSON answer instead of tables.")
+        var json = false
+
+        @Argument(help: "show | fdb | conntrack | lb | stats | reload")
+        var command: String
+
+        @Argument(parsing: .captureForPassthrough, help: "Arguments of the command (filters, drain/undrain).")
+        var arguments: [String] = []
+
+        static let commands = ["show", "fdb", "conntrack", "lb", "stats", "reload"]
+
+        func validate() throws {
+            guard Self.commands.contains(command) else {
+                throw ValidationError("unknown command '\(command)'; commands: \(Self.commands.joined(separator: ", "))")
+            }
+        }
+
+        func run() throws {
+            let path: String
+            if let control {
+                path = control
+            } else {
+                let directory = "/run/tapestry"
+                let sockets = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+                    .filter { $0.hasSuffix(".sock") }.sorted().map { "\(directory)/\($0)" }
+                guard !sockets.isEmpty else {
+                    printError("tapestry ctl: no switch listening (no control socket in \(directory)); is `tapestry run` running?")
+                    throw ExitCode(1)
+                }
+                guard sockets.count == 1 else {
+                    printError("tapestry ctl: several switches are running; pick one with --control:\n" + sockets.map { "  \($0)" }.joined(separator: "\n"))
+                    throw ExitCode(1)
+                }
+                path = sockets[0]
+            }
+            guard let answer = Self.request(path: path, line: ([command] + arguments).joined(separator: " ")) else {
+                printError("tapestry ctl: no switch listening on \(path)")
+                throw ExitCode(1)
+            }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any] else {
+                printError("tapestry ctl: the switch's answer is not JSON: \(answer.prefix(200))")
+                throw ExitCode(1)
+            }
+            if object["ok"] as? Bool != true {
+                printError("tapestry ctl: \(object["error"] as? String ?? "the switch refused")")
+                throw ExitCode(1)
+            }
+            if json {
+                print(answer.trimmingCharacters(in: .whitespacesAndNewlines))
+            } else {
+                print(CtlRender.render(command: command, object))
+            }
+        }
+
+        /// Sends one line to the unix socket at `path` and returns the whole answer; nil when
+        /// nothing listens there.
+        static func request(path: String, line: String) -> String? {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { return nil }
+            defer { close(fd) }
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { bytes in
+                for (index, byte) in path.utf8.prefix(bytes.count - 1).enumerated() { bytes[index] = byte }
+            }
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            guard connected == 0 else { return nil }
+            let bytes = Array((line + "\n").utf8)
+            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            shutdown(fd, Int32(SHUT_WR))
+            var answer = [UInt8]()
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if count <= 0 { break }
+                answer += buffer[0..<count]
+            }
+            return String(decoding: answer, as: UTF8.self)
+        }
+    }
+}
+
+/// Human-readable tables for `ctl`'s answers.
+enum CtlRender {
+    static func table(_ header: [String], _ rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for row in rows { for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                .trimmingCharacters(in: .whitespaces)
+        }
+        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    }
+
+    static func text(_ value: Any?) -> String {
+        switch value {
+        case let number as NSNumber:
+            if number.doubleValue.rounded() != number.doubleValue { return String(format: "%.1f", number.doubleValue) }
+            return "\(number)"
+        case let string as String: return string
+        case nil: return "-"
+        default: return "\(value!)"
+        }
+    }
+
+    static func render(command: String, _ object: [String: Any]) -> String {
+        let name = object["switch"] as? String ?? "?"
+        switch command {
+        case "show":
+            let ports = object["ports"] as? [[String: Any]] ?? []
+            return "switch '\(name)'\n" + table(
+                ["PORT", "KIND", "DEVICE", "MODE", "NETNS", "STATE", "FRAMES IN", "FRAMES OUT", "DROPS"],
+                ports.map { p in ["name", "kind", "device", "mode", "netns", "state", "frames_in", "frames_out", "drops"].map { text(p[$0]) } })
+        case "fdb":
+            let entries = object["entries"] as? [[String: Any]] ?? []
+            return table(["NETWORK", "VLAN", "MAC", "PORT", "AGE (s)"],
+                entries.map { e in ["network", "vlan", "mac", "port", "age_seconds"].map { text(e[$0]) } })
+                + "\n\(entries.count) entries (capacity \(text(object["capacity"])), aging \(text(object["aging_seconds"])) s)"
+        case "conntrack":
+            guard object["tracking"] as? Bool == true else { return "no connection tracking (no firewall or load balancer)" }
+            let rows = (object["connections"] as? [[String: Any]] ?? []).map { c in
+                [text(c["id"]), text(c["network"]), text(c["proto"]), "\(text(c["source"])):\(text(c["source_port"]))",
+                 "\(text(c["destination"])):\(text(c["destination_port"]))", text(c["state"]), text(c["expires_in_seconds"]),
+                 "\(text(c["packets_original"]))/\(text(c["packets_reply"]))", text(c["rule"]), text(c["backend"] ?? "-")]
+            }
+            return table(["ID", "NETWORK", "PROTO", "SOURCE", "DESTINATION", "STATE", "EXPIRES (s)", "PACKETS (orig/reply)", "RULE", "BACKEND"], rows)
+                + "\n\(rows.count) shown, \(text(object["count"])) in the table (capacity \(text(object["capacity"])))"
+        case "lb":
+            var rows: [[String]] = []
+            for balancer in object["load_balancers"] as? [[String: Any]] ?? [] {
+                let service = "\(text(balancer["name"])) \(text(balancer["vip"])):\(text(balancer["port"]))/\(text(balancer["proto"]))"
+                for backend in balancer["backends"] as? [[String: Any]] ?? [] {
+                    rows.append([service, text(backend["address"]), text(backend["weight"]), text(backend["connections"]),
+                                 (backend["drained"] as? Bool ?? false) ? "drained" : "active", text(backend["mac"])])
+                }
+            }
+            return rows.isEmpty ? "no load balancers" : table(["SERVICE", "BACKEND", "WEIGHT", "CONNECTIONS", "STATE", "MAC"], rows)
+        case "stats":
+            let ports = object["ports"] as? [String: [String: Any]] ?? [:]
+            var lines = [table(["PORT", "FRAMES IN", "FRAMES OUT", "BYTES IN", "BYTES OUT", "DROPS"],
+                ports.keys.sorted().map { port in
+                    let p = ports[port]!
+                    let drops = (p["drops"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \(text($0.value))" }
+                    return [port, text(p["frames_in"]), text(p["frames_out"]), text(p["bytes_in"]), text(p["bytes_out"]),
+                            drops.isEmpty ? "-" : drops.joined(separator: ", ")]
+                })]
+            let drops = (object["drops"] as? [String: Any] ?? [:]).filter { text($0.value) != "0" }.sorted { $0.key < $1.key }
+            lines.append("drops: " + (drops.isEmpty ? "none" : drops.map { "\($0.key) \(text($0.value))" }.joined(separator: ", ")))
+            for key in ["mac_table", "connections", "load_balancers"] {
+                let values = (object[key] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \(text($0.value))" }
+                lines.append("\(key.replacingOccurrences(of: "_", with: " ")): " + values.joined(separator: ", "))
+            }
+            return lines.joined(separator: "\n")
+        default:
+            return "\(object)"
+        }
+    }
+}
