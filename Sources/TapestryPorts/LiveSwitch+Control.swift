@@ -23,7 +23,10 @@ extension LiveSwitch {
             body = balancers()
         case "stats": body = stats()
         case "reload":
-            return Self.json(["ok": false, "error": "reload is not supported by this version yet: restart the switch to apply a changed topology"])
+            let result = reload()
+            log(result.message)
+            guard result.ok else { return Self.json(["ok": false, "error": result.message]) }
+            body = ["message": result.message]
         default:
             return Self.json(["ok": false, "error": "unknown command '\(command)'; commands: \(Self.controlCommands.joined(separator: ", "))"])
         }

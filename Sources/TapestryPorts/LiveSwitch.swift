@@ -15,14 +15,20 @@ import Glibc
 /// down (logged, its MAC entries flushed) and the others keep running; a port whose transmit queue
 /// is full drops the frame (`tx-full`) instead of blocking the loop.
 public final class LiveSwitch {
-    public let topology: Topology
-    public let datapath: Datapath
-    private var devices: [TAPDevice]
-    private var up: [Bool]
-    private let epoll: Int32
+    public internal(set) var topology: Topology
+    public internal(set) var datapath: Datapath
+    /// Where `reload` reads the topology again (nil: reload refused).
+    public var topologyPath: String?
+    let offloads: Bool
+    var devices: [TAPDevice]
+    var up: [Bool]
+    let epoll: Int32
     private let stopSignals: Int32
-    private let batch: FrameBatch
+    private let reloadSignals: Int32
+    var batch: FrameBatch
     let log: (String) -> Void
+    /// Incremented by every successful reload.
+    var reloads = 0
     private var control: SocketListener?
     private var metrics: SocketListener?
     private static let controlTag = UInt32.max - 1
@@ -50,6 +56,7 @@ public final class LiveSwitch {
             throw PortError(port: "", operation: "", detail: error.description)
         }
         self.topology = topology
+        self.offloads = offloads
         self.log = log
         // A peer that hangs up (a ctl client, a metrics scraper) must never kill the switch.
         signal(SIGPIPE, SIG_IGN)
@@ -57,6 +64,7 @@ public final class LiveSwitch {
             configuration: DatapathConfiguration(topology: topology), batchCapacity: 32,
             maxFrameLength: Self.maxFrameLength)
         batch = datapath.makeBatch()
+        reloadSignals = tapestry_reload_signal_fd()
         stopSignals = tapestry_stop_signal_fd()
         guard stopSignals >= 0 else { throw PortError(port: "", operation: "signalfd", errno: errno) }
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -77,6 +85,7 @@ public final class LiveSwitch {
                 try watch(device.fileDescriptor, tag: UInt32(devices.count - 1), port: port.name)
             }
             try watch(stopSignals, tag: UInt32.max, port: "")
+            try watch(reloadSignals, tag: UInt32.max - 3, port: "")
             if let control { try watch(control.descriptor, tag: Self.controlTag, port: "") }
             if let metrics { try watch(metrics.descriptor, tag: Self.metricsTag, port: "") }
         } catch {
@@ -91,9 +100,10 @@ public final class LiveSwitch {
         for device in devices { device.closeDevice() }
         Glibc.close(epoll)
         Glibc.close(stopSignals)
+        Glibc.close(reloadSignals)
     }
 
-    private func watch(_ fd: Int32, tag: UInt32, port: String) throws(PortError) {
+    func watch(_ fd: Int32, tag: UInt32, port: String) throws(PortError) {
         var event = epoll_event()
         event.events = EPOLLIN.rawValue
         event.data.u32 = tag
@@ -113,10 +123,14 @@ public final class LiveSwitch {
                 log("epoll_wait failed: \(String(cString: strerror(errno))); stopping")
                 return "error"
             }
-            for index in 0..<Int(ready) {
+            for index in 0..<Int(ready) where Int(events[index].data.u32) < devices.count || events[index].data.u32 >= UInt32.max - 3 {
                 let tag = events[index].data.u32
                 if tag == Self.controlTag {
+                    let generation = reloads
                     control?.serveOne { answerControl($0) }
+                    // After a reload the other events of this wait name old port indices: wait again
+                    // (epoll is level-triggered, so nothing is lost).
+                    if reloads != generation { break }
                     continue
                 }
                 if tag == Self.metricsTag {
@@ -127,6 +141,12 @@ public final class LiveSwitch {
                     var info = signalfd_siginfo()
                     _ = read(stopSignals, &info, MemoryLayout<signalfd_siginfo>.size)
                     return info.ssi_signo == UInt32(SIGINT) ? "SIGINT" : "SIGTERM"
+                }
+                if tag == UInt32.max - 3 {
+                    var info = signalfd_siginfo()
+                    _ = read(reloadSignals, &info, MemoryLayout<signalfd_siginfo>.size)
+                    log(reload().message)
+                    break
                 }
                 service(port: PortID(tag))
             }

@@ -124,6 +124,11 @@ final class LiveLab {
         return process
     }
 
+    /// Sends SIGHUP (reload) to the switch this lab started.
+    func hangUp() {
+        if let process, process.isRunning { kill(process.processIdentifier, SIGHUP) }
+    }
+
     /// Sends SIGTERM to the switch (the process this lab started) and waits for it.
     func stop() -> Int32? {
         guard let process else { return nil }

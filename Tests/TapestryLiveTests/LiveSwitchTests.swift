@@ -282,8 +282,8 @@ import Testing
         let statsJSON = try JSONSerialization.jsonObject(with: Data(stats.output.utf8)) as? [String: Any]
         #expect((statsJSON?["ports"] as? [String: Any])?["a1"] != nil)
 
-        let reload = lab.sh("\(binary) ctl --control \(control) reload")
-        #expect(reload.status == 1 && reload.output.contains("not supported"), "\(reload.output)")
+        let reload = lab.sh("\(binary) ctl --control \(control) --json reload")
+        #expect(reload.status == 0 && reload.output.contains("reloaded 'live'"), "\(reload.output)")
         #expect(lab.sh("\(binary) ctl --control \(control) frobnicate").status == 64)
         #expect(lab.sh("\(binary) ctl --control /tmp/\(lab.prefix)-nothing.sock show").status == 1)
 
@@ -300,6 +300,74 @@ import Testing
         #expect(scrape.output.contains("tapestry_lb_selections_total{balancer=\"site\",backend=\"10.0.0.2:8080\"} 0"))
         #expect(lab.stop() == 0)
         #expect(!FileManager.default.fileExists(atPath: control), "the control socket is removed on stop")
+    }
+
+    /// Hot reload: an iperf3 transfer keeps going while the topology gains a port and a rule; a
+    /// broken file changes nothing; SIGHUP reloads too.
+    @Test func reloadKeepsConnectionsGoing() throws {
+        if LiveLab.skip("reloadKeepsConnectionsGoing") { return }
+        guard lab_has("iperf3") else {
+            print("skipping reloadKeepsConnectionsGoing: iperf3 is not installed")
+            return
+        }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        let control = "/tmp/\(lab.prefix).sock"
+        func topology(_ extraPort: String, _ extraRule: String) -> String {
+            """
+            name: reload
+            control: \(control)
+            networks: { web: { vlan: 10 } }
+            ports:
+              a1: { tap: \(lab.name("a1")), network: web, netns: \(lab.name("a1")) }
+              a2: { tap: \(lab.name("a2")), network: web, netns: \(lab.name("a2")) }
+            \(extraPort)
+            firewall:
+              default: drop
+              rules:
+                - { action: allow, proto: tcp, dport: 5201 }
+            \(extraRule)
+            """
+        }
+        try lab.addHosts(["a1", "a2", "b1"])
+        try lab.start(topology: topology("", ""))
+        lab.address("a1", "10.0.0.1/24")
+        lab.address("a2", "10.0.0.2/24")
+        let binary = try #require(LiveLab.binary).path
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(lab.prefix).yaml")
+
+        let server = try lab.background("iperf3 -s -1 -p 5201", in: "a2")
+        usleep(300_000)
+        let result = FileManager.default.temporaryDirectory.appendingPathComponent("\(lab.prefix)-iperf.json")
+        let client = try lab.background("iperf3 -c 10.0.0.2 -p 5201 -t 4 -J > \(result.path)", in: "a1")
+        usleep(1_200_000)
+        // Broken: refused, nothing changes.
+        try "name: reload\nnetworks: { web: { vlan: 5000 } }\n".write(to: file, atomically: true, encoding: .utf8)
+        let broken = lab.sh("\(binary) ctl --control \(control) reload")
+        #expect(broken.status == 1 && broken.output.contains("nothing changed") && broken.output.contains(":2:"), "\(broken.output)")
+        // Valid: a new port and a new rule while the transfer runs.
+        try topology("  b1: { tap: \(lab.name("b1")), network: web, netns: \(lab.name("b1")) }",
+            "    - { action: allow, proto: icmp }").write(to: file, atomically: true, encoding: .utf8)
+        let good = lab.sh("\(binary) ctl --control \(control) --json reload")
+        // iperf3 holds two connections: its control connection and the data stream.
+        #expect(good.status == 0 && good.output.contains("ports added: b1") && good.output.contains("and 2 connections"), "\(good.output)")
+        client.waitUntilExit()
+        server.waitUntilExit()
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: result)) as? [String: Any]
+        try? FileManager.default.removeItem(at: result)
+        let end = json?["end"] as? [String: Any]
+        let received = (end?["sum_received"] as? [String: Any])?["bytes"] as? Double ?? 0
+        #expect(client.terminationStatus == 0 && received > 10_000_000, "the transfer went on across the reloads: \(received) bytes")
+        // The new port works, and the new rule applies.
+        lab.address("b1", "10.0.0.3/24")
+        #expect(lab.sh("ping -c 2 -i 0.2 -W 2 10.0.0.3", in: "a1").status == 0, "new port b1, ping now allowed")
+        // SIGHUP reloads as well (the switch is the process this lab started).
+        try topology("", "").write(to: file, atomically: true, encoding: .utf8)
+        lab.hangUp()
+        let deadline = Date().addingTimeInterval(5)
+        while !lab.log.contains("ports removed: b1") && Date() < deadline { usleep(100_000) }
+        #expect(lab.log.contains("ports removed: b1"), "\(lab.log)")
+        #expect(lab.stop() == 0)
     }
 
     /// A device deleted under the running switch: that port goes down with a logged reason and

@@ -214,6 +214,20 @@ public final class Datapath {
         loadBalancer?.isDrained(balancer: balancer, backend: backend) ?? false
     }
 
+    func learnBackendMAC(network: NetworkID, address: IPv4Address, mac: MACAddress) {
+        loadBalancer?.learnMAC(network: network, address: address, mac: mac)
+    }
+
+    /// Carries a port's counters over a reload.
+    func adoptCounters(_ counters: DatapathCounters.PortCounters, port: PortID) {
+        let index = Int(port)
+        framesIn[index] = counters.framesIn
+        bytesIn[index] = counters.bytesIn
+        framesOut[index] = counters.framesOut
+        bytesOut[index] = counters.bytesOut
+        for reason in DropReason.allCases { drops[index * DropReason.count + reason.index] = counters.drops[reason.index] }
+    }
+
     /// The MAC learned for a backend, nil while unknown.
     public func backendMAC(balancer: Int, backend: Int) -> MACAddress? {
         loadBalancer?.backendMAC(balancer: balancer, backend: backend)

@@ -13,7 +13,7 @@ extension Tapestry {
                 show: ports with state and counters. fdb: the MAC table. conntrack [proto=P] [host=IP] [port=N] \
                 [state=S] [network=N]: tracked connections. lb [drain|undrain NAME ADDRESS:PORT]: load balancers, \
                 their backends and connection counts. stats: counters and drops by reason. reload: re-read the \
-                topology (not supported yet: it answers so). Without --control, the one switch whose socket is in \
+                topology file and move to it without a restart (nothing changes if it is invalid). Without --control, the one switch whose socket is in \
                 /run/tapestry is used.
                 """
         )

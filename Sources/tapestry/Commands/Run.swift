@@ -35,6 +35,7 @@ extension Tapestry {
                 printError("tapestry run: \(error)")
                 throw ExitCode(1)
             }
+            live.topologyPath = topology
             let names = loaded.ports.map(\.name).joined(separator: ", ")
             printError("tapestry: switch '\(loaded.name)' ready: \(loaded.ports.count) ports attached (\(names))")
             let signal = live.run()

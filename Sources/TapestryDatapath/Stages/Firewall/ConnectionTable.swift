@@ -35,6 +35,9 @@ public struct ConnectionEntry: Sendable {
     /// True when the backend is endpoint A of `aliasKey`.
     public var aliasBackendIsA = false
     public var aliasKey = FlowKey()
+    /// Set when the connection was carried across a reload: its next packet checks the (new)
+    /// rules again, and a connection they no longer allow is dropped then.
+    public var needsRecheck = false
 
     public init() {}
 
@@ -183,6 +186,29 @@ public final class ConnectionTable {
         index[cell] = UInt64(tag) << 32 | UInt64(id + 1)
         pushEvictable(id: id, generation: entry.generation)
         return evicted ? .insertedAfterEviction(id) : .inserted(id)
+    }
+
+    /// Takes over a connection from another table (a reload): its keys, state and counters as they
+    /// are. False when the table is full.
+    @discardableResult
+    public func adopt(_ connection: ConnectionEntry) -> Bool {
+        guard state.pointee.count < maxEntries else { return false }
+        let id = Int(freeIDs[state.pointee.freeCount - 1])
+        state.pointee.freeCount -= 1
+        state.pointee.count += 1
+        var entry = connection
+        entry.inUse = true
+        entry.hasAlias = false
+        entry.generation = state.pointee.nextGeneration
+        state.pointee.nextGeneration &+= 1
+        entries[id] = entry
+        let tag = UInt32(truncatingIfNeeded: entry.key.hash(seed: seed) >> 32)
+        var cell = home(tag)
+        while index[cell] != 0 { cell = (cell + 1) & mask }
+        index[cell] = UInt64(tag) << 32 | UInt64(id + 1)
+        if connection.hasAlias { addAlias(id: id, key: connection.aliasKey, backendIsA: connection.aliasBackendIsA) }
+        if entry.isEvictable { pushEvictable(id: id, generation: entry.generation) }
+        return true
     }
 
     /// Removes the connection with entry `id` (a reopened TCP 4-tuple, a flush), both its keys.

@@ -134,6 +134,7 @@ struct FirewallStage {
         let length = UInt64(frame.count)
         if let id = table.lookup(packet.key, now: now) {
             let entry = table.entry(id)
+            if entry.pointee.needsRecheck, let refusal = recheck(id, entry, network: network) { return refusal }
             let direction: TCPConnectionState.Direction
             if entry.pointee.key == packet.key {
                 direction = packet.sourceIsA == entry.pointee.originIsA ? .original : .reply
@@ -179,6 +180,29 @@ struct FirewallStage {
             return nil
         }
         return open(packet, frame, parsed, metadata, now: now, replacing: nil, events: &events)
+    }
+
+    /// A connection carried across a reload meets the new rules at its first packet: the rules
+    /// judge its original direction as if it were new. Refused: it is removed and this packet dropped.
+    private func recheck(_ id: Int, _ entry: UnsafeMutablePointer<ConnectionEntry>, network: NetworkID) -> DropReason? {
+        entry.pointee.needsRecheck = false
+        guard enforce else { return nil }
+        let key = entry.pointee.key
+        var origin = Packet()
+        if entry.pointee.originIsA {
+            (origin.sourceHigh, origin.sourceLow, origin.sourcePort) = (key.aHigh, key.aLow, key.aPort)
+            (origin.destinationHigh, origin.destinationLow, origin.destinationPort) = (key.bHigh, key.bLow, key.bPort)
+        } else {
+            (origin.sourceHigh, origin.sourceLow, origin.sourcePort) = (key.bHigh, key.bLow, key.bPort)
+            (origin.destinationHigh, origin.destinationLow, origin.destinationPort) = (key.aHigh, key.aLow, key.aPort)
+        }
+        let (action, rule) = evaluate(origin, proto: key.proto, network: network)
+        guard action == .allow else {
+            table.remove(id: id)
+            return .firewall
+        }
+        entry.pointee.rule = Int32(rule)
+        return nil
     }
 
     /// Whether a packet is addressed to a load-balancer service (tracking-only mode tracks these alone).

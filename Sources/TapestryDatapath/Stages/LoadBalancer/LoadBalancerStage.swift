@@ -286,6 +286,8 @@ final class LoadBalancerStage {
         schedulers[balancer].setDrained(backend, drained)
     }
 
+    func learnMAC(network: NetworkID, address: IPv4Address, mac: MACAddress) { learn(network: network, ip: address, mac: mac) }
+
     func isDrained(balancer: Int, backend: Int) -> Bool { schedulers[balancer].drained[backend] }
 
     func backendMAC(balancer: Int, backend: Int) -> MACAddress? {
