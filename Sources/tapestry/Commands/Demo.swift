@@ -114,8 +114,9 @@ extension Tapestry {
             kill(process.processIdentifier, SIGTERM)
             process.waitUntilExit()
             logText = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            let stopped = logText.split(separator: "\n").last { $0.contains("stopped") }.map { String($0) } ?? ""
-            print("switch stopped (exit \(process.terminationStatus)): \(stopped.replacingOccurrences(of: "tapestry: ", with: ""))")
+            let stopped = logText.split(separator: "\n").last { $0.contains("stopped on") }
+                .flatMap { line in line.range(of: "stopped on").map { String(line[$0.lowerBound...]) } } ?? ""
+            print("switch stopped (exit \(process.terminationStatus)): \(stopped)")
             if surprises > 0 {
                 printError("tapestry demo: \(surprises) pair(s) did not behave as the topology says")
                 throw ExitCode(1)

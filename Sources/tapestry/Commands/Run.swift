@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import TapestryPorts
 import TapestryTopology
 
@@ -20,6 +21,9 @@ extension Tapestry {
         @Flag(name: .customLong("no-offloads"), help: "Open TAP devices without virtio-net headers and TSO (for comparison).")
         var noOffloads = false
 
+        @Option(help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical.", valueName: "LEVEL"))
+        var logLevel: Logger.Level = .info
+
         func run() throws {
             let loaded: Topology
             switch TopologyLoader.load(path: topology) {
@@ -28,25 +32,32 @@ extension Tapestry {
                 printError(errors.description)
                 throw ExitCode(1)
             }
+            LoggingSystem.bootstrap(StreamLogHandler.standardError)
+            var logger = Logger(label: "tapestry")
+            logger.logLevel = logLevel
+            logger[metadataKey: "switch"] = "\(loaded.name)"
+            let log = logger
             let live: LiveSwitch
             do {
-                live = try LiveSwitch(topology: loaded, offloads: !noOffloads) { printError("tapestry: \($0)") }
+                live = try LiveSwitch(topology: loaded, offloads: !noOffloads) { log.notice("\($0)") }
             } catch {
                 printError("tapestry run: \(error)")
                 throw ExitCode(1)
             }
             live.topologyPath = topology
             let names = loaded.ports.map(\.name).joined(separator: ", ")
-            printError("tapestry: switch '\(loaded.name)' ready: \(loaded.ports.count) ports attached (\(names))")
+            log.notice("switch '\(loaded.name)' ready: \(loaded.ports.count) ports attached (\(names))")
             let signal = live.run()
             live.detach()
             let counters = live.datapath.counters
             let framesIn = counters.ports.reduce(0) { $0 + $1.framesIn }
             let framesOut = counters.ports.reduce(0) { $0 + $1.framesOut }
             let drops = counters.drops.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.name) \($0.value)" }
-            printError(
-                "tapestry: stopped on \(signal): \(framesIn) frames in, \(framesOut) out, drops: \(drops.isEmpty ? "none" : drops.joined(separator: ", "))"
+            log.notice(
+                "stopped on \(signal): \(framesIn) frames in, \(framesOut) out, drops: \(drops.isEmpty ? "none" : drops.joined(separator: ", "))"
             )
         }
     }
 }
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
