@@ -6,9 +6,10 @@ import TapestryWire
 /// The control protocol: the client sends one line, `COMMAND [ARGUMENT ...]`, and gets one JSON
 /// document back, `{"ok": true, ...}` or `{"ok": false, "error": "..."}`. `tapestry ctl` renders it.
 extension LiveSwitch {
-    public static let controlCommands = ["show", "fdb", "conntrack", "lb", "stats", "reload"]
+    public static let controlCommands = ["show", "fdb", "conntrack", "lb", "stats", "reload", "trace"]
 
-    func answerControl(_ request: String) -> String {
+    /// The answer to one request; nil when the client is kept to be answered later (`trace`).
+    func answerControl(_ request: String, client: Int32) -> String? {
         let words = request.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\r" || $0 == "\t" }).map(String.init)
         guard let command = words.first else { return Self.json(["ok": false, "error": "empty request"]) }
         let arguments = Array(words.dropFirst())
@@ -22,6 +23,7 @@ extension LiveSwitch {
             if let error = drain(arguments) { return Self.json(["ok": false, "error": error]) }
             body = balancers()
         case "stats": body = stats()
+        case "trace": return armTrace(arguments, client: client)
         case "reload":
             let result = reload()
             log(result.message)

@@ -27,6 +27,8 @@ public final class LiveSwitch {
     private let reloadSignals: Int32
     var batch: FrameBatch
     let log: (String) -> Void
+    /// A `ctl trace` waiting for frames on one port (its client stays connected until it ends).
+    var pendingTrace: PendingTrace?
     /// Incremented by every successful reload.
     var reloads = 0
     private var control: SocketListener?
@@ -117,7 +119,10 @@ public final class LiveSwitch {
     public func run() -> String {
         var events = [epoll_event](repeating: epoll_event(), count: 64)
         while true {
-            let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, 64, -1) }
+            // While a live trace waits for frames, wake up to end it on time.
+            let timeout: Int32 = pendingTrace == nil ? -1 : 100
+            let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, 64, timeout) }
+            if pendingTrace != nil { finishTraceIfDue() }
             if ready < 0 {
                 if errno == EINTR { continue }
                 log("epoll_wait failed: \(String(cString: strerror(errno))); stopping")
@@ -127,14 +132,14 @@ public final class LiveSwitch {
                 let tag = events[index].data.u32
                 if tag == Self.controlTag {
                     let generation = reloads
-                    control?.serveOne { answerControl($0) }
+                    control?.serveOne { request, client in answerControl(request, client: client) }
                     // After a reload the other events of this wait name old port indices: wait again
                     // (epoll is level-triggered, so nothing is lost).
                     if reloads != generation { break }
                     continue
                 }
                 if tag == Self.metricsTag {
-                    metrics?.serveOne { _ in prometheusResponse() }
+                    metrics?.serveOne { _, _ in prometheusResponse() }
                     continue
                 }
                 if tag == UInt32.max {
@@ -164,6 +169,10 @@ public final class LiveSwitch {
 
     /// Reads one batch from a ready port, runs it, and writes the results.
     private func service(port: PortID) {
+        if let trace = pendingTrace, trace.port == port {
+            serviceTraced(port: port)
+            return
+        }
         let device = devices[Int(port)]
         batch.removeAll()
         batch.ingressPort = port
@@ -189,7 +198,7 @@ public final class LiveSwitch {
         transmit()
     }
 
-    private func transmit() {
+    func transmit() {
         let queues = datapath.transmitQueues
         for active in 0..<queues.activeCount {
             let port = queues.activePort(active)
@@ -238,6 +247,7 @@ public final class LiveSwitch {
     }
 
     static func wallClock() -> Timestamp {
+        // (also used by tracing and reload)
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return Timestamp(seconds: Int64(now.tv_sec), nanoseconds: Int64(now.tv_nsec))

@@ -88,11 +88,11 @@ final class SocketListener {
         if let path { unlink(path) }
     }
 
-    /// Accepts one waiting client, reads its request, and writes `respond(request)` back.
-    func serveOne(_ respond: (String) -> String) {
+    /// Accepts one waiting client, reads its request, and writes `respond(request)` back. A nil
+    /// answer keeps the client: the caller answers later with `reply(to:_:)` (a live trace).
+    func serveOne(_ respond: (String, Int32) -> String?) {
         let client = accept(descriptor, nil, nil)
         guard client >= 0 else { return }
-        defer { close(client) }
         var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
         setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var request = [UInt8]()
@@ -107,7 +107,14 @@ final class SocketListener {
                 break
             }
         }
-        let answer = Array(respond(String(decoding: request, as: UTF8.self)).utf8)
+        guard let text = respond(String(decoding: request, as: UTF8.self), client) else { return }
+        Self.reply(to: client, text)
+    }
+
+    /// Writes `text` to a kept client and closes it.
+    static func reply(to client: Int32, _ text: String) {
+        defer { close(client) }
+        let answer = Array(text.utf8)
         var offset = 0
         while offset < answer.count {
             // MSG_NOSIGNAL: a client that hung up must not kill the switch with SIGPIPE.

@@ -56,13 +56,13 @@ public struct Tracer {
                 var decided = false  // a stage dropped it: later stages skip it
                 datapath.process(batch, now: now) { step in
                     guard !decided else { return }
-                    lines.append(contentsOf: describe(step, datapath, batch, configuration, original, &lastState))
+                    lines.append(contentsOf: Self.describe(step, datapath, batch, configuration, &lastState))
                     if batch.verdicts[0].isDrop { decided = true }
                 }
                 datapath.transmitQueues.removeAll()
             }
             if only == nil || only == number {
-                output.append("frame \(number): port \(names[Int(port)]), t=\(now), \(original.count) bytes, \(summary(original))")
+                output.append("frame \(number): port \(names[Int(port)]), t=\(now), \(original.count) bytes, \(Self.summary(original))")
                 output.append(contentsOf: lines)
             }
             do { heads[index] = try readers[index].1.next() } catch { throw ReplayError.capture(error) }
@@ -72,7 +72,7 @@ public struct Tracer {
     }
 
     /// One line naming the frame: addresses and protocol.
-    func summary(_ frame: [UInt8]) -> String {
+    public static func summary(_ frame: [UInt8]) -> String {
         let fields = Dictionary(FrameFields(frame).fields.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
         var text = "\(fields["eth.src"] ?? "?") > \(fields["eth.dst"] ?? "?")"
         if let vid = fields["vlan.vid"] { text += " vlan \(vid)" }
@@ -95,9 +95,11 @@ public struct Tracer {
         return text
     }
 
-    func describe(
+    /// What `step` decided for the first frame of `batch` (a batch of one frame), as lines.
+    /// `lastState` remembers each connection's state between frames, for "before -> after".
+    public static func describe(
         _ step: Datapath.Step, _ datapath: Datapath, _ batch: FrameBatch, _ configuration: DatapathConfiguration,
-        _ original: [UInt8], _ lastState: inout [Int32: String]
+        _ lastState: inout [Int32: String]
     ) -> [String] {
         let verdict = batch.verdicts[0]
         let metadata = batch.metadata[0]

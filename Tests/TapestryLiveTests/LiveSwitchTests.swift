@@ -287,6 +287,17 @@ import Testing
         #expect(lab.sh("\(binary) ctl --control \(control) frobnicate").status == 64)
         #expect(lab.sh("\(binary) ctl --control /tmp/\(lab.prefix)-nothing.sock show").status == 1)
 
+        // Live trace: the next two frames arriving on a1, explained stage by stage.
+        let tracer = try lab.background("\(binary) ctl --control \(control) trace a1 2 5 > /tmp/\(lab.prefix)-trace.txt", in: "a1")
+        usleep(300_000)
+        lab.sh("ping -c 2 -i 0.2 -W 2 10.0.0.2", in: "a1")
+        tracer.waitUntilExit()
+        let trace = (try? String(contentsOfFile: "/tmp/\(lab.prefix)-trace.txt", encoding: .utf8)) ?? ""
+        try? FileManager.default.removeItem(atPath: "/tmp/\(lab.prefix)-trace.txt")
+        #expect(tracer.terminationStatus == 0 && trace.contains("2 frames traced"), "\(trace)")
+        #expect(trace.contains("frame 1: port a1") && trace.contains("vlan          untagged on port a1 -> network web"), "\(trace)")
+        #expect(trace.contains("ICMP type 8") && trace.contains("egress        out a2"), "\(trace)")
+
         // A second switch on the same topology is refused, and the first keeps working.
         let topology = FileManager.default.temporaryDirectory.appendingPathComponent("\(lab.prefix).yaml").path
         let second = lab.sh("\(binary) run \(topology)")

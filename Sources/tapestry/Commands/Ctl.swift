@@ -8,12 +8,14 @@ import Glibc
 extension Tapestry {
     struct Ctl: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Talk to a running switch: show, fdb, conntrack, lb, stats, reload.",
+            abstract: "Talk to a running switch: show, fdb, conntrack, lb, stats, reload, trace.",
             discussion: """
                 show: ports with state and counters. fdb: the MAC table. conntrack [proto=P] [host=IP] [port=N] \
                 [state=S] [network=N]: tracked connections. lb [drain|undrain NAME ADDRESS:PORT]: load balancers, \
                 their backends and connection counts. stats: counters and drops by reason. reload: re-read the \
-                topology file and move to it without a restart (nothing changes if it is invalid). Without --control, the one switch whose socket is in \
+                topology file and move to it without a restart (nothing changes if it is invalid). trace PORT [COUNT] \
+                [SECONDS]: explain, stage by stage, the next COUNT frames (default 10) arriving on PORT within \
+                SECONDS (default 10). Without --control, the one switch whose socket is in \
                 /run/tapestry is used.
                 """
         )
@@ -24,13 +26,13 @@ extension Tapestry {
         @Flag(help: "Print the switch's JSON answer instead of tables.")
         var json = false
 
-        @Argument(help: "show | fdb | conntrack | lb | stats | reload")
+        @Argument(help: "show | fdb | conntrack | lb | stats | reload | trace")
         var command: String
 
         @Argument(parsing: .captureForPassthrough, help: "Arguments of the command (filters, drain/undrain).")
         var arguments: [String] = []
 
-        static let commands = ["show", "fdb", "conntrack", "lb", "stats", "reload"]
+        static let commands = ["show", "fdb", "conntrack", "lb", "stats", "reload", "trace"]
 
         func validate() throws {
             guard Self.commands.contains(command) else {
@@ -176,6 +178,11 @@ enum CtlRender {
                 lines.append("\(key.replacingOccurrences(of: "_", with: " ")): " + values.joined(separator: ", "))
             }
             return lines.joined(separator: "\n")
+        case "reload":
+            return text(object["message"])
+        case "trace":
+            let lines = object["trace"] as? [String] ?? []
+            return (lines + ["\(text(object["frames"])) frames traced"]).joined(separator: "\n")
         default:
             return "\(object)"
         }

@@ -1,0 +1,84 @@
+import TapestryDatapath
+import TapestryReplay
+import TapestryWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Live tracing: `ctl trace PORT [COUNT] [SECONDS]` explains, stage by stage, the next COUNT
+/// frames (default 10, at most 1000) arriving on PORT within SECONDS (default 10, at most 60).
+/// While it is armed that port is read one frame per batch, so each frame is explained on its
+/// own; other ports and untraced time run exactly as without tracing.
+extension LiveSwitch {
+    struct PendingTrace {
+        var client: Int32
+        var port: PortID
+        var remaining: Int
+        var deadline: Int64
+        var lines: [String] = []
+        var frames = 0
+        var lastState: [Int32: String] = [:]
+    }
+
+    /// Arms a trace; nil means "answer later" (the client is kept), else an error answer now.
+    func armTrace(_ arguments: [String], client: Int32) -> String? {
+        guard pendingTrace == nil else { return Self.json(["ok": false, "error": "a trace is already running"]) }
+        guard let name = arguments.first, let port = topology.ports.firstIndex(where: { $0.name == name }) else {
+            return Self.json(["ok": false, "error": "usage: trace PORT [COUNT] [SECONDS]; ports: \(topology.ports.map(\.name).joined(separator: ", "))"])
+        }
+        let count = min(1000, max(1, arguments.count > 1 ? Int(arguments[1]) ?? 10 : 10))
+        let seconds = min(60, max(1, arguments.count > 2 ? Int(arguments[2]) ?? 10 : 10))
+        pendingTrace = PendingTrace(
+            client: client, port: PortID(port), remaining: count,
+            deadline: Self.wallClock().nanoseconds + Int64(seconds) * 1_000_000_000)
+        return nil
+    }
+
+    func serviceTraced(port: PortID) {
+        guard var trace = pendingTrace else { return }
+        let device = devices[Int(port)]
+        let names = topology.ports.map(\.name)
+        while trace.remaining > 0 {
+            batch.removeAll()
+            batch.ingressPort = port
+            let area = device.offloads ? batch.nextFreeAreaWithVirtioHeader() : batch.nextFreeFrameArea()
+            guard let area else { break }
+            let count = Glibc.read(device.fileDescriptor, area.baseAddress, area.count)
+            guard count > 0 else { break }
+            if device.offloads {
+                guard batch.commitWithVirtioHeader(readLength: count) else { continue }
+            } else {
+                batch.commit(length: count)
+            }
+            let original = Array(batch.frame(0))
+            let now = Self.wallClock()
+            trace.frames += 1
+            trace.remaining -= 1
+            trace.lines.append("frame \(trace.frames): port \(names[Int(port)]), t=\(now), \(original.count) bytes, \(Tracer.summary(original))")
+            var decided = false
+            let configuration = datapath.configuration
+            datapath.process(batch, now: now) { step in
+                guard !decided else { return }
+                trace.lines.append(contentsOf: Tracer.describe(step, self.datapath, self.batch, configuration, &trace.lastState))
+                if self.batch.verdicts[0].isDrop { decided = true }
+            }
+            transmit()
+        }
+        pendingTrace = trace
+        if trace.remaining == 0 { finishTrace() }
+    }
+
+    func finishTraceIfDue() {
+        guard let trace = pendingTrace, Self.wallClock().nanoseconds >= trace.deadline else { return }
+        finishTrace()
+    }
+
+    private func finishTrace() {
+        guard let trace = pendingTrace else { return }
+        pendingTrace = nil
+        SocketListener.reply(
+            to: trace.client,
+            Self.json(["ok": true, "switch": topology.name, "frames": trace.frames, "trace": trace.lines]))
+    }
+}
