@@ -150,14 +150,7 @@ public struct Replay {
         }
 
         while true {
-            // The earliest head; ties go to the earlier input.
-            var chosen: Int? = nil
-            for (index, head) in heads.enumerated() {
-                guard let head else { continue }
-                if let best = chosen, heads[best]!.timestampNanoseconds <= head.timestampNanoseconds { continue }
-                chosen = index
-            }
-            guard let index = chosen, let record = heads[index] else { break }
+            guard let index = Replay.earliest(heads), let record = heads[index] else { break }
             let port = readers[index].port
             if !batch.isEmpty && (batch.ingressPort != port || batchTime != record.timestampNanoseconds || batch.isFull) {
                 flush()
@@ -177,6 +170,17 @@ public struct Replay {
             heads[index] = try readers[index].reader.next()
         }
         flush()
+    }
+
+    /// The input whose next frame comes first; ties go to the earlier input. Nil when all are done.
+    static func earliest(_ heads: [PcapReader.Record?]) -> Int? {
+        var chosen: Int? = nil
+        for (index, head) in heads.enumerated() {
+            guard let head else { continue }
+            if let best = chosen, heads[best]!.timestampNanoseconds <= head.timestampNanoseconds { continue }
+            chosen = index
+        }
+        return chosen
     }
 
     /// Differences between an expected and an actual capture of one port: the frame count, then

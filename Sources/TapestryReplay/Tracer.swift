@@ -36,13 +36,7 @@ public struct Tracer {
         /// The TCP state each connection was left in, for "before -> after".
         var lastState: [Int32: String] = [:]
         while true {
-            var chosen: Int? = nil
-            for (index, head) in heads.enumerated() {
-                guard let head else { continue }
-                if let best = chosen, heads[best]!.timestampNanoseconds <= head.timestampNanoseconds { continue }
-                chosen = index
-            }
-            guard let index = chosen, let record = heads[index] else { break }
+            guard let index = Replay.earliest(heads), let record = heads[index] else { break }
             number += 1
             let port = readers[index].0
             let now = Timestamp(nanoseconds: record.timestampNanoseconds)

@@ -74,18 +74,8 @@ struct FirewallStage {
         now: Int64, events: inout Events
     ) -> DropReason? {
         let network = metadata.pointee.network
-        let l3 = Int(parsed.l3Offset)
         let isIPv6 = parsed.layer3 == .ipv6
-        var packet = Packet()
-        if isIPv6 {
-            packet.sourceHigh = load64(frame, l3 + 8)
-            packet.sourceLow = load64(frame, l3 + 16)
-            packet.destinationHigh = load64(frame, l3 + 24)
-            packet.destinationLow = load64(frame, l3 + 32)
-        } else {
-            packet.sourceLow = FlowKey.mapped(frame.u32(l3 + 12))
-            packet.destinationLow = FlowKey.mapped(frame.u32(l3 + 16))
-        }
+        var packet = addresses(frame, parsed)
         let proto = parsed.ipProtocol
         if parsed.fragment == .later {
             let key = fragmentKey(packet, network: network, proto: proto, isIPv6: isIPv6)
@@ -271,17 +261,7 @@ struct FirewallStage {
     func ruleDecision(_ frame: UnsafeRawBufferPointer, network: NetworkID) -> (rule: Int, allows: Bool)? {
         let parsed = FrameParser.parse(frame)
         guard parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6 else { return nil }
-        let l3 = Int(parsed.l3Offset)
-        var packet = Packet()
-        if parsed.layer3 == .ipv6 {
-            packet.sourceHigh = load64(frame, l3 + 8)
-            packet.sourceLow = load64(frame, l3 + 16)
-            packet.destinationHigh = load64(frame, l3 + 24)
-            packet.destinationLow = load64(frame, l3 + 32)
-        } else {
-            packet.sourceLow = FlowKey.mapped(frame.u32(l3 + 12))
-            packet.destinationLow = FlowKey.mapped(frame.u32(l3 + 16))
-        }
+        var packet = addresses(frame, parsed)
         if parsed.hasL4 && (parsed.ipProtocol == IPProtocol.tcp || parsed.ipProtocol == IPProtocol.udp) {
             packet.sourcePort = frame.u16(Int(parsed.l4Offset))
             packet.destinationPort = frame.u16(Int(parsed.l4Offset) + 2)
@@ -390,6 +370,23 @@ struct FirewallStage {
         let key = fragmentKey(packet, network: network, proto: parsed.ipProtocol, isIPv6: parsed.layer3 == .ipv6)
         fragments.remember(
             key, identification: fragmentIdentification(frame, parsed), until: now + configuration.fragmentTimeout)
+    }
+
+    /// A packet with its source and destination addresses filled in (IPv4 as IPv4-mapped).
+    @inline(__always)
+    private func addresses(_ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame) -> Packet {
+        let l3 = Int(parsed.l3Offset)
+        var packet = Packet()
+        if parsed.layer3 == .ipv6 {
+            packet.sourceHigh = load64(frame, l3 + 8)
+            packet.sourceLow = load64(frame, l3 + 16)
+            packet.destinationHigh = load64(frame, l3 + 24)
+            packet.destinationLow = load64(frame, l3 + 32)
+        } else {
+            packet.sourceLow = FlowKey.mapped(frame.u32(l3 + 12))
+            packet.destinationLow = FlowKey.mapped(frame.u32(l3 + 16))
+        }
+        return packet
     }
 
     @inline(__always)
