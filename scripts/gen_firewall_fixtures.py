@@ -33,10 +33,7 @@ Deterministic: fixed timestamps, fixed ISNs/ids, no randomness. Run from anywher
 """
 
 import ipaddress
-import json
 import os
-import re
-import shutil
 import struct
 import sys
 
@@ -488,39 +485,11 @@ class Tcp:
 
 def emit(name, topo, frames, readme, root=None):
     """frames: list of (offset_seconds, port, bytes); 3..40 frames, distinct offsets, >= 60 bytes."""
-    assert re.fullmatch(r"[a-z][a-z0-9-]{0,14}", topo.name), topo.name
-    offsets = [round(t * US) for t, _, _ in frames]
-    assert len(set(offsets)) == len(offsets), "%s: timestamp tie" % name
-    assert 3 <= len(frames) <= 40, "%s: %d frames" % (name, len(frames))
-    for _, p, raw in frames:
-        assert p in topo.port, p
-        assert len(raw) >= 60, (name, len(raw))
-    events = sorted(zip(offsets, range(len(frames)), frames))
-
     sw = FwSwitch(topo)
-    sw.folder = name
-    inputs = {p: [] for p, _ in topo.ports}
-    for off, _, (_, p, raw) in events:
-        inputs[p].append((off, raw))
-        sw.process(off, p, raw)
-
-    d = os.path.join(root or l2.OUT_ROOT, name)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(os.path.join(d, "in"))
-    os.makedirs(os.path.join(d, "expect"))
-    with open(os.path.join(d, "topology.yaml"), "w") as f:
-        f.write(topo.yaml())
-    for p in sorted(inputs):
-        if inputs[p]:
-            l2.write_pcap(os.path.join(d, "in", p + ".pcap"), inputs[p])
-    for p in sorted(sw.out):
-        l2.write_pcap(os.path.join(d, "expect", p + ".pcap"), sw.out[p])
+    inputs = l2.feed(name, topo, frames, sw, max_frames=40, min_length=60)
     drops = {k: v for k, v in sorted(sw.drops.items()) if v}
-    with open(os.path.join(d, "expect", "summary.json"), "w") as f:
-        json.dump({"drops": drops}, f, indent=2, sort_keys=True)
-        f.write("\n")
-    with open(os.path.join(d, "README.md"), "w") as f:
-        f.write(readme.format(evictions=sw.fw.evictions).strip() + "\n")
+    l2.write_scenario(os.path.join(root or l2.OUT_ROOT, name), topo, inputs, sw.out, {"drops": drops},
+                      readme.format(evictions=sw.fw.evictions))
     return sw
 
 

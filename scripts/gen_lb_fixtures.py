@@ -40,10 +40,7 @@ Deterministic: fixed timestamps, ISNs and IP ids. Run from anywhere.
 """
 
 import ipaddress
-import json
 import os
-import re
-import shutil
 import struct
 import sys
 
@@ -408,49 +405,23 @@ def verify_checksums(frame):
 
 def emit(name, topo, frames, readme):
     """frames: list of (offset_seconds, port, bytes); 3..40 frames, distinct offsets, >= 60 bytes."""
-    assert re.fullmatch(r"[a-z][a-z0-9-]{0,14}", topo.name), topo.name
-    offsets = [round(t * US) for t, _, _ in frames]
-    assert len(set(offsets)) == len(offsets), "%s: timestamp tie" % name
-    assert 3 <= len(frames) <= 40, "%s: %d frames" % (name, len(frames))
-    for _, p, raw in frames:
-        assert p in topo.port, p
-        assert len(raw) >= 60, (name, len(raw))
+    for _, _, raw in frames:
         verify_checksums(raw)
-    events = sorted(zip(offsets, range(len(frames)), frames))
-
     sw = LbSwitch(topo)
-    sw.folder = name
-    inputs = {p: [] for p, _ in topo.ports}
-    for off, _, (_, p, raw) in events:
-        inputs[p].append((off, raw))
-        sw.process(off, p, raw)
+    inputs = l2.feed(name, topo, frames, sw, max_frames=40, min_length=60)
     for recs in sw.out.values():
         for _, raw in recs:
             assert len(raw) >= 60
             verify_checksums(raw)
-
-    d = os.path.join(l2.OUT_ROOT, name)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(os.path.join(d, "in"))
-    os.makedirs(os.path.join(d, "expect"))
-    with open(os.path.join(d, "topology.yaml"), "w") as f:
-        f.write(topo.yaml())
-    for p in sorted(inputs):
-        if inputs[p]:
-            l2.write_pcap(os.path.join(d, "in", p + ".pcap"), inputs[p])
-    for p in sorted(sw.out):
-        l2.write_pcap(os.path.join(d, "expect", p + ".pcap"), sw.out[p])
-    drops = {k: v for k, v in sorted(sw.drops.items()) if v}
-    with open(os.path.join(d, "expect", "summary.json"), "w") as f:
-        json.dump({"drops": drops, "lb_unresolved": sw.lb.unresolved}, f, indent=2, sort_keys=True)
-        f.write("\n")
     names = {}
     for lb in topo.lbs:
         for i, b in enumerate(lb.backends):
             names[(lb.name, i)] = BACKEND_PORT.get(str(b.ip), b.address)
     sequence = " ".join(names[(lb.name, i)] for lb in topo.lbs for i in lb.picks)
-    with open(os.path.join(d, "README.md"), "w") as f:
-        f.write(readme.format(sequence=sequence, unresolved=sw.lb.unresolved).strip() + "\n")
+    drops = {k: v for k, v in sorted(sw.drops.items()) if v}
+    l2.write_scenario(os.path.join(l2.OUT_ROOT, name), topo, inputs, sw.out,
+                      {"drops": drops, "lb_unresolved": sw.lb.unresolved},
+                      readme.format(sequence=sequence, unresolved=sw.lb.unresolved))
     return sw
 
 

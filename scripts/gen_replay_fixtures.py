@@ -296,24 +296,26 @@ def write_pcap(path, records):
     w.close()
 
 
-def emit(name, topo, frames, readme, root=None):
-    """frames: list of (offset_seconds, port, bytes). Offsets must be distinct."""
+def feed(name, topo, frames, sw, max_frames, min_length=0):
+    """Checks a scenario's frames (valid name, distinct timestamps, known ports, a sane count) and
+    runs them through the model switch `sw` in time order. Returns the inputs per port."""
     assert re.fullmatch(r"[a-z][a-z0-9-]{0,14}", topo.name), topo.name
     offsets = [round(t * 1_000_000) for t, _, _ in frames]
     assert len(set(offsets)) == len(offsets), "%s: timestamp tie" % name
-    assert 3 <= len(frames) <= 12, "%s: %d frames" % (name, len(frames))
-    for _, p, _ in frames:
+    assert 3 <= len(frames) <= max_frames, "%s: %d frames" % (name, len(frames))
+    for _, p, raw in frames:
         assert p in topo.port, p
-    events = sorted(zip(offsets, range(len(frames)), frames))
-
-    sw = Switch(topo)
+        assert len(raw) >= min_length, (name, len(raw))
     sw.folder = name
     inputs = {p: [] for p, _ in topo.ports}
-    for off, _, (_, p, raw) in events:
+    for off, _, (_, p, raw) in sorted(zip(offsets, range(len(frames)), frames)):
         inputs[p].append((off, raw))
         sw.process(off, p, raw)
+    return inputs
 
-    d = os.path.join(root or OUT_ROOT, name)
+
+def write_scenario(d, topo, inputs, outputs, summary, readme):
+    """Writes one scenario folder: topology.yaml, in/, expect/ (every port), summary.json, README.md."""
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(os.path.join(d, "in"))
     os.makedirs(os.path.join(d, "expect"))
@@ -322,13 +324,21 @@ def emit(name, topo, frames, readme, root=None):
     for p in sorted(inputs):
         if inputs[p]:
             write_pcap(os.path.join(d, "in", p + ".pcap"), inputs[p])
-    for p in sorted(sw.out):
-        write_pcap(os.path.join(d, "expect", p + ".pcap"), sw.out[p])
+    for p in sorted(outputs):
+        write_pcap(os.path.join(d, "expect", p + ".pcap"), outputs[p])
     with open(os.path.join(d, "expect", "summary.json"), "w") as f:
-        json.dump({"drops": dict(sorted(sw.drops.items()))}, f, indent=2, sort_keys=True)
+        json.dump(summary, f, indent=2, sort_keys=True)
         f.write("\n")
     with open(os.path.join(d, "README.md"), "w") as f:
         f.write(readme.strip() + "\n")
+
+
+def emit(name, topo, frames, readme, root=None):
+    """frames: list of (offset_seconds, port, bytes). Offsets must be distinct."""
+    sw = Switch(topo)
+    inputs = feed(name, topo, frames, sw, max_frames=12)
+    write_scenario(os.path.join(root or OUT_ROOT, name), topo, inputs, sw.out,
+                   {"drops": dict(sorted(sw.drops.items()))}, readme)
     return sw
 
 
