@@ -5,7 +5,6 @@ public enum ReplayError: Error, CustomStringConvertible, Equatable {
     case unknownPort(String, known: [String])
     case capture(PcapError)
     case cannotCreateDirectory(String, String)
-    case unsupported(String)
 
     public var description: String {
         switch self {
@@ -13,7 +12,6 @@ public enum ReplayError: Error, CustomStringConvertible, Equatable {
             return "no port named '\(name)' in the topology (ports: \(known.joined(separator: ", ")))"
         case .capture(let error): return error.description
         case .cannotCreateDirectory(let path, let reason): return "cannot create output directory \(path): \(reason)"
-        case .unsupported(let what): return what
         }
     }
 }

@@ -235,7 +235,4 @@ public final class Datapath {
 
     /// The connection table, when the firewall or a load balancer is on.
     public var connectionTable: ConnectionTable? { firewall?.table }
-
-    /// Ports that carry `network`, in configuration order.
-    public func ports(of network: NetworkID) -> [PortID] { vlanEgress.ports(of: network) }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TapestryPorts
 
 #if canImport(Glibc)
 import Glibc
@@ -80,18 +81,8 @@ extension Tapestry {
         /// Sends one line to the unix socket at `path` and returns the whole answer; nil when
         /// nothing listens there.
         static func request(path: String, line: String) -> String? {
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { return nil }
+            guard let fd = UnixSocketAddress.connect(path) else { return nil }
             defer { close(fd) }
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { bytes in
-                for (index, byte) in path.utf8.prefix(bytes.count - 1).enumerated() { bytes[index] = byte }
-            }
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            guard connected == 0 else { return nil }
             let bytes = Array((line + "\n").utf8)
             _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             shutdown(fd, Int32(SHUT_WR))

@@ -53,11 +53,6 @@ struct VLANEgressStage {
         memberStart.deallocate()
     }
 
-    /// Ports that carry `network`, for display and tests.
-    func ports(of network: NetworkID) -> [PortID] {
-        (memberStart[Int(network)]..<memberStart[Int(network) + 1]).map { members[$0] }
-    }
-
     func process(_ batch: FrameBatch, into queues: TransmitQueues) {
         let ingress = batch.ingressPort
         for index in 0..<batch.count {
