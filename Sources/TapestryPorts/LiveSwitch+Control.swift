@@ -49,7 +49,7 @@ extension LiveSwitch {
             var kind = ""
             switch port.attachment {
             case .tap(let name): (kind, device) = ("tap", name)
-            case .socket(let path): (kind, device) = ("socket", path)
+            case .socket(let endpoint): (kind, device) = ("socket", endpoint.description)
             case .interface(let name): (kind, device) = ("interface", name)
             }
             let mode: String
@@ -60,7 +60,7 @@ extension LiveSwitch {
             let c = counters.ports[index]
             return [
                 "name": port.name, "kind": kind, "device": device, "mode": mode, "netns": port.netns ?? "",
-                "state": isUp(PortID(index)) ? "up" : "down", "frames_in": c.framesIn, "frames_out": c.framesOut,
+                "state": isUp(PortID(index)) ? "up" : "down", "peer": self.ports[index].peer, "frames_in": c.framesIn, "frames_out": c.framesOut,
                 "bytes_in": c.bytesIn, "bytes_out": c.bytesOut, "drops": c.drops.reduce(0, +),
             ]
         }

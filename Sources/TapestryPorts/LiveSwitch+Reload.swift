@@ -32,31 +32,30 @@ extension LiveSwitch {
                 ok: false, message: "reload refused, nothing changed: name, control and metrics cannot change while running; restart for that")
         }
 
-        // Devices: keep the ones whose attachment and namespace are unchanged, open the new ones.
-        var newDevices: [TAPDevice] = []
+        // Ports: keep the ones whose attachment and namespace are unchanged, open the new ones.
+        var newPorts: [LivePort] = []
         var newUp: [Bool] = []
-        var opened: [TAPDevice] = []
+        var newWritable: [Bool] = []
+        var opened: [(name: String, port: LivePort)] = []
         var kept = Set<Int>()
         for port in new.ports {
-            guard case .tap(let name) = port.attachment else {
-                opened.forEach { $0.closeDevice() }
-                return ReloadResult(ok: false, message: "reload refused, nothing changed: port '\(port.name)': only tap ports are supported by run so far")
-            }
             if let index = topology.ports.indices.first(where: {
                 !kept.contains($0) && topology.ports[$0].attachment == port.attachment && topology.ports[$0].netns == port.netns
             }) {
                 kept.insert(index)
-                newDevices.append(devices[index])
+                newPorts.append(ports[index])
                 newUp.append(up[index])
+                newWritable.append(watchingWritable[index])
                 continue
             }
             do {
-                let device = try TAPDevice(port: port.name, name: name, netns: port.netns, offloads: offloads)
-                opened.append(device)
-                newDevices.append(device)
-                newUp.append(true)
+                let live = try LivePort.open(port, offloads: offloads, maxFrameLength: Self.maxFrameLength)
+                opened.append((port.name, live))
+                newPorts.append(live)
+                newUp.append(live.startsUp)
+                newWritable.append(false)
             } catch {
-                opened.forEach { $0.closeDevice() }
+                opened.forEach { $0.port.close() }
                 return ReloadResult(ok: false, message: "reload refused, nothing changed: \(error)")
             }
         }
@@ -66,19 +65,26 @@ extension LiveSwitch {
             maxFrameLength: datapath.maxFrameLength)
         let adoption = newDatapath.adoptState(from: datapath, now: Self.wallClock())
 
-        // Re-register the descriptors under their new port indices; close the removed devices.
-        for device in devices { epoll_ctl(epoll, EPOLL_CTL_DEL, device.fileDescriptor, nil) }
-        let removed = devices.indices.filter { !kept.contains($0) }.map { devices[$0] }
-        for device in removed { device.closeDevice() }
-        for (index, device) in newDevices.enumerated() where newUp[index] {
-            try? watch(device.fileDescriptor, tag: UInt32(index), port: new.ports[index].name)
+        // Re-register the descriptors under their new port indices; close the removed ports.
+        for port in ports { unwatch(port) }
+        let removed = ports.indices.filter { !kept.contains($0) }
+        for index in removed { ports[index].close() }
+        for (index, port) in newPorts.enumerated() where newUp[index] || !port.startsUp {
+            try? watch(port, index: index, name: new.ports[index].name)
+            if newWritable[index], case .stream(let socket) = port {
+                var event = epoll_event()
+                event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue
+                event.data.u32 = UInt32(index)
+                epoll_ctl(epoll, EPOLL_CTL_MOD, socket.connection, &event)
+            }
         }
-        let added = opened.map(\.port)
-        let gone = removed.map(\.port)
+        let added = opened.map(\.name)
+        let gone = removed.map { topology.ports[$0].name }
         topology = new
         datapath = newDatapath
-        devices = newDevices
+        ports = newPorts
         up = newUp
+        watchingWritable = newWritable
         batch = newDatapath.makeBatch()
         reloads += 1
         var parts = ["reloaded '\(new.name)'"]

@@ -37,20 +37,10 @@ extension LiveSwitch {
 
     func serviceTraced(port: PortID) {
         guard var trace = pendingTrace else { return }
-        let device = devices[Int(port)]
         let names = topology.ports.map(\.name)
         while trace.remaining > 0 {
-            batch.removeAll()
-            batch.ingressPort = port
-            let area = device.offloads ? batch.nextFreeAreaWithVirtioHeader() : batch.nextFreeFrameArea()
-            guard let area else { break }
-            let count = Glibc.read(device.fileDescriptor, area.baseAddress, area.count)
-            guard count > 0 else { break }
-            if device.offloads {
-                guard batch.commitWithVirtioHeader(readLength: count) else { continue }
-            } else {
-                batch.commit(length: count)
-            }
+            receive(port, limit: 1)
+            guard !batch.isEmpty else { break }
             let original = Array(batch.frame(0))
             let now = Self.wallClock()
             trace.frames += 1

@@ -8,20 +8,24 @@ import TapestryWire
 import Glibc
 #endif
 
-/// The live switch: every TAP port of a topology attached, one epoll loop reading batches from
-/// ready ports, the same `Datapath` that replay drives, and the results written back out.
+/// The live switch: every port of a topology attached (TAP devices, QEMU socket peers, host
+/// interfaces), one epoll loop reading batches from ready ports, the same `Datapath` that replay
+/// drives, and the results written back out.
 ///
 /// One thread. The wall clock is read once per batch. A port whose device goes away is marked
-/// down (logged, its MAC entries flushed) and the others keep running; a port whose transmit queue
-/// is full drops the frame (`tx-full`) instead of blocking the loop.
+/// down (logged, its MAC entries flushed) and the others keep running; a socket port is down
+/// while no VM is connected and comes up when one is; a port whose transmit queue is full drops
+/// the frame (`tx-full`) instead of blocking the loop.
 public final class LiveSwitch {
     public internal(set) var topology: Topology
     public internal(set) var datapath: Datapath
     /// Where `reload` reads the topology again (nil: reload refused).
     public var topologyPath: String?
     let offloads: Bool
-    var devices: [TAPDevice]
+    var ports: [LivePort]
     var up: [Bool]
+    /// Whether each stream port's connection is watched for EPOLLOUT too.
+    var watchingWritable: [Bool]
     let epoll: Int32
     private let stopSignals: Int32
     private let reloadSignals: Int32
@@ -35,12 +39,16 @@ public final class LiveSwitch {
     private var metrics: SocketListener?
     private static let controlTag = UInt32.max - 1
     private static let metricsTag = UInt32.max - 2
+    private static let reloadTag = UInt32.max - 3
+    /// Port tags carry the port index in their low 24 bits and this bit for a listening socket.
+    static let listeningBit: UInt32 = 1 << 24
 
-    /// Largest frame read from a TAP: a 64 KB GSO segment plus Ethernet and one tag.
+    /// Largest frame a port takes: a 64 KB GSO segment plus Ethernet and one tag.
     public static let maxFrameLength = 65_535 + 18
 
-    /// Attaches every port in topology order. On failure every device attached so far is closed
-    /// (and so removed, unless it was persistent) before the error is thrown.
+    /// Attaches every port in topology order. On failure every port attached so far is closed
+    /// (a TAP device removed, unless it was persistent; a socket file removed) before the error
+    /// is thrown.
     public init(topology: Topology, offloads: Bool = true, log: @escaping (String) -> Void) throws(PortError) {
         // The control socket first: it also tells whether this switch is already running, before
         // any device is touched.
@@ -55,7 +63,7 @@ public final class LiveSwitch {
         self.topology = topology
         self.offloads = offloads
         self.log = log
-        // A peer that hangs up (a ctl client, a metrics scraper) must never kill the switch.
+        // A peer that hangs up (a ctl client, a metrics scraper, a VM) must never kill the switch.
         signal(SIGPIPE, SIG_IGN)
         datapath = Datapath(
             configuration: DatapathConfiguration(topology: topology), batchCapacity: 32,
@@ -69,24 +77,23 @@ public final class LiveSwitch {
             Glibc.close(stopSignals)
             throw PortError(port: "", operation: "epoll_create1", errno: errno)
         }
-        devices = []
+        ports = []
         up = []
+        watchingWritable = []
         do throws(PortError) {
             for port in topology.ports {
-                guard case .tap(let name) = port.attachment else {
-                    throw PortError(port: port.name, operation: "attach", detail: "only tap ports are supported by run so far")
-                }
-                let device = try TAPDevice(port: port.name, name: name, netns: port.netns, offloads: offloads)
-                devices.append(device)
-                up.append(true)
-                try watch(device.fileDescriptor, tag: UInt32(devices.count - 1), port: port.name)
+                let live = try LivePort.open(port, offloads: offloads, maxFrameLength: Self.maxFrameLength)
+                ports.append(live)
+                up.append(live.startsUp)
+                watchingWritable.append(false)
+                try watch(live, index: ports.count - 1, name: port.name)
             }
             try watch(stopSignals, tag: UInt32.max, port: "")
-            try watch(reloadSignals, tag: UInt32.max - 3, port: "")
+            try watch(reloadSignals, tag: Self.reloadTag, port: "")
             if let control { try watch(control.descriptor, tag: Self.controlTag, port: "") }
             if let metrics { try watch(metrics.descriptor, tag: Self.metricsTag, port: "") }
         } catch {
-            for device in devices { device.closeDevice() }
+            for port in ports { port.close() }
             Glibc.close(epoll)
             Glibc.close(stopSignals)
             throw error
@@ -94,7 +101,7 @@ public final class LiveSwitch {
     }
 
     deinit {
-        for device in devices { device.closeDevice() }
+        for port in ports { port.close() }
         Glibc.close(epoll)
         Glibc.close(stopSignals)
         Glibc.close(reloadSignals)
@@ -109,13 +116,26 @@ public final class LiveSwitch {
         }
     }
 
-    /// Runs until SIGINT or SIGTERM; returns the signal's name. Devices stay open until `detach()`
+    /// Watches every descriptor of `port` under its index.
+    func watch(_ port: LivePort, index: Int, name: String) throws(PortError) {
+        for (fd, listening) in port.descriptors {
+            try watch(fd, tag: UInt32(index) | (listening ? Self.listeningBit : 0), port: name)
+        }
+    }
+
+    func unwatch(_ port: LivePort) {
+        for (fd, _) in port.descriptors { epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil) }
+    }
+
+    /// Runs until SIGINT or SIGTERM; returns the signal's name. Ports stay open until `detach()`
     /// or deinit.
     public func run() -> String {
         var events = [epoll_event](repeating: epoll_event(), count: 64)
         while true {
+            // Whole frames already read from a stream socket are not reported by epoll again.
+            let buffered = hasBufferedInput()
             // While a live trace waits for frames, wake up to end it on time.
-            let timeout: Int32 = pendingTrace == nil ? -1 : 100
+            let timeout: Int32 = buffered ? 0 : pendingTrace == nil ? -1 : 100
             let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, 64, timeout) }
             if pendingTrace != nil { finishTraceIfDue() }
             if ready < 0 {
@@ -123,39 +143,42 @@ public final class LiveSwitch {
                 log("epoll_wait failed: \(String(cString: strerror(errno))); stopping")
                 return "error"
             }
-            for index in 0..<Int(ready) where Int(events[index].data.u32) < devices.count || events[index].data.u32 >= UInt32.max - 3 {
+            let generation = reloads
+            for index in 0..<Int(ready) {
                 let tag = events[index].data.u32
                 if tag == Self.controlTag {
-                    let generation = reloads
                     control?.serveOne { request, client in answerControl(request, client: client) }
-                    // After a reload the other events of this wait name old port indices: wait again
-                    // (epoll is level-triggered, so nothing is lost).
-                    if reloads != generation { break }
-                    continue
-                }
-                if tag == Self.metricsTag {
+                } else if tag == Self.metricsTag {
                     metrics?.serveOne { _, _ in prometheusResponse() }
-                    continue
-                }
-                if tag == UInt32.max {
+                } else if tag == UInt32.max {
                     var info = signalfd_siginfo()
                     _ = read(stopSignals, &info, MemoryLayout<signalfd_siginfo>.size)
                     return info.ssi_signo == UInt32(SIGINT) ? "SIGINT" : "SIGTERM"
-                }
-                if tag == UInt32.max - 3 {
+                } else if tag == Self.reloadTag {
                     var info = signalfd_siginfo()
                     _ = read(reloadSignals, &info, MemoryLayout<signalfd_siginfo>.size)
                     log(reload().message)
-                    break
+                } else {
+                    let port = Int(tag & (Self.listeningBit - 1))
+                    guard port < ports.count else { continue }
+                    if tag & Self.listeningBit != 0 {
+                        acceptVM(port: port)
+                    } else {
+                        service(port: PortID(port), events: events[index].events)
+                    }
                 }
-                service(port: PortID(tag))
+                // After a reload the other events of this wait name old port indices: wait again
+                // (epoll is level-triggered, so nothing is lost).
+                if reloads != generation { break }
             }
+            if buffered, reloads == generation { serviceBufferedInput() }
         }
     }
 
-    /// Closes every device (removing the ones this process created) and the control socket.
+    /// Closes every port (removing the TAP devices and socket files this process created) and
+    /// the control socket.
     public func detach() {
-        for device in devices { device.closeDevice() }
+        for port in ports { port.close() }
         control = nil
         metrics = nil
     }
@@ -163,82 +186,200 @@ public final class LiveSwitch {
     func isUp(_ port: PortID) -> Bool { up[Int(port)] }
 
     /// Reads one batch from a ready port, runs it, and writes the results.
-    private func service(port: PortID) {
+    private func service(port: PortID, events: UInt32) {
+        if events & EPOLLOUT.rawValue != 0, case .stream(let socket) = ports[Int(port)] {
+            if let broken = socket.flushBacklog() { streamClosed(port, broken) } else { updateWritableInterest(port) }
+            if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) == 0 { return }
+        }
         if let trace = pendingTrace, trace.port == port {
             serviceTraced(port: port)
             return
         }
-        let device = devices[Int(port)]
-        batch.removeAll()
-        batch.ingressPort = port
-        while true {
-            let area = device.offloads ? batch.nextFreeAreaWithVirtioHeader() : batch.nextFreeFrameArea()
-            guard let area else { break }
-            let count = Glibc.read(device.fileDescriptor, area.baseAddress, area.count)
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno != EAGAIN { portDown(port, "read failed: \(String(cString: strerror(errno)))") }
-                break
-            }
-            if device.offloads {
-                if !batch.commitWithVirtioHeader(readLength: count) {
-                    datapath.countDrop(on: port, .invalid, bytes: count)
-                }
-            } else {
-                batch.commit(length: count)
-            }
-        }
+        receive(port, limit: batch.capacity)
         guard !batch.isEmpty else { return }
         datapath.process(batch, now: Self.wallClock())
         transmit()
+    }
+
+    /// Fills the batch with up to `limit` frames from `port`. A port that fails is taken down.
+    func receive(_ port: PortID, limit: Int) {
+        batch.removeAll()
+        batch.ingressPort = port
+        switch ports[Int(port)] {
+        case .tap(let device):
+            var taken = 0
+            while taken < limit {
+                let area = device.offloads ? batch.nextFreeAreaWithVirtioHeader() : batch.nextFreeFrameArea()
+                guard let area else { break }
+                let count = Glibc.read(device.fileDescriptor, area.baseAddress, area.count)
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    if errno != EAGAIN { portDown(port, "read failed: \(String(cString: strerror(errno)))") }
+                    break
+                }
+                taken += 1
+                if device.offloads {
+                    if !batch.commitWithVirtioHeader(readLength: count) {
+                        datapath.countDrop(on: port, .invalid, bytes: count)
+                    }
+                } else {
+                    batch.commit(length: count)
+                }
+            }
+        case .stream(let socket):
+            if case .closed(let why, let broken) = socket.receive(into: batch, limit: limit) {
+                if let broken { datapath.countDrop(on: port, .invalid, bytes: broken) }
+                streamClosed(port, why)
+            }
+        case .datagram(let socket):
+            switch socket.receive(into: batch, limit: limit, datapath, port) {
+            case nil:
+                portDown(port, "receive failed: \(String(cString: strerror(errno)))")
+            case .newPeer(let path)?:
+                let wasUp = up[Int(port)]
+                up[Int(port)] = true
+                log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is up: the VM sends from \(path)" + (wasUp ? " (a new socket: the VM restarted)" : ""))
+            case .ok?:
+                break
+            }
+        case .packet(let socket):
+            if let code = socket.receive(into: batch, limit: limit, datapath, port) {
+                // ENETDOWN while the interface exists only means its link went down for a moment.
+                if code != ENETDOWN || !socket.exists {
+                    portDown(port, socket.exists ? "receive failed: \(String(cString: strerror(code)))" : "the interface is gone")
+                }
+            }
+        }
     }
 
     func transmit() {
         let queues = datapath.transmitQueues
         for active in 0..<queues.activeCount {
             let port = queues.activePort(active)
-            let device = devices[Int(port)]
-            for index in 0..<queues.count(port) {
-                let length = queues.frame(port, index).count
-                guard up[Int(port)] else {
-                    datapath.countTransmitDrop(on: port, .portDown, bytes: length)
-                    continue
+            guard up[Int(port)] else {
+                for index in 0..<queues.count(port) {
+                    datapath.countTransmitDrop(on: port, .portDown, bytes: queues.frame(port, index).count)
                 }
-                let bytes: UnsafeRawBufferPointer
-                if device.offloads {
-                    bytes = queues.frameWithVirtioHeader(port, index)
+                continue
+            }
+            switch ports[Int(port)] {
+            case .tap(let device):
+                transmit(queues, port, device)
+            case .stream(let socket):
+                if let broken = socket.transmit(queues, port, datapath) {
+                    streamClosed(port, broken)
                 } else {
-                    let offload = queues.offload(port, index)
-                    if offload.isGSO {
-                        datapath.countTransmitDrop(on: port, .offloadUnsupported, bytes: length)
-                        continue
-                    }
-                    if offload.needsChecksum {
-                        _ = VirtioNetHeader.completeChecksum(queues.mutableFrame(port, index), offload)
-                    }
-                    bytes = queues.frame(port, index)
+                    updateWritableInterest(port)
                 }
-                let written = Glibc.write(device.fileDescriptor, bytes.baseAddress, bytes.count)
-                if written < 0 {
-                    if errno == EAGAIN || errno == ENOBUFS {
-                        datapath.countTransmitDrop(on: port, .txFull, bytes: length)
-                    } else if errno != EINTR {
-                        datapath.countTransmitDrop(on: port, .portDown, bytes: length)
-                        portDown(port, "write failed: \(String(cString: strerror(errno)))")
-                    }
+            case .datagram(let socket):
+                if case .peerGone(let why) = socket.transmit(queues, port, datapath) {
+                    up[Int(port)] = false
+                    datapath.macTable.flush(port: port)
+                    log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is down: \(why); it comes back when the VM sends again")
+                }
+            case .packet(let socket):
+                if case .failed(let code) = socket.transmit(queues, port, datapath), !socket.exists || code != ENETDOWN {
+                    portDown(port, socket.exists ? "send failed: \(String(cString: strerror(code)))" : "the interface is gone")
                 }
             }
         }
         queues.removeAll()
     }
 
+    private func transmit(_ queues: TransmitQueues, _ port: PortID, _ device: TAPDevice) {
+        for index in 0..<queues.count(port) {
+            let length = queues.frame(port, index).count
+            let bytes: UnsafeRawBufferPointer
+            if device.offloads {
+                bytes = queues.frameWithVirtioHeader(port, index)
+            } else {
+                let offload = queues.offload(port, index)
+                if offload.isGSO {
+                    datapath.countTransmitDrop(on: port, .offloadUnsupported, bytes: length)
+                    continue
+                }
+                if offload.needsChecksum {
+                    _ = VirtioNetHeader.completeChecksum(queues.mutableFrame(port, index), offload)
+                }
+                bytes = queues.frame(port, index)
+            }
+            let written = Glibc.write(device.fileDescriptor, bytes.baseAddress, bytes.count)
+            if written < 0 {
+                if errno == EAGAIN || errno == ENOBUFS {
+                    datapath.countTransmitDrop(on: port, .txFull, bytes: length)
+                } else if errno != EINTR {
+                    datapath.countTransmitDrop(on: port, .portDown, bytes: length)
+                    portDown(port, "write failed: \(String(cString: strerror(errno)))")
+                }
+            }
+        }
+    }
+
+    // MARK: socket ports
+
+    /// A VM connects to a stream port: it comes up (a connection it had is replaced).
+    private func acceptVM(port index: Int) {
+        guard case .stream(let socket) = ports[index], let (fd, replaced) = socket.accept() else { return }
+        let name = topology.ports[index].name
+        if replaced { datapath.macTable.flush(port: PortID(index)) }
+        watchingWritable[index] = false
+        do {
+            try watch(fd, tag: UInt32(index), port: name)
+        } catch {
+            socket.disconnect()
+            log("port '\(name)': cannot watch the new connection: \(error)")
+            return
+        }
+        up[index] = true
+        log("port '\(name)' (\(ports[index].label)) is up: a VM connected (\(socket.peer))" + (replaced ? "; it replaces the previous connection" : ""))
+    }
+
+    /// A stream port's VM went away or broke the framing: the port is down until one connects.
+    private func streamClosed(_ port: PortID, _ reason: String) {
+        guard case .stream(let socket) = ports[Int(port)] else { return }
+        if socket.isConnected { epoll_ctl(epoll, EPOLL_CTL_DEL, socket.connection, nil) }
+        socket.disconnect()
+        watchingWritable[Int(port)] = false
+        guard up[Int(port)] else { return }
+        up[Int(port)] = false
+        datapath.macTable.flush(port: port)
+        log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is down: \(reason); waiting for a VM to connect")
+    }
+
+    /// Watches a stream connection for EPOLLOUT exactly while its backlog holds bytes.
+    private func updateWritableInterest(_ port: PortID) {
+        guard case .stream(let socket) = ports[Int(port)], socket.isConnected,
+            socket.wantsWritable != watchingWritable[Int(port)]
+        else { return }
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue | (socket.wantsWritable ? EPOLLOUT.rawValue : 0)
+        event.data.u32 = UInt32(port)
+        epoll_ctl(epoll, EPOLL_CTL_MOD, socket.connection, &event)
+        watchingWritable[Int(port)] = socket.wantsWritable
+    }
+
+    private func hasBufferedInput() -> Bool {
+        for port in ports {
+            if case .stream(let socket) = port, socket.hasBufferedFrame { return true }
+        }
+        return false
+    }
+
+    private func serviceBufferedInput() {
+        for index in ports.indices {
+            if case .stream(let socket) = ports[index], socket.hasBufferedFrame {
+                service(port: PortID(index), events: EPOLLIN.rawValue)
+            }
+        }
+    }
+
+    /// Takes a port down for good (until a reload): its descriptors are no longer watched.
     private func portDown(_ port: PortID, _ reason: String) {
         guard up[Int(port)] else { return }
         up[Int(port)] = false
-        let device = devices[Int(port)]
-        epoll_ctl(epoll, EPOLL_CTL_DEL, device.fileDescriptor, nil)
+        unwatch(ports[Int(port)])
         datapath.macTable.flush(port: port)
-        log("port '\(device.port)' (tap '\(device.name)') is down: \(reason); the other ports keep running")
+        log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is down: \(reason); the other ports keep running")
     }
 
     static func wallClock() -> Timestamp {

@@ -1,3 +1,4 @@
+import CTapestryLinux
 import Foundation
 
 #if canImport(Glibc)
@@ -28,7 +29,13 @@ final class SocketListener {
     /// stale socket file left by one that died.
     init(unixPath path: String, switchName: String) throws(ListenError) {
         let directory = (path as NSString).deletingLastPathComponent
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // 0700: for an ordinary user this may be /tmp/tapestry-UID, which nobody else may enter.
+        try? FileManager.default.createDirectory(
+            atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        var status = stat()
+        if geteuid() != 0, stat(directory, &status) == 0, status.st_uid != geteuid() {
+            throw .inUse("\(directory) belongs to another user; set `control:` to a path of yours")
+        }
         if FileManager.default.fileExists(atPath: path) {
             if Self.answers(unixPath: path) {
                 throw .inUse("a switch is already running with control socket \(path); stop it first (or give this topology another name or `control:` path)")

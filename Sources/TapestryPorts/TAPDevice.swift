@@ -35,7 +35,7 @@ public final class TAPDevice {
             throw PortError(port: port, operation: "open /dev/net/tun", errno: errno)
         }
         var request = ifreq()
-        Self.setName(&request, name)
+        InterfaceFlags.setName(&request, name)
         request.ifr_ifru.ifru_flags = TAPESTRY_IFF_TAP | TAPESTRY_IFF_NO_PI | (offloads ? TAPESTRY_IFF_VNET_HDR : 0)
         guard ioctl(fd, TAPESTRY_TUNSETIFF, &request) == 0 else {
             let code = errno
@@ -58,7 +58,7 @@ public final class TAPDevice {
         self.fileDescriptor = fd
         self.offloads = offloads
         do {
-            try Self.setUp(name: name, port: port)
+            try InterfaceFlags.setUp(name: name, port: port)
             if let netns { try Self.move(name: name, into: netns, port: port) }
         } catch {
             close(fd)
@@ -99,29 +99,6 @@ public final class TAPDevice {
             case EAGAIN: return false
             default: throw PortError(port: port, operation: "write to tap '\(name)'", errno: errno)
             }
-        }
-    }
-
-    private static func setName(_ request: inout ifreq, _ name: String) {
-        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { bytes in
-            bytes.initializeMemory(as: UInt8.self, repeating: 0)
-            for (index, byte) in name.utf8.prefix(15).enumerated() { bytes[index] = byte }
-        }
-    }
-
-    /// Sets IFF_UP through an AF_INET control socket in the current namespace.
-    private static func setUp(name: String, port: String) throws(PortError) {
-        let control = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard control >= 0 else { throw PortError(port: port, operation: "open a control socket", errno: errno) }
-        defer { close(control) }
-        var request = ifreq()
-        setName(&request, name)
-        guard ioctl(control, TAPESTRY_SIOCGIFFLAGS, &request) == 0 else {
-            throw PortError(port: port, operation: "read flags of '\(name)'", errno: errno)
-        }
-        request.ifr_ifru.ifru_flags |= TAPESTRY_IFF_UP
-        guard ioctl(control, TAPESTRY_SIOCSIFFLAGS, &request) == 0 else {
-            throw PortError(port: port, operation: "bring '\(name)' up", errno: errno)
         }
     }
 

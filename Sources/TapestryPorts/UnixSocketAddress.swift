@@ -1,3 +1,4 @@
+import CTapestryLinux
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,3 +1,4 @@
+import Foundation
 import TapestryWire
 
 /// A validated topology file (version 1): networks, ports, and the optional firewall and load
@@ -14,7 +15,18 @@ public struct Topology: Sendable, Equatable {
     public var firewall: Firewall?
     public var loadBalancers: [LoadBalancer] = []
 
-    public var controlPath: String { control ?? "/run/tapestry/\(name).sock" }
+    public var controlPath: String { control ?? "\(Self.defaultControlDirectory)/\(name).sock" }
+
+    /// Where control sockets live unless `control:` says otherwise: /run/tapestry for root; an
+    /// ordinary user (a switch with only socket ports needs no root) cannot write there, so theirs
+    /// go to $XDG_RUNTIME_DIR/tapestry, or /tmp/tapestry-UID without one.
+    public static var defaultControlDirectory: String {
+        if geteuid() == 0 { return "/run/tapestry" }
+        if let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], runtime.hasPrefix("/") {
+            return "\(runtime)/tapestry"
+        }
+        return "/tmp/tapestry-\(getuid())"
+    }
 
     public struct Network: Sendable, Equatable {
         public var name: String
@@ -24,7 +36,7 @@ public struct Topology: Sendable, Equatable {
     public struct Port: Sendable, Equatable {
         public enum Attachment: Sendable, Equatable {
             case tap(String)
-            case socket(String)
+            case socket(SocketEndpoint)
             case interface(String)
         }
         public enum Mode: Sendable, Equatable {
@@ -35,6 +47,31 @@ public struct Topology: Sendable, Equatable {
         public var attachment: Attachment
         public var mode: Mode
         public var netns: String?
+    }
+
+    /// Where a `socket:` port listens for its QEMU peer, as the topology spells it:
+    /// `/PATH` (unix stream, QEMU `-netdev stream`), `IP:PORT` (TCP stream, likewise) or
+    /// `dgram:/PATH` (unix datagrams, QEMU `-netdev dgram`).
+    public enum SocketEndpoint: Sendable, Equatable, CustomStringConvertible {
+        case unixStream(path: String)
+        case tcpStream(SocketAddress)
+        case unixDatagram(path: String)
+
+        /// The file a unix endpoint binds (nil for TCP).
+        public var path: String? {
+            switch self {
+            case .unixStream(let path), .unixDatagram(let path): return path
+            case .tcpStream: return nil
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .unixStream(let path): return path
+            case .tcpStream(let address): return address.description
+            case .unixDatagram(let path): return "dgram:\(path)"
+            }
+        }
     }
 
     public struct SocketAddress: Sendable, Equatable, CustomStringConvertible {

@@ -226,16 +226,36 @@ struct TopologyValidator {
             }
             return chosen.key == "tap" ? .tap(value) : .interface(value)
         default:
-            if value.hasPrefix("/") {
-                guard value.utf8.count <= 107 else {
+            let endpoint: Topology.SocketEndpoint
+            if value.hasPrefix("dgram:") {
+                endpoint = .unixDatagram(path: String(value.dropFirst("dgram:".count)))
+            } else if value.hasPrefix("/") {
+                endpoint = .unixStream(path: value)
+            } else if let address = Self.socketAddress(value) {
+                endpoint = .tcpStream(address)
+            } else {
+                reader.error(
+                    chosen.value,
+                    "socket must be an absolute unix socket path, IP:PORT or dgram:/PATH, not '\(value)'")
+                return nil
+            }
+            if let path = endpoint.path {
+                guard path.hasPrefix("/") else {
+                    reader.error(chosen.value, "a dgram socket needs an absolute path, as in dgram:/run/tapestry/vm.sock")
+                    return nil
+                }
+                guard path.utf8.count <= 107 else {
                     reader.error(chosen.value, "socket path is longer than a unix socket allows (107 bytes)")
                     return nil
                 }
-            } else if Self.socketAddress(value) == nil {
-                reader.error(chosen.value, "socket must be an absolute unix socket path or IP:PORT, not '\(value)'")
-                return nil
+                // A stream and a datagram port cannot share one file.
+                if let owner = devices["socket-path:\(path)"] {
+                    reader.error(chosen.value, "socket path '\(path)' is already used by port '\(owner)'")
+                    return nil
+                }
+                devices["socket-path:\(path)"] = entry.key
             }
-            return .socket(value)
+            return .socket(endpoint)
         }
     }
 

@@ -158,6 +158,8 @@ public struct TCPFlags: OptionSet, Sendable, Hashable {
     public static let psh = TCPFlags(rawValue: 0x08)
     public static let ack = TCPFlags(rawValue: 0x10)
     public static let urg = TCPFlags(rawValue: 0x20)
+    public static let ece = TCPFlags(rawValue: 0x40)
+    public static let cwr = TCPFlags(rawValue: 0x80)
 }
 
 /// UDP header (RFC 768). Valid when its length field is at least 8 and fits in `bytes`.

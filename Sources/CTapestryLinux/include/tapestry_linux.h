@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <time.h>
+#include "tapestry_batch_io.h"
 
 static const unsigned long TAPESTRY_TUNSETIFF = TUNSETIFF;
 static const unsigned long TAPESTRY_TUNSETOFFLOAD = TUNSETOFFLOAD;

@@ -113,6 +113,17 @@ public final class FrameBatch {
         return true
     }
 
+    /// The frame area of the free slot `ahead` places after the next one (0: the next), for a
+    /// driver that receives several frames in one call; commit them in order. Nil past capacity.
+    public func freeFrameArea(ahead: Int) -> UnsafeMutableRawBufferPointer? {
+        guard count + ahead < capacity else { return nil }
+        return UnsafeMutableRawBufferPointer(
+            start: storage + (count + ahead) * slotSize + Self.headroom, count: maxFrameLength)
+    }
+
+    /// The virtio-net header of frame `index` as received (its offsets count from the frame's start).
+    public func setOffload(_ index: Int, _ header: VirtioNetHeader) { metadata[index].offload = header }
+
     /// The bytes of frame `index`.
     @inline(__always)
     public func frame(_ index: Int) -> UnsafeMutableRawBufferPointer {

@@ -93,6 +93,17 @@ public final class TransmitQueues {
         return UnsafeMutableRawBufferPointer(start: storage + slot * slotSize + Self.prefix, count: Int(lengths[slot]))
     }
 
+    /// Writes the frame's length as 4 big-endian bytes just before it (over the end of its virtio-net
+    /// header, so read `offload` first) and returns the prefixed frame: QEMU's stream framing.
+    @inline(__always)
+    public func frameWithLengthPrefix(_ port: PortID, _ index: Int) -> UnsafeRawBufferPointer {
+        let slot = Int(port) * batchCapacity + index
+        let start = storage + slot * slotSize + Self.prefix
+        let length = Int(lengths[slot])
+        (start - 4).storeBytes(of: UInt32(length).bigEndian, as: UInt32.self)
+        return UnsafeRawBufferPointer(start: start - 4, count: length + 4)
+    }
+
     /// Reserves the next slot of `port` and returns its memory; `finish(port:length:)` commits it.
     @inline(__always)
     func reserve(_ port: PortID) -> UnsafeMutableRawPointer {

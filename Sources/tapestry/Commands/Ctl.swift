@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TapestryPorts
+import TapestryTopology
 
 #if canImport(Glibc)
 import Glibc
@@ -17,7 +18,7 @@ extension Tapestry {
                 topology file and move to it without a restart (nothing changes if it is invalid). trace PORT [COUNT] \
                 [SECONDS]: explain, stage by stage, the next COUNT frames (default 10) arriving on PORT within \
                 SECONDS (default 10). Without --control, the one switch whose socket is in \
-                /run/tapestry is used.
+                /run/tapestry (for root; $XDG_RUNTIME_DIR/tapestry or /tmp/tapestry-UID for other users) is used.
                 """
         )
 
@@ -46,7 +47,7 @@ extension Tapestry {
             if let control {
                 path = control
             } else {
-                let directory = "/run/tapestry"
+                let directory = Topology.defaultControlDirectory
                 let sockets = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
                     .filter { $0.hasSuffix(".sock") }.sorted().map { "\(directory)/\($0)" }
                 guard !sockets.isEmpty else {

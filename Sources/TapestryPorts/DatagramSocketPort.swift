@@ -1,0 +1,173 @@
+import CTapestryLinux
+import TapestryDatapath
+import TapestryTopology
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A `socket: dgram:PATH` port for QEMU's `-netdev dgram` over unix sockets: the switch binds
+/// PATH, QEMU binds its own `local.path` and sends one frame per datagram to PATH. The switch
+/// answers to the path the last datagram came from, so the port is down until the VM's first
+/// frame, and follows a restarted VM that binds a new path. A peer whose socket is gone
+/// (ECONNREFUSED, ENOENT) takes the port down until it sends again.
+///
+/// Frames are received with one recvmmsg per batch straight into the batch's slots and sent with
+/// one sendmmsg per batch.
+final class DatagramSocketPort {
+    let port: String
+    let path: String
+    let descriptor: Int32
+    let maxFrameLength: Int
+    /// Where replies go: the path of the VM's socket, learned from what it sends.
+    private(set) var peer: String?
+    private let messages: UnsafeMutablePointer<tapestry_message>
+    private let peerBuffer: UnsafeMutablePointer<CChar>
+    let plain = PlainFrames(gap: 0)
+    private var closed = false
+
+    enum Received {
+        case ok
+        /// A datagram came from a new path (the port comes up, or follows a restarted VM).
+        case newPeer(String)
+    }
+
+    init(port: String, path: String, maxFrameLength: Int) throws(PortError) {
+        self.port = port
+        self.path = path
+        self.maxFrameLength = maxFrameLength
+        try SocketFile.prepare(path, port: port)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw PortError(port: port, operation: "open a unix datagram socket", errno: errno) }
+        guard UnixSocketAddress.with(path, { bind(fd, $0, $1) }) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw PortError(port: port, operation: "bind \(path)", errno: code)
+        }
+        var size: Int32 = 4 << 20
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        descriptor = fd
+        messages = .allocate(capacity: Int(TAPESTRY_BATCH_MAX))
+        peerBuffer = .allocate(capacity: 110)
+    }
+
+    deinit {
+        close()
+        messages.deallocate()
+        peerBuffer.deallocate()
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        Glibc.close(descriptor)
+        unlink(path)
+    }
+
+    /// Receives up to `limit` frames into `batch`; a datagram longer than `maxFrameLength` is
+    /// dropped as `oversize`. Returns nil when the socket failed (the reason is in errno).
+    func receive(into batch: FrameBatch, limit: Int, _ datapath: Datapath, _ portID: PortID) -> Received? {
+        var wanted = 0
+        while wanted < min(limit, Int(TAPESTRY_BATCH_MAX)), let area = batch.freeFrameArea(ahead: wanted) {
+            messages[wanted] = tapestry_message(
+                header: nil, header_length: 0, frame: area.baseAddress, capacity: UInt32(area.count), length: 0,
+                flags: 0, vlan_tci: 0, vlan_tpid: 0)
+            wanted += 1
+        }
+        guard wanted > 0 else { return .ok }
+        var named: Int32 = 0
+        let received = tapestry_dgram_recv(descriptor, messages, Int32(wanted), peerBuffer, 110, &named)
+        if received < 0 {
+            if -received == EINTR { return .ok }
+            errno = -received
+            return nil
+        }
+        var moved = 0  // frames moved down over a dropped one's slot
+        for index in 0..<Int(received) {
+            let message = messages[index]
+            if message.flags & TAPESTRY_RX_TRUNCATED != 0 {
+                datapath.countDrop(on: portID, .oversize, bytes: Int(message.length))
+                moved += 1
+                continue
+            }
+            if moved > 0, let target = batch.freeFrameArea(ahead: 0) {
+                target.baseAddress!.copyMemory(from: message.frame, byteCount: Int(message.length))
+            }
+            batch.commit(length: Int(message.length))
+        }
+        if named != 0 {
+            let sender = String(cString: peerBuffer)
+            if sender != peer {
+                peer = sender
+                return .newPeer(sender)
+            }
+        }
+        return .ok
+    }
+
+    enum Sent {
+        case ok
+        /// The VM's socket is gone: the port is down until it sends again.
+        case peerGone(String)
+    }
+
+    /// Sends `portID`'s transmit queue to the peer, one datagram per frame (TSO segments cut).
+    func transmit(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> Sent {
+        plain.removeAll()
+        var index = 0
+        let queued = queues.count(portID)
+        while index < queued {
+            switch plain.add(queues, portID, index) {
+            case .added:
+                index += 1
+            case .unsupported:
+                datapath.countTransmitDrop(on: portID, .offloadUnsupported, bytes: queues.frame(portID, index).count)
+                index += 1
+            case .full:
+                if case .peerGone(let why) = send(queues, portID, datapath) { return .peerGone(why) }
+                plain.removeAll()
+            }
+        }
+        return send(queues, portID, datapath)
+    }
+
+    private func send(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> Sent {
+        guard let peer else { return .ok }
+        var first = 0
+        while first < plain.count {
+            let chunk = min(plain.count - first, Int(TAPESTRY_BATCH_MAX))
+            for i in 0..<chunk {
+                messages[i] = tapestry_message(
+                    header: nil, header_length: 0, frame: plain.starts[first + i], capacity: 0,
+                    length: UInt32(plain.lengths[first + i]), flags: 0, vlan_tci: 0, vlan_tpid: 0)
+            }
+            let sent = tapestry_dgram_send(descriptor, messages, Int32(chunk), peer)
+            if sent > 0 {
+                first += Int(sent)
+                continue
+            }
+            let code = -sent
+            if code == EINTR { continue }
+            let gone = code == ECONNREFUSED || code == ENOENT || code == ENOTCONN
+            countUnsent(from: first, gone ? .portDown : .txFull, queues, portID, datapath)
+            if gone {
+                self.peer = nil
+                return .peerGone("the VM's socket \(peer) is gone (\(String(cString: strerror(code))))")
+            }
+            return .ok
+        }
+        return .ok
+    }
+
+    /// Counts the queued frames behind gathered frames `first...` once each.
+    private func countUnsent(
+        from first: Int, _ reason: DropReason, _ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath
+    ) {
+        var last = -1
+        for i in first..<plain.count where plain.sources[i] != last {
+            last = plain.sources[i]
+            datapath.countTransmitDrop(on: portID, reason, bytes: queues.frame(portID, last).count)
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import TapestryTopology
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One attached port of the live switch, whatever carries its frames. An enum, not a protocol:
+/// the loop switches on the kind once per batch, with no existential in the way.
+enum LivePort {
+    case tap(TAPDevice)
+    case stream(StreamSocketPort)
+    case datagram(DatagramSocketPort)
+    case packet(PacketSocketPort)
+
+    /// Attaches `port` as its topology entry says.
+    static func open(_ port: Topology.Port, offloads: Bool, maxFrameLength: Int) throws(PortError) -> LivePort {
+        switch port.attachment {
+        case .tap(let name):
+            return .tap(try TAPDevice(port: port.name, name: name, netns: port.netns, offloads: offloads))
+        case .interface(let name):
+            return .packet(try PacketSocketPort(port: port.name, name: name))
+        case .socket(let endpoint):
+            if case .unixDatagram(let path) = endpoint {
+                return .datagram(try DatagramSocketPort(port: port.name, path: path, maxFrameLength: maxFrameLength))
+            }
+            return .stream(try StreamSocketPort(port: port.name, endpoint: endpoint, maxFrameLength: maxFrameLength))
+        }
+    }
+
+    /// What epoll watches for this port now, each with whether it is a listening socket.
+    var descriptors: [(fd: Int32, listening: Bool)] {
+        switch self {
+        case .tap(let device): return [(device.fileDescriptor, false)]
+        case .packet(let socket): return [(socket.descriptor, false)]
+        case .datagram(let socket): return [(socket.descriptor, false)]
+        case .stream(let socket):
+            return [(socket.listener, true)] + (socket.isConnected ? [(socket.connection, false)] : [])
+        }
+    }
+
+    /// Whether the port carries frames as soon as it is attached (a socket port waits for its VM).
+    var startsUp: Bool {
+        switch self {
+        case .tap, .packet: return true
+        case .stream, .datagram: return false
+        }
+    }
+
+    /// The device or address, for logs: "tap 'vm1'", "socket /run/tapestry/vm3.sock".
+    var label: String {
+        switch self {
+        case .tap(let device): return "tap '\(device.name)'"
+        case .packet(let socket): return "interface '\(socket.name)'"
+        case .stream(let socket): return "socket \(socket.endpoint)"
+        case .datagram(let socket): return "socket dgram:\(socket.path)"
+        }
+    }
+
+    /// The connected VM, for `ctl show` ("" when none or not a socket port).
+    var peer: String {
+        switch self {
+        case .stream(let socket): return socket.isConnected ? socket.peer : ""
+        case .datagram(let socket): return socket.peer ?? ""
+        case .tap, .packet: return ""
+        }
+    }
+
+    /// Releases the port: closes descriptors, removes a created TAP device or a socket's file.
+    func close() {
+        switch self {
+        case .tap(let device): device.closeDevice()
+        case .packet(let socket): socket.close()
+        case .stream(let socket): socket.close()
+        case .datagram(let socket): socket.close()
+        }
+    }
+}

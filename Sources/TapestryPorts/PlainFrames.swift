@@ -1,0 +1,80 @@
+import TapestryDatapath
+import TapestryWire
+
+/// One transmit queue's frames made fit for a peer that takes no offloads (QEMU's socket
+/// backends): partial checksums completed and TSO segments cut in software, each frame with `gap`
+/// writable bytes just before it (4 for QEMU's stream length prefix, filled here).
+///
+/// Memory is allocated once: room for `capacity` frames and a scratch area for segments. When an
+/// `add` reports `.full`, the caller sends what is gathered, calls `removeAll()` and adds again.
+final class PlainFrames {
+    enum Added { case added, full, unsupported }
+
+    let gap: Int
+    let capacity = 256
+    private(set) var count = 0
+    /// Where each gathered frame starts (its gap is just before) and how long it is.
+    let starts: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    let lengths: UnsafeMutablePointer<Int>
+    /// Which queued frame each gathered frame came from (a segmented frame gives several).
+    let sources: UnsafeMutablePointer<Int>
+    private let scratch: UnsafeMutableRawBufferPointer
+    private var scratchUsed = 0
+
+    init(gap: Int, scratchBytes: Int = 1 << 18) {
+        self.gap = gap
+        starts = .allocate(capacity: capacity)
+        lengths = .allocate(capacity: capacity)
+        sources = .allocate(capacity: capacity)
+        scratch = .allocate(byteCount: scratchBytes, alignment: 64)
+    }
+
+    deinit {
+        starts.deallocate()
+        lengths.deallocate()
+        sources.deallocate()
+        scratch.deallocate()
+    }
+
+    func removeAll() {
+        count = 0
+        scratchUsed = 0
+    }
+
+    /// Gathers queued frame `index` of `port`.
+    func add(_ queues: TransmitQueues, _ port: PortID, _ index: Int) -> Added {
+        let offload = queues.offload(port, index)
+        let frame = queues.mutableFrame(port, index)
+        if offload.isGSO {
+            guard offload.gsoType & ~VirtioNetHeader.gsoECN != VirtioNetHeader.gsoUDP,
+                let headers = TCPSegmentation.headerLength(UnsafeRawBufferPointer(frame))
+            else { return .unsupported }
+            let mss = Int(offload.gsoSize)
+            let bound = TCPSegmentation.outputBound(frameLength: frame.count, headerLength: headers.end, mss: mss, gap: gap)
+            let segments = (frame.count - headers.end + max(1, mss) - 1) / max(1, mss)
+            if bound > scratch.count - scratchUsed || segments > capacity - count {
+                return count == 0 ? .unsupported : .full
+            }
+            let area = UnsafeMutableRawBufferPointer(rebasing: scratch[scratchUsed...])
+            let made = TCPSegmentation.segment(UnsafeRawBufferPointer(frame), mss: mss, gap: gap, into: area) {
+                offset, length in
+                let start = area.baseAddress! + offset
+                if gap == 4 { (start - 4).storeBytes(of: UInt32(length).bigEndian, as: UInt32.self) }
+                starts[count] = start
+                lengths[count] = length
+                sources[count] = index
+                count += 1
+                scratchUsed = max(scratchUsed, scratch.count - area.count + offset + length)
+            }
+            return made == nil ? .unsupported : .added
+        }
+        guard count < capacity else { return .full }
+        if offload.needsChecksum, !VirtioNetHeader.completeChecksum(frame, offload) { return .unsupported }
+        let prefixed = gap == 4 ? queues.frameWithLengthPrefix(port, index) : UnsafeRawBufferPointer(frame)
+        starts[count] = UnsafeMutableRawPointer(mutating: prefixed.baseAddress!) + gap
+        lengths[count] = frame.count
+        sources[count] = index
+        count += 1
+        return .added
+    }
+}

@@ -1,0 +1,357 @@
+import CTapestryLinux
+import Foundation
+import TapestryDatapath
+import TapestryTopology
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A `socket:` port for QEMU's `-netdev stream` (unix or TCP): the switch listens, one VM
+/// connects, and each frame crosses as a 4-byte big-endian length and the frame. The port is down
+/// while no VM is connected. A new connection replaces the current one (a restarted VM
+/// reconnects before the switch has noticed the old one is gone), and is logged.
+///
+/// Input is read in large chunks into a reassembly buffer and whole frames are copied into the
+/// batch. Output goes out with one writev per batch; bytes the socket does not take are kept in a
+/// backlog (whole frames only, so the stream never loses its framing) and sent when it is
+/// writable again; what does not fit the backlog is dropped as `tx-full`.
+final class StreamSocketPort {
+    let port: String
+    let endpoint: Topology.SocketEndpoint
+    let listener: Int32
+    private(set) var connection: Int32 = -1
+    private(set) var peer = ""
+    let maxFrameLength: Int
+    /// Whether the connection is also watched for EPOLLOUT (the backlog is not empty).
+    private(set) var wantsWritable = false
+    private var closed = false
+
+    private let input: UnsafeMutableRawPointer
+    private let inputCapacity: Int
+    private var inputStart = 0
+    private var inputEnd = 0
+    private let backlog: UnsafeMutableRawPointer
+    private let backlogCapacity: Int
+    private var backlogStart = 0
+    private var backlogEnd = 0
+    private let vectors: UnsafeMutablePointer<iovec>
+    let plain = PlainFrames(gap: 4)
+
+    enum Received {
+        case ok
+        /// The connection ended (the reason is logged; the port goes down until the next VM).
+        /// `brokenFrame`: the bytes of a frame it left unfinished or announced too long, counted
+        /// as an `invalid` drop.
+        case closed(String, brokenFrame: Int?)
+    }
+
+    init(port: String, endpoint: Topology.SocketEndpoint, maxFrameLength: Int) throws(PortError) {
+        self.port = port
+        self.endpoint = endpoint
+        self.maxFrameLength = maxFrameLength
+        listener = try Self.listen(port: port, endpoint: endpoint)
+        inputCapacity = 4 + maxFrameLength + (1 << 18)
+        input = .allocate(byteCount: inputCapacity, alignment: 64)
+        backlogCapacity = 4 * (4 + maxFrameLength)
+        backlog = .allocate(byteCount: backlogCapacity, alignment: 64)
+        vectors = .allocate(capacity: plain.capacity)
+    }
+
+    deinit {
+        close()
+        input.deallocate()
+        backlog.deallocate()
+        vectors.deallocate()
+    }
+
+    /// Stops listening (removing a unix socket's file) and drops the connection.
+    func close() {
+        disconnect()
+        guard !closed else { return }
+        closed = true
+        Glibc.close(listener)
+        if case .unixStream(let path) = endpoint { unlink(path) }
+    }
+
+    var isConnected: Bool { connection >= 0 }
+
+    /// Accepts a waiting VM. Returns the new descriptor and whether it replaced a connection.
+    func accept() -> (descriptor: Int32, replaced: Bool)? {
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let fd = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                tapestry_accept(listener, $0, &length)
+            }
+        }
+        guard fd >= 0 else { return nil }
+        let replaced = isConnected
+        disconnect()
+        connection = fd
+        var size: Int32 = 4 << 20
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        if case .tcpStream = endpoint {
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            peer = Self.describe(&address)
+        } else {
+            peer = "a unix client"
+        }
+        return (fd, replaced)
+    }
+
+    /// Closes the connection and forgets its buffered bytes (a partial frame cannot be finished).
+    func disconnect() {
+        if connection >= 0 { Glibc.close(connection) }
+        connection = -1
+        inputStart = 0
+        inputEnd = 0
+        backlogStart = 0
+        backlogEnd = 0
+        wantsWritable = false
+    }
+
+    /// Whether a whole frame is buffered (it would be lost to epoll, which only reports the socket).
+    var hasBufferedFrame: Bool {
+        let available = inputEnd - inputStart
+        guard available >= 4 else { return false }
+        return available >= 4 + Int(UInt32(bigEndian: input.loadUnaligned(fromByteOffset: inputStart, as: UInt32.self)))
+    }
+
+    /// Moves up to `limit` frames into `batch`, reading the socket when no whole frame is
+    /// buffered. A length over `maxFrameLength` ends the connection: the stream cannot be trusted.
+    func receive(into batch: FrameBatch, limit: Int) -> Received {
+        guard isConnected else { return .ok }
+        var taken = 0
+        var mayRead = true
+        while taken < limit, !batch.isFull {
+            let available = inputEnd - inputStart
+            if available >= 4 {
+                let length = Int(UInt32(bigEndian: input.loadUnaligned(fromByteOffset: inputStart, as: UInt32.self)))
+                guard length <= maxFrameLength else {
+                    return .closed(
+                        "the peer announced a \(length)-byte frame, more than \(maxFrameLength); the stream is not QEMU's framing",
+                        brokenFrame: available)
+                }
+                if available >= 4 + length {
+                    batch.append(UnsafeRawBufferPointer(start: input + inputStart + 4, count: length))
+                    inputStart += 4 + length
+                    taken += 1
+                    continue
+                }
+            }
+            guard mayRead else { break }
+            if inputStart > 0, inputCapacity - inputStart < 4 + maxFrameLength {
+                memmove(input, input + inputStart, available)
+                inputStart = 0
+                inputEnd = available
+            }
+            let room = inputCapacity - inputEnd
+            let count = Glibc.read(connection, input + inputEnd, room)
+            if count > 0 {
+                inputEnd += count
+                // A short read emptied the socket; epoll reports it again when more arrives.
+                if count < room { mayRead = false }
+                continue
+            }
+            if count == 0 {
+                let pending = inputEnd - inputStart
+                if pending == 0 { return .closed("the peer closed the connection", brokenFrame: nil) }
+                let wanted = pending >= 4
+                    ? "\(4 + Int(UInt32(bigEndian: input.loadUnaligned(fromByteOffset: inputStart, as: UInt32.self))))"
+                    : "at least 4"
+                return .closed(
+                    "the peer closed the connection in the middle of a frame (\(pending) of \(wanted) bytes; the partial frame is dropped)",
+                    brokenFrame: pending)
+            }
+            if errno == EINTR { continue }
+            if errno == EAGAIN { break }
+            return .closed("read failed: \(String(cString: strerror(errno)))", brokenFrame: nil)
+        }
+        if inputStart == inputEnd {
+            inputStart = 0
+            inputEnd = 0
+        }
+        return .ok
+    }
+
+    /// Sends `port`'s transmit queue. Returns a reason when the connection broke.
+    func transmit(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> String? {
+        plain.removeAll()
+        var index = 0
+        let queued = queues.count(portID)
+        while index < queued {
+            switch plain.add(queues, portID, index) {
+            case .added:
+                index += 1
+            case .unsupported:
+                datapath.countTransmitDrop(on: portID, .offloadUnsupported, bytes: queues.frame(portID, index).count)
+                index += 1
+            case .full:
+                if let broken = send(queues, portID, datapath) { return broken }
+                plain.removeAll()
+            }
+        }
+        return send(queues, portID, datapath)
+    }
+
+    /// Writes the gathered frames: straight to the socket when nothing is waiting, else (and for
+    /// what the socket does not take) into the backlog.
+    private func send(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> String? {
+        let count = plain.count
+        guard count > 0 else { return nil }
+        var first = 0
+        var skip = 0  // bytes of frame `first` already written
+        if backlogEnd == backlogStart {
+            var total = 0
+            for i in 0..<count {
+                vectors[i] = iovec(iov_base: plain.starts[i] - 4, iov_len: plain.lengths[i] + 4)
+                total += plain.lengths[i] + 4
+            }
+            var written = writev(connection, vectors, Int32(count))
+            while written < 0, errno == EINTR { written = writev(connection, vectors, Int32(count)) }
+            if written < 0 {
+                guard errno == EAGAIN else { return "write failed: \(String(cString: strerror(errno)))" }
+                written = 0
+            }
+            if written == total { return nil }
+            var left = written
+            while left >= plain.lengths[first] + 4 {
+                left -= plain.lengths[first] + 4
+                first += 1
+            }
+            skip = left
+        }
+        // Into the backlog, keeping room for the rest of a partly written frame.
+        var lastCounted = -1
+        for i in first..<count {
+            let whole = plain.lengths[i] + 4
+            let part = whole - (i == first ? skip : 0)
+            let mustKeep = i == first && skip > 0
+            if backlogCapacity - backlogEnd < part, backlogStart > 0 {
+                memmove(backlog, backlog + backlogStart, backlogEnd - backlogStart)
+                backlogEnd -= backlogStart
+                backlogStart = 0
+            }
+            if mustKeep || backlogCapacity - backlogEnd - part >= 4 + maxFrameLength {
+                (backlog + backlogEnd).copyMemory(from: plain.starts[i] - 4 + (whole - part), byteCount: part)
+                backlogEnd += part
+            } else if plain.sources[i] != lastCounted {
+                lastCounted = plain.sources[i]
+                datapath.countTransmitDrop(on: portID, .txFull, bytes: queues.frame(portID, plain.sources[i]).count)
+            }
+        }
+        return flushBacklog()
+    }
+
+    /// Writes as much of the backlog as the socket takes; watches for EPOLLOUT while some is left.
+    func flushBacklog() -> String? {
+        while backlogEnd > backlogStart {
+            let written = Glibc.write(connection, backlog + backlogStart, backlogEnd - backlogStart)
+            if written > 0 {
+                backlogStart += written
+                continue
+            }
+            if written < 0, errno == EINTR { continue }
+            if written < 0, errno != EAGAIN { return "write failed: \(String(cString: strerror(errno)))" }
+            break
+        }
+        if backlogStart == backlogEnd {
+            backlogStart = 0
+            backlogEnd = 0
+        }
+        wantsWritable = backlogEnd > backlogStart
+        return nil
+    }
+
+    // MARK: listening
+
+    private static func listen(port: String, endpoint: Topology.SocketEndpoint) throws(PortError) -> Int32 {
+        let fd: Int32
+        switch endpoint {
+        case .unixStream(let path):
+            try SocketFile.prepare(path, port: port)
+            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            guard fd >= 0 else { throw PortError(port: port, operation: "open a unix socket", errno: errno) }
+            guard UnixSocketAddress.with(path, { bind(fd, $0, $1) }) == 0 else {
+                let code = errno
+                Glibc.close(fd)
+                throw PortError(port: port, operation: "listen on \(path)", errno: code)
+            }
+        case .tcpStream(let address):
+            let family = address.host.contains(":") ? AF_INET6 : AF_INET
+            fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            guard fd >= 0 else { throw PortError(port: port, operation: "open a TCP socket", errno: errno) }
+            var reuse: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+            guard SocketFile.bind(fd, address) == 0 else {
+                let code = errno
+                Glibc.close(fd)
+                throw PortError(port: port, operation: "listen on \(address)", errno: code)
+            }
+        case .unixDatagram:
+            throw PortError(port: port, operation: "listen", detail: "a dgram socket is not a stream")
+        }
+        guard Glibc.listen(fd, 4) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw PortError(port: port, operation: "listen on \(endpoint)", errno: code)
+        }
+        return fd
+    }
+
+    private static func describe(_ address: inout sockaddr_storage) -> String {
+        var host = [CChar](repeating: 0, count: 64)
+        var service = [CChar](repeating: 0, count: 16)
+        let length = socklen_t(address.ss_family == sa_family_t(AF_INET6) ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                getnameinfo($0, length, &host, 64, &service, 16, NI_NUMERICHOST | NI_NUMERICSERV)
+            }
+        }
+        guard status == 0 else { return "a TCP client" }
+        let text = { (chars: [CChar]) in String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        return "\(text(host)):\(text(service))"
+    }
+}
+
+/// Socket files and addresses the socket ports share.
+enum SocketFile {
+    /// Makes room for a unix socket at `path`: creates its directory, removes a stale socket file
+    /// (nothing answers there), refuses a live one or a file that is not a socket.
+    static func prepare(_ path: String, port: String) throws(PortError) {
+        let directory = (path as NSString).deletingLastPathComponent
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var status = stat()
+        guard lstat(path, &status) == 0 else { return }
+        guard status.st_mode & S_IFMT == S_IFSOCK else {
+            throw PortError(port: port, operation: "listen on \(path)", detail: "the path exists and is not a socket")
+        }
+        if SocketListener.answers(unixPath: path) {
+            throw PortError(port: port, operation: "listen on \(path)", detail: "something is already listening there")
+        }
+        unlink(path)
+    }
+
+    /// Binds `fd` to an IPv4 or IPv6 address.
+    static func bind(_ fd: Int32, _ address: Topology.SocketAddress) -> Int32 {
+        if address.host.contains(":") {
+            var v6 = sockaddr_in6()
+            v6.sin6_family = sa_family_t(AF_INET6)
+            v6.sin6_port = address.port.bigEndian
+            inet_pton(AF_INET6, address.host, &v6.sin6_addr)
+            return withUnsafePointer(to: &v6) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
+        }
+        var v4 = sockaddr_in()
+        v4.sin_family = sa_family_t(AF_INET)
+        v4.sin_port = address.port.bigEndian
+        inet_pton(AF_INET, address.host, &v4.sin_addr)
+        return withUnsafePointer(to: &v4) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    }
+}
