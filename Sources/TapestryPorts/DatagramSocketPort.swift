@@ -149,11 +149,14 @@ final class DatagramSocketPort {
             }
             let code = -sent
             if code == EINTR { continue }
-            let gone = code == ECONNREFUSED || code == ENOENT || code == ENOTCONN
+            let gone = code == ECONNREFUSED || code == ENOENT || code == ENOTCONN || code == EACCES || code == EPERM
             countUnsent(from: first, gone ? .portDown : .txFull, queues, portID, datapath)
             if gone {
                 self.peer = nil
-                return .peerGone("the VM's socket \(peer) is gone (\(String(cString: strerror(code))))")
+                let why = code == EACCES || code == EPERM
+                    ? "the switch may not write to the VM's socket \(peer) (\(String(cString: strerror(code))); give the switch's user write permission)"
+                    : "the VM's socket \(peer) is gone (\(String(cString: strerror(code))))"
+                return .peerGone(why)
             }
             return .ok
         }

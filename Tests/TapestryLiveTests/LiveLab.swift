@@ -62,14 +62,22 @@ final class LiveLab {
         }
     }
 
-    /// Starts `tapestry run` on the topology text and waits for its `ready` line.
-    func start(topology: String, arguments: [String] = []) throws {
+    /// Starts `tapestry run` on the topology text and waits for its `ready` line. With `user`
+    /// (when root), the switch runs as that user instead.
+    func start(topology: String, arguments: [String] = [], user: String? = nil) throws {
         guard let binary = Self.binary else { throw LabError("tapestry binary not found") }
         try topology.write(to: topologyURL, atomically: true, encoding: .utf8)
+        chmod(topologyURL.path, 0o644)
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let process = Process()
-        process.executableURL = binary
-        process.arguments = ["run", topologyURL.path] + arguments
+        if let user, Self.isRoot {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(user)", "--regid=\(user == "nobody" ? "nogroup" : user)", "--clear-groups", "--reset-env",
+                binary.path, "run", topologyURL.path] + arguments
+        } else {
+            process.executableURL = binary
+            process.arguments = ["run", topologyURL.path] + arguments
+        }
         process.standardOutput = FileHandle(forWritingAtPath: logURL.path)
         process.standardError = FileHandle(forWritingAtPath: logURL.path)
         try process.run()

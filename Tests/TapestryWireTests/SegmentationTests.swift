@@ -29,7 +29,7 @@ import TapestryWire
                 }
             }
         }
-        #expect(count == result.count)
+        #expect((count ?? 0) == result.count)
         return result
     }
 

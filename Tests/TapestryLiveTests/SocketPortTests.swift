@@ -1,0 +1,182 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Socket ports with test clients that speak QEMU's framing (`QEMUPeer`). These need no root:
+/// run as root (CI), the switch itself runs as `nobody`, which shows a socket-only topology
+/// needs no privileges; otherwise it runs as the calling user.
+@Suite(.serialized) struct SocketPortTests {
+    /// Frame equality that reports only lengths on failure (frames are long).
+    func same(_ received: [UInt8]?, _ expected: [UInt8]) -> Bool {
+        if received == expected { return true }
+        print("frame differs: received \(received.map { "\($0.count) bytes" } ?? "nothing"), expected \(expected.count) bytes")
+        return false
+    }
+
+    static let broadcast = "ff:ff:ff:ff:ff:ff"
+    static let a = "02:00:00:00:00:0a", b = "02:00:00:00:00:0b", c = "02:00:00:00:00:0c"
+
+    /// A lab directory the switch's user can write its sockets into.
+    static func directory(_ lab: LiveLab) -> String {
+        let path = "/tmp/\(lab.prefix)-sockets"
+        try? FileManager.default.removeItem(atPath: path)
+        mkdir(path, 0o755)
+        if LiveLab.isRoot { chown(path, 65534, 65534) }
+        return path
+    }
+
+    static func topology(_ directory: String, tcpPort: UInt16) -> String {
+        """
+        name: sockets
+        control: \(directory)/control.sock
+        networks:
+          lan: { vlan: 10 }
+        ports:
+          s1: { socket: \(directory)/s1.sock, network: lan }
+          s2: { socket: "dgram:\(directory)/s2.sock", network: lan }
+          s3: { socket: "127.0.0.1:\(tcpPort)", network: lan }
+        """
+    }
+
+    static func ctl(_ lab: LiveLab, _ directory: String, _ command: String) throws -> [String: Any] {
+        let binary = try #require(LiveLab.binary).path
+        let answer = lab.sh("\(binary) ctl --control \(directory)/control.sock --json \(command)")
+        return try #require(try JSONSerialization.jsonObject(with: Data(answer.output.utf8)) as? [String: Any], "\(answer.output)")
+    }
+
+    static func states(_ lab: LiveLab, _ directory: String) throws -> [String: String] {
+        let ports = try ctl(lab, directory, "show")["ports"] as? [[String: Any]] ?? []
+        return Dictionary(uniqueKeysWithValues: ports.map { ($0["name"] as? String ?? "", $0["state"] as? String ?? "") })
+    }
+
+    static func drops(_ lab: LiveLab, _ directory: String, port: String) throws -> [String: Int] {
+        let ports = try ctl(lab, directory, "stats")["ports"] as? [String: Any]
+        return ((ports?[port] as? [String: Any])?["drops"] as? [String: Int]) ?? [:]
+    }
+
+    @Test func framesCrossStreamDatagramAndTCPPorts() throws {
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        let directory = Self.directory(lab)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let tcpPort = UInt16(20_000 + getpid() % 1000)
+        try lab.start(topology: Self.topology(directory, tcpPort: tcpPort), user: "nobody")
+        if LiveLab.isRoot {
+            let owner = try FileManager.default.attributesOfItem(atPath: "\(directory)/s1.sock")[.ownerAccountID] as? Int
+            #expect(owner == 65534, "the switch runs as nobody and still serves socket ports")
+        }
+        #expect(try Self.states(lab, directory) == ["s1": "down", "s2": "down", "s3": "down"], "down until a VM connects")
+
+        let s1 = try QEMUPeer.stream(unix: "\(directory)/s1.sock")
+        let s3 = try QEMUPeer.stream(tcpPort: tcpPort)
+        let s2 = try QEMUPeer.datagram(local: "/tmp/\(lab.prefix)-qemu-s2.sock", remote: "\(directory)/s2.sock")
+        usleep(200_000)
+        // The datagram port comes up with its VM's first frame: a broadcast the others receive.
+        let hello = QEMUPeer.frame(to: Self.broadcast, from: Self.b, length: 60, seed: 1)
+        try s2.send(hello)
+        #expect(same(s1.receive(), hello))
+        #expect(same(s3.receive(), hello))
+        #expect(try Self.states(lab, directory) == ["s1": "up", "s2": "up", "s3": "up"])
+
+        // Unicast to the learned MAC, from the unix stream to the datagram port.
+        let toB = QEMUPeer.frame(to: Self.b, from: Self.a, length: 1514, seed: 2)
+        try s1.send(toB)
+        #expect(same(s2.receive(), toB))
+        // Several frames in one write, and one frame split over writes (TCP): all arrive whole,
+        // in order, including a 9000-byte jumbo frame.
+        let burst = (0..<5).map { QEMUPeer.frame(to: Self.b, from: Self.c, length: $0 == 2 ? 9000 : 100 + $0, seed: UInt8($0)) }
+        let bytes = QEMUPeer.framed(burst)
+        try s3.sendRaw(Array(bytes[0..<3]))
+        usleep(50_000)
+        try s3.sendRaw(Array(bytes[3..<700]))
+        usleep(50_000)
+        try s3.sendRaw(Array(bytes[700...]))
+        for expected in burst { #expect(same(s2.receive(), expected)) }
+        // Back from the datagram port to the TCP port (unicast to c, learned above).
+        let toC = QEMUPeer.frame(to: Self.c, from: Self.b, length: 200, seed: 9)
+        try s2.send(toC)
+        #expect(same(s3.receive(), toC))
+        #expect(s1.receive(timeout: 0.3) == nil, "a unicast goes only where its destination is")
+        #expect(lab.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: "\(directory)/s1.sock"), "socket files are removed on stop")
+        #expect(!FileManager.default.fileExists(atPath: "\(directory)/s2.sock"))
+    }
+
+    /// A peer that announces a frame too long for any port, one that stops in the middle of a
+    /// frame, one that connects and vanishes: each loses its connection with a logged reason and
+    /// the switch keeps serving the next VM.
+    @Test func badPeersLoseTheirConnectionAndTheSwitchKeepsRunning() throws {
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        let directory = Self.directory(lab)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let tcpPort = UInt16(21_000 + getpid() % 1000)
+        try lab.start(topology: Self.topology(directory, tcpPort: tcpPort), user: "nobody")
+        let s2 = try QEMUPeer.datagram(local: "/tmp/\(lab.prefix)-qemu-s2.sock", remote: "\(directory)/s2.sock")
+        try s2.send(QEMUPeer.frame(to: Self.broadcast, from: Self.b))
+
+        let oversize = try QEMUPeer.stream(unix: "\(directory)/s1.sock")
+        try oversize.sendRaw([0x00, 0x01, 0x00, 0x20] + [UInt8](repeating: 0, count: 32))  // 65,568 bytes announced
+        #expect(oversize.closedBySwitch(), "the switch hangs up on a length over 65,553")
+
+        let truncated = try QEMUPeer.stream(tcpPort: tcpPort)
+        try truncated.sendRaw([0x00, 0x00, 0x00, 0x64] + [UInt8](repeating: 7, count: 20))  // 100 announced, 20 sent
+        usleep(100_000)
+        shutdown(truncated.fd, Int32(SHUT_WR))
+        #expect(truncated.closedBySwitch())
+
+        do {
+            // Connects and vanishes: its descriptor is closed when it goes out of scope.
+            let vanishing = try QEMUPeer.stream(unix: "\(directory)/s1.sock")
+            usleep(100_000)
+            _ = vanishing
+        }
+        usleep(200_000)
+
+        let log = lab.log
+        #expect(log.contains("announced a 65568-byte frame, more than 65553"), "\(log)")
+        #expect(log.contains("in the middle of a frame (24 of 104 bytes"), "\(log)")
+        #expect(log.contains("port 's1' (socket \(directory)/s1.sock) is down: the peer closed the connection"), "\(log)")
+        #expect(try Self.drops(lab, directory, port: "s1")["invalid"] == 1)
+        #expect(try Self.drops(lab, directory, port: "s3")["invalid"] == 1)
+
+        // Still switching: a new VM on s1 gets s2's frames.
+        let s1 = try QEMUPeer.stream(unix: "\(directory)/s1.sock")
+        usleep(100_000)
+        let frame = QEMUPeer.frame(to: Self.broadcast, from: Self.b, seed: 3)
+        try s2.send(frame)
+        #expect(same(s1.receive(), frame))
+        #expect(lab.stop() == 0)
+    }
+
+    /// A VM that reconnects replaces its old connection; while no VM is connected the port is
+    /// down and frames for it are counted as `port-down`.
+    @Test func reconnectingVMReplacesItsOldConnection() throws {
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        let directory = Self.directory(lab)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try lab.start(topology: Self.topology(directory, tcpPort: UInt16(22_000 + getpid() % 1000)), user: "nobody")
+        let s2 = try QEMUPeer.datagram(local: "/tmp/\(lab.prefix)-qemu-s2.sock", remote: "\(directory)/s2.sock")
+        try s2.send(QEMUPeer.frame(to: Self.broadcast, from: Self.b))
+        usleep(100_000)
+        #expect(try Self.drops(lab, directory, port: "s1")["port-down"] == 1, "the broadcast found s1 without a VM")
+
+        let first = try QEMUPeer.stream(unix: "\(directory)/s1.sock")
+        try first.send(QEMUPeer.frame(to: Self.broadcast, from: Self.a))
+        #expect(s2.receive() != nil)
+        let second = try QEMUPeer.stream(unix: "\(directory)/s1.sock")
+        #expect(first.closedBySwitch(), "the old connection is closed when the VM reconnects")
+        let frame = QEMUPeer.frame(to: Self.a, from: Self.b, seed: 5)
+        try s2.send(frame)
+        #expect(same(second.receive(), frame), "frames go to the new connection")
+        #expect(lab.log.contains("it replaces the previous connection"))
+        shutdown(second.fd, Int32(SHUT_RDWR))
+        usleep(200_000)
+        #expect(try Self.states(lab, directory)["s1"] == "down")
+        #expect(lab.stop() == 0)
+    }
+}
