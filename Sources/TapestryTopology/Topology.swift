@@ -77,6 +77,10 @@ public struct Topology: Sendable, Equatable {
     public struct SocketAddress: Sendable, Equatable, CustomStringConvertible {
         public var host: String
         public var port: UInt16
+        public init(host: String, port: UInt16) {
+            self.host = host
+            self.port = port
+        }
         public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
     }
 

@@ -142,4 +142,18 @@ struct TopologyFixtureTests {
             }
         }
     }
+
+    @Test("socket endpoints: unix stream, TCP stream, unix datagram")
+    func socketEndpoints() throws {
+        let path = FixtureFiles.fixtures("valid").appendingPathComponent("full.yaml").path
+        guard case .success(let topology) = TopologyLoader.load(path: path) else {
+            Issue.record("full.yaml must load")
+            return
+        }
+        #expect(topology.port(named: "vm3")?.attachment == .socket(.unixStream(path: "/run/tapestry/lab-vm3.sock")))
+        #expect(topology.port(named: "vm4")?.attachment == .socket(.tcpStream(.init(host: "127.0.0.1", port: 7000))))
+        #expect(topology.port(named: "vm5")?.attachment == .socket(.unixDatagram(path: "/run/tapestry/lab-vm5.sock")))
+        #expect(topology.port(named: "host0")?.attachment == .interface("veth-host0"))
+        #expect(Topology.SocketEndpoint.unixDatagram(path: "/x.sock").description == "dgram:/x.sock")
+    }
 }
