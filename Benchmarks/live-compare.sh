@@ -36,6 +36,13 @@ Environment:
   DURATION     iperf3 seconds per test (default 5)
   PINGS        pings per latency test (default 200)
   NO_OFFLOADS  1 = same as --no-offloads
+  PORTS        how the two hosts attach to tapestry (default tap):
+                 tap        TAP ports, devices moved into the host namespaces
+                 interface  interface ports on veth pairs (AF_PACKET), other ends in the hosts
+                 stream     socket ports; each host's TAP is bridged to the switch by a QEMU
+                            process (-machine none, a hub joining -netdev tap and -netdev
+                            stream), i.e. the path a VM's frames take, without a guest
+                 dgram      the same with -netdev dgram (unix datagrams)
 
 Goals: TCP ratio >= 0.7, UDP 64B ratio >= 0.9, ping latency within 3x, MTU 9000 works.
 EOF
@@ -51,6 +58,8 @@ for arg in "$@"; do
 done
 
 ROUNDS=${ROUNDS:-3}
+PORTS=${PORTS:-tap}
+[[ $PORTS =~ ^(tap|interface|stream|dgram)$ ]] || { echo "live-compare: PORTS must be tap, interface, stream or dgram" >&2; exit 2; }
 DURATION=${DURATION:-5}
 PINGS=${PINGS:-200}
 for v in ROUNDS DURATION PINGS; do
@@ -88,6 +97,8 @@ TMP=$(mktemp -d "/tmp/live-compare.$S.XXXXXX")
 CREATED_NS=()        # namespaces this script created (deleted on exit)
 TAPESTRY_PIDS=()     # `tapestry run` processes this script started (SIGTERMed on exit)
 TAP_NAMES=()         # TAP devices our tapestry processes create (removed by them; checked)
+QEMU_PIDS=()         # QEMU bridges (PORTS=stream|dgram), SIGKILLed on exit
+VETHS=()             # veth root-namespace ends (PORTS=interface), deleted on exit
 SERVER_PID=""        # the iperf3 server currently running, if any
 
 check_ifname() { (( ${#1} <= 15 )) || die "interface name '$1' longer than 15 characters"; }
@@ -109,6 +120,8 @@ cleanup() {
         fi
         wait "$pid" 2>/dev/null
     done
+    for pid in "${QEMU_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+    for i in "${VETHS[@]}"; do ip link del dev "$i" 2>/dev/null; done
     # Tapestry removes its TAP devices on SIGTERM; remove any it left in the root namespace
     # (only our uniquely named ones; those in our namespaces go away with the namespaces).
     for i in "${TAP_NAMES[@]}"; do
@@ -130,7 +143,7 @@ in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 declare -A NS1 NS2 DEV1 DEV2 IP1 IP2 LABEL
 TARGETS=(tapestry bridge)
 [[ $WITH_NOOFF == 1 ]] && TARGETS+=(nooff)
-LABEL[tapestry]=tapestry; LABEL[bridge]="linux bridge"; LABEL[nooff]="tapestry --no-offloads"
+LABEL[tapestry]="tapestry ($PORTS ports)"; LABEL[bridge]="linux bridge"; LABEL[nooff]="tapestry --no-offloads"
 
 # ---------------------------------------------------------------------------------------------
 # Setups.
@@ -142,14 +155,33 @@ start_tapestry() { # target tag subnet [--no-offloads]
     IP1[$t]=10.0.$net.1; IP2[$t]=10.0.$net.2
     check_ifname "${DEV1[$t]}"; check_ifname "${DEV2[$t]}"
     add_ns "${NS1[$t]}"; add_ns "${NS2[$t]}"
+    local port1 port2 h dev ns outer
+    case $PORTS in
+        tap)
+            port1="tap: ${DEV1[$t]}, netns: ${NS1[$t]}"; port2="tap: ${DEV2[$t]}, netns: ${NS2[$t]}"
+            TAP_NAMES+=("${DEV1[$t]}" "${DEV2[$t]}") ;;
+        interface)
+            for h in 1 2; do
+                outer=v${tag}$h-$S
+                check_ifname "$outer"
+                if [[ $h == 1 ]]; then dev=${DEV1[$t]} ns=${NS1[$t]}; else dev=${DEV2[$t]} ns=${NS2[$t]}; fi
+                ip link add "$outer" type veth peer name "$dev" netns "$ns"
+                VETHS+=("$outer")
+            done
+            port1="interface: v${tag}1-$S"; port2="interface: v${tag}2-$S" ;;
+        stream)
+            port1="socket: $TMP/${tag}1.sock"; port2="socket: $TMP/${tag}2.sock" ;;
+        dgram)
+            port1="socket: \"dgram:$TMP/${tag}1.sock\""; port2="socket: \"dgram:$TMP/${tag}2.sock\"" ;;
+    esac
     cat >"$topo" <<EOF
 name: bench$tag
+control: $TMP/$tag-control.sock
 networks: { lan: { vlan: 10 } }
 ports:
-  h1: { tap: ${DEV1[$t]}, network: lan, netns: ${NS1[$t]} }
-  h2: { tap: ${DEV2[$t]}, network: lan, netns: ${NS2[$t]} }
+  h1: { $port1, network: lan }
+  h2: { $port2, network: lan }
 EOF
-    TAP_NAMES+=("${DEV1[$t]}" "${DEV2[$t]}")
     "$TAPESTRY" run "$topo" $flag >"$TMP/$t.out" 2>"$TMP/$t.err" </dev/null &
     pid=$!
     TAPESTRY_PIDS+=("$pid")
@@ -160,6 +192,24 @@ EOF
     done
     grep -q ready "$TMP/$t.err" || { cat "$TMP/$t.err" >&2; die "tapestry run${flag:+ $flag}: no 'ready' after 30 s"; }
     eval "PID_$t=$pid"
+    if [[ $PORTS == stream || $PORTS == dgram ]]; then
+        local backend
+        for h in 1 2; do
+            if [[ $h == 1 ]]; then dev=${DEV1[$t]} ns=${NS1[$t]}; else dev=${DEV2[$t]} ns=${NS2[$t]}; fi
+            if [[ $PORTS == stream ]]; then
+                backend="stream,id=s0,server=off,addr.type=unix,addr.path=$TMP/${tag}$h.sock"
+            else
+                backend="dgram,id=s0,local.type=unix,local.path=$TMP/${tag}$h-qemu.sock,remote.type=unix,remote.path=$TMP/${tag}$h.sock"
+            fi
+            qemu-system-x86_64 -machine none -nodefaults -display none \
+                -netdev "tap,id=t0,ifname=$dev,script=no,downscript=no" -netdev "$backend" \
+                -netdev hubport,id=p0,hubid=0,netdev=t0 -netdev hubport,id=p1,hubid=0,netdev=s0 \
+                >"$TMP/qemu$h.log" 2>&1 </dev/null &
+            QEMU_PIDS+=($!)
+            for ((i = 0; i < 100; i++)); do ip link show dev "$dev" >/dev/null 2>&1 && break; sleep 0.1; done
+            ip link set "$dev" netns "$ns" || die "QEMU's tap $dev did not appear: $(cat "$TMP/qemu$h.log")"
+        done
+    fi
     ip -n "${NS1[$t]}" addr add "${IP1[$t]}/24" dev "${DEV1[$t]}"
     ip -n "${NS2[$t]}" addr add "${IP2[$t]}/24" dev "${DEV2[$t]}"
     ip -n "${NS1[$t]}" link set "${DEV1[$t]}" up
