@@ -362,6 +362,9 @@ measure_mtu() {
         ip -n "$BR_NS" link set "${BR_PORTS[1]}" mtu 9000 || ok=no
         ip -n "$BR_NS" link set "$BR_DEV" mtu 9000 || ok=no
     fi
+    if [[ $t != bridge && $PORTS == interface ]]; then # the interface ports' own ends too, as for the bridge
+        for i in "${VETHS[@]}"; do ip link set "$i" mtu 9000 || ok=no; done
+    fi
     ip -n "${NS1[$t]}" link set "${DEV1[$t]}" mtu 9000 || ok=no
     ip -n "${NS2[$t]}" link set "${DEV2[$t]}" mtu 9000 || ok=no
     if [[ $ok == yes ]]; then

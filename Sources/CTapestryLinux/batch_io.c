@@ -172,6 +172,7 @@ int tapestry_dgram_recv(int fd, struct tapestry_message *messages, int count, ch
 }
 
 int tapestry_dgram_send(int fd, struct tapestry_message *messages, int count, const char *peer) {
+    if (peer == NULL) return send_batch(fd, messages, count, NULL);
     struct sockaddr_un to;
     memset(&to, 0, sizeof to);
     to.sun_family = AF_UNIX;
@@ -184,4 +185,16 @@ int tapestry_accept(int fd, void *address, unsigned int *length) {
     int client = accept4(fd, (struct sockaddr *)address, &size, SOCK_NONBLOCK | SOCK_CLOEXEC);
     *length = size;
     return client;
+}
+
+int tapestry_dgram_connect(int fd, const char *peer) {
+    struct sockaddr_un to;
+    memset(&to, 0, sizeof to);
+    if (peer == NULL) {
+        to.sun_family = AF_UNSPEC;
+        return connect(fd, (struct sockaddr *)&to, sizeof(sa_family_t)) == 0 ? 0 : -errno;
+    }
+    to.sun_family = AF_UNIX;
+    strncpy(to.sun_path, peer, sizeof to.sun_path - 1);
+    return connect(fd, (struct sockaddr *)&to, sizeof to) == 0 ? 0 : -errno;
 }

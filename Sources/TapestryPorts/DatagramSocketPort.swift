@@ -13,7 +13,10 @@ import Glibc
 /// (ECONNREFUSED, ENOENT) takes the port down until it sends again.
 ///
 /// Frames are received with one recvmmsg per batch straight into the batch's slots and sent with
-/// one sendmmsg per batch.
+/// one sendmmsg per batch. The socket is connected to the VM's, so a send to a VM whose queue is
+/// full (Linux queues only `net.unix.max_dgram_qlen` datagrams, 10 by default) fails with EAGAIN
+/// and epoll reports when it drains: frames wait in a backlog meanwhile (up to `backlogCapacity`
+/// bytes; beyond that they are dropped as `tx-full`), as QEMU itself waits rather than drops.
 final class DatagramSocketPort {
     let port: String
     let path: String
@@ -25,6 +28,13 @@ final class DatagramSocketPort {
     private let peerBuffer: UnsafeMutablePointer<CChar>
     let plain = PlainFrames(gap: 0)
     private var closed = false
+    /// Frames waiting for the VM's queue to drain: each a 4-byte length and the frame.
+    private let backlog: UnsafeMutableRawPointer
+    let backlogCapacity: Int
+    private var backlogStart = 0
+    private var backlogEnd = 0
+    /// Whether the socket should be watched for EPOLLOUT (the backlog holds frames).
+    var wantsWritable: Bool { backlogEnd > backlogStart }
 
     enum Received {
         case ok
@@ -50,12 +60,15 @@ final class DatagramSocketPort {
         descriptor = fd
         messages = .allocate(capacity: Int(TAPESTRY_BATCH_MAX))
         peerBuffer = .allocate(capacity: 110)
+        backlogCapacity = 8 * (4 + maxFrameLength)
+        backlog = .allocate(byteCount: backlogCapacity, alignment: 64)
     }
 
     deinit {
         close()
         messages.deallocate()
         peerBuffer.deallocate()
+        backlog.deallocate()
     }
 
     func close() {
@@ -100,6 +113,9 @@ final class DatagramSocketPort {
             let sender = String(cString: peerBuffer)
             if sender != peer {
                 peer = sender
+                backlogStart = 0
+                backlogEnd = 0
+                _ = tapestry_dgram_connect(descriptor, sender)
                 return .newPeer(sender)
             }
         }
@@ -133,34 +149,91 @@ final class DatagramSocketPort {
     }
 
     private func send(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> Sent {
-        guard let peer else { return .ok }
+        guard peer != nil, plain.count > 0 else { return .ok }
         var first = 0
-        while first < plain.count {
-            let chunk = min(plain.count - first, Int(TAPESTRY_BATCH_MAX))
-            for i in 0..<chunk {
-                messages[i] = tapestry_message(
-                    header: nil, header_length: 0, frame: plain.starts[first + i], capacity: 0,
-                    length: UInt32(plain.lengths[first + i]), flags: 0, vlan_tci: 0, vlan_tpid: 0)
+        if backlogEnd == backlogStart {
+            while first < plain.count {
+                let chunk = min(plain.count - first, Int(TAPESTRY_BATCH_MAX))
+                for i in 0..<chunk {
+                    messages[i] = tapestry_message(
+                        header: nil, header_length: 0, frame: plain.starts[first + i], capacity: 0,
+                        length: UInt32(plain.lengths[first + i]), flags: 0, vlan_tci: 0, vlan_tpid: 0)
+                }
+                let sent = tapestry_dgram_send(descriptor, messages, Int32(chunk), nil)
+                if sent > 0 {
+                    first += Int(sent)
+                    continue
+                }
+                if -sent == EINTR { continue }
+                if -sent == EAGAIN || -sent == ENOBUFS { break }
+                countUnsent(from: first, .portDown, queues, portID, datapath)
+                return peerGone(-sent)
             }
-            let sent = tapestry_dgram_send(descriptor, messages, Int32(chunk), peer)
+            if first == plain.count { return .ok }
+        }
+        // The VM's queue is full (or frames already wait): keep the rest, in order, while they fit.
+        var last = -1
+        for i in first..<plain.count {
+            let length = plain.lengths[i]
+            if backlogCapacity - backlogEnd < 4 + length, backlogStart > 0 {
+                memmove(backlog, backlog + backlogStart, backlogEnd - backlogStart)
+                backlogEnd -= backlogStart
+                backlogStart = 0
+            }
+            if backlogCapacity - backlogEnd >= 4 + length {
+                (backlog + backlogEnd).storeBytes(of: UInt32(length), as: UInt32.self)
+                (backlog + backlogEnd + 4).copyMemory(from: plain.starts[i], byteCount: length)
+                backlogEnd += 4 + length
+            } else if plain.sources[i] != last {
+                last = plain.sources[i]
+                datapath.countTransmitDrop(on: portID, .txFull, bytes: queues.frame(portID, last).count)
+            }
+        }
+        return flushBacklog()
+    }
+
+    /// Sends what the backlog holds, as far as the VM's queue takes it.
+    func flushBacklog() -> Sent {
+        while backlogEnd > backlogStart {
+            var count = 0
+            var offset = backlogStart
+            while count < Int(TAPESTRY_BATCH_MAX), offset < backlogEnd {
+                let length = Int(backlog.load(fromByteOffset: offset, as: UInt32.self))
+                messages[count] = tapestry_message(
+                    header: nil, header_length: 0, frame: backlog + offset + 4, capacity: 0, length: UInt32(length),
+                    flags: 0, vlan_tci: 0, vlan_tpid: 0)
+                offset += 4 + length
+                count += 1
+            }
+            let sent = tapestry_dgram_send(descriptor, messages, Int32(count), nil)
             if sent > 0 {
-                first += Int(sent)
+                for i in 0..<Int(sent) { backlogStart += 4 + Int(messages[i].length) }
                 continue
             }
-            let code = -sent
-            if code == EINTR { continue }
-            let gone = code == ECONNREFUSED || code == ENOENT || code == ENOTCONN || code == EACCES || code == EPERM
-            countUnsent(from: first, gone ? .portDown : .txFull, queues, portID, datapath)
-            if gone {
-                self.peer = nil
-                let why = code == EACCES || code == EPERM
-                    ? "the switch may not write to the VM's socket \(peer) (\(String(cString: strerror(code))); give the switch's user write permission)"
-                    : "the VM's socket \(peer) is gone (\(String(cString: strerror(code))))"
-                return .peerGone(why)
-            }
-            return .ok
+            if -sent == EINTR { continue }
+            if -sent == EAGAIN || -sent == ENOBUFS { break }
+            backlogStart = 0
+            backlogEnd = 0
+            return peerGone(-sent)
+        }
+        if backlogStart == backlogEnd {
+            backlogStart = 0
+            backlogEnd = 0
         }
         return .ok
+    }
+
+    /// The VM's socket is gone (or refuses us): forget it until it sends again.
+    private func peerGone(_ code: Int32) -> Sent {
+        let path = peer ?? "?"
+        peer = nil
+        backlogStart = 0
+        backlogEnd = 0
+        _ = tapestry_dgram_connect(descriptor, nil)
+        let why = code == EACCES || code == EPERM
+            ? "the switch may not write to the VM's socket \(path) (\(String(cString: strerror(code))); give the switch's user write permission)"
+            : "the VM's socket \(path) is gone (\(String(cString: strerror(code))))"
+        return .peerGone(why)
     }
 
     /// Counts the queued frames behind gathered frames `first...` once each.

@@ -38,11 +38,22 @@ extension LiveSwitch {
         var newWritable: [Bool] = []
         var opened: [(name: String, port: LivePort)] = []
         var kept = Set<Int>()
+        var reopenedPorts: [(old: Int, port: LivePort)] = []
         for port in new.ports {
             if let index = topology.ports.indices.first(where: {
                 !kept.contains($0) && topology.ports[$0].attachment == port.attachment && topology.ports[$0].netns == port.netns
             }) {
                 kept.insert(index)
+                if !up[index], ports[index].startsUp, let reopened = try? LivePort.open(
+                    port, offloads: offloads, maxFrameLength: Self.maxFrameLength)
+                {
+                    // Down because its device went away (a VM stopped): its device is back.
+                    reopenedPorts.append((index, reopened))
+                    newPorts.append(reopened)
+                    newUp.append(true)
+                    newWritable.append(false)
+                    continue
+                }
                 newPorts.append(ports[index])
                 newUp.append(up[index])
                 newWritable.append(watchingWritable[index])
@@ -56,6 +67,7 @@ extension LiveSwitch {
                 newWritable.append(false)
             } catch {
                 opened.forEach { $0.port.close() }
+                reopenedPorts.forEach { $0.port.close() }
                 return ReloadResult(ok: false, message: "reload refused, nothing changed: \(error)")
             }
         }
@@ -69,17 +81,22 @@ extension LiveSwitch {
         for port in ports { unwatch(port) }
         let removed = ports.indices.filter { !kept.contains($0) }
         for index in removed { ports[index].close() }
+        for (old, _) in reopenedPorts { ports[old].close() }
         for (index, port) in newPorts.enumerated() where newUp[index] || !port.startsUp {
             try? watch(port, index: index, name: new.ports[index].name)
-            if newWritable[index], case .stream(let socket) = port {
-                var event = epoll_event()
-                event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue
-                event.data.u32 = UInt32(index)
-                epoll_ctl(epoll, EPOLL_CTL_MOD, socket.connection, &event)
+            guard newWritable[index] else { continue }
+            var event = epoll_event()
+            event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue
+            event.data.u32 = UInt32(index)
+            switch port {
+            case .stream(let socket): epoll_ctl(epoll, EPOLL_CTL_MOD, socket.connection, &event)
+            case .datagram(let socket): epoll_ctl(epoll, EPOLL_CTL_MOD, socket.descriptor, &event)
+            case .tap, .packet: break
             }
         }
         let added = opened.map(\.name)
         let gone = removed.map { topology.ports[$0].name }
+        let reattached = reopenedPorts.map { topology.ports[$0.old].name }
         topology = new
         datapath = newDatapath
         ports = newPorts
@@ -90,6 +107,7 @@ extension LiveSwitch {
         var parts = ["reloaded '\(new.name)'"]
         if !added.isEmpty { parts.append("ports added: \(added.joined(separator: ", "))") }
         if !gone.isEmpty { parts.append("ports removed: \(gone.joined(separator: ", "))") }
+        if !reattached.isEmpty { parts.append("ports attached again: \(reattached.joined(separator: ", "))") }
         parts.append("kept \(adoption.macEntries) MAC entries and \(adoption.connections) connections")
         if adoption.connectionsDropped > 0 { parts.append("\(adoption.connectionsDropped) connections dropped (network or backend gone)") }
         return ReloadResult(ok: true, message: parts.joined(separator: "; "))

@@ -187,8 +187,16 @@ public final class LiveSwitch {
 
     /// Reads one batch from a ready port, runs it, and writes the results.
     private func service(port: PortID, events: UInt32) {
-        if events & EPOLLOUT.rawValue != 0, case .stream(let socket) = ports[Int(port)] {
-            if let broken = socket.flushBacklog() { streamClosed(port, broken) } else { updateWritableInterest(port) }
+        if events & EPOLLOUT.rawValue != 0 {
+            switch ports[Int(port)] {
+            case .stream(let socket):
+                if let broken = socket.flushBacklog() { streamClosed(port, broken) }
+            case .datagram(let socket):
+                if case .peerGone(let why) = socket.flushBacklog() { datagramPeerGone(port, why) }
+            case .tap, .packet:
+                break
+            }
+            updateWritableInterest(port)
             if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) == 0 { return }
         }
         if let trace = pendingTrace, trace.port == port {
@@ -273,10 +281,9 @@ public final class LiveSwitch {
                 }
             case .datagram(let socket):
                 if case .peerGone(let why) = socket.transmit(queues, port, datapath) {
-                    up[Int(port)] = false
-                    datapath.macTable.flush(port: port)
-                    log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is down: \(why); it comes back when the VM sends again")
+                    datagramPeerGone(port, why)
                 }
+                updateWritableInterest(port)
             case .packet(let socket):
                 if case .failed(let code) = socket.transmit(queues, port, datapath), !socket.exists || code != ENETDOWN {
                     portDown(port, socket.exists ? "send failed: \(String(cString: strerror(code)))" : "the interface is gone")
@@ -346,16 +353,33 @@ public final class LiveSwitch {
         log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is down: \(reason); waiting for a VM to connect")
     }
 
-    /// Watches a stream connection for EPOLLOUT exactly while its backlog holds bytes.
+    /// A datagram port's VM went away: down until it sends again (its socket stays watched).
+    private func datagramPeerGone(_ port: PortID, _ why: String) {
+        guard up[Int(port)] else { return }
+        up[Int(port)] = false
+        datapath.macTable.flush(port: port)
+        log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is down: \(why); it comes back when the VM sends again")
+    }
+
+    /// Watches a socket port for EPOLLOUT exactly while its backlog holds frames.
     private func updateWritableInterest(_ port: PortID) {
-        guard case .stream(let socket) = ports[Int(port)], socket.isConnected,
-            socket.wantsWritable != watchingWritable[Int(port)]
-        else { return }
+        let fd: Int32
+        let wants: Bool
+        switch ports[Int(port)] {
+        case .stream(let socket):
+            guard socket.isConnected else { return }
+            (fd, wants) = (socket.connection, socket.wantsWritable)
+        case .datagram(let socket):
+            (fd, wants) = (socket.descriptor, socket.wantsWritable)
+        case .tap, .packet:
+            return
+        }
+        guard wants != watchingWritable[Int(port)] else { return }
         var event = epoll_event()
-        event.events = EPOLLIN.rawValue | (socket.wantsWritable ? EPOLLOUT.rawValue : 0)
+        event.events = EPOLLIN.rawValue | (wants ? EPOLLOUT.rawValue : 0)
         event.data.u32 = UInt32(port)
-        epoll_ctl(epoll, EPOLL_CTL_MOD, socket.connection, &event)
-        watchingWritable[Int(port)] = socket.wantsWritable
+        epoll_ctl(epoll, EPOLL_CTL_MOD, fd, &event)
+        watchingWritable[Int(port)] = wants
     }
 
     private func hasBufferedInput() -> Bool {

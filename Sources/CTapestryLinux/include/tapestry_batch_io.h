@@ -49,8 +49,14 @@ int tapestry_batch_send(int fd, struct tapestry_message *messages, int count);
 // set to 1; an unnamed sender leaves `peer` alone. Returns how many, 0, or -errno.
 int tapestry_dgram_recv(int fd, struct tapestry_message *messages, int count, char *peer, int peer_capacity, int *peer_named);
 
-// Sends `count` datagrams to the unix socket at `peer`. Returns how many; when the first fails, -errno.
+// Sends `count` datagrams to the unix socket at `peer` (NULL: the connected peer). Returns how
+// many; when the first fails, -errno.
 int tapestry_dgram_send(int fd, struct tapestry_message *messages, int count, const char *peer);
+
+// Connects a unix datagram socket to the socket at `peer` (NULL: dissolves the association), so
+// sends need no address and poll reports it unwritable while the peer's queue is full.
+// Returns 0 or -errno.
+int tapestry_dgram_connect(int fd, const char *peer);
 
 // accept4 (a GNU extension Glibc's module does not show): a non-blocking, close-on-exec accept.
 // `address` is a struct sockaddr_storage of `*length` bytes.
