@@ -86,6 +86,11 @@ import Glibc
         #expect(lab.log.contains("port 'i2' (interface '\(lab.name("h2"))') is down"), "\(lab.log)")
         let still = lab.sh("python3 \(probe) --dev \(lab.name("h3")) --vid 10 --ip 10.0.0.9 --ping 10.0.0.1 --count 2", in: "h3")
         #expect(still.status == 0, "the other ports keep switching: \(still.output)")
+        // The interface is back (a VM restarted): a reload attaches it again.
+        try veth(lab, "h2", "10.0.0.2/24")
+        let reload = lab.sh("\(binary) ctl --control /tmp/\(lab.prefix).sock reload")
+        #expect(reload.status == 0 && reload.output.contains("ports attached again: i2"), "\(reload.output)")
+        #expect(lab.sh("ping -c 2 -i 0.2 -W 2 10.0.0.2", in: "h1").status == 0, "h2 is reachable again")
         #expect(lab.stop() == 0)
     }
 
