@@ -26,6 +26,8 @@ final class DatagramSocketPort {
     private(set) var peer: String?
     private let messages: UnsafeMutablePointer<tapestry_message>
     private let peerBuffer: UnsafeMutablePointer<CChar>
+    /// `peer` as C bytes, to compare each batch's sender without making a String.
+    private let peerBytes: UnsafeMutablePointer<CChar>
     let plain = PlainFrames(gap: 0)
     private var closed = false
     /// Frames waiting for the VM's queue to drain: each a 4-byte length and the frame.
@@ -60,6 +62,8 @@ final class DatagramSocketPort {
         descriptor = fd
         messages = .allocate(capacity: Int(TAPESTRY_BATCH_MAX))
         peerBuffer = .allocate(capacity: 110)
+        peerBytes = .allocate(capacity: 110)
+        peerBytes.initialize(repeating: 0, count: 110)
         backlogCapacity = 8 * (4 + maxFrameLength)
         backlog = .allocate(byteCount: backlogCapacity, alignment: 64)
     }
@@ -68,6 +72,7 @@ final class DatagramSocketPort {
         close()
         messages.deallocate()
         peerBuffer.deallocate()
+        peerBytes.deallocate()
         backlog.deallocate()
     }
 
@@ -109,15 +114,14 @@ final class DatagramSocketPort {
             }
             batch.commit(length: Int(message.length))
         }
-        if named != 0 {
+        if named != 0, peer == nil || strcmp(peerBuffer, peerBytes) != 0 {
+            strcpy(peerBytes, peerBuffer)
             let sender = String(cString: peerBuffer)
-            if sender != peer {
-                peer = sender
-                backlogStart = 0
-                backlogEnd = 0
-                _ = tapestry_dgram_connect(descriptor, sender)
-                return .newPeer(sender)
-            }
+            peer = sender
+            backlogStart = 0
+            backlogEnd = 0
+            _ = tapestry_dgram_connect(descriptor, sender)
+            return .newPeer(sender)
         }
         return .ok
     }

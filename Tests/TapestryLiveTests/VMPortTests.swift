@@ -164,6 +164,64 @@ import Glibc
         #expect(lab.stop() == 0)
     }
 
+    /// A TAP device QEMU opened, attached as an `interface:` port (the third way in vms.md):
+    /// QEMU joins its TAP (the switch's interface) and a second TAP moved into a namespace with
+    /// its hub, standing in for the guest; a TAP-port host reaches it, TCP both ways.
+    @Test func qemuOwnedTapAsInterfacePort() throws {
+        if LiveLab.skip("qemuOwnedTapAsInterfacePort") { return }
+        guard Self.hasQEMU, lab_has("iperf3") else {
+            print("skipping qemuOwnedTapAsInterfacePort: needs qemu-system-x86_64 and iperf3 (scripts/setup-debian.sh)")
+            return
+        }
+        let lab = LiveLab()
+        var qemu: Process?
+        defer {
+            if let qemu, qemu.isRunning {
+                kill(qemu.processIdentifier, SIGKILL)
+                qemu.waitUntilExit()
+            }
+            lab.tearDown()
+        }
+        try lab.addHosts(["h1", "q2"])
+        let qemuTap = "\(lab.prefix)-qt"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-system-x86_64")
+        process.arguments = [
+            "-machine", "none", "-nodefaults", "-display", "none",
+            "-netdev", "tap,id=t0,ifname=\(qemuTap),script=no,downscript=no",
+            "-netdev", "tap,id=t1,ifname=\(lab.name("q2")),script=no,downscript=no",
+            "-netdev", "hubport,id=p0,hubid=0,netdev=t0", "-netdev", "hubport,id=p1,hubid=0,netdev=t1",
+        ]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        qemu = process
+        let deadline = Date().addingTimeInterval(10)
+        while lab.sh("ip link show \(lab.name("q2")) && ip link show \(qemuTap)").status != 0 && Date() < deadline {
+            usleep(100_000)
+        }
+        lab.sh("ip link set \(lab.name("q2")) netns \(lab.name("q2"))")
+        try lab.start(
+            topology: """
+                name: qtap
+                control: /tmp/\(lab.prefix).sock
+                networks:
+                  lan: { vlan: 10 }
+                ports:
+                  h1: { tap: \(lab.name("h1")), network: lan, netns: \(lab.name("h1")) }
+                  vm: { interface: \(qemuTap), network: lan }
+                """)
+        lab.address("h1", "10.0.0.1/24")
+        lab.address("q2", "10.0.0.2/24")
+        let ping = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.0.2", in: "h1")
+        #expect(ping.status == 0, "TAP host to the QEMU-owned TAP: \(ping.output)")
+        let toQEMU = try iperf(lab, from: "h1", to: "q2", address: "10.0.0.2")
+        let fromQEMU = try iperf(lab, from: "h1", to: "q2", address: "10.0.0.2", reverse: true)
+        print("TAP -> QEMU-owned TAP via interface port: \(String(format: "%.2f", toQEMU.rate / 1e9)) Gbit/s; back: \(String(format: "%.2f", fromQEMU.rate / 1e9)) Gbit/s (debug build)")
+        #expect(toQEMU.bytes > 5_000_000 && fromQEMU.bytes > 5_000_000, "TCP crossed both ways")
+        #expect(lab.stop() == 0)
+        #expect(lab.sh("ip link show \(qemuTap)").status == 0, "the switch leaves QEMU's TAP device alone")
+    }
+
     /// Two real QEMU guests (Debian's kernel, a busybox initramfs built by the script) ping each
     /// other, one on a stream socket port, one on a dgram socket port; the switch runs as nobody.
     @Test func twoRealVMsPingEachOther() throws {
