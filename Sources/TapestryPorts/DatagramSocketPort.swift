@@ -134,22 +134,13 @@ final class DatagramSocketPort {
 
     /// Sends `portID`'s transmit queue to the peer, one datagram per frame (TSO segments cut).
     func transmit(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> Sent {
-        plain.removeAll()
-        var index = 0
-        let queued = queues.count(portID)
-        while index < queued {
-            switch plain.add(queues, portID, index) {
-            case .added:
-                index += 1
-            case .unsupported:
-                datapath.countTransmitDrop(on: portID, .offloadUnsupported, bytes: queues.frame(portID, index).count)
-                index += 1
-            case .full:
-                if case .peerGone(let why) = send(queues, portID, datapath) { return .peerGone(why) }
-                plain.removeAll()
-            }
+        var result = Sent.ok
+        plain.gather(queues, portID, datapath) {
+            result = send(queues, portID, datapath)
+            if case .peerGone = result { return false }
+            return true
         }
-        return send(queues, portID, datapath)
+        return result
     }
 
     private func send(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> Sent {

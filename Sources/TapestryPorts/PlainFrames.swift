@@ -41,6 +41,28 @@ final class PlainFrames {
         scratchUsed = 0
     }
 
+    /// Gathers every queued frame of `port`, calling `send` whenever room runs out and once at the
+    /// end (it sends what is gathered); stops early when `send` returns false. A frame that cannot
+    /// be made plain is counted as `offload-unsupported`.
+    func gather(_ queues: TransmitQueues, _ port: PortID, _ datapath: Datapath, send: () -> Bool) {
+        removeAll()
+        var index = 0
+        let queued = queues.count(port)
+        while index < queued {
+            switch add(queues, port, index) {
+            case .added:
+                index += 1
+            case .unsupported:
+                datapath.countTransmitDrop(on: port, .offloadUnsupported, bytes: queues.frame(port, index).count)
+                index += 1
+            case .full:
+                guard send() else { return }
+                removeAll()
+            }
+        }
+        _ = send()
+    }
+
     /// Gathers queued frame `index` of `port`.
     func add(_ queues: TransmitQueues, _ port: PortID, _ index: Int) -> Added {
         let offload = queues.offload(port, index)

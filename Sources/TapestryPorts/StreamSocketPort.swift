@@ -179,22 +179,12 @@ final class StreamSocketPort {
 
     /// Sends `port`'s transmit queue. Returns a reason when the connection broke.
     func transmit(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> String? {
-        plain.removeAll()
-        var index = 0
-        let queued = queues.count(portID)
-        while index < queued {
-            switch plain.add(queues, portID, index) {
-            case .added:
-                index += 1
-            case .unsupported:
-                datapath.countTransmitDrop(on: portID, .offloadUnsupported, bytes: queues.frame(portID, index).count)
-                index += 1
-            case .full:
-                if let broken = send(queues, portID, datapath) { return broken }
-                plain.removeAll()
-            }
+        var broken: String?
+        plain.gather(queues, portID, datapath) {
+            broken = send(queues, portID, datapath)
+            return broken == nil
         }
-        return send(queues, portID, datapath)
+        return broken
     }
 
     /// Writes the gathered frames: straight to the socket when nothing is waiting, else (and for

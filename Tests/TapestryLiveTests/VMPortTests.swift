@@ -102,6 +102,36 @@ import Glibc
         return ((json?["ports"] as? [String: Any])?[port] as? [String: Any])?["frames_in"] as? Int ?? -1
     }
 
+    /// A QEMU process with no guest (`-machine none`) whose netdevs are joined by its hub, each
+    /// argument one `-netdev` value; returns once the TAP devices it creates exist.
+    final class QEMUBridge {
+        let process = Process()
+
+        init(netdevs: [String], devices: [String], lab: LiveLab) throws {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-system-x86_64")
+            var arguments = ["-machine", "none", "-nodefaults", "-display", "none"]
+            for netdev in netdevs { arguments += ["-netdev", netdev] }
+            for index in netdevs.indices { arguments += ["-netdev", "hubport,id=p\(index),hubid=0,netdev=n\(index)"] }
+            process.arguments = arguments
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let check = devices.map { "ip link show \($0) >/dev/null" }.joined(separator: " && ")
+            let deadline = Date().addingTimeInterval(10)
+            while lab.sh(check).status != 0 && Date() < deadline { usleep(100_000) }
+        }
+
+        /// SIGKILL: a child of a test thread inherits its blocked signals, and QEMU then leaves
+        /// SIGTERM blocked (measured: a test waited for it forever).
+        func stop() {
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
+        }
+
+        deinit { stop() }
+    }
+
     /// A namespace behind QEMU's stream backend (QEMU bridging its TAP to the socket port, no
     /// guest) and one behind a Tapestry TAP port: TCP both ways. The TAP side hands over TSO
     /// segments that the socket port must cut in software, since QEMU's stream takes plain frames.
@@ -112,14 +142,9 @@ import Glibc
             return
         }
         let lab = LiveLab()
-        var qemu: Process?
+        var qemu: QEMUBridge?
         defer {
-            // SIGKILL: a child of a test thread inherits its blocked signals, and QEMU leaves
-            // SIGTERM blocked then (measured: the test waited for it forever).
-            if let qemu, qemu.isRunning {
-                kill(qemu.processIdentifier, SIGKILL)
-                qemu.waitUntilExit()
-            }
+            qemu?.stop()
             lab.tearDown()
         }
         try lab.addHosts(["h1", "q2"])
@@ -135,19 +160,12 @@ import Glibc
                   q2: { socket: \(socketPath), network: lan }
                 """)
         lab.address("h1", "10.0.0.1/24")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-system-x86_64")
-        process.arguments = [
-            "-machine", "none", "-nodefaults", "-display", "none",
-            "-netdev", "tap,id=t0,ifname=\(lab.name("q2")),script=no,downscript=no",
-            "-netdev", "stream,id=s0,server=off,addr.type=unix,addr.path=\(socketPath)",
-            "-netdev", "hubport,id=p0,hubid=0,netdev=t0", "-netdev", "hubport,id=p1,hubid=0,netdev=s0",
-        ]
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        qemu = process
-        let deadline = Date().addingTimeInterval(10)
-        while lab.sh("ip link show \(lab.name("q2"))").status != 0 && Date() < deadline { usleep(100_000) }
+        qemu = try QEMUBridge(
+            netdevs: [
+                "tap,id=n0,ifname=\(lab.name("q2")),script=no,downscript=no",
+                "stream,id=n1,server=off,addr.type=unix,addr.path=\(socketPath)",
+            ],
+            devices: [lab.name("q2")], lab: lab)
         lab.sh("ip link set \(lab.name("q2")) netns \(lab.name("q2"))")
         lab.address("q2", "10.0.0.2/24")
         let ping = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.0.2", in: "h1")
@@ -174,31 +192,19 @@ import Glibc
             return
         }
         let lab = LiveLab()
-        var qemu: Process?
+        var qemu: QEMUBridge?
         defer {
-            if let qemu, qemu.isRunning {
-                kill(qemu.processIdentifier, SIGKILL)
-                qemu.waitUntilExit()
-            }
+            qemu?.stop()
             lab.tearDown()
         }
         try lab.addHosts(["h1", "q2"])
         let qemuTap = "\(lab.prefix)-qt"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-system-x86_64")
-        process.arguments = [
-            "-machine", "none", "-nodefaults", "-display", "none",
-            "-netdev", "tap,id=t0,ifname=\(qemuTap),script=no,downscript=no",
-            "-netdev", "tap,id=t1,ifname=\(lab.name("q2")),script=no,downscript=no",
-            "-netdev", "hubport,id=p0,hubid=0,netdev=t0", "-netdev", "hubport,id=p1,hubid=0,netdev=t1",
-        ]
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        qemu = process
-        let deadline = Date().addingTimeInterval(10)
-        while lab.sh("ip link show \(lab.name("q2")) && ip link show \(qemuTap)").status != 0 && Date() < deadline {
-            usleep(100_000)
-        }
+        qemu = try QEMUBridge(
+            netdevs: [
+                "tap,id=n0,ifname=\(qemuTap),script=no,downscript=no",
+                "tap,id=n1,ifname=\(lab.name("q2")),script=no,downscript=no",
+            ],
+            devices: [qemuTap, lab.name("q2")], lab: lab)
         lab.sh("ip link set \(lab.name("q2")) netns \(lab.name("q2"))")
         try lab.start(
             topology: """
