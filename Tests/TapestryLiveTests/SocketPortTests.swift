@@ -179,4 +179,34 @@ import Glibc
         #expect(try Self.states(lab, directory)["s1"] == "down")
         #expect(lab.stop() == 0)
     }
+
+    /// Run by an ordinary user, a topology without `control:` gets its control socket in that
+    /// user's directory (/tmp/tapestry-UID without XDG_RUNTIME_DIR), and `ctl` finds it there.
+    @Test func ordinaryUserGetsAControlDirectoryOfItsOwn() throws {
+        guard LiveLab.isRoot else {
+            print("skipping ordinaryUserGetsAControlDirectoryOfItsOwn: needs root to become nobody")
+            return
+        }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        let directory = Self.directory(lab)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let name = "u\(lab.prefix)"
+        try lab.start(
+            topology: """
+                name: \(name)
+                networks: { lan: { vlan: 10 } }
+                ports:
+                  vm1: { socket: \(directory)/vm1.sock, network: lan }
+                """, user: "nobody")
+        let control = "/tmp/tapestry-65534/\(name).sock"
+        let attributes = try FileManager.default.attributesOfItem(atPath: "/tmp/tapestry-65534")
+        #expect(attributes[.posixPermissions] as? Int == 0o700 && attributes[.ownerAccountID] as? Int == 65534)
+        #expect(FileManager.default.fileExists(atPath: control), "\(lab.log)")
+        let binary = try #require(LiveLab.binary).path
+        let show = lab.sh("setpriv --reuid=nobody --regid=nogroup --clear-groups --reset-env \(binary) ctl show")
+        #expect(show.status == 0 && show.output.contains("switch '\(name)'"), "\(show.output)")
+        #expect(lab.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: control))
+    }
 }
