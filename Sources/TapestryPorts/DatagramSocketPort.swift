@@ -13,10 +13,15 @@ import Glibc
 /// (ECONNREFUSED, ENOENT) takes the port down until it sends again.
 ///
 /// Frames are received with one recvmmsg per batch straight into the batch's slots and sent with
-/// one sendmmsg per batch. The socket is connected to the VM's, so a send to a VM whose queue is
-/// full (Linux queues only `net.unix.max_dgram_qlen` datagrams, 10 by default) fails with EAGAIN
-/// and epoll reports when it drains: frames wait in a backlog meanwhile (up to `backlogCapacity`
-/// bytes; beyond that they are dropped as `tx-full`), as QEMU itself waits rather than drops.
+/// one sendmmsg per batch, from the bound socket to the VM's path: a VM that connected its socket
+/// to the switch's accepts datagrams from that socket only. A send to a VM whose queue is full
+/// (Linux queues only `net.unix.max_dgram_qlen` datagrams, 10 by default) fails with EAGAIN;
+/// frames then wait in a backlog (up to `backlogCapacity` bytes; beyond that they are dropped as
+/// `tx-full`), as QEMU itself waits rather than drops. To learn when the VM's queue drains, a
+/// second socket is connected to the VM's and watched for EPOLLOUT: epoll reports that only for
+/// a connected socket. (A VM whose socket is connected to the switch's refuses that connection;
+/// then the switch retries its backlog every millisecond instead.) The bound socket stays unconnected, since a connected unix datagram socket
+/// takes datagrams from its peer only and a restarted VM sends from a new socket.
 final class DatagramSocketPort {
     let port: String
     let path: String
@@ -24,31 +29,43 @@ final class DatagramSocketPort {
     let maxFrameLength: Int
     /// Where replies go: the path of the VM's socket, learned from what it sends.
     private(set) var peer: String?
+    /// A socket connected to `peer`, only for epoll to report when the VM's queue drains (-1
+    /// while no VM is known).
+    private(set) var sender: Int32 = -1
+    /// The last sender path could not be connected to (not retried until another path sends).
+    private var refused = false
     private let messages: UnsafeMutablePointer<tapestry_message>
     private let peerBuffer: UnsafeMutablePointer<CChar>
     /// `peer` as C bytes, to compare each batch's sender without making a String.
     private let peerBytes: UnsafeMutablePointer<CChar>
     let plain = PlainFrames(gap: 0)
     private var closed = false
-    /// Frames waiting for the VM's queue to drain: each a 4-byte length and the frame.
+    /// Frames waiting for the VM's queue to drain: each a 4-byte length and the frame. The length's
+    /// top bit marks the last piece of a queued frame (a TSO segment's pieces count once).
     private let backlog: UnsafeMutableRawPointer
     let backlogCapacity: Int
     private var backlogStart = 0
     private var backlogEnd = 0
-    /// Whether the socket should be watched for EPOLLOUT (the backlog holds frames).
-    var wantsWritable: Bool { backlogEnd > backlogStart }
+    /// Whether `sender` should be watched for EPOLLOUT (the backlog holds frames).
+    var wantsWritable: Bool { sender >= 0 && backlogEnd > backlogStart }
+    /// Whether frames wait with no `sender` to say when they can go: retry on a timer.
+    var needsRetry: Bool { sender < 0 && peer != nil && backlogEnd > backlogStart }
+    private var fileIdentity: SocketFile.Identity?
 
     enum Received {
         case ok
-        /// A datagram came from a new path (the port comes up, or follows a restarted VM).
+        /// A datagram came from a new path (the port comes up, or follows a restarted VM);
+        /// `sender` is new.
         case newPeer(String)
+        /// A datagram came from a path the switch cannot send to (the reason).
+        case unreachable(String)
     }
 
     init(port: String, path: String, maxFrameLength: Int) throws(PortError) {
         self.port = port
         self.path = path
         self.maxFrameLength = maxFrameLength
-        try SocketFile.prepare(path, port: port)
+        try SocketFile.prepare(path, port: port, datagram: true)
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw PortError(port: port, operation: "open a unix datagram socket", errno: errno) }
         guard UnixSocketAddress.with(path, { bind(fd, $0, $1) }) == 0 else {
@@ -60,6 +77,7 @@ final class DatagramSocketPort {
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         descriptor = fd
+        fileIdentity = SocketFile.identity(path)
         messages = .allocate(capacity: Int(TAPESTRY_BATCH_MAX))
         peerBuffer = .allocate(capacity: 110)
         peerBytes = .allocate(capacity: 110)
@@ -79,8 +97,14 @@ final class DatagramSocketPort {
     func close() {
         guard !closed else { return }
         closed = true
+        closeSender()
         Glibc.close(descriptor)
-        unlink(path)
+        SocketFile.remove(path, ifStill: fileIdentity)
+    }
+
+    private func closeSender() {
+        if sender >= 0 { Glibc.close(sender) }
+        sender = -1
     }
 
     /// Receives up to `limit` frames into `batch`; a datagram longer than `maxFrameLength` is
@@ -114,16 +138,43 @@ final class DatagramSocketPort {
             }
             batch.commit(length: Int(message.length))
         }
-        if named != 0, peer == nil || strcmp(peerBuffer, peerBytes) != 0 {
+        if named != 0, strcmp(peerBuffer, peerBytes) != 0 || (peer == nil && !refused) {
             strcpy(peerBytes, peerBuffer)
-            let sender = String(cString: peerBuffer)
-            peer = sender
-            backlogStart = 0
-            backlogEnd = 0
-            _ = tapestry_dgram_connect(descriptor, sender)
-            return .newPeer(sender)
+            return follow(String(cString: peerBuffer), datapath, portID)
         }
         return .ok
+    }
+
+    /// Sends to `path` from now on, through a new socket connected to it.
+    private func follow(_ path: String, _ datapath: Datapath, _ portID: PortID) -> Received {
+        discardBacklog(datapath, portID)
+        closeSender()
+        peer = nil
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        let status = fd >= 0 ? tapestry_dgram_connect(fd, path) : -errno
+        // EPERM: the VM's socket is connected to ours and takes nothing from another; frames still
+        // go out from the bound socket, only without a drain notification.
+        guard status == 0 || -status == EPERM else {
+            if fd >= 0 { Glibc.close(fd) }
+            refused = true
+            return .unreachable(Self.reason(-status, path))
+        }
+        refused = false
+        if status == 0 {
+            sender = fd
+        } else if fd >= 0 {
+            Glibc.close(fd)
+        }
+        peer = path
+        return .newPeer(path)
+    }
+
+    static let lastPiece: UInt32 = 1 << 31
+
+    static func reason(_ code: Int32, _ path: String) -> String {
+        code == EACCES || code == EPERM
+            ? "the switch may not write to the VM's socket \(path) (\(String(cString: strerror(code))); give the switch's user write permission)"
+            : "the VM's socket \(path) is gone (\(String(cString: strerror(code))))"
     }
 
     enum Sent {
@@ -144,7 +195,11 @@ final class DatagramSocketPort {
     }
 
     private func send(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> Sent {
-        guard peer != nil, plain.count > 0 else { return .ok }
+        guard plain.count > 0 else { return .ok }
+        guard peer != nil else {
+            countUnsent(from: 0, .portDown, queues, portID, datapath)
+            return .ok
+        }
         var first = 0
         if backlogEnd == backlogStart {
             while first < plain.count {
@@ -154,7 +209,7 @@ final class DatagramSocketPort {
                         header: nil, header_length: 0, frame: plain.starts[first + i], capacity: 0,
                         length: UInt32(plain.lengths[first + i]), flags: 0, vlan_tci: 0, vlan_tpid: 0)
                 }
-                let sent = tapestry_dgram_send(descriptor, messages, Int32(chunk), nil)
+                let sent = tapestry_dgram_send(descriptor, messages, Int32(chunk), peerBytes)
                 if sent > 0 {
                     first += Int(sent)
                     continue
@@ -162,7 +217,7 @@ final class DatagramSocketPort {
                 if -sent == EINTR { continue }
                 if -sent == EAGAIN || -sent == ENOBUFS { break }
                 countUnsent(from: first, .portDown, queues, portID, datapath)
-                return peerGone(-sent)
+                return peerGone(-sent, datapath, portID)
             }
             if first == plain.count { return .ok }
         }
@@ -176,7 +231,9 @@ final class DatagramSocketPort {
                 backlogStart = 0
             }
             if backlogCapacity - backlogEnd >= 4 + length {
-                (backlog + backlogEnd).storeBytes(of: UInt32(length), as: UInt32.self)
+                let lastPiece = i == plain.count - 1 || plain.sources[i + 1] != plain.sources[i]
+                let header = UInt32(length) | (lastPiece ? Self.lastPiece : 0)
+                (backlog + backlogEnd).storeBytes(of: header, toByteOffset: 0, as: UInt32.self)
                 (backlog + backlogEnd + 4).copyMemory(from: plain.starts[i], byteCount: length)
                 backlogEnd += 4 + length
             } else if plain.sources[i] != last {
@@ -184,32 +241,31 @@ final class DatagramSocketPort {
                 datapath.countTransmitDrop(on: portID, .txFull, bytes: queues.frame(portID, last).count)
             }
         }
-        return flushBacklog()
+        return flushBacklog(datapath, portID)
     }
 
     /// Sends what the backlog holds, as far as the VM's queue takes it.
-    func flushBacklog() -> Sent {
+    func flushBacklog(_ datapath: Datapath, _ portID: PortID) -> Sent {
+        guard peer != nil else { return .ok }
         while backlogEnd > backlogStart {
             var count = 0
             var offset = backlogStart
             while count < Int(TAPESTRY_BATCH_MAX), offset < backlogEnd {
-                let length = Int(backlog.load(fromByteOffset: offset, as: UInt32.self))
+                let length = Int(backlog.loadUnaligned(fromByteOffset: offset, as: UInt32.self) & ~Self.lastPiece)
                 messages[count] = tapestry_message(
                     header: nil, header_length: 0, frame: backlog + offset + 4, capacity: 0, length: UInt32(length),
                     flags: 0, vlan_tci: 0, vlan_tpid: 0)
                 offset += 4 + length
                 count += 1
             }
-            let sent = tapestry_dgram_send(descriptor, messages, Int32(count), nil)
+            let sent = tapestry_dgram_send(descriptor, messages, Int32(count), peerBytes)
             if sent > 0 {
                 for i in 0..<Int(sent) { backlogStart += 4 + Int(messages[i].length) }
                 continue
             }
             if -sent == EINTR { continue }
             if -sent == EAGAIN || -sent == ENOBUFS { break }
-            backlogStart = 0
-            backlogEnd = 0
-            return peerGone(-sent)
+            return peerGone(-sent, datapath, portID)
         }
         if backlogStart == backlogEnd {
             backlogStart = 0
@@ -219,16 +275,25 @@ final class DatagramSocketPort {
     }
 
     /// The VM's socket is gone (or refuses us): forget it until it sends again.
-    private func peerGone(_ code: Int32) -> Sent {
+    private func peerGone(_ code: Int32, _ datapath: Datapath, _ portID: PortID) -> Sent {
         let path = peer ?? "?"
         peer = nil
+        discardBacklog(datapath, portID)
+        closeSender()
+        return .peerGone(Self.reason(code, path))
+    }
+
+    /// Empties the backlog, counting each frame in it as `port-down`.
+    private func discardBacklog(_ datapath: Datapath, _ portID: PortID) {
+        var offset = backlogStart
+        while offset < backlogEnd {
+            let header = backlog.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
+            let length = Int(header & ~Self.lastPiece)
+            if header & Self.lastPiece != 0 { datapath.countTransmitDrop(on: portID, .portDown, bytes: length) }
+            offset += 4 + length
+        }
         backlogStart = 0
         backlogEnd = 0
-        _ = tapestry_dgram_connect(descriptor, nil)
-        let why = code == EACCES || code == EPERM
-            ? "the switch may not write to the VM's socket \(path) (\(String(cString: strerror(code))); give the switch's user write permission)"
-            : "the VM's socket \(path) is gone (\(String(cString: strerror(code))))"
-        return .peerGone(why)
     }
 
     /// Counts the queued frames behind gathered frames `first...` once each.

@@ -27,14 +27,26 @@ enum LivePort {
         }
     }
 
-    /// What epoll watches for this port now, each with whether it is a listening socket.
-    var descriptors: [(fd: Int32, listening: Bool)] {
+    /// What a descriptor does for its port, in the epoll loop.
+    enum Role {
+        /// Frames arrive on it (watched for input; for a stream connection, output too while
+        /// its backlog holds frames).
+        case frames
+        /// A stream port's listening socket: a VM connects.
+        case listening
+        /// A datagram port's sending socket: watched only for output while its backlog holds frames.
+        case sending
+    }
+
+    /// What epoll watches for this port now.
+    var descriptors: [(fd: Int32, role: Role)] {
         switch self {
-        case .tap(let device): return [(device.fileDescriptor, false)]
-        case .packet(let socket): return [(socket.descriptor, false)]
-        case .datagram(let socket): return [(socket.descriptor, false)]
+        case .tap(let device): return [(device.fileDescriptor, .frames)]
+        case .packet(let socket): return [(socket.descriptor, .frames)]
+        case .datagram(let socket):
+            return [(socket.descriptor, .frames)] + (socket.sender >= 0 ? [(socket.sender, .sending)] : [])
         case .stream(let socket):
-            return [(socket.listener, true)] + (socket.isConnected ? [(socket.connection, false)] : [])
+            return [(socket.listener, .listening)] + (socket.isConnected ? [(socket.connection, .frames)] : [])
         }
     }
 

@@ -89,9 +89,14 @@ extension LiveSwitch {
             event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue
             event.data.u32 = UInt32(index)
             switch port {
-            case .stream(let socket): epoll_ctl(epoll, EPOLL_CTL_MOD, socket.connection, &event)
-            case .datagram(let socket): epoll_ctl(epoll, EPOLL_CTL_MOD, socket.descriptor, &event)
-            case .tap, .packet: break
+            case .stream(let socket):
+                epoll_ctl(epoll, EPOLL_CTL_MOD, socket.connection, &event)
+            case .datagram(let socket):
+                event.events = EPOLLOUT.rawValue
+                event.data.u32 = UInt32(index) | Self.sendingBit
+                epoll_ctl(epoll, EPOLL_CTL_MOD, socket.sender, &event)
+            case .tap, .packet:
+                break
             }
         }
         let added = opened.map(\.name)

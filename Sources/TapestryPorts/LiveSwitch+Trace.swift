@@ -41,6 +41,7 @@ extension LiveSwitch {
         while trace.remaining > 0 {
             receive(port, limit: 1)
             guard !batch.isEmpty else { break }
+            defer { finishClosing() }
             let original = Array(batch.frame(0))
             let now = Self.wallClock()
             trace.frames += 1
@@ -55,6 +56,7 @@ extension LiveSwitch {
             }
             transmit()
         }
+        finishClosing()
         pendingTrace = trace
         if trace.remaining == 0 { finishTrace() }
     }

@@ -40,8 +40,12 @@ public final class LiveSwitch {
     private static let controlTag = UInt32.max - 1
     private static let metricsTag = UInt32.max - 2
     private static let reloadTag = UInt32.max - 3
-    /// Port tags carry the port index in their low 24 bits and this bit for a listening socket.
+    /// Port tags carry the port index in their low 24 bits, and these bits for the descriptor's role.
     static let listeningBit: UInt32 = 1 << 24
+    static let sendingBit: UInt32 = 1 << 25
+    /// A stream port whose connection ended while frames it sent were in the batch: closed after
+    /// the batch ran, so those frames' MACs are flushed with the port.
+    var closing: (port: PortID, reason: String)?
 
     /// Largest frame a port takes: a 64 KB GSO segment plus Ethernet and one tag.
     public static let maxFrameLength = 65_535 + 18
@@ -107,9 +111,9 @@ public final class LiveSwitch {
         Glibc.close(reloadSignals)
     }
 
-    func watch(_ fd: Int32, tag: UInt32, port: String) throws(PortError) {
+    func watch(_ fd: Int32, tag: UInt32, port: String, events: UInt32 = EPOLLIN.rawValue) throws(PortError) {
         var event = epoll_event()
-        event.events = EPOLLIN.rawValue
+        event.events = events
         event.data.u32 = tag
         guard epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0 else {
             throw PortError(port: port, operation: "epoll_ctl", errno: errno)
@@ -118,8 +122,12 @@ public final class LiveSwitch {
 
     /// Watches every descriptor of `port` under its index.
     func watch(_ port: LivePort, index: Int, name: String) throws(PortError) {
-        for (fd, listening) in port.descriptors {
-            try watch(fd, tag: UInt32(index) | (listening ? Self.listeningBit : 0), port: name)
+        for (fd, role) in port.descriptors {
+            switch role {
+            case .frames: try watch(fd, tag: UInt32(index), port: name)
+            case .listening: try watch(fd, tag: UInt32(index) | Self.listeningBit, port: name)
+            case .sending: try watch(fd, tag: UInt32(index) | Self.sendingBit, port: name, events: 0)
+            }
         }
     }
 
@@ -134,8 +142,10 @@ public final class LiveSwitch {
         while true {
             // Whole frames already read from a stream socket are not reported by epoll again.
             let buffered = hasBufferedInput()
+            // A datagram VM's full queue without a drain notification: retry every millisecond.
+            let retrying = datagramsWaiting()
             // While a live trace waits for frames, wake up to end it on time.
-            let timeout: Int32 = buffered ? 0 : pendingTrace == nil ? -1 : 100
+            let timeout: Int32 = buffered ? 0 : retrying ? 1 : pendingTrace == nil ? -1 : 100
             let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, 64, timeout) }
             if pendingTrace != nil { finishTraceIfDue() }
             if ready < 0 {
@@ -163,6 +173,8 @@ public final class LiveSwitch {
                     guard port < ports.count else { continue }
                     if tag & Self.listeningBit != 0 {
                         acceptVM(port: port)
+                    } else if tag & Self.sendingBit != 0 {
+                        datagramWritable(PortID(port))
                     } else {
                         service(port: PortID(port), events: events[index].events)
                     }
@@ -172,6 +184,11 @@ public final class LiveSwitch {
                 if reloads != generation { break }
             }
             if buffered, reloads == generation { serviceBufferedInput() }
+            if retrying, reloads == generation {
+                for index in ports.indices {
+                    if case .datagram(let socket) = ports[index], socket.needsRetry { datagramWritable(PortID(index)) }
+                }
+            }
         }
     }
 
@@ -187,15 +204,8 @@ public final class LiveSwitch {
 
     /// Reads one batch from a ready port, runs it, and writes the results.
     private func service(port: PortID, events: UInt32) {
-        if events & EPOLLOUT.rawValue != 0 {
-            switch ports[Int(port)] {
-            case .stream(let socket):
-                if let broken = socket.flushBacklog() { streamClosed(port, broken) }
-            case .datagram(let socket):
-                if case .peerGone(let why) = socket.flushBacklog() { datagramPeerGone(port, why) }
-            case .tap, .packet:
-                break
-            }
+        if events & EPOLLOUT.rawValue != 0, case .stream(let socket) = ports[Int(port)] {
+            if let broken = socket.flushBacklog() { streamClosed(port, broken) }
             updateWritableInterest(port)
             if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) == 0 { return }
         }
@@ -204,9 +214,25 @@ public final class LiveSwitch {
             return
         }
         receive(port, limit: batch.capacity)
-        guard !batch.isEmpty else { return }
-        datapath.process(batch, now: Self.wallClock())
-        transmit()
+        if !batch.isEmpty {
+            datapath.process(batch, now: Self.wallClock())
+            transmit()
+        }
+        finishClosing()
+    }
+
+    /// Closes the stream connection `receive` found ended, now that its last frames have run.
+    func finishClosing() {
+        guard let (port, reason) = closing else { return }
+        closing = nil
+        streamClosed(port, reason)
+    }
+
+    /// A datagram port's VM drained its queue: send what waits.
+    private func datagramWritable(_ port: PortID) {
+        guard case .datagram(let socket) = ports[Int(port)] else { return }
+        if case .peerGone(let why) = socket.flushBacklog(datapath, port) { datagramPeerGone(port, why) }
+        updateWritableInterest(port)
     }
 
     /// Fills the batch with up to `limit` frames from `port`. A port that fails is taken down.
@@ -237,7 +263,7 @@ public final class LiveSwitch {
         case .stream(let socket):
             if case .closed(let why, let broken) = socket.receive(into: batch, limit: limit) {
                 if let broken { datapath.countDrop(on: port, .invalid, bytes: broken) }
-                streamClosed(port, why)
+                closing = (port, why)
             }
         case .datagram(let socket):
             switch socket.receive(into: batch, limit: limit, datapath, port) {
@@ -245,8 +271,17 @@ public final class LiveSwitch {
                 portDown(port, "receive failed: \(String(cString: strerror(errno)))")
             case .newPeer(let path)?:
                 let wasUp = up[Int(port)]
+                watchingWritable[Int(port)] = false
+                do {
+                    try watch(socket.sender, tag: UInt32(port) | Self.sendingBit, port: topology.ports[Int(port)].name, events: 0)
+                } catch {
+                    log("port '\(topology.ports[Int(port)].name)': cannot watch the socket to the VM: \(error)")
+                }
+                if wasUp { datapath.macTable.flush(port: port) }
                 up[Int(port)] = true
                 log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is up: the VM sends from \(path)" + (wasUp ? " (a new socket: the VM restarted)" : ""))
+            case .unreachable(let why)?:
+                datagramPeerGone(port, why)
             case .ok?:
                 break
             }
@@ -333,8 +368,7 @@ public final class LiveSwitch {
         do {
             try watch(fd, tag: UInt32(index), port: name)
         } catch {
-            socket.disconnect()
-            log("port '\(name)': cannot watch the new connection: \(error)")
+            streamClosed(PortID(index), "cannot watch the new connection: \(error)")
             return
         }
         up[index] = true
@@ -345,7 +379,7 @@ public final class LiveSwitch {
     private func streamClosed(_ port: PortID, _ reason: String) {
         guard case .stream(let socket) = ports[Int(port)] else { return }
         if socket.isConnected { epoll_ctl(epoll, EPOLL_CTL_DEL, socket.connection, nil) }
-        socket.disconnect()
+        socket.disconnect { length in datapath.countTransmitDrop(on: port, .portDown, bytes: length) }
         watchingWritable[Int(port)] = false
         guard up[Int(port)] else { return }
         up[Int(port)] = false
@@ -370,16 +404,29 @@ public final class LiveSwitch {
             guard socket.isConnected else { return }
             (fd, wants) = (socket.connection, socket.wantsWritable)
         case .datagram(let socket):
-            (fd, wants) = (socket.descriptor, socket.wantsWritable)
+            guard socket.sender >= 0 else { return }
+            (fd, wants) = (socket.sender, socket.wantsWritable)
         case .tap, .packet:
             return
         }
         guard wants != watchingWritable[Int(port)] else { return }
         var event = epoll_event()
-        event.events = EPOLLIN.rawValue | (wants ? EPOLLOUT.rawValue : 0)
-        event.data.u32 = UInt32(port)
+        if case .datagram = ports[Int(port)] {
+            event.events = wants ? EPOLLOUT.rawValue : 0
+            event.data.u32 = UInt32(port) | Self.sendingBit
+        } else {
+            event.events = EPOLLIN.rawValue | (wants ? EPOLLOUT.rawValue : 0)
+            event.data.u32 = UInt32(port)
+        }
         epoll_ctl(epoll, EPOLL_CTL_MOD, fd, &event)
         watchingWritable[Int(port)] = wants
+    }
+
+    private func datagramsWaiting() -> Bool {
+        for port in ports {
+            if case .datagram(let socket) = port, socket.needsRetry { return true }
+        }
+        return false
     }
 
     private func hasBufferedInput() -> Bool {

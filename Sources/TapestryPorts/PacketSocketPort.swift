@@ -19,6 +19,8 @@ final class PacketSocketPort {
     let name: String
     let descriptor: Int32
     let ignoresOutgoing: Bool
+    /// The interface's index when attached: a new interface of the same name is another one.
+    let ifindex: Int32
     private let messages: UnsafeMutablePointer<tapestry_message>
     private var closed = false
     /// The kernel's virtio_net_hdr for packet sockets has no num_buffers field.
@@ -40,14 +42,13 @@ final class PacketSocketPort {
             throw PortError(port: port, operation: "attach interface '\(name)' (\(what))", errno: -fd, detail: hint)
         }
         descriptor = fd
+        ifindex = index
         ignoresOutgoing = ignores != 0
         messages = .allocate(capacity: Int(TAPESTRY_BATCH_MAX))
         do {
             try InterfaceFlags.setUp(name: name, port: port)
         } catch {
-            Glibc.close(fd)
-            closed = true
-            messages.deallocate()
+            // deinit closes the socket and frees `messages`.
             throw error
         }
     }
@@ -63,8 +64,9 @@ final class PacketSocketPort {
         Glibc.close(descriptor)
     }
 
-    /// Whether the interface still exists (a receive error after it is deleted).
-    var exists: Bool { if_nametoindex(name) != 0 }
+    /// Whether the attached interface still exists (a receive error after it is deleted; one
+    /// deleted and created again under its name is not the one this socket is bound to).
+    var exists: Bool { Int32(bitPattern: if_nametoindex(name)) == ifindex }
 
     /// Receives up to `limit` frames into `batch` with their virtio-net headers. Returns the
     /// error (a positive errno) when the socket failed, else nil.

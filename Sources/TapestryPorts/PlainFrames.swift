@@ -56,7 +56,13 @@ final class PlainFrames {
                 datapath.countTransmitDrop(on: port, .offloadUnsupported, bytes: queues.frame(port, index).count)
                 index += 1
             case .full:
-                guard send() else { return }
+                guard send() else {
+                    // The connection broke: what was not gathered yet is lost with it.
+                    for rest in index..<queued {
+                        datapath.countTransmitDrop(on: port, .portDown, bytes: queues.frame(port, rest).count)
+                    }
+                    return
+                }
                 removeAll()
             }
         }
@@ -73,13 +79,14 @@ final class PlainFrames {
             else { return .unsupported }
             let mss = Int(offload.gsoSize)
             let bound = TCPSegmentation.outputBound(frameLength: frame.count, headerLength: headers.end, mss: mss, gap: gap)
-            let segments = (frame.count - headers.end + max(1, mss) - 1) / max(1, mss)
+            let segments = max(1, (frame.count - headers.end + max(1, mss) - 1) / max(1, mss))
             if bound > scratch.count - scratchUsed || segments > capacity - count {
                 return count == 0 ? .unsupported : .full
             }
             let area = UnsafeMutableRawBufferPointer(rebasing: scratch[scratchUsed...])
             let made = TCPSegmentation.segment(UnsafeRawBufferPointer(frame), mss: mss, gap: gap, into: area) {
                 offset, length in
+                guard count < capacity else { return }
                 let start = area.baseAddress! + offset
                 if gap == 4 { (start - 4).storeBytes(of: UInt32(length).bigEndian, as: UInt32.self) }
                 starts[count] = start

@@ -35,6 +35,21 @@ final class StreamSocketPort {
     private let backlogCapacity: Int
     private var backlogStart = 0
     private var backlogEnd = 0
+    /// What the backlog holds, frame by frame: where each piece ends (counted in bytes ever put
+    /// into the backlog) and whether it is the last piece of a queued frame, so frames lost with
+    /// a connection are counted once each.
+    private struct Pending {
+        var end: UInt64
+        var length: Int32
+        var lastPiece: Bool
+    }
+    private let pending: UnsafeMutablePointer<Pending>
+    private let pendingCapacity: Int
+    private var pendingHead = 0
+    private var pendingCount = 0
+    private var backlogIn: UInt64 = 0
+    private var backlogOut: UInt64 = 0
+    private var fileIdentity: SocketFile.Identity?
     private let vectors: UnsafeMutablePointer<iovec>
     let plain = PlainFrames(gap: 4)
 
@@ -55,13 +70,17 @@ final class StreamSocketPort {
         input = .allocate(byteCount: inputCapacity, alignment: 64)
         backlogCapacity = 4 * (4 + maxFrameLength)
         backlog = .allocate(byteCount: backlogCapacity, alignment: 64)
+        pendingCapacity = backlogCapacity / 18 + 2
+        pending = .allocate(capacity: pendingCapacity)
         vectors = .allocate(capacity: plain.capacity)
+        if case .unixStream(let path) = endpoint { fileIdentity = SocketFile.identity(path) }
     }
 
     deinit {
         close()
         input.deallocate()
         backlog.deallocate()
+        pending.deallocate()
         vectors.deallocate()
     }
 
@@ -71,7 +90,7 @@ final class StreamSocketPort {
         guard !closed else { return }
         closed = true
         Glibc.close(listener)
-        if case .unixStream(let path) = endpoint { unlink(path) }
+        if case .unixStream(let path) = endpoint { SocketFile.remove(path, ifStill: fileIdentity) }
     }
 
     var isConnected: Bool { connection >= 0 }
@@ -102,12 +121,19 @@ final class StreamSocketPort {
         return (fd, replaced)
     }
 
-    /// Closes the connection and forgets its buffered bytes (a partial frame cannot be finished).
-    func disconnect() {
+    /// Closes the connection and forgets its buffered bytes (a partial frame cannot be finished);
+    /// `lost` is called with the length of each frame the backlog still held.
+    func disconnect(lost: (Int) -> Void = { _ in }) {
         if connection >= 0 { Glibc.close(connection) }
         connection = -1
         inputStart = 0
         inputEnd = 0
+        for index in 0..<pendingCount {
+            let piece = pending[(pendingHead + index) % pendingCapacity]
+            if piece.lastPiece { lost(Int(piece.length)) }
+        }
+        pendingHead = 0
+        pendingCount = 0
         backlogStart = 0
         backlogEnd = 0
         wantsWritable = false
@@ -203,7 +229,11 @@ final class StreamSocketPort {
             var written = writev(connection, vectors, Int32(count))
             while written < 0, errno == EINTR { written = writev(connection, vectors, Int32(count)) }
             if written < 0 {
-                guard errno == EAGAIN else { return "write failed: \(String(cString: strerror(errno)))" }
+                guard errno == EAGAIN else {
+                    let reason = "write failed: \(String(cString: strerror(errno)))"
+                    countGathered(from: 0, .portDown, queues, portID, datapath)
+                    return reason
+                }
                 written = 0
             }
             if written == total { return nil }
@@ -220,14 +250,20 @@ final class StreamSocketPort {
             let whole = plain.lengths[i] + 4
             let part = whole - (i == first ? skip : 0)
             let mustKeep = i == first && skip > 0
-            if backlogCapacity - backlogEnd < part, backlogStart > 0 {
+            // Room for this piece and still for one whole frame (the rest of a partly written one).
+            if backlogCapacity - backlogEnd - part < 4 + maxFrameLength, backlogStart > 0 {
                 memmove(backlog, backlog + backlogStart, backlogEnd - backlogStart)
                 backlogEnd -= backlogStart
                 backlogStart = 0
             }
-            if mustKeep || backlogCapacity - backlogEnd - part >= 4 + maxFrameLength {
+            if (mustKeep || backlogCapacity - backlogEnd - part >= 4 + maxFrameLength), pendingCount < pendingCapacity {
                 (backlog + backlogEnd).copyMemory(from: plain.starts[i] - 4 + (whole - part), byteCount: part)
                 backlogEnd += part
+                backlogIn += UInt64(part)
+                let lastPiece = i == count - 1 || plain.sources[i + 1] != plain.sources[i]
+                pending[(pendingHead + pendingCount) % pendingCapacity] = Pending(
+                    end: backlogIn, length: Int32(plain.lengths[i]), lastPiece: lastPiece)
+                pendingCount += 1
             } else if plain.sources[i] != lastCounted {
                 lastCounted = plain.sources[i]
                 datapath.countTransmitDrop(on: portID, .txFull, bytes: queues.frame(portID, plain.sources[i]).count)
@@ -242,6 +278,11 @@ final class StreamSocketPort {
             let written = Glibc.write(connection, backlog + backlogStart, backlogEnd - backlogStart)
             if written > 0 {
                 backlogStart += written
+                backlogOut += UInt64(written)
+                while pendingCount > 0, pending[pendingHead].end <= backlogOut {
+                    pendingHead = (pendingHead + 1) % pendingCapacity
+                    pendingCount -= 1
+                }
                 continue
             }
             if written < 0, errno == EINTR { continue }
@@ -254,6 +295,17 @@ final class StreamSocketPort {
         }
         wantsWritable = backlogEnd > backlogStart
         return nil
+    }
+
+    /// Counts the queued frames behind gathered frames `first...` once each.
+    private func countGathered(
+        from first: Int, _ reason: DropReason, _ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath
+    ) {
+        var last = -1
+        for i in first..<plain.count where plain.sources[i] != last {
+            last = plain.sources[i]
+            datapath.countTransmitDrop(on: portID, reason, bytes: queues.frame(portID, last).count)
+        }
     }
 
     // MARK: listening
@@ -311,7 +363,7 @@ final class StreamSocketPort {
 enum SocketFile {
     /// Makes room for a unix socket at `path`: creates its directory, removes a stale socket file
     /// (nothing answers there), refuses a live one or a file that is not a socket.
-    static func prepare(_ path: String, port: String) throws(PortError) {
+    static func prepare(_ path: String, port: String, datagram: Bool = false) throws(PortError) {
         let directory = (path as NSString).deletingLastPathComponent
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var status = stat()
@@ -319,9 +371,36 @@ enum SocketFile {
         guard status.st_mode & S_IFMT == S_IFSOCK else {
             throw PortError(port: port, operation: "listen on \(path)", detail: "the path exists and is not a socket")
         }
-        if SocketListener.answers(unixPath: path) {
+        if datagram ? answersDatagrams(path) : SocketListener.answers(unixPath: path) {
             throw PortError(port: port, operation: "listen on \(path)", detail: "something is already listening there")
         }
+        unlink(path)
+    }
+
+    /// Whether a live datagram socket is bound at `path` (a stale file refuses the connect).
+    static func answersDatagrams(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { Glibc.close(fd) }
+        return tapestry_dgram_connect(fd, path) == 0
+    }
+
+    /// Which file a socket was bound to, so closing removes its own file and not one that
+    /// replaced it (a reload that turns a stream port into a datagram port on the same path).
+    struct Identity: Equatable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    static func identity(_ path: String) -> Identity? {
+        var status = stat()
+        guard lstat(path, &status) == 0 else { return nil }
+        return Identity(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+    }
+
+    /// Unlinks `path` if it is still the file `identity` names.
+    static func remove(_ path: String, ifStill identity: Identity?) {
+        guard let identity, Self.identity(path) == identity else { return }
         unlink(path)
     }
 

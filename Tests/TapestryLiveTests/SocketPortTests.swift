@@ -174,6 +174,19 @@ import Glibc
         try s2.send(frame)
         #expect(same(second.receive(), frame), "frames go to the new connection")
         #expect(lab.log.contains("it replaces the previous connection"))
+
+        // The datagram VM restarts: its old socket goes away, the new one (a new path) is heard
+        // at once, with nothing sent to the old one in between, and answered.
+        do {
+            let restarted = try QEMUPeer.datagram(local: "/tmp/\(lab.prefix)-qemu-s2b.sock", remote: "\(directory)/s2.sock")
+            let hello = QEMUPeer.frame(to: Self.broadcast, from: Self.b, seed: 6)
+            try restarted.send(hello)
+            #expect(same(second.receive(), hello), "the restarted VM's first frame crosses")
+            let reply = QEMUPeer.frame(to: Self.b, from: Self.a, seed: 7)
+            try second.send(reply)
+            #expect(same(restarted.receive(), reply), "and the answer goes to its new socket")
+            #expect(lab.log.contains("a new socket: the VM restarted"), "\(lab.log)")
+        }
         shutdown(second.fd, Int32(SHUT_RDWR))
         usleep(200_000)
         #expect(try Self.states(lab, directory)["s1"] == "down")
