@@ -11,7 +11,8 @@ final class PlainFrames {
     enum Added { case added, full, unsupported }
 
     let gap: Int
-    let capacity = 256
+    // 1024: a 64 KB TSO frame with an MSS down to 64 bytes, and writev's IOV_MAX.
+    let capacity = 1024
     private(set) var count = 0
     /// Where each gathered frame starts (its gap is just before) and how long it is.
     let starts: UnsafeMutablePointer<UnsafeMutableRawPointer>

@@ -222,4 +222,41 @@ import Glibc
         #expect(lab.stop() == 0)
         #expect(!FileManager.default.fileExists(atPath: control))
     }
+
+    /// Random bytes on the stream and datagram ports (lengths of every size, frames cut anywhere):
+    /// connections end or frames are dropped, the switch keeps serving.
+    @Test func randomBytesNeverBringTheSwitchDown() throws {
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        let directory = Self.directory(lab)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let tcpPort = UInt16(23_000 + getpid() % 1000)
+        try lab.start(topology: Self.topology(directory, tcpPort: tcpPort), user: "nobody")
+        var state: UInt64 = 0x7A9E_5717
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        for round in 0..<30 {
+            let count = Int(next() % 70_000) + 1
+            var bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) }
+            // Every third round announces a plausible length, so real frames of random content flow.
+            if round % 3 == 0 { bytes = QEMUPeer.framed([Array(bytes.prefix(Int(next() % 1500) + 1))]) + bytes }
+            let peer = round % 2 == 0 ? try QEMUPeer.stream(unix: "\(directory)/s1.sock") : try QEMUPeer.stream(tcpPort: tcpPort)
+            try? peer.sendRaw(bytes)
+            let datagrams = try QEMUPeer.datagram(local: "/tmp/\(lab.prefix)-qemu-r.sock", remote: "\(directory)/s2.sock")
+            try? datagrams.send(Array(bytes.prefix(Int(next() % 66_000))))
+        }
+        usleep(300_000)
+        let s1 = try QEMUPeer.stream(unix: "\(directory)/s1.sock")
+        let s2 = try QEMUPeer.datagram(local: "/tmp/\(lab.prefix)-qemu-s2.sock", remote: "\(directory)/s2.sock")
+        let frame = QEMUPeer.frame(to: Self.broadcast, from: Self.b, seed: 11)
+        try s2.send(frame)
+        #expect(same(s1.receive(), frame), "still switching after 30 rounds of random input")
+        #expect(try Self.states(lab, directory)["s1"] == "up")
+        #expect(lab.stop() == 0, "the switch was alive to stop: \(lab.log.suffix(2000))")
+    }
 }

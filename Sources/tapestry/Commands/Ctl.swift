@@ -127,9 +127,15 @@ enum CtlRender {
         switch command {
         case "show":
             let ports = object["ports"] as? [[String: Any]] ?? []
-            return "switch '\(name)'\n" + table(
-                ["PORT", "KIND", "DEVICE", "MODE", "NETNS", "STATE", "FRAMES IN", "FRAMES OUT", "DROPS"],
-                ports.map { p in ["name", "kind", "device", "mode", "netns", "state", "frames_in", "frames_out", "drops"].map { text(p[$0]) } })
+            // Socket ports also say who is connected (the TCP client, the dgram VM's socket).
+            let peers = ports.contains { $0["kind"] as? String == "socket" }
+            var columns = ["name", "kind", "device", "mode", "netns", "state", "frames_in", "frames_out", "drops"]
+            var headers = ["PORT", "KIND", "DEVICE", "MODE", "NETNS", "STATE", "FRAMES IN", "FRAMES OUT", "DROPS"]
+            if peers {
+                columns.append("peer")
+                headers.append("PEER")
+            }
+            return "switch '\(name)'\n" + table(headers, ports.map { p in columns.map { text(p[$0]) } })
         case "fdb":
             let entries = object["entries"] as? [[String: Any]] ?? []
             return table(["NETWORK", "VLAN", "MAC", "PORT", "AGE (s)"],
