@@ -30,6 +30,8 @@ public final class LiveSwitch {
     private let stopSignals: Int32
     private let reloadSignals: Int32
     var batch: FrameBatch
+    /// TAP ports without offloads (`--no-offloads`) take plain frames, like QEMU's sockets.
+    let plainForTaps = PlainFrames(gap: 0)
     let log: (String) -> Void
     /// A `ctl trace` waiting for frames on one port (its client stays connected until it ends).
     var pendingTrace: PendingTrace?
@@ -329,24 +331,33 @@ public final class LiveSwitch {
     }
 
     private func transmit(_ queues: TransmitQueues, _ port: PortID, _ device: TAPDevice) {
-        for index in 0..<queues.count(port) {
-            let length = queues.frame(port, index).count
-            let bytes: UnsafeRawBufferPointer
-            if device.offloads {
-                bytes = queues.frameWithVirtioHeader(port, index)
-            } else {
-                let offload = queues.offload(port, index)
-                if offload.isGSO {
-                    datapath.countTransmitDrop(on: port, .offloadUnsupported, bytes: length)
-                    continue
+        guard device.offloads else {
+            // `--no-offloads`: checksums completed and TSO segments (from interface ports) cut here.
+            plainForTaps.gather(queues, port, datapath) {
+                var last = -1
+                for piece in 0..<plainForTaps.count {
+                    let written = Glibc.write(device.fileDescriptor, plainForTaps.starts[piece], plainForTaps.lengths[piece])
+                    if written < 0, plainForTaps.sources[piece] != last {
+                        last = plainForTaps.sources[piece]
+                        let failed = errno
+                        datapath.countTransmitDrop(
+                            on: port, failed == EAGAIN || failed == ENOBUFS ? .txFull : .portDown,
+                            bytes: queues.frame(port, last).count)
+                        if failed != EAGAIN, failed != ENOBUFS, failed != EINTR {
+                            portDown(port, "write failed: \(String(cString: strerror(failed)))")
+                            return false
+                        }
+                    }
                 }
-                if offload.needsChecksum {
-                    _ = VirtioNetHeader.completeChecksum(queues.mutableFrame(port, index), offload)
-                }
-                bytes = queues.frame(port, index)
+                return true
             }
+            return
+        }
+        for index in 0..<queues.count(port) {
+            let bytes = queues.frameWithVirtioHeader(port, index)
             let written = Glibc.write(device.fileDescriptor, bytes.baseAddress, bytes.count)
             if written < 0 {
+                let length = bytes.count - VirtioNetHeader.length
                 if errno == EAGAIN || errno == ENOBUFS {
                     datapath.countTransmitDrop(on: port, .txFull, bytes: length)
                 } else if errno != EINTR {

@@ -97,6 +97,43 @@ import Glibc
         #expect(lab.stop() == 0)
     }
 
+    /// TSO segments from an interface port (a veth hands them over) leaving through a TAP port
+    /// run with `--no-offloads`: cut into MSS-sized frames in software, TCP both ways.
+    @Test func segmentsFromAnInterfaceReachATapWithoutOffloads() throws {
+        if LiveLab.skip("segmentsFromAnInterfaceReachATapWithoutOffloads") { return }
+        guard lab_has("iperf3") else {
+            print("skipping segmentsFromAnInterfaceReachATapWithoutOffloads: iperf3 is not installed")
+            return
+        }
+        let lab = LiveLab()
+        defer {
+            lab.sh("ip link del \(lab.name("h1")) 2>/dev/null")
+            lab.tearDown()
+        }
+        try lab.addHosts(["h1", "h2"])
+        try veth(lab, "h1", "10.0.0.1/24")
+        try lab.start(
+            topology: """
+                name: nooff
+                control: /tmp/\(lab.prefix).sock
+                networks:
+                  lan: { vlan: 10 }
+                ports:
+                  i1: { interface: \(lab.name("h1")), network: lan }
+                  t2: { tap: \(lab.name("h2")), network: lan, netns: \(lab.name("h2")) }
+                """, arguments: ["--no-offloads"])
+        lab.address("h2", "10.0.0.2/24")
+        #expect(lab.sh("ping -c 2 -i 0.2 -W 2 10.0.0.2", in: "h1").status == 0)
+        let forward = try iperf(lab, from: "h1", to: "h2", address: "10.0.0.2")
+        let backward = try iperf(lab, from: "h1", to: "h2", address: "10.0.0.2", reverse: true)
+        print("interface -> TAP without offloads: \(String(format: "%.2f", forward.rate / 1e9)) Gbit/s; back: \(String(format: "%.2f", backward.rate / 1e9)) Gbit/s (debug build)")
+        #expect(forward.bytes > 5_000_000 && backward.bytes > 5_000_000)
+        let binary = try #require(LiveLab.binary).path
+        let stats = lab.sh("\(binary) ctl --control /tmp/\(lab.prefix).sock stats").output
+        #expect(!stats.contains("offload-unsupported"), "\(stats)")
+        #expect(lab.stop() == 0)
+    }
+
     func framesIn(_ stats: String, _ port: String) -> Int {
         let json = try? JSONSerialization.jsonObject(with: Data(stats.utf8)) as? [String: Any]
         return ((json?["ports"] as? [String: Any])?[port] as? [String: Any])?["frames_in"] as? Int ?? -1
