@@ -11,6 +11,7 @@ MODE=${MODE:-stream}; ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-5}
 [[ $(id -u) -eq 0 ]] || { echo "qemu-baseline: needs root" >&2; exit 1; }
 S=$$; TMP=$(mktemp -d /tmp/qemu-baseline.XXXXXX); PIDS=(); NSS=()
 cleanup() {
+    set +e  # a killed QEMU's `wait` status must not stop the cleanup
     for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
     for ns in "${NSS[@]}"; do ip netns del "$ns" 2>/dev/null; done
     rm -rf "$TMP"
