@@ -205,7 +205,7 @@ public final class LiveSwitch {
     func isUp(_ port: PortID) -> Bool { up[Int(port)] }
 
     /// Reads one batch from a ready port, runs it, and writes the results.
-    private func service(port: PortID, events: UInt32) {
+    func service(port: PortID, events: UInt32) {
         if events & EPOLLOUT.rawValue != 0, case .stream(let socket) = ports[Int(port)] {
             if let broken = socket.flushBacklog() { streamClosed(port, broken) }
             updateWritableInterest(port)
@@ -221,20 +221,6 @@ public final class LiveSwitch {
             transmit()
         }
         finishClosing()
-    }
-
-    /// Closes the stream connection `receive` found ended, now that its last frames have run.
-    func finishClosing() {
-        guard let (port, reason) = closing else { return }
-        closing = nil
-        streamClosed(port, reason)
-    }
-
-    /// A datagram port's VM drained its queue: send what waits.
-    private func datagramWritable(_ port: PortID) {
-        guard case .datagram(let socket) = ports[Int(port)] else { return }
-        if case .peerGone(let why) = socket.flushBacklog(datapath, port) { datagramPeerGone(port, why) }
-        updateWritableInterest(port)
     }
 
     /// Fills the batch with up to `limit` frames from `port`. A port that fails is taken down.
@@ -364,93 +350,6 @@ public final class LiveSwitch {
                     datapath.countTransmitDrop(on: port, .portDown, bytes: length)
                     portDown(port, "write failed: \(String(cString: strerror(errno)))")
                 }
-            }
-        }
-    }
-
-    // MARK: socket ports
-
-    /// A VM connects to a stream port: it comes up (a connection it had is replaced).
-    private func acceptVM(port index: Int) {
-        guard case .stream(let socket) = ports[index], let (fd, replaced) = socket.accept() else { return }
-        let name = topology.ports[index].name
-        if replaced { datapath.macTable.flush(port: PortID(index)) }
-        watchingWritable[index] = false
-        do {
-            try watch(fd, tag: UInt32(index), port: name)
-        } catch {
-            streamClosed(PortID(index), "cannot watch the new connection: \(error)")
-            return
-        }
-        up[index] = true
-        log("port '\(name)' (\(ports[index].label)) is up: a VM connected (\(socket.peer))" + (replaced ? "; it replaces the previous connection" : ""))
-    }
-
-    /// A stream port's VM went away or broke the framing: the port is down until one connects.
-    private func streamClosed(_ port: PortID, _ reason: String) {
-        guard case .stream(let socket) = ports[Int(port)] else { return }
-        if socket.isConnected { epoll_ctl(epoll, EPOLL_CTL_DEL, socket.connection, nil) }
-        socket.disconnect { length in datapath.countTransmitDrop(on: port, .portDown, bytes: length) }
-        watchingWritable[Int(port)] = false
-        guard up[Int(port)] else { return }
-        up[Int(port)] = false
-        datapath.macTable.flush(port: port)
-        log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is down: \(reason); waiting for a VM to connect")
-    }
-
-    /// A datagram port's VM went away: down until it sends again (its socket stays watched).
-    private func datagramPeerGone(_ port: PortID, _ why: String) {
-        guard up[Int(port)] else { return }
-        up[Int(port)] = false
-        datapath.macTable.flush(port: port)
-        log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is down: \(why); it comes back when the VM sends again")
-    }
-
-    /// Watches a socket port for EPOLLOUT exactly while its backlog holds frames.
-    private func updateWritableInterest(_ port: PortID) {
-        let fd: Int32
-        let wants: Bool
-        switch ports[Int(port)] {
-        case .stream(let socket):
-            guard socket.isConnected else { return }
-            (fd, wants) = (socket.connection, socket.wantsWritable)
-        case .datagram(let socket):
-            guard socket.sender >= 0 else { return }
-            (fd, wants) = (socket.sender, socket.wantsWritable)
-        case .tap, .packet:
-            return
-        }
-        guard wants != watchingWritable[Int(port)] else { return }
-        var event = epoll_event()
-        if case .datagram = ports[Int(port)] {
-            event.events = wants ? EPOLLOUT.rawValue : 0
-            event.data.u32 = UInt32(port) | Self.sendingBit
-        } else {
-            event.events = EPOLLIN.rawValue | (wants ? EPOLLOUT.rawValue : 0)
-            event.data.u32 = UInt32(port)
-        }
-        epoll_ctl(epoll, EPOLL_CTL_MOD, fd, &event)
-        watchingWritable[Int(port)] = wants
-    }
-
-    private func datagramsWaiting() -> Bool {
-        for port in ports {
-            if case .datagram(let socket) = port, socket.needsRetry { return true }
-        }
-        return false
-    }
-
-    private func hasBufferedInput() -> Bool {
-        for port in ports {
-            if case .stream(let socket) = port, socket.hasBufferedFrame { return true }
-        }
-        return false
-    }
-
-    private func serviceBufferedInput() {
-        for index in ports.indices {
-            if case .stream(let socket) = ports[index], socket.hasBufferedFrame {
-                service(port: PortID(index), events: EPOLLIN.rawValue)
             }
         }
     }

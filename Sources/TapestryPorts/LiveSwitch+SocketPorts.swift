@@ -1,0 +1,110 @@
+import CTapestryLinux
+import TapestryDatapath
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The socket ports' side of the loop: VMs connecting to stream ports and going away, datagram
+/// VMs' sockets, and output that waits for a VM to read (EPOLLOUT interest, retries, frames
+/// already read but not yet run).
+extension LiveSwitch {
+    /// Closes the stream connection `receive` found ended, now that its last frames have run.
+    func finishClosing() {
+        guard let (port, reason) = closing else { return }
+        closing = nil
+        streamClosed(port, reason)
+    }
+
+    /// A datagram port's VM drained its queue: send what waits.
+    func datagramWritable(_ port: PortID) {
+        guard case .datagram(let socket) = ports[Int(port)] else { return }
+        if case .peerGone(let why) = socket.flushBacklog(datapath, port) { datagramPeerGone(port, why) }
+        updateWritableInterest(port)
+    }
+
+    /// A VM connects to a stream port: it comes up (a connection it had is replaced).
+    func acceptVM(port index: Int) {
+        guard case .stream(let socket) = ports[index], let (fd, replaced) = socket.accept() else { return }
+        let name = topology.ports[index].name
+        if replaced { datapath.macTable.flush(port: PortID(index)) }
+        watchingWritable[index] = false
+        do {
+            try watch(fd, tag: UInt32(index), port: name)
+        } catch {
+            streamClosed(PortID(index), "cannot watch the new connection: \(error)")
+            return
+        }
+        up[index] = true
+        log("port '\(name)' (\(ports[index].label)) is up: a VM connected (\(socket.peer))" + (replaced ? "; it replaces the previous connection" : ""))
+    }
+
+    /// A stream port's VM went away or broke the framing: the port is down until one connects.
+    func streamClosed(_ port: PortID, _ reason: String) {
+        guard case .stream(let socket) = ports[Int(port)] else { return }
+        if socket.isConnected { epoll_ctl(epoll, EPOLL_CTL_DEL, socket.connection, nil) }
+        socket.disconnect { length in datapath.countTransmitDrop(on: port, .portDown, bytes: length) }
+        watchingWritable[Int(port)] = false
+        guard up[Int(port)] else { return }
+        up[Int(port)] = false
+        datapath.macTable.flush(port: port)
+        log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is down: \(reason); waiting for a VM to connect")
+    }
+
+    /// A datagram port's VM went away: down until it sends again (its socket stays watched).
+    func datagramPeerGone(_ port: PortID, _ why: String) {
+        guard up[Int(port)] else { return }
+        up[Int(port)] = false
+        datapath.macTable.flush(port: port)
+        log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is down: \(why); it comes back when the VM sends again")
+    }
+
+    /// Watches a socket port for EPOLLOUT exactly while its backlog holds frames.
+    func updateWritableInterest(_ port: PortID) {
+        let fd: Int32
+        let wants: Bool
+        switch ports[Int(port)] {
+        case .stream(let socket):
+            guard socket.isConnected else { return }
+            (fd, wants) = (socket.connection, socket.wantsWritable)
+        case .datagram(let socket):
+            guard socket.sender >= 0 else { return }
+            (fd, wants) = (socket.sender, socket.wantsWritable)
+        case .tap, .packet:
+            return
+        }
+        guard wants != watchingWritable[Int(port)] else { return }
+        var event = epoll_event()
+        if case .datagram = ports[Int(port)] {
+            event.events = wants ? EPOLLOUT.rawValue : 0
+            event.data.u32 = UInt32(port) | Self.sendingBit
+        } else {
+            event.events = EPOLLIN.rawValue | (wants ? EPOLLOUT.rawValue : 0)
+            event.data.u32 = UInt32(port)
+        }
+        epoll_ctl(epoll, EPOLL_CTL_MOD, fd, &event)
+        watchingWritable[Int(port)] = wants
+    }
+
+    func datagramsWaiting() -> Bool {
+        for port in ports {
+            if case .datagram(let socket) = port, socket.needsRetry { return true }
+        }
+        return false
+    }
+
+    func hasBufferedInput() -> Bool {
+        for port in ports {
+            if case .stream(let socket) = port, socket.hasBufferedFrame { return true }
+        }
+        return false
+    }
+
+    func serviceBufferedInput() {
+        for index in ports.indices {
+            if case .stream(let socket) = ports[index], socket.hasBufferedFrame {
+                service(port: PortID(index), events: EPOLLIN.rawValue)
+            }
+        }
+    }
+}
