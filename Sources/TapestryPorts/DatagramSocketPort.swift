@@ -40,12 +40,14 @@ final class DatagramSocketPort {
     private let peerBytes: UnsafeMutablePointer<CChar>
     let plain = PlainFrames(gap: 0)
     private var closed = false
-    /// Frames waiting for the VM's queue to drain: each a 4-byte length and the frame. The length's
-    /// top bit marks the last piece of a queued frame (a TSO segment's pieces count once).
+    /// Frames waiting for the VM's queue to drain: each a 4-byte length, the 4-byte length of the
+    /// queued frame it came from, and the bytes. The length's top bit marks the last piece of a
+    /// queued frame (a TSO segment's pieces count once, with the queued frame's length).
     private let backlog: UnsafeMutableRawPointer
     let backlogCapacity: Int
     private var backlogStart = 0
     private var backlogEnd = 0
+    var backlogBytes: Int { backlogEnd - backlogStart }
     /// Whether `sender` should be watched for EPOLLOUT (the backlog holds frames).
     var wantsWritable: Bool { sender >= 0 && backlogEnd > backlogStart }
     /// Whether frames wait with no `sender` to say when they can go: retry on a timer.
@@ -82,7 +84,7 @@ final class DatagramSocketPort {
         peerBuffer = .allocate(capacity: 110)
         peerBytes = .allocate(capacity: 110)
         peerBytes.initialize(repeating: 0, count: 110)
-        backlogCapacity = 8 * (4 + maxFrameLength)
+        backlogCapacity = 8 * (8 + maxFrameLength)
         backlog = .allocate(byteCount: backlogCapacity, alignment: 64)
     }
 
@@ -156,7 +158,9 @@ final class DatagramSocketPort {
         // go out from the bound socket, only without a drain notification.
         guard status == 0 || -status == EPERM else {
             if fd >= 0 { Glibc.close(fd) }
-            refused = true
+            // Not allowed to write there: say so once. Gone (ECONNREFUSED, ENOENT): try again at the
+            // next datagram from that path, which may come from a VM restarted on it.
+            refused = -status == EACCES
             return .unreachable(Self.reason(-status, path))
         }
         refused = false
@@ -223,25 +227,51 @@ final class DatagramSocketPort {
         }
         // The VM's queue is full (or frames already wait): keep the rest, in order, while they fit.
         var last = -1
-        for i in first..<plain.count {
+        for i in first..<plain.count where plain.sources[i] != last {
             let length = plain.lengths[i]
-            if backlogCapacity - backlogEnd < 4 + length, backlogStart > 0 {
+            if backlogCapacity - backlogEnd < 8 + length, backlogStart > 0 {
                 memmove(backlog, backlog + backlogStart, backlogEnd - backlogStart)
                 backlogEnd -= backlogStart
                 backlogStart = 0
             }
-            if backlogCapacity - backlogEnd >= 4 + length {
+            if backlogCapacity - backlogEnd >= 8 + length {
                 let lastPiece = i == plain.count - 1 || plain.sources[i + 1] != plain.sources[i]
                 let header = UInt32(length) | (lastPiece ? Self.lastPiece : 0)
                 (backlog + backlogEnd).storeBytes(of: header, toByteOffset: 0, as: UInt32.self)
-                (backlog + backlogEnd + 4).copyMemory(from: plain.starts[i], byteCount: length)
-                backlogEnd += 4 + length
-            } else if plain.sources[i] != last {
+                (backlog + backlogEnd).storeBytes(
+                    of: UInt32(queues.frame(portID, plain.sources[i]).count), toByteOffset: 4, as: UInt32.self)
+                (backlog + backlogEnd + 8).copyMemory(from: plain.starts[i], byteCount: length)
+                backlogEnd += 8 + length
+            } else {
                 last = plain.sources[i]
                 datapath.countTransmitDrop(on: portID, .txFull, bytes: queues.frame(portID, last).count)
             }
         }
         return flushBacklog(datapath, portID)
+    }
+
+    /// Connects `sender` afresh to the VM's path: after EPOLLOUT with nothing sent, `sender` may
+    /// still be connected to the socket of a VM that restarted on the same path. Returns false
+    /// when the path no longer takes connections (the VM is gone).
+    func reconnectSender() -> Bool {
+        guard peer != nil else { return false }
+        closeSender()
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { return true }
+        let status = tapestry_dgram_connect(fd, peerBytes)
+        if status == 0 {
+            sender = fd
+            return true
+        }
+        Glibc.close(fd)
+        return -status == EPERM
+    }
+
+    /// Forgets the VM and what waits for it (the port went down for another reason).
+    func forget(_ datapath: Datapath, _ portID: PortID) {
+        discardBacklog(datapath, portID)
+        closeSender()
+        peer = nil
     }
 
     /// Sends what the backlog holds, as far as the VM's queue takes it.
@@ -253,14 +283,14 @@ final class DatagramSocketPort {
             while count < Int(TAPESTRY_BATCH_MAX), offset < backlogEnd {
                 let length = Int(backlog.loadUnaligned(fromByteOffset: offset, as: UInt32.self) & ~Self.lastPiece)
                 messages[count] = tapestry_message(
-                    header: nil, header_length: 0, frame: backlog + offset + 4, capacity: 0, length: UInt32(length),
+                    header: nil, header_length: 0, frame: backlog + offset + 8, capacity: 0, length: UInt32(length),
                     flags: 0, vlan_tci: 0, vlan_tpid: 0)
-                offset += 4 + length
+                offset += 8 + length
                 count += 1
             }
             let sent = tapestry_dgram_send(descriptor, messages, Int32(count), peerBytes)
             if sent > 0 {
-                for i in 0..<Int(sent) { backlogStart += 4 + Int(messages[i].length) }
+                for i in 0..<Int(sent) { backlogStart += 8 + Int(messages[i].length) }
                 continue
             }
             if -sent == EINTR { continue }
@@ -289,8 +319,11 @@ final class DatagramSocketPort {
         while offset < backlogEnd {
             let header = backlog.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
             let length = Int(header & ~Self.lastPiece)
-            if header & Self.lastPiece != 0 { datapath.countTransmitDrop(on: portID, .portDown, bytes: length) }
-            offset += 4 + length
+            if header & Self.lastPiece != 0 {
+                let frameBytes = Int(backlog.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+                datapath.countTransmitDrop(on: portID, .portDown, bytes: frameBytes)
+            }
+            offset += 8 + length
         }
         backlogStart = 0
         backlogEnd = 0

@@ -19,13 +19,40 @@ extension LiveSwitch {
     /// A datagram port's VM drained its queue: send what waits.
     func datagramWritable(_ port: PortID) {
         guard case .datagram(let socket) = ports[Int(port)] else { return }
-        if case .peerGone(let why) = socket.flushBacklog(datapath, port) { datagramPeerGone(port, why) }
+        let waiting = socket.backlogBytes
+        if case .peerGone(let why) = socket.flushBacklog(datapath, port) {
+            datagramPeerGone(port, why)
+        } else if waiting > 0, socket.backlogBytes == waiting, socket.sender >= 0 {
+            // Writable, yet nothing went: `sender` is connected to a VM that restarted on the same
+            // path. Connect it to the new one.
+            watchingWritable[Int(port)] = false
+            if socket.reconnectSender() {
+                watchSender(port, socket)
+            } else {
+                socket.forget(datapath, port)
+                datagramPeerGone(port, "the VM's socket is gone")
+            }
+        }
         updateWritableInterest(port)
+    }
+
+    /// Watches a datagram port's `sender`, if it has one, for drain notifications.
+    func watchSender(_ port: PortID, _ socket: DatagramSocketPort) {
+        guard socket.sender >= 0 else { return }
+        do {
+            try watch(socket.sender, tag: UInt32(port) | Self.sendingBit, port: topology.ports[Int(port)].name, events: 0)
+        } catch {
+            log("port '\(topology.ports[Int(port)].name)': cannot watch the socket to the VM: \(error)")
+        }
     }
 
     /// A VM connects to a stream port: it comes up (a connection it had is replaced).
     func acceptVM(port index: Int) {
-        guard case .stream(let socket) = ports[index], let (fd, replaced) = socket.accept() else { return }
+        guard case .stream(let socket) = ports[index],
+            let (fd, replaced) = socket.accept(lost: { length in
+                datapath.countTransmitDrop(on: PortID(index), .portDown, bytes: length)
+            })
+        else { return }
         let name = topology.ports[index].name
         if replaced { datapath.macTable.flush(port: PortID(index)) }
         watchingWritable[index] = false

@@ -256,15 +256,13 @@ public final class LiveSwitch {
         case .datagram(let socket):
             switch socket.receive(into: batch, limit: limit, datapath, port) {
             case nil:
-                portDown(port, "receive failed: \(String(cString: strerror(errno)))")
+                let reason = "receive failed: \(String(cString: strerror(errno)))"
+                socket.forget(datapath, port)
+                portDown(port, reason)
             case .newPeer(let path)?:
                 let wasUp = up[Int(port)]
                 watchingWritable[Int(port)] = false
-                do {
-                    try watch(socket.sender, tag: UInt32(port) | Self.sendingBit, port: topology.ports[Int(port)].name, events: 0)
-                } catch {
-                    log("port '\(topology.ports[Int(port)].name)': cannot watch the socket to the VM: \(error)")
-                }
+                watchSender(port, socket)
                 if wasUp { datapath.macTable.flush(port: port) }
                 up[Int(port)] = true
                 log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is up: the VM sends from \(path)" + (wasUp ? " (a new socket: the VM restarted)" : ""))
@@ -321,19 +319,26 @@ public final class LiveSwitch {
             // `--no-offloads`: checksums completed and TSO segments (from interface ports) cut here.
             plainForTaps.gather(queues, port, datapath) {
                 var last = -1
-                for piece in 0..<plainForTaps.count {
-                    let written = Glibc.write(device.fileDescriptor, plainForTaps.starts[piece], plainForTaps.lengths[piece])
-                    if written < 0, plainForTaps.sources[piece] != last {
-                        last = plainForTaps.sources[piece]
-                        let failed = errno
-                        datapath.countTransmitDrop(
-                            on: port, failed == EAGAIN || failed == ENOBUFS ? .txFull : .portDown,
-                            bytes: queues.frame(port, last).count)
-                        if failed != EAGAIN, failed != ENOBUFS, failed != EINTR {
-                            portDown(port, "write failed: \(String(cString: strerror(failed)))")
-                            return false
-                        }
+                for piece in 0..<plainForTaps.count where plainForTaps.sources[piece] != last {
+                    var written = Glibc.write(device.fileDescriptor, plainForTaps.starts[piece], plainForTaps.lengths[piece])
+                    while written < 0, errno == EINTR {
+                        written = Glibc.write(device.fileDescriptor, plainForTaps.starts[piece], plainForTaps.lengths[piece])
                     }
+                    guard written < 0 else { continue }
+                    let failed = errno
+                    last = plainForTaps.sources[piece]
+                    if failed == EAGAIN || failed == ENOBUFS {
+                        datapath.countTransmitDrop(on: port, .txFull, bytes: queues.frame(port, last).count)
+                        continue
+                    }
+                    // The device is gone: this and every other gathered frame are lost with it.
+                    var counted = -1
+                    for rest in piece..<plainForTaps.count where plainForTaps.sources[rest] != counted {
+                        counted = plainForTaps.sources[rest]
+                        datapath.countTransmitDrop(on: port, .portDown, bytes: queues.frame(port, counted).count)
+                    }
+                    portDown(port, "write failed: \(String(cString: strerror(failed)))")
+                    return false
                 }
                 return true
             }

@@ -40,7 +40,8 @@ final class StreamSocketPort {
     /// a connection are counted once each.
     private struct Pending {
         var end: UInt64
-        var length: Int32
+        /// The length of the queued frame the piece came from.
+        var frameBytes: Int32
         var lastPiece: Bool
     }
     private let pending: UnsafeMutablePointer<Pending>
@@ -95,8 +96,9 @@ final class StreamSocketPort {
 
     var isConnected: Bool { connection >= 0 }
 
-    /// Accepts a waiting VM. Returns the new descriptor and whether it replaced a connection.
-    func accept() -> (descriptor: Int32, replaced: Bool)? {
+    /// Accepts a waiting VM. Returns the new descriptor and whether it replaced a connection;
+    /// `lost` is called for each frame the replaced connection's backlog still held.
+    func accept(lost: (Int) -> Void) -> (descriptor: Int32, replaced: Bool)? {
         var address = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let fd = withUnsafeMutablePointer(to: &address) {
@@ -106,7 +108,7 @@ final class StreamSocketPort {
         }
         guard fd >= 0 else { return nil }
         let replaced = isConnected
-        disconnect()
+        disconnect(lost: lost)
         connection = fd
         var size: Int32 = 4 << 20
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
@@ -130,10 +132,12 @@ final class StreamSocketPort {
         inputEnd = 0
         for index in 0..<pendingCount {
             let piece = pending[(pendingHead + index) % pendingCapacity]
-            if piece.lastPiece { lost(Int(piece.length)) }
+            if piece.lastPiece { lost(Int(piece.frameBytes)) }
         }
         pendingHead = 0
         pendingCount = 0
+        backlogIn = 0
+        backlogOut = 0
         backlogStart = 0
         backlogEnd = 0
         wantsWritable = false
@@ -246,7 +250,7 @@ final class StreamSocketPort {
         }
         // Into the backlog, keeping room for the rest of a partly written frame.
         var lastCounted = -1
-        for i in first..<count {
+        for i in first..<count where plain.sources[i] != lastCounted {
             let whole = plain.lengths[i] + 4
             let part = whole - (i == first ? skip : 0)
             let mustKeep = i == first && skip > 0
@@ -262,9 +266,9 @@ final class StreamSocketPort {
                 backlogIn += UInt64(part)
                 let lastPiece = i == count - 1 || plain.sources[i + 1] != plain.sources[i]
                 pending[(pendingHead + pendingCount) % pendingCapacity] = Pending(
-                    end: backlogIn, length: Int32(plain.lengths[i]), lastPiece: lastPiece)
+                    end: backlogIn, frameBytes: Int32(queues.frame(portID, plain.sources[i]).count), lastPiece: lastPiece)
                 pendingCount += 1
-            } else if plain.sources[i] != lastCounted {
+            } else {
                 lastCounted = plain.sources[i]
                 datapath.countTransmitDrop(on: portID, .txFull, bytes: queues.frame(portID, plain.sources[i]).count)
             }
@@ -382,7 +386,8 @@ enum SocketFile {
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { Glibc.close(fd) }
-        return tapestry_dgram_connect(fd, path) == 0
+        // Only a refused connection means nothing is bound there; EPERM or EACCES mean something is.
+        return tapestry_dgram_connect(fd, path) != -ECONNREFUSED
     }
 
     /// Which file a socket was bound to, so closing removes its own file and not one that
