@@ -149,6 +149,12 @@ import Glibc
         let frame = QEMUPeer.frame(to: Self.broadcast, from: Self.b, seed: 3)
         try s2.send(frame)
         #expect(same(s1.receive(), frame))
+        // A zero-length and a 10-byte frame are `invalid` drops; the connection stays.
+        try s1.sendRaw(QEMUPeer.framed([[], [UInt8](repeating: 1, count: 10)]))
+        let after = QEMUPeer.frame(to: Self.broadcast, from: Self.a, seed: 4)
+        try s1.send(after)
+        #expect(same(s2.receive(), after), "the connection survives runt frames")
+        #expect(try Self.drops(lab, directory, port: "s1")["invalid"] == 3)
         #expect(lab.stop() == 0)
     }
 
