@@ -54,11 +54,18 @@ fail:;
     return -code;
 }
 
-static void fill_iov(struct iovec iov[2], struct tapestry_message *message, int receiving) {
+// One mmsghdr for `message`: its header and frame as two iovecs, and where an address goes.
+static void fill_header(struct mmsghdr *header, struct iovec iov[2], struct tapestry_message *message,
+                        int receiving, void *name, socklen_t name_length) {
     iov[0].iov_base = message->header;
     iov[0].iov_len = message->header_length;
     iov[1].iov_base = message->frame;
     iov[1].iov_len = receiving ? message->capacity : message->length;
+    memset(header, 0, sizeof *header);
+    header->msg_hdr.msg_iov = iov;
+    header->msg_hdr.msg_iovlen = 2;
+    header->msg_hdr.msg_name = name;
+    header->msg_hdr.msg_namelen = name_length;
 }
 
 int tapestry_packet_recv(int fd, struct tapestry_message *messages, int count) {
@@ -71,12 +78,7 @@ int tapestry_packet_recv(int fd, struct tapestry_message *messages, int count) {
         struct cmsghdr align;
     } control[TAPESTRY_BATCH_MAX];
     for (int i = 0; i < count; i++) {
-        fill_iov(iov[i], &messages[i], 1);
-        memset(&headers[i], 0, sizeof headers[i]);
-        headers[i].msg_hdr.msg_iov = iov[i];
-        headers[i].msg_hdr.msg_iovlen = 2;
-        headers[i].msg_hdr.msg_name = &from[i];
-        headers[i].msg_hdr.msg_namelen = sizeof from[i];
+        fill_header(&headers[i], iov[i], &messages[i], 1, &from[i], sizeof from[i]);
         headers[i].msg_hdr.msg_control = control[i].bytes;
         headers[i].msg_hdr.msg_controllen = sizeof control[i].bytes;
     }
@@ -112,14 +114,7 @@ static int send_batch(int fd, struct tapestry_message *messages, int count, stru
     while (sent < count) {
         int chunk = count - sent < TAPESTRY_BATCH_MAX ? count - sent : TAPESTRY_BATCH_MAX;
         for (int i = 0; i < chunk; i++) {
-            fill_iov(iov[i], &messages[sent + i], 0);
-            memset(&headers[i], 0, sizeof headers[i]);
-            headers[i].msg_hdr.msg_iov = iov[i];
-            headers[i].msg_hdr.msg_iovlen = 2;
-            if (to) {
-                headers[i].msg_hdr.msg_name = to;
-                headers[i].msg_hdr.msg_namelen = sizeof *to;
-            }
+            fill_header(&headers[i], iov[i], &messages[sent + i], 0, to, to ? sizeof *to : 0);
         }
         int done = sendmmsg(fd, headers, (unsigned)chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (done < 0) {
@@ -142,12 +137,7 @@ int tapestry_dgram_recv(int fd, struct tapestry_message *messages, int count, ch
     struct iovec iov[TAPESTRY_BATCH_MAX][2];
     struct sockaddr_un from[TAPESTRY_BATCH_MAX];
     for (int i = 0; i < count; i++) {
-        fill_iov(iov[i], &messages[i], 1);
-        memset(&headers[i], 0, sizeof headers[i]);
-        headers[i].msg_hdr.msg_iov = iov[i];
-        headers[i].msg_hdr.msg_iovlen = 2;
-        headers[i].msg_hdr.msg_name = &from[i];
-        headers[i].msg_hdr.msg_namelen = sizeof from[i];
+        fill_header(&headers[i], iov[i], &messages[i], 1, &from[i], sizeof from[i]);
     }
     *peer_named = 0;
     int received = recvmmsg(fd, headers, (unsigned)count, MSG_DONTWAIT, NULL);

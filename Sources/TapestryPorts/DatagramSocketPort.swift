@@ -201,7 +201,7 @@ final class DatagramSocketPort {
     private func send(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> Sent {
         guard plain.count > 0 else { return .ok }
         guard peer != nil else {
-            countUnsent(from: 0, .portDown, queues, portID, datapath)
+            plain.countDropped(from: 0, .portDown, queues, portID, datapath)
             return .ok
         }
         var first = 0
@@ -220,7 +220,7 @@ final class DatagramSocketPort {
                 }
                 if -sent == EINTR { continue }
                 if -sent == EAGAIN || -sent == ENOBUFS { break }
-                countUnsent(from: first, .portDown, queues, portID, datapath)
+                plain.countDropped(from: first, .portDown, queues, portID, datapath)
                 return peerGone(-sent, datapath, portID)
             }
             if first == plain.count { return .ok }
@@ -327,16 +327,5 @@ final class DatagramSocketPort {
         }
         backlogStart = 0
         backlogEnd = 0
-    }
-
-    /// Counts the queued frames behind gathered frames `first...` once each.
-    private func countUnsent(
-        from first: Int, _ reason: DropReason, _ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath
-    ) {
-        var last = -1
-        for i in first..<plain.count where plain.sources[i] != last {
-            last = plain.sources[i]
-            datapath.countTransmitDrop(on: portID, reason, bytes: queues.frame(portID, last).count)
-        }
     }
 }

@@ -332,11 +332,7 @@ public final class LiveSwitch {
                         continue
                     }
                     // The device is gone: this and every other gathered frame are lost with it.
-                    var counted = -1
-                    for rest in piece..<plainForTaps.count where plainForTaps.sources[rest] != counted {
-                        counted = plainForTaps.sources[rest]
-                        datapath.countTransmitDrop(on: port, .portDown, bytes: queues.frame(port, counted).count)
-                    }
+                    plainForTaps.countDropped(from: piece, .portDown, queues, port, datapath)
                     portDown(port, "write failed: \(String(cString: strerror(failed)))")
                     return false
                 }

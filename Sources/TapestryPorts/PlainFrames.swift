@@ -70,6 +70,18 @@ final class PlainFrames {
         _ = send()
     }
 
+    /// Counts the queued frames behind gathered frames `first...` as dropped, once each (a
+    /// segmented frame's pieces are contiguous).
+    func countDropped(
+        from first: Int, _ reason: DropReason, _ queues: TransmitQueues, _ port: PortID, _ datapath: Datapath
+    ) {
+        var last = -1
+        for i in first..<count where sources[i] != last {
+            last = sources[i]
+            datapath.countTransmitDrop(on: port, reason, bytes: queues.frame(port, last).count)
+        }
+    }
+
     /// Gathers queued frame `index` of `port`.
     func add(_ queues: TransmitQueues, _ port: PortID, _ index: Int) -> Added {
         let offload = queues.offload(port, index)

@@ -1,5 +1,6 @@
 import CTapestryLinux
 import Foundation
+import TapestryTopology
 
 #if canImport(Glibc)
 import Glibc
@@ -60,19 +61,14 @@ final class SocketListener {
         self.path = path
     }
 
-    /// A TCP socket on `host:port` (IPv4).
+    /// A TCP socket on `host:port` (an IPv4 or IPv6 literal).
     init(tcpHost host: String, port: UInt16) throws(ListenError) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        let family = host.contains(":") ? AF_INET6 : AF_INET
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw .failed("socket", errno) }
         var reuse: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        inet_pton(AF_INET, host, &address.sin_addr)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let bound = SocketFile.bind(fd, Topology.SocketAddress(host: host, port: port))
         guard bound == 0, listen(fd, 16) == 0 else {
             let code = errno
             close(fd)

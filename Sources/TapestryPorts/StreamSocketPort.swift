@@ -235,7 +235,7 @@ final class StreamSocketPort {
             if written < 0 {
                 guard errno == EAGAIN else {
                     let reason = "write failed: \(String(cString: strerror(errno)))"
-                    countGathered(from: 0, .portDown, queues, portID, datapath)
+                    plain.countDropped(from: 0, .portDown, queues, portID, datapath)
                     return reason
                 }
                 written = 0
@@ -299,17 +299,6 @@ final class StreamSocketPort {
         }
         wantsWritable = backlogEnd > backlogStart
         return nil
-    }
-
-    /// Counts the queued frames behind gathered frames `first...` once each.
-    private func countGathered(
-        from first: Int, _ reason: DropReason, _ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath
-    ) {
-        var last = -1
-        for i in first..<plain.count where plain.sources[i] != last {
-            last = plain.sources[i]
-            datapath.countTransmitDrop(on: portID, reason, bytes: queues.frame(portID, last).count)
-        }
     }
 
     // MARK: listening

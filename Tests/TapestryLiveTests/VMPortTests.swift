@@ -23,6 +23,20 @@ import Glibc
         lab.sh("ip addr add \(cidr) dev \(inside) && ip link set \(inside) up", in: short)
     }
 
+    /// iperf3 from h1 to `server` (10.0.0.2) and back; each way must carry `minimum` bytes, and
+    /// no frame may have been dropped as `offload-unsupported` (the lab's control socket is
+    /// /tmp/PREFIX.sock).
+    func tcpBothWays(_ lab: LiveLab, server: String, minimum: Double, label: String) throws {
+        let forward = try iperf(lab, from: "h1", to: server, address: "10.0.0.2")
+        let backward = try iperf(lab, from: "h1", to: server, address: "10.0.0.2", reverse: true)
+        print("\(label), TCP (debug build): \(String(format: "%.2f", forward.rate / 1e9)) Gbit/s there, \(String(format: "%.2f", backward.rate / 1e9)) back")
+        #expect(forward.bytes > minimum, "\(label): TCP from h1")
+        #expect(backward.bytes > minimum, "\(label): TCP to h1")
+        let binary = try #require(LiveLab.binary).path
+        let stats = lab.sh("\(binary) ctl --control /tmp/\(lab.prefix).sock stats").output
+        #expect(!stats.contains("offload-unsupported"), "\(stats)")
+    }
+
     func iperf(_ lab: LiveLab, from client: String, to server: String, address: String, reverse: Bool = false) throws -> (bytes: Double, rate: Double) {
         let listener = try lab.background("iperf3 -s -1 -p 5201", in: server)
         usleep(300_000)
@@ -59,10 +73,7 @@ import Glibc
         #expect(ping.status == 0, "veth to veth through interface ports: \(ping.output)")
         // TCP both ways: the veths hand over 64 KB TSO segments with their virtio-net headers.
         if lab_has("iperf3") {
-            let forward = try iperf(lab, from: "h1", to: "h2", address: "10.0.0.2")
-            let backward = try iperf(lab, from: "h1", to: "h2", address: "10.0.0.2", reverse: true)
-            print("interface ports, TCP (debug build): \(String(format: "%.2f", forward.rate / 1e9)) and \(String(format: "%.2f", backward.rate / 1e9)) Gbit/s")
-            #expect(forward.bytes > 10_000_000 && backward.bytes > 10_000_000, "TCP crossed both ways")
+            try tcpBothWays(lab, server: "h2", minimum: 10_000_000, label: "interface ports")
         }
         // A VLAN-aware host on the trunk reaches h1 through an interface port with tag 10.
         let probe = LiveLab.root.appendingPathComponent("scripts/vlan_probe.py").path
@@ -124,13 +135,7 @@ import Glibc
                 """, arguments: ["--no-offloads"])
         lab.address("h2", "10.0.0.2/24")
         #expect(lab.sh("ping -c 2 -i 0.2 -W 2 10.0.0.2", in: "h1").status == 0)
-        let forward = try iperf(lab, from: "h1", to: "h2", address: "10.0.0.2")
-        let backward = try iperf(lab, from: "h1", to: "h2", address: "10.0.0.2", reverse: true)
-        print("interface -> TAP without offloads: \(String(format: "%.2f", forward.rate / 1e9)) Gbit/s; back: \(String(format: "%.2f", backward.rate / 1e9)) Gbit/s (debug build)")
-        #expect(forward.bytes > 5_000_000 && backward.bytes > 5_000_000)
-        let binary = try #require(LiveLab.binary).path
-        let stats = lab.sh("\(binary) ctl --control /tmp/\(lab.prefix).sock stats").output
-        #expect(!stats.contains("offload-unsupported"), "\(stats)")
+        try tcpBothWays(lab, server: "h2", minimum: 5_000_000, label: "interface to a TAP without offloads")
         #expect(lab.stop() == 0)
     }
 
@@ -208,14 +213,8 @@ import Glibc
         let ping = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.0.2", in: "h1")
         #expect(ping.status == 0, "TAP host to QEMU stream peer: \(ping.output)")
         #expect(lab.log.contains("port 'q2' (socket \(socketPath)) is up: a VM connected"), "\(lab.log)")
-        let toQEMU = try iperf(lab, from: "h1", to: "q2", address: "10.0.0.2")
-        let fromQEMU = try iperf(lab, from: "h1", to: "q2", address: "10.0.0.2", reverse: true)
-        print("TAP -> QEMU stream: \(String(format: "%.2f", toQEMU.rate / 1e9)) Gbit/s; back: \(String(format: "%.2f", fromQEMU.rate / 1e9)) Gbit/s (debug build)")
-        #expect(toQEMU.bytes > 5_000_000, "TSO segments from the TAP host were cut for the stream peer")
-        #expect(fromQEMU.bytes > 5_000_000)
-        let binary = try #require(LiveLab.binary).path
-        let stats = lab.sh("\(binary) ctl --control /tmp/\(lab.prefix).sock stats").output
-        #expect(!stats.contains("offload-unsupported"), "\(stats)")
+        // The TAP host's TSO segments must be cut for the stream peer.
+        try tcpBothWays(lab, server: "q2", minimum: 5_000_000, label: "TAP and a QEMU stream peer")
         #expect(lab.stop() == 0)
     }
 
@@ -257,10 +256,7 @@ import Glibc
         lab.address("q2", "10.0.0.2/24")
         let ping = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.0.2", in: "h1")
         #expect(ping.status == 0, "TAP host to the QEMU-owned TAP: \(ping.output)")
-        let toQEMU = try iperf(lab, from: "h1", to: "q2", address: "10.0.0.2")
-        let fromQEMU = try iperf(lab, from: "h1", to: "q2", address: "10.0.0.2", reverse: true)
-        print("TAP -> QEMU-owned TAP via interface port: \(String(format: "%.2f", toQEMU.rate / 1e9)) Gbit/s; back: \(String(format: "%.2f", fromQEMU.rate / 1e9)) Gbit/s (debug build)")
-        #expect(toQEMU.bytes > 5_000_000 && fromQEMU.bytes > 5_000_000, "TCP crossed both ways")
+        try tcpBothWays(lab, server: "q2", minimum: 5_000_000, label: "TAP and a QEMU-owned TAP as an interface port")
         #expect(lab.stop() == 0)
         #expect(lab.sh("ip link show \(qemuTap)").status == 0, "the switch leaves QEMU's TAP device alone")
     }
