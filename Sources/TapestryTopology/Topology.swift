@@ -47,6 +47,8 @@ public struct Topology: Sendable, Equatable {
         public var attachment: Attachment
         public var mode: Mode
         public var netns: String?
+        /// Who may connect to a socket port (`peers`, `mode`, `group`); the defaults elsewhere.
+        public var access = SocketAccess()
     }
 
     /// Where a `socket:` port listens for its QEMU peer, as the topology spells it:

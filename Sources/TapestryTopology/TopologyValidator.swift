@@ -163,6 +163,7 @@ struct TopologyValidator {
     // MARK: ports
 
     static let portKeys = ["tap", "socket", "interface", "network", "trunk", "native", "netns"]
+        + socketAccessKeys
 
     mutating func ports(_ node: Node, networks: Set<String>) -> [Topology.Port] {
         guard let list = reader.entries(node, what: "ports") else { return [] }
@@ -187,8 +188,9 @@ struct TopologyValidator {
                     reader.error(netnsEntry.keyNode, "netns applies to tap ports only (\(what) is not one)")
                 }
             }
-            if let name, let attachment, let mode {
-                result.append(Topology.Port(name: name, attachment: attachment, mode: mode, netns: netns))
+            let access = socketAccess(fields, attachment, what: what)
+            if let name, let attachment, let mode, let access {
+                result.append(Topology.Port(name: name, attachment: attachment, mode: mode, netns: netns, access: access))
             }
         }
         return result

@@ -156,4 +156,19 @@ struct TopologyFixtureTests {
         #expect(topology.port(named: "host0")?.attachment == .interface("veth-host0"))
         #expect(Topology.SocketEndpoint.unixDatagram(path: "/x.sock").description == "dgram:/x.sock")
     }
+
+    @Test("socket access: peers on TCP ports, mode and group on unix ports, 0600 by default")
+    func socketAccess() {
+        let path = FixtureFiles.fixtures("valid").appendingPathComponent("socket-access.yaml").path
+        guard case .success(let topology) = TopologyLoader.load(path: path) else {
+            Issue.record("socket-access.yaml must load")
+            return
+        }
+        #expect(topology.port(named: "vm3")?.access == Topology.SocketAccess(peers: [], mode: 0o600, group: nil))
+        #expect(topology.port(named: "vm4")?.access == Topology.SocketAccess(mode: 0o660, group: "root"))
+        #expect(topology.port(named: "vm5")?.access.peers.map(\.description) == ["127.0.0.1"])
+        #expect(topology.port(named: "vm6")?.access.peers.map(\.description) == ["::1", "10.0.0.0/8", "fd00::/8"])
+        #expect(topology.port(named: "vm7")?.access == Topology.SocketAccess(mode: 0o620, group: "root"))
+        #expect(topology.port(named: "vm8")?.access.mode == 0o600, "three digits are octal too")
+    }
 }
