@@ -63,17 +63,24 @@ final class DatagramSocketPort {
         case unreachable(String)
     }
 
-    init(port: String, path: String, maxFrameLength: Int) throws(PortError) {
+    init(port: String, path: String, access: Topology.SocketAccess, maxFrameLength: Int) throws(PortError) {
         self.port = port
         self.path = path
         self.maxFrameLength = maxFrameLength
         try SocketFile.prepare(path, port: port, datagram: true)
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw PortError(port: port, operation: "open a unix datagram socket", errno: errno) }
-        guard UnixSocketAddress.with(path, { bind(fd, $0, $1) }) == 0 else {
+        // The file's mode and group say who may send frames to this port (sending to a unix
+        // datagram socket needs write permission on its file): 0600 unless `mode`/`group` say.
+        guard SocketFile.bindPrivately(fd, path) == 0 else {
             let code = errno
             Glibc.close(fd)
             throw PortError(port: port, operation: "bind \(path)", errno: code)
+        }
+        if let failure = SocketFile.apply(access, to: path) {
+            Glibc.close(fd)
+            unlink(path)
+            throw PortError(port: port, operation: "bind \(path)", detail: failure)
         }
         var size: Int32 = 4 << 20
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))

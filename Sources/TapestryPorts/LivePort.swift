@@ -21,9 +21,9 @@ enum LivePort {
             return .packet(try PacketSocketPort(port: port.name, name: name))
         case .socket(let endpoint):
             if case .unixDatagram(let path) = endpoint {
-                return .datagram(try DatagramSocketPort(port: port.name, path: path, maxFrameLength: maxFrameLength))
+                return .datagram(try DatagramSocketPort(port: port.name, path: path, access: port.access, maxFrameLength: maxFrameLength))
             }
-            return .stream(try StreamSocketPort(port: port.name, endpoint: endpoint, maxFrameLength: maxFrameLength))
+            return .stream(try StreamSocketPort(port: port.name, endpoint: endpoint, access: port.access, maxFrameLength: maxFrameLength))
         }
     }
 
@@ -75,6 +75,12 @@ enum LivePort {
         case .datagram(let socket): return socket.peer ?? ""
         case .tap, .packet: return ""
         }
+    }
+
+    /// Connections a stream socket port refused (0 for the other kinds).
+    var refusedConnections: UInt64 {
+        if case .stream(let socket) = self { return socket.refused }
+        return 0
     }
 
     /// Releases the port: closes descriptors, removes a created TAP device or a socket's file.

@@ -110,6 +110,23 @@ extension LiveSwitch {
         batch = newDatapath.makeBatch()
         reloads += 1
         var parts = ["reloaded '\(new.name)'"]
+        // Kept socket ports take the new `peers` (checked from the next connection on; a
+        // connected VM stays) and their socket file the new mode and group.
+        for (index, port) in newPorts.enumerated() {
+            switch port {
+            case .stream(let socket):
+                socket.access = new.ports[index].access
+                if let path = socket.endpoint.path, let failure = SocketFile.apply(socket.access, to: path) {
+                    parts.append("port '\(new.ports[index].name)': \(failure)")
+                }
+            case .datagram(let socket):
+                if let failure = SocketFile.apply(new.ports[index].access, to: socket.path) {
+                    parts.append("port '\(new.ports[index].name)': \(failure)")
+                }
+            case .tap, .packet:
+                break
+            }
+        }
         if !added.isEmpty { parts.append("ports added: \(added.joined(separator: ", "))") }
         if !gone.isEmpty { parts.append("ports removed: \(gone.joined(separator: ", "))") }
         if !reattached.isEmpty { parts.append("ports attached again: \(reattached.joined(separator: ", "))") }

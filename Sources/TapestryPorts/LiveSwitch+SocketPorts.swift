@@ -46,24 +46,25 @@ extension LiveSwitch {
         }
     }
 
-    /// A VM connects to a stream port: it comes up (a connection it had is replaced).
+    /// A connection to a stream port: its VM, which brings it up, or one it refuses (a second
+    /// connection while a VM is connected, a source outside `peers`), closed at once.
     func acceptVM(port index: Int) {
-        guard case .stream(let socket) = ports[index],
-            let (fd, replaced) = socket.accept(lost: { length in
-                datapath.countTransmitDrop(on: PortID(index), .portDown, bytes: length)
-            })
-        else { return }
+        guard case .stream(let socket) = ports[index], let accepted = socket.accept() else { return }
         let name = topology.ports[index].name
-        if replaced { datapath.macTable.flush(port: PortID(index)) }
-        watchingWritable[index] = false
-        do {
-            try watch(fd, tag: UInt32(index), port: name)
-        } catch {
-            streamClosed(PortID(index), "cannot watch the new connection: \(error)")
-            return
+        switch accepted {
+        case .refused(let reason):
+            if let reason { log("port '\(name)' (\(ports[index].label)) refused a connection: \(reason)") }
+        case .connected(let fd):
+            watchingWritable[index] = false
+            do {
+                try watch(fd, tag: UInt32(index), port: name)
+            } catch {
+                streamClosed(PortID(index), "cannot watch the new connection: \(error)")
+                return
+            }
+            up[index] = true
+            log("port '\(name)' (\(ports[index].label)) is up: a VM connected (\(socket.peer))")
         }
-        up[index] = true
-        log("port '\(name)' (\(ports[index].label)) is up: a VM connected (\(socket.peer))" + (replaced ? "; it replaces the previous connection" : ""))
     }
 
     /// A stream port's VM went away or broke the framing: the port is down until one connects.

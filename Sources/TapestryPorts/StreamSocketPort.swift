@@ -2,6 +2,7 @@ import CTapestryLinux
 import Foundation
 import TapestryDatapath
 import TapestryTopology
+import TapestryWire
 
 #if canImport(Glibc)
 import Glibc
@@ -9,8 +10,10 @@ import Glibc
 
 /// A `socket:` port for QEMU's `-netdev stream` (unix or TCP): the switch listens, one VM
 /// connects, and each frame crosses as a 4-byte big-endian length and the frame. The port is down
-/// while no VM is connected. A new connection replaces the current one (a restarted VM
-/// reconnects before the switch has noticed the old one is gone), and is logged.
+/// while no VM is connected. One VM per port: while one is connected, another connection is
+/// accepted and closed at once (logged, counted), so nobody else who can reach the socket takes
+/// the port over; a TCP port also refuses sources outside its `peers`. A TCP peer that vanished
+/// without closing is found by keepalive (and a user timeout while data waits), within 45 s.
 ///
 /// Input is read in large chunks into a reassembly buffer and whole frames are copied into the
 /// batch. Output goes out with one writev per batch; bytes the socket does not take are kept in a
@@ -19,7 +22,14 @@ import Glibc
 final class StreamSocketPort {
     let port: String
     let endpoint: Topology.SocketEndpoint
+    /// Who may connect: `peers` is read at each accept (a reload may change it).
+    var access: Topology.SocketAccess
     let listener: Int32
+    /// Connections refused: a second one while a VM is connected, or a source outside `peers`.
+    private(set) var refused: UInt64 = 0
+    /// Refusals are logged at most once a second; the others are counted into the next line.
+    private var lastRefusalLog: Int64 = .min
+    private var unloggedRefusals = 0
     private(set) var connection: Int32 = -1
     private(set) var peer = ""
     let maxFrameLength: Int
@@ -62,11 +72,12 @@ final class StreamSocketPort {
         case closed(String, brokenFrame: Int?)
     }
 
-    init(port: String, endpoint: Topology.SocketEndpoint, maxFrameLength: Int) throws(PortError) {
+    init(port: String, endpoint: Topology.SocketEndpoint, access: Topology.SocketAccess, maxFrameLength: Int) throws(PortError) {
         self.port = port
         self.endpoint = endpoint
+        self.access = access
         self.maxFrameLength = maxFrameLength
-        listener = try Self.listen(port: port, endpoint: endpoint)
+        listener = try Self.listen(port: port, endpoint: endpoint, access: access)
         inputCapacity = 4 + maxFrameLength + (1 << 18)
         input = .allocate(byteCount: inputCapacity, alignment: 64)
         backlogCapacity = 4 * (4 + maxFrameLength)
@@ -96,9 +107,17 @@ final class StreamSocketPort {
 
     var isConnected: Bool { connection >= 0 }
 
-    /// Accepts a waiting VM. Returns the new descriptor and whether it replaced a connection;
-    /// `lost` is called for each frame the replaced connection's backlog still held.
-    func accept(lost: (Int) -> Void) -> (descriptor: Int32, replaced: Bool)? {
+    enum Accepted {
+        /// The VM's connection (the port comes up).
+        case connected(Int32)
+        /// Accepted and closed at once; the reason, for the log when it is due (nil: not yet,
+        /// the refusal is counted into the next line).
+        case refused(String?)
+    }
+
+    /// Accepts a waiting connection: the port's VM if none is connected and the source is
+    /// allowed; anything else is closed at once.
+    func accept() -> Accepted? {
         var address = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let fd = withUnsafeMutablePointer(to: &address) {
@@ -107,20 +126,82 @@ final class StreamSocketPort {
             }
         }
         guard fd >= 0 else { return nil }
-        let replaced = isConnected
-        disconnect(lost: lost)
+        let isTCP: Bool
+        if case .tcpStream = endpoint { isTCP = true } else { isTCP = false }
+        let who = isTCP ? Self.describe(&address) : "a unix client"
+        var reason: String?
+        if isTCP, !access.peers.isEmpty, !Self.source(&address, isIn: access.peers) {
+            reason = "\(who) is not in the port's peers (\(access.peers.map(\.description).joined(separator: ", ")))"
+        } else if isConnected {
+            reason = "\(who) connected while \(peer) is: one VM per port"
+        }
+        if let reason {
+            Glibc.close(fd)
+            refused &+= 1
+            var clock = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &clock)
+            let now = Int64(clock.tv_sec) * 1_000_000_000 + Int64(clock.tv_nsec)
+            guard lastRefusalLog == .min || now - lastRefusalLog >= 1_000_000_000 else {
+                unloggedRefusals += 1
+                return .refused(nil)
+            }
+            lastRefusalLog = now
+            let more = unloggedRefusals > 0 ? " (and \(unloggedRefusals) more refused since the last such line)" : ""
+            unloggedRefusals = 0
+            return .refused(reason + more)
+        }
         connection = fd
         var size: Int32 = 4 << 20
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        if case .tcpStream = endpoint {
+        if isTCP {
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            peer = Self.describe(&address)
-        } else {
-            peer = "a unix client"
+            Self.keepAlive(fd)
         }
-        return (fd, replaced)
+        peer = who
+        return .connected(fd)
+    }
+
+    /// A TCP peer that went away without closing (a host that lost power, a cut link) would hold
+    /// the port forever, and with it the one-VM slot. Keepalive probes after 15 s of silence,
+    /// every 5 s, 6 unanswered: dead within 45 s; the user timeout ends it likewise when sent
+    /// data stays unacknowledged for 45 s (keepalive does not probe while data is in flight).
+    /// Unix sockets need neither: a peer process that ends, however it ends, closes its side.
+    static let keepAliveIdle: Int32 = 15, keepAliveInterval: Int32 = 5, keepAliveCount: Int32 = 6
+    static let userTimeoutMilliseconds: Int32 = 45_000
+
+    private static func keepAlive(_ fd: Int32) {
+        let size = socklen_t(MemoryLayout<Int32>.size)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, size)
+        var idle = keepAliveIdle, interval = keepAliveInterval, count = keepAliveCount, timeout = userTimeoutMilliseconds
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, &idle, size)
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPINTVL, &interval, size)
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPCNT, &count, size)
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &timeout, size)
+    }
+
+    /// Whether a TCP source address is in `prefixes` (an IPv4 client of a dual-stack `::`
+    /// listener, seen as ::ffff:a.b.c.d, is matched as the IPv4 address it is).
+    static func source(_ address: inout sockaddr_storage, isIn prefixes: [IPPrefix]) -> Bool {
+        if address.ss_family == sa_family_t(AF_INET) {
+            let v4 = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee } }
+            let ip = IPv4Address(rawValue: UInt32(bigEndian: v4.sin_addr.s_addr))
+            return prefixes.contains { $0.contains(ip) }
+        }
+        guard address.ss_family == sa_family_t(AF_INET6) else { return false }
+        let v6 = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee } }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        withUnsafeBytes(of: v6.sin6_addr) { raw in for index in 0..<16 { bytes[index] = raw[index] } }
+        let high = bytes[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let low = bytes[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        if high == 0, low >> 32 == 0xFFFF {
+            let ip = IPv4Address(rawValue: UInt32(truncatingIfNeeded: low))
+            return prefixes.contains { $0.contains(ip) }
+        }
+        let ip = IPv6Address(high: high, low: low)
+        return prefixes.contains { $0.contains(ip) }
     }
 
     /// Closes the connection and forgets its buffered bytes (a partial frame cannot be finished);
@@ -303,17 +384,22 @@ final class StreamSocketPort {
 
     // MARK: listening
 
-    private static func listen(port: String, endpoint: Topology.SocketEndpoint) throws(PortError) -> Int32 {
+    private static func listen(port: String, endpoint: Topology.SocketEndpoint, access: Topology.SocketAccess) throws(PortError) -> Int32 {
         let fd: Int32
         switch endpoint {
         case .unixStream(let path):
             try SocketFile.prepare(path, port: port)
             fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             guard fd >= 0 else { throw PortError(port: port, operation: "open a unix socket", errno: errno) }
-            guard UnixSocketAddress.with(path, { bind(fd, $0, $1) }) == 0 else {
+            guard SocketFile.bindPrivately(fd, path) == 0 else {
                 let code = errno
                 Glibc.close(fd)
                 throw PortError(port: port, operation: "listen on \(path)", errno: code)
+            }
+            if let failure = SocketFile.apply(access, to: path) {
+                Glibc.close(fd)
+                unlink(path)
+                throw PortError(port: port, operation: "listen on \(path)", detail: failure)
             }
         case .tcpStream(let address):
             let family = address.host.contains(":") ? AF_INET6 : AF_INET
@@ -396,6 +482,37 @@ enum SocketFile {
     static func remove(_ path: String, ifStill identity: Identity?) {
         guard let identity, Self.identity(path) == identity else { return }
         unlink(path)
+    }
+
+    /// Binds a unix socket at `path` under umask 0177: its file is 0600 from the moment it exists,
+    /// whatever the process umask, so nobody else can connect before `apply` (or ever, by
+    /// default). The umask is the process's; no other thread creates files meanwhile (the
+    /// control thread only accepts and reads).
+    static func bindPrivately(_ fd: Int32, _ path: String) -> Int32 {
+        let previous = umask(0o177)
+        defer { umask(previous) }
+        return UnixSocketAddress.with(path, { Glibc.bind(fd, $0, $1) })
+    }
+
+    /// Gives a bound socket file its group, then its mode (in that order, so a wider mode never
+    /// applies to the switch's own group first). nil when done, else what failed.
+    static func apply(_ access: Topology.SocketAccess, to path: String) -> String? {
+        if let name = access.group {
+            var group = group()
+            var result: UnsafeMutablePointer<group>?
+            var buffer = [CChar](repeating: 0, count: 16_384)
+            guard getgrnam_r(name, &group, &buffer, buffer.count, &result) == 0, result != nil else {
+                return "group '\(name)' does not exist"
+            }
+            guard chown(path, uid_t.max, group.gr_gid) == 0 else {
+                return "cannot give the socket file to group '\(name)': \(String(cString: strerror(errno)))"
+                    + (errno == EPERM ? " (the switch's user must be root or a member of it)" : "")
+            }
+        }
+        guard chmod(path, mode_t(access.mode)) == 0 else {
+            return "cannot set the socket file's mode \(String(access.mode, radix: 8)): \(String(cString: strerror(errno)))"
+        }
+        return nil
     }
 
     /// Binds `fd` to an IPv4 or IPv6 address.

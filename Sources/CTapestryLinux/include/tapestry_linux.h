@@ -12,6 +12,8 @@
 #include <linux/virtio_net.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/eventfd.h>
+#include <netinet/tcp.h>
 #include <time.h>
 #include "tapestry_batch_io.h"
 
@@ -49,6 +51,11 @@ static inline int tapestry_reload_signal_fd(void) {
     sigaddset(&set, SIGHUP);
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -1;
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+// An eventfd that wakes one thread's epoll from another (the control thread and the datapath).
+static inline int tapestry_eventfd(void) {
+    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }
 
 #endif
