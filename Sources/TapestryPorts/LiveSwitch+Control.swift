@@ -5,184 +5,122 @@ import TapestryWire
 
 /// The control protocol: the client sends one line, `COMMAND [ARGUMENT ...]`, and gets one JSON
 /// document back, `{"ok": true, ...}` or `{"ok": false, "error": "..."}`. `tapestry ctl` renders it.
+///
+/// Clients are served by the control thread (`ControlServer`). This side is the datapath
+/// thread's: between two batches it takes the waiting jobs, each a bounded piece of work (a copy
+/// of counters and names, one chunk of a table, a drain, a reload), and hands the copies back.
 extension LiveSwitch {
     public static let controlCommands = ["show", "fdb", "conntrack", "lb", "stats", "reload", "trace"]
 
-    /// The answer to one request; nil when the client is kept to be answered later (`trace`).
-    func answerControl(_ request: String, client: Int32) -> String? {
-        let words = request.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\r" || $0 == "\t" }).map(String.init)
-        guard let command = words.first else { return Self.json(["ok": false, "error": "empty request"]) }
-        let arguments = Array(words.dropFirst())
-        let now = Self.wallClock()
-        var body: [String: Any]
-        switch command {
-        case "show": body = show()
-        case "fdb": body = fdb(now: now)
-        case "conntrack": body = conntrack(now: now, filters: arguments)
-        case "lb":
-            if let error = drain(arguments) { return Self.json(["ok": false, "error": error]) }
-            body = balancers()
-        case "stats": body = stats()
-        case "trace": return armTrace(arguments, client: client)
-        case "reload":
+    /// At most this many slots of the MAC table, and ids of the connection table, are copied per
+    /// job, and a job stops early once it has taken `chunkBudget`: a listing's pieces stay short
+    /// whatever the table's size, the build (debug is several times slower) or the machine.
+    static let macChunkSlots = 16_384
+    static let connectionChunkEntries = 4096
+    static let chunkBudget: Int64 = 150_000
+    /// Jobs are taken until this much time went on them (ns); the rest wait for the next turn of
+    /// the loop, after the ports' next batches.
+    static let controlBudget: Int64 = 300_000
+
+    /// Runs waiting control jobs, within `controlBudget`.
+    func serveControl() {
+        channel.acknowledgeJobs()
+        let start = ControlServer.monotonic()
+        var paused: Int64 = 0
+        var answered = false
+        while let (client, job) = channel.takeJob() {
+            let began = ControlServer.monotonic()
+            if let result = perform(job, for: client) {
+                channel.answer(result, for: client)
+                answered = true
+            }
+            let ended = ControlServer.monotonic()
+            // A reload is the operator's own request to rebuild the switch; it is not counted.
+            if case .reload = job {} else { paused += ended - began }
+            if ended - start >= Self.controlBudget { break }
+        }
+        longestControlPause = max(longestControlPause, paused)
+        controlBacklog = channel.hasJobs
+        if answered { channel.wakeServer() }
+    }
+
+    private func perform(_ job: ControlJob, for client: UInt64) -> ControlResult? {
+        switch job {
+        case .snapshot:
+            return .snapshot(snapshot())
+        case .drain(let balancer, let backend, let drain):
+            if let error = self.drain(balancer, backend, drain) { return .failed(error) }
+            return .snapshot(snapshot())
+        case .reload:
             let result = reload()
             log(result.message)
-            guard result.ok else { return Self.json(["ok": false, "error": result.message]) }
-            body = ["message": result.message]
-        default:
-            return Self.json(["ok": false, "error": "unknown command '\(command)'; commands: \(Self.controlCommands.joined(separator: ", "))"])
-        }
-        body["ok"] = true
-        body["switch"] = topology.name
-        return Self.json(body)
-    }
-
-    static func json(_ object: [String: Any]) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self) + "\n"
-    }
-
-    private func show() -> [String: Any] {
-        let counters = datapath.counters
-        let ports: [[String: Any]] = topology.ports.enumerated().map { index, port in
-            var device = ""
-            var kind = ""
-            switch port.attachment {
-            case .tap(let name): (kind, device) = ("tap", name)
-            case .socket(let endpoint): (kind, device) = ("socket", endpoint.description)
-            case .interface(let name): (kind, device) = ("interface", name)
+            return .reloaded(ok: result.ok, message: result.message)
+        case .macEntries(let from):
+            let table = datapath.macTable
+            let now = Self.wallClock()
+            let end = min(table.slotCount, min(max(0, from), table.slotCount) + Self.macChunkSlots)
+            var entries: [MACTable.Entry] = []
+            let next = Self.inPieces(from: from, to: end) { entries += table.entries(now: now, slots: $0) }
+            return .macEntries(MACChunk(entries: entries, next: next < table.slotCount ? next : nil, generation: reloads))
+        case .connections(let from):
+            let now = Self.wallClock()
+            guard let table = datapath.connectionTable else {
+                return .connections(ConnectionChunk(entries: [], next: nil, now: now, generation: reloads))
             }
-            let mode: String
-            switch port.mode {
-            case .access(let network): mode = "access \(network)"
-            case .trunk(let networks, let native): mode = "trunk \(networks.joined(separator: ","))" + (native.map { " native \($0)" } ?? "")
+            let end = min(table.maxEntries, min(max(0, from), table.maxEntries) + Self.connectionChunkEntries)
+            var entries: [(id: Int, entry: ConnectionEntry)] = []
+            let next = Self.inPieces(from: from, to: end) { range in
+                for (id, entry) in table.liveEntriesWithIDs(now: now.nanoseconds, ids: range) { entries.append((id, entry)) }
             }
-            let c = counters.ports[index]
-            return [
-                "name": port.name, "kind": kind, "device": device, "mode": mode, "netns": port.netns ?? "",
-                "state": isUp(PortID(index)) ? "up" : "down", "peer": self.ports[index].peer, "frames_in": c.framesIn, "frames_out": c.framesOut,
-                "bytes_in": c.bytesIn, "bytes_out": c.bytesOut, "drops": c.drops.reduce(0, +),
-            ]
+            return .connections(ConnectionChunk(entries: entries, next: next < table.maxEntries ? next : nil, now: now, generation: reloads))
+        case .trace(let arguments):
+            return armTrace(arguments, client: client).map { .failed($0) }
+        case .cancelTrace:
+            if pendingTrace?.client == client { pendingTrace = nil }
+            return nil
         }
-        return ["ports": ports]
     }
 
-    private func fdb(now: Timestamp) -> [String: Any] {
+    /// Calls `copy` on pieces of 256 from `from` up to `end` until `chunkBudget` is spent;
+    /// returns where it stopped (`end` when it got there).
+    private static func inPieces(from: Int, to end: Int, _ copy: (Range<Int>) -> Void) -> Int {
+        let started = ControlServer.monotonic()
+        var position = max(0, min(from, end))
+        while position < end {
+            let next = min(end, position + 256)
+            copy(position..<next)
+            position = next
+            if ControlServer.monotonic() - started >= chunkBudget { break }
+        }
+        return position
+    }
+
+    /// A copy of what `show`, `stats`, `lb` and the metrics need (small: counters and names).
+    func snapshot() -> SwitchSnapshot {
         let configuration = datapath.configuration
-        let entries: [[String: Any]] = datapath.macTable.entries(now: now).map { entry in
-            [
-                "network": configuration.networks[Int(entry.network)].name,
-                "vlan": configuration.networks[Int(entry.network)].vid, "mac": "\(entry.mac)",
-                "port": configuration.ports[Int(entry.port)].name,
-                "age_seconds": Double(now.nanoseconds - entry.lastSeen.nanoseconds) / 1e9,
-            ]
-        }
-        return ["entries": entries, "capacity": configuration.macTableSize, "aging_seconds": configuration.macAgingSeconds]
-    }
-
-    /// Filters: `proto=tcp`, `host=10.0.0.1` (either end), `port=80` (either end), `state=ESTABLISHED`,
-    /// `network=web`.
-    private func conntrack(now: Timestamp, filters: [String]) -> [String: Any] {
-        guard let table = datapath.connectionTable else { return ["connections": [], "tracking": false] }
-        let configuration = datapath.configuration
-        var wanted: [String: String] = [:]
-        for filter in filters {
-            let parts = filter.split(separator: "=", maxSplits: 1).map(String.init)
-            if parts.count == 2 { wanted[parts[0]] = parts[1] }
-        }
-        var rows: [[String: Any]] = []
-        for (id, entry) in table.liveEntriesWithIDs(now: now.nanoseconds) {
-            let proto = Self.protoName(entry.key.proto)
-            let a = Self.address(entry.key.aHigh, entry.key.aLow)
-            let b = Self.address(entry.key.bHigh, entry.key.bLow)
-            let (source, sourcePort, destination, destinationPort) = entry.originIsA
-                ? (a, entry.key.aPort, b, entry.key.bPort) : (b, entry.key.bPort, a, entry.key.aPort)
-            let state = entry.kind == .tcp ? "\(entry.tcpState)" : (entry.replied ? "REPLIED" : "UNREPLIED")
-            let network = configuration.networks[Int(entry.key.network)].name
-            if let value = wanted["proto"], value != proto { continue }
-            if let value = wanted["host"], value != source && value != destination { continue }
-            if let value = wanted["port"], value != "\(sourcePort)" && value != "\(destinationPort)" { continue }
-            if let value = wanted["state"], value.uppercased() != state { continue }
-            if let value = wanted["network"], value != network { continue }
-            var row: [String: Any] = [
-                "id": id, "network": network, "proto": proto, "source": source, "source_port": sourcePort,
-                "destination": destination, "destination_port": destinationPort, "state": state,
-                "age_seconds": Double(now.nanoseconds - entry.created) / 1e9,
-                "expires_in_seconds": Double(entry.lastSeen + entry.timeout - now.nanoseconds) / 1e9,
-                "packets_original": entry.packetsOriginal, "packets_reply": entry.packetsReply,
-                "bytes_original": entry.bytesOriginal, "bytes_reply": entry.bytesReply,
-                "rule": entry.rule < 0 ? "default" : "\(entry.rule + 1)",
-            ]
-            if entry.backend >= 0 {
-                let balancer = configuration.loadBalancers[Int(entry.balancer)]
-                let backend = balancer.backends[Int(entry.backend)]
-                row["load_balancer"] = balancer.name
-                row["backend"] = "\(backend.address):\(backend.port)"
-            }
-            rows.append(row)
-        }
-        return ["connections": rows, "tracking": true, "capacity": table.maxEntries, "count": table.count]
+        let balancers = configuration.loadBalancers
+        return SwitchSnapshot(
+            generation: reloads, now: Self.wallClock(), topology: topology, configuration: configuration,
+            counters: datapath.counters, up: up, peers: ports.map(\.peer), refused: ports.map(\.refusedConnections),
+            macEntries: datapath.macTable.count, macSlots: datapath.macTable.slotCount,
+            drained: balancers.indices.map { b in balancers[b].backends.indices.map { datapath.isDrained(balancer: b, backend: $0) } },
+            backendMACs: balancers.indices.map { b in balancers[b].backends.indices.map { datapath.backendMAC(balancer: b, backend: $0) } },
+            connectionCapacity: datapath.connectionTable?.maxEntries, connectionCount: datapath.connectionTable?.count ?? 0,
+            longestControlPause: longestControlPause)
     }
 
     /// `lb drain NAME ADDRESS:PORT` / `lb undrain NAME ADDRESS:PORT`; nil when fine.
-    private func drain(_ arguments: [String]) -> String? {
-        guard let action = arguments.first else { return nil }
-        guard action == "drain" || action == "undrain", arguments.count == 3 else {
-            return "usage: lb [drain|undrain NAME ADDRESS:PORT]"
-        }
+    private func drain(_ name: String, _ address: String, _ drain: Bool) -> String? {
         let balancers = datapath.configuration.loadBalancers
-        guard let balancer = balancers.firstIndex(where: { $0.name == arguments[1] }) else {
-            return "no load balancer named '\(arguments[1])'"
+        guard let balancer = balancers.firstIndex(where: { $0.name == name }) else {
+            return "no load balancer named '\(name)'"
         }
-        guard let backend = balancers[balancer].backends.firstIndex(where: { "\($0.address):\($0.port)" == arguments[2] }) else {
-            return "load balancer '\(arguments[1])' has no backend \(arguments[2])"
+        guard let backend = balancers[balancer].backends.firstIndex(where: { "\($0.address):\($0.port)" == address }) else {
+            return "load balancer '\(name)' has no backend \(address)"
         }
-        datapath.setDrained(balancer: balancer, backend: backend, action == "drain")
-        log("load balancer '\(arguments[1])': backend \(arguments[2]) \(action == "drain" ? "drained (no new connections)" : "back in rotation")")
+        datapath.setDrained(balancer: balancer, backend: backend, drain)
+        log("load balancer '\(name)': backend \(address) \(drain ? "drained (no new connections)" : "back in rotation")")
         return nil
-    }
-
-    private func balancers() -> [String: Any] {
-        let counters = datapath.counters
-        let list: [[String: Any]] = datapath.configuration.loadBalancers.enumerated().map { index, balancer in
-            let backends: [[String: Any]] = balancer.backends.enumerated().map { backendIndex, backend in
-                [
-                    "address": "\(backend.address):\(backend.port)", "weight": backend.weight,
-                    "connections": counters.backendSelections.isEmpty ? 0 : counters.backendSelections[index][backendIndex],
-                    "drained": datapath.isDrained(balancer: index, backend: backendIndex),
-                    "mac": datapath.backendMAC(balancer: index, backend: backendIndex).map { "\($0)" } ?? "unknown",
-                ]
-            }
-            return [
-                "name": balancer.name, "vip": "\(balancer.vip)", "port": balancer.port,
-                "proto": balancer.proto == 6 ? "tcp" : "udp", "mac": "\(balancer.mac)", "backends": backends,
-            ]
-        }
-        return ["load_balancers": list]
-    }
-
-    private func stats() -> [String: Any] {
-        let counters = datapath.counters
-        var ports: [String: Any] = [:]
-        for (index, port) in topology.ports.enumerated() {
-            let c = counters.ports[index]
-            var drops: [String: UInt64] = [:]
-            for reason in DropReason.allCases where c.drops[reason.index] > 0 { drops[reason.name] = c.drops[reason.index] }
-            ports[port.name] = [
-                "frames_in": c.framesIn, "frames_out": c.framesOut, "bytes_in": c.bytesIn, "bytes_out": c.bytesOut,
-                "drops": drops,
-            ]
-        }
-        var drops: [String: UInt64] = [:]
-        for reason in DropReason.allCases { drops[reason.name] = counters.drops[reason] ?? 0 }
-        return [
-            "ports": ports, "drops": drops,
-            "mac_table": ["entries": datapath.macTable.count, "learned": counters.macLearned, "moved": counters.macMoved,
-                "not_learned_table_full": counters.macTableFull],
-            "connections": ["tracked": counters.connections, "created": counters.connectionsCreated,
-                "evicted": counters.connectionsEvicted, "related": counters.relatedPassed],
-            "load_balancers": ["answers": counters.loadBalancerAnswers, "held_for_arp": counters.backendUnresolved],
-        ]
     }
 
     static func protoName(_ proto: UInt8) -> String {
@@ -198,5 +136,136 @@ extension LiveSwitch {
     static func address(_ high: UInt64, _ low: UInt64) -> String {
         if high == 0 && low >> 32 == 0xFFFF { return "\(IPv4Address(rawValue: UInt32(truncatingIfNeeded: low)))" }
         return "\(IPv6Address(high: high, low: low))"
+    }
+}
+
+/// Rendering, on the control thread, from the copies alone.
+extension SwitchSnapshot {
+    func show() -> [String: Any] {
+        let listed = topology.ports.enumerated().filter { $0.offset < counters.ports.count }
+        let ports: [[String: Any]] = listed.map { index, port in
+            var device = ""
+            var kind = ""
+            switch port.attachment {
+            case .tap(let name): (kind, device) = ("tap", name)
+            case .socket(let endpoint): (kind, device) = ("socket", endpoint.description)
+            case .interface(let name): (kind, device) = ("interface", name)
+            }
+            let mode: String
+            switch port.mode {
+            case .access(let network): mode = "access \(network)"
+            case .trunk(let networks, let native): mode = "trunk \(networks.joined(separator: ","))" + (native.map { " native \($0)" } ?? "")
+            }
+            let c = counters.ports[index]
+            var row: [String: Any] = [
+                "name": port.name, "kind": kind, "device": device, "mode": mode, "netns": port.netns ?? "",
+                "state": index < up.count && up[index] ? "up" : "down", "peer": index < peers.count ? peers[index] : "",
+                "frames_in": c.framesIn, "frames_out": c.framesOut,
+                "bytes_in": c.bytesIn, "bytes_out": c.bytesOut, "drops": c.drops.reduce(0, &+),
+            ]
+            // Stream ports refuse connections (a second VM, a source outside `peers`): how many.
+            if case .socket(let endpoint) = port.attachment, endpoint.isStream {
+                row["refused"] = index < refused.count ? refused[index] : 0
+            }
+            return row
+        }
+        return ["ports": ports]
+    }
+
+    /// The MAC table from the copied chunks: sorted, and an entry copied twice (it moved between
+    /// two chunks) shown once.
+    func fdb(_ entries: [MACTable.Entry]) -> [String: Any] {
+        var rows: [[String: Any]] = []
+        var last: (NetworkID, MACAddress)?
+        for entry in entries.sorted(by: { ($0.network, $0.mac) < ($1.network, $1.mac) }) {
+            if let last, last == (entry.network, entry.mac) { continue }
+            last = (entry.network, entry.mac)
+            guard Int(entry.network) < configuration.networks.count, Int(entry.port) < configuration.ports.count else { continue }
+            rows.append([
+                "network": configuration.networks[Int(entry.network)].name,
+                "vlan": configuration.networks[Int(entry.network)].vid, "mac": "\(entry.mac)",
+                "port": configuration.ports[Int(entry.port)].name,
+                "age_seconds": Double(now.nanoseconds &- entry.lastSeen.nanoseconds) / 1e9,
+            ])
+        }
+        return ["entries": rows, "capacity": configuration.macTableSize, "aging_seconds": configuration.macAgingSeconds]
+    }
+
+    /// One `conntrack` row, or nil when a filter excludes it. Filters: `proto=tcp`,
+    /// `host=10.0.0.1` (either end), `port=80` (either end), `state=ESTABLISHED`, `network=web`.
+    func connectionRow(_ id: Int, _ entry: ConnectionEntry, now: Timestamp, filters wanted: [String: String]) -> [String: Any]? {
+        guard Int(entry.key.network) < configuration.networks.count else { return nil }
+        let proto = LiveSwitch.protoName(entry.key.proto)
+        let a = LiveSwitch.address(entry.key.aHigh, entry.key.aLow)
+        let b = LiveSwitch.address(entry.key.bHigh, entry.key.bLow)
+        let (source, sourcePort, destination, destinationPort) = entry.originIsA
+            ? (a, entry.key.aPort, b, entry.key.bPort) : (b, entry.key.bPort, a, entry.key.aPort)
+        let state = entry.kind == .tcp ? "\(entry.tcpState)" : (entry.replied ? "REPLIED" : "UNREPLIED")
+        let network = configuration.networks[Int(entry.key.network)].name
+        if let value = wanted["proto"], value != proto { return nil }
+        if let value = wanted["host"], value != source && value != destination { return nil }
+        if let value = wanted["port"], value != "\(sourcePort)" && value != "\(destinationPort)" { return nil }
+        if let value = wanted["state"], value.uppercased() != state { return nil }
+        if let value = wanted["network"], value != network { return nil }
+        var row: [String: Any] = [
+            "id": id, "network": network, "proto": proto, "source": source, "source_port": sourcePort,
+            "destination": destination, "destination_port": destinationPort, "state": state,
+            "age_seconds": Double(now.nanoseconds &- entry.created) / 1e9,
+            "expires_in_seconds": Double(entry.lastSeen &+ entry.timeout &- now.nanoseconds) / 1e9,
+            "packets_original": entry.packetsOriginal, "packets_reply": entry.packetsReply,
+            "bytes_original": entry.bytesOriginal, "bytes_reply": entry.bytesReply,
+            "rule": entry.rule < 0 ? "default" : "\(Int(entry.rule) + 1)",
+        ]
+        if entry.backend >= 0, Int(entry.balancer) >= 0, Int(entry.balancer) < configuration.loadBalancers.count {
+            let balancer = configuration.loadBalancers[Int(entry.balancer)]
+            if Int(entry.backend) < balancer.backends.count {
+                let backend = balancer.backends[Int(entry.backend)]
+                row["load_balancer"] = balancer.name
+                row["backend"] = "\(backend.address):\(backend.port)"
+            }
+        }
+        return row
+    }
+
+    func balancers() -> [String: Any] {
+        let list: [[String: Any]] = configuration.loadBalancers.enumerated().map { index, balancer in
+            let backends: [[String: Any]] = balancer.backends.enumerated().map { backendIndex, backend in
+                [
+                    "address": "\(backend.address):\(backend.port)", "weight": backend.weight,
+                    "connections": counters.backendSelections.isEmpty ? 0 : counters.backendSelections[index][backendIndex],
+                    "drained": drained[index][backendIndex],
+                    "mac": backendMACs[index][backendIndex].map { "\($0)" } ?? "unknown",
+                ]
+            }
+            return [
+                "name": balancer.name, "vip": "\(balancer.vip)", "port": balancer.port,
+                "proto": balancer.proto == 6 ? "tcp" : "udp", "mac": "\(balancer.mac)", "backends": backends,
+            ]
+        }
+        return ["load_balancers": list]
+    }
+
+    func stats() -> [String: Any] {
+        var ports: [String: Any] = [:]
+        for (index, port) in topology.ports.enumerated() where index < counters.ports.count {
+            let c = counters.ports[index]
+            var drops: [String: UInt64] = [:]
+            for reason in DropReason.allCases where c.drops[reason.index] > 0 { drops[reason.name] = c.drops[reason.index] }
+            ports[port.name] = [
+                "frames_in": c.framesIn, "frames_out": c.framesOut, "bytes_in": c.bytesIn, "bytes_out": c.bytesOut,
+                "drops": drops,
+            ]
+        }
+        var drops: [String: UInt64] = [:]
+        for reason in DropReason.allCases { drops[reason.name] = counters.drops[reason] ?? 0 }
+        return [
+            "ports": ports, "drops": drops,
+            "mac_table": ["entries": macEntries, "learned": counters.macLearned, "moved": counters.macMoved,
+                "not_learned_table_full": counters.macTableFull],
+            "connections": ["tracked": counters.connections, "created": counters.connectionsCreated,
+                "evicted": counters.connectionsEvicted, "related": counters.relatedPassed],
+            "load_balancers": ["answers": counters.loadBalancerAnswers, "held_for_arp": counters.backendUnresolved],
+            "control": ["longest_pause_seconds": Double(longestControlPause) / 1e9],
+        ]
     }
 }

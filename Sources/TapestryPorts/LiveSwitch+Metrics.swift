@@ -2,38 +2,44 @@ import TapestryDatapath
 
 /// Prometheus text exposition (format 0.0.4) of the switch's counters, served on `metrics:`.
 /// Written by hand: the format is a few lines of text, and the counters already exist in the
-/// datapath, so no metrics registry sits on the per-frame path.
-extension LiveSwitch {
+/// datapath, so no metrics registry sits on the per-frame path. Rendered on the control thread
+/// from a snapshot the datapath thread copied.
+extension SwitchSnapshot {
     func prometheusText() -> String {
-        let counters = datapath.counters
-        let configuration = datapath.configuration
         var lines: [String] = []
         func family(_ name: String, _ type: String, _ help: String) {
             lines.append("# HELP \(name) \(help)")
             lines.append("# TYPE \(name) \(type)")
         }
+        let ports = configuration.ports.enumerated().filter { $0.offset < counters.ports.count }
         family("tapestry_port_frames_total", "counter", "Frames received (in) and sent (out) per port.")
-        for (index, port) in configuration.ports.enumerated() {
+        for (index, port) in ports {
             lines.append("tapestry_port_frames_total{port=\"\(port.name)\",direction=\"in\"} \(counters.ports[index].framesIn)")
             lines.append("tapestry_port_frames_total{port=\"\(port.name)\",direction=\"out\"} \(counters.ports[index].framesOut)")
         }
         family("tapestry_port_bytes_total", "counter", "Bytes received (in) and sent (out) per port.")
-        for (index, port) in configuration.ports.enumerated() {
+        for (index, port) in ports {
             lines.append("tapestry_port_bytes_total{port=\"\(port.name)\",direction=\"in\"} \(counters.ports[index].bytesIn)")
             lines.append("tapestry_port_bytes_total{port=\"\(port.name)\",direction=\"out\"} \(counters.ports[index].bytesOut)")
         }
         family("tapestry_port_up", "gauge", "1 when the port's device is attached and working.")
-        for (index, port) in configuration.ports.enumerated() {
-            lines.append("tapestry_port_up{port=\"\(port.name)\"} \(isUp(PortID(index)) ? 1 : 0)")
+        for (index, port) in ports {
+            lines.append("tapestry_port_up{port=\"\(port.name)\"} \(index < up.count && up[index] ? 1 : 0)")
         }
         family("tapestry_drops_total", "counter", "Dropped frames by reason and port (ingress, or egress for tx-full/port-down).")
-        for (index, port) in configuration.ports.enumerated() {
+        for (index, port) in ports {
             for reason in DropReason.allCases {
                 lines.append("tapestry_drops_total{port=\"\(port.name)\",reason=\"\(reason.name)\"} \(counters.ports[index].drops[reason.index])")
             }
         }
+        family("tapestry_socket_refused_total", "counter", "Connections a stream socket port refused: a second VM, or a source outside its peers.")
+        for (index, port) in topology.ports.enumerated() where index < refused.count {
+            if case .socket(let endpoint) = port.attachment, endpoint.isStream {
+                lines.append("tapestry_socket_refused_total{port=\"\(port.name)\"} \(refused[index])")
+            }
+        }
         family("tapestry_mac_table_entries", "gauge", "Entries in the MAC table (live or not yet swept).")
-        lines.append("tapestry_mac_table_entries \(datapath.macTable.count)")
+        lines.append("tapestry_mac_table_entries \(macEntries)")
         family("tapestry_connections", "gauge", "Connections in the connection table.")
         lines.append("tapestry_connections \(counters.connections)")
         family("tapestry_connections_created_total", "counter", "Connections created.")
@@ -45,11 +51,8 @@ extension LiveSwitch {
                 lines.append("tapestry_lb_selections_total{balancer=\"\(balancer.name)\",backend=\"\(backend.address):\(backend.port)\"} \(value)")
             }
         }
+        family("tapestry_control_pause_seconds_max", "gauge", "The longest the datapath thread spent on control and metrics requests in one go (reloads excepted).")
+        lines.append("tapestry_control_pause_seconds_max \(Double(longestControlPause) / 1e9)")
         return lines.joined(separator: "\n") + "\n"
-    }
-
-    func prometheusResponse() -> String {
-        let body = prometheusText()
-        return "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
     }
 }

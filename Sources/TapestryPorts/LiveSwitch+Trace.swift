@@ -12,7 +12,8 @@ import Glibc
 /// own; other ports and untraced time run exactly as without tracing.
 extension LiveSwitch {
     struct PendingTrace {
-        var client: Int32
+        /// The control thread's client that asked (its answer goes back through the channel).
+        var client: UInt64
         var port: PortID
         var remaining: Int
         var deadline: Int64
@@ -21,11 +22,11 @@ extension LiveSwitch {
         var lastState: [Int32: String] = [:]
     }
 
-    /// Arms a trace; nil means "answer later" (the client is kept), else an error answer now.
-    func armTrace(_ arguments: [String], client: Int32) -> String? {
-        guard pendingTrace == nil else { return Self.json(["ok": false, "error": "a trace is already running"]) }
+    /// Arms a trace for `client`; nil means armed (answered when it ends), else the error.
+    func armTrace(_ arguments: [String], client: UInt64) -> String? {
+        guard pendingTrace == nil else { return "a trace is already running" }
         guard let name = arguments.first, let port = topology.ports.firstIndex(where: { $0.name == name }) else {
-            return Self.json(["ok": false, "error": "usage: trace PORT [COUNT] [SECONDS]; ports: \(topology.ports.map(\.name).joined(separator: ", "))"])
+            return "usage: trace PORT [COUNT] [SECONDS]; ports: \(topology.ports.map(\.name).joined(separator: ", "))"
         }
         let count = min(1000, max(1, arguments.count > 1 ? Int(arguments[1]) ?? 10 : 10))
         let seconds = min(60, max(1, arguments.count > 2 ? Int(arguments[2]) ?? 10 : 10))
@@ -69,8 +70,7 @@ extension LiveSwitch {
     private func finishTrace() {
         guard let trace = pendingTrace else { return }
         pendingTrace = nil
-        SocketListener.reply(
-            to: trace.client,
-            Self.json(["ok": true, "switch": topology.name, "frames": trace.frames, "trace": trace.lines]))
+        channel.answer(.traced(frames: trace.frames, lines: trace.lines), for: trace.client)
+        channel.wakeServer()
     }
 }

@@ -12,7 +12,9 @@ import Glibc
 /// interfaces), one epoll loop reading batches from ready ports, the same `Datapath` that replay
 /// drives, and the results written back out.
 ///
-/// One thread. The wall clock is read once per batch. A port whose device goes away is marked
+/// One datapath thread, and a control thread that serves the control socket and the metrics
+/// endpoint (`ControlServer`): their clients never delay forwarding, because the datapath thread
+/// only takes their jobs between batches, each a bounded copy. The wall clock is read once per batch. A port whose device goes away is marked
 /// down (logged, its MAC entries flushed) and the others keep running; a socket port is down
 /// while no VM is connected and comes up when one is; a port whose transmit queue is full drops
 /// the frame (`tx-full`) instead of blocking the loop.
@@ -32,15 +34,20 @@ public final class LiveSwitch {
     var batch: FrameBatch
     /// TAP ports without offloads (`--no-offloads`) take plain frames, like QEMU's sockets.
     let plainForTaps = PlainFrames(gap: 0)
-    let log: (String) -> Void
+    let log: @Sendable (String) -> Void
     /// A `ctl trace` waiting for frames on one port (its client stays connected until it ends).
     var pendingTrace: PendingTrace?
     /// Incremented by every successful reload.
     var reloads = 0
     private var control: SocketListener?
     private var metrics: SocketListener?
+    /// Jobs from the control thread and answers back; its eventfd is watched under `controlTag`.
+    let channel: ControlChannel
+    /// Jobs were left for the next turn (the time budget ran out).
+    var controlBacklog = false
+    /// The longest one turn of control jobs held the datapath thread, in ns (metrics, stats).
+    var longestControlPause: Int64 = 0
     private static let controlTag = UInt32.max - 1
-    private static let metricsTag = UInt32.max - 2
     private static let reloadTag = UInt32.max - 3
     /// Port tags carry the port index in their low 24 bits, and these bits for the descriptor's role.
     static let listeningBit: UInt32 = 1 << 24
@@ -55,7 +62,7 @@ public final class LiveSwitch {
     /// Attaches every port in topology order. On failure every port attached so far is closed
     /// (a TAP device removed, unless it was persistent; a socket file removed) before the error
     /// is thrown.
-    public init(topology: Topology, offloads: Bool = true, log: @escaping (String) -> Void) throws(PortError) {
+    public init(topology: Topology, offloads: Bool = true, log: @escaping @Sendable (String) -> Void) throws(PortError) {
         // The control socket first: it also tells whether this switch is already running, before
         // any device is touched.
         do {
@@ -66,6 +73,7 @@ public final class LiveSwitch {
         } catch {
             throw PortError(port: "", operation: "", detail: error.description)
         }
+        channel = try ControlChannel()
         self.topology = topology
         self.offloads = offloads
         self.log = log
@@ -96,8 +104,7 @@ public final class LiveSwitch {
             }
             try watch(stopSignals, tag: UInt32.max, port: "")
             try watch(reloadSignals, tag: Self.reloadTag, port: "")
-            if let control { try watch(control.descriptor, tag: Self.controlTag, port: "") }
-            if let metrics { try watch(metrics.descriptor, tag: Self.metricsTag, port: "") }
+            try watch(channel.datapathWake, tag: Self.controlTag, port: "")
         } catch {
             for port in ports { port.close() }
             Glibc.close(epoll)
@@ -140,6 +147,14 @@ public final class LiveSwitch {
     /// Runs until SIGINT or SIGTERM; returns the signal's name. Ports stay open until `detach()`
     /// or deinit.
     public func run() -> String {
+        var server: ControlThread?
+        do {
+            server = try ControlThread(
+                channel: channel, control: control?.descriptor, metrics: metrics?.descriptor, switchName: topology.name, log: log)
+        } catch {
+            log("\(error); the control socket and metrics are not served, forwarding goes on")
+        }
+        defer { server?.stop() }
         var events = [epoll_event](repeating: epoll_event(), count: 64)
         while true {
             // Whole frames already read from a stream socket are not reported by epoll again.
@@ -147,7 +162,7 @@ public final class LiveSwitch {
             // A datagram VM's full queue without a drain notification: retry every millisecond.
             let retrying = datagramsWaiting()
             // While a live trace waits for frames, wake up to end it on time.
-            let timeout: Int32 = buffered ? 0 : retrying ? 1 : pendingTrace == nil ? -1 : 100
+            let timeout: Int32 = buffered || controlBacklog ? 0 : retrying ? 1 : pendingTrace == nil ? -1 : 100
             let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, 64, timeout) }
             if pendingTrace != nil { finishTraceIfDue() }
             if ready < 0 {
@@ -156,12 +171,12 @@ public final class LiveSwitch {
                 return "error"
             }
             let generation = reloads
+            // Control jobs run after this wait's batches, so a request never comes before frames.
+            var controlDue = controlBacklog
             for index in 0..<Int(ready) {
                 let tag = events[index].data.u32
                 if tag == Self.controlTag {
-                    control?.serveOne { request, client in answerControl(request, client: client) }
-                } else if tag == Self.metricsTag {
-                    metrics?.serveOne { _, _ in prometheusResponse() }
+                    controlDue = true
                 } else if tag == UInt32.max {
                     var info = signalfd_siginfo()
                     _ = read(stopSignals, &info, MemoryLayout<signalfd_siginfo>.size)
@@ -191,6 +206,7 @@ public final class LiveSwitch {
                     if case .datagram(let socket) = ports[index], socket.needsRetry { datagramWritable(PortID(index)) }
                 }
             }
+            if controlDue { serveControl() }
         }
     }
 

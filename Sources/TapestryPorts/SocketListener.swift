@@ -6,10 +6,8 @@ import TapestryTopology
 import Glibc
 #endif
 
-/// A listening socket the live loop polls with its other descriptors: a unix socket for control
-/// (mode 0600) or a TCP socket for metrics. Each request is one short exchange: read what the
-/// client sends (up to a newline, or an HTTP header's end), answer, close. The accepted socket
-/// gets a 200 ms receive timeout, so a silent client costs the switch at most that.
+/// A listening socket of the control thread (`ControlServer`): a unix socket for control (mode
+/// 0600) or a TCP socket for metrics. This only opens and closes it; clients are served there.
 final class SocketListener {
     let descriptor: Int32
     let path: String?
@@ -45,7 +43,9 @@ final class SocketListener {
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw .failed("socket", errno) }
-        guard UnixSocketAddress.with(path, { bind(fd, $0, $1) }) == 0 else {
+        // Bound under umask 0177, so the file is 0600 from the moment it exists (a chmod after
+        // bind would leave a window in which the process umask decides who may connect).
+        guard SocketFile.bindPrivately(fd, path) == 0 else {
             let code = errno
             close(fd)
             throw .failed("bind \(path)", code)
@@ -81,42 +81,6 @@ final class SocketListener {
     deinit {
         close(descriptor)
         if let path { unlink(path) }
-    }
-
-    /// Accepts one waiting client, reads its request, and writes `respond(request)` back. A nil
-    /// answer keeps the client: the caller answers later with `reply(to:_:)` (a live trace).
-    func serveOne(_ respond: (String, Int32) -> String?) {
-        let client = accept(descriptor, nil, nil)
-        guard client >= 0 else { return }
-        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var request = [UInt8]()
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while request.count < 16_384 {
-            let count = buffer.withUnsafeMutableBytes { read(client, $0.baseAddress, $0.count) }
-            if count <= 0 { break }
-            request += buffer[0..<count]
-            if request.contains(UInt8(ascii: "\n")) && (request.starts(with: Array("GET".utf8)) == false
-                || String(decoding: request, as: UTF8.self).contains("\r\n\r\n"))
-            {
-                break
-            }
-        }
-        guard let text = respond(String(decoding: request, as: UTF8.self), client) else { return }
-        Self.reply(to: client, text)
-    }
-
-    /// Writes `text` to a kept client and closes it.
-    static func reply(to client: Int32, _ text: String) {
-        defer { close(client) }
-        let answer = Array(text.utf8)
-        var offset = 0
-        while offset < answer.count {
-            // MSG_NOSIGNAL: a client that hung up must not kill the switch with SIGPIPE.
-            let written = answer[offset...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if written <= 0 { break }
-            offset += written
-        }
     }
 
     /// Whether something accepts connections on the unix socket at `path`.

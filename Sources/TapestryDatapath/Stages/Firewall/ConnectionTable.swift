@@ -252,6 +252,13 @@ public final class ConnectionTable {
         (0..<maxEntries).compactMap { entries[$0].inUse && !entries[$0].isExpired(now: now) ? ($0, entries[$0]) : nil }
     }
 
+    /// Live connections with their ids among `ids` (clamped), for listing a large table in
+    /// pieces; entries never move in the slab, so the pieces neither miss nor repeat one that
+    /// stays alive.
+    public func liveEntriesWithIDs(now: Int64, ids: Range<Int>) -> [(Int, ConnectionEntry)] {
+        ids.clamped(to: 0..<maxEntries).compactMap { entries[$0].inUse && !entries[$0].isExpired(now: now) ? ($0, entries[$0]) : nil }
+    }
+
     /// Live connections (allocates; for display and tests).
     public func liveEntries(now: Int64) -> [ConnectionEntry] {
         (0..<maxEntries).compactMap { entries[$0].inUse && !entries[$0].isExpired(now: now) ? entries[$0] : nil }

@@ -191,6 +191,21 @@ public final class MACTable {
         return result.sorted { ($0.network, $0.mac) < ($1.network, $1.mac) }
     }
 
+    /// Live entries of slots `range` (clamped to the table), unsorted: the control thread lists a
+    /// large table in pieces, so each piece's copy stays short. An entry that moves between two
+    /// pieces (a removal shifts its run back) may be missed or seen twice.
+    public func entries(now: Timestamp, slots range: Range<Int>) -> [Entry] {
+        var result: [Entry] = []
+        for slot in range.clamped(to: 0..<(mask + 1)) where keys[slot] != Self.emptyKey && !isExpired(slot, now: now.nanoseconds) {
+            let key = keys[slot]
+            result.append(
+                Entry(
+                    network: NetworkID(key >> 48), mac: MACAddress(rawValue: key), port: ports[slot],
+                    lastSeen: Timestamp(nanoseconds: lastSeen[slot])))
+        }
+        return result
+    }
+
     /// Backward-shift deletion (Knuth 6.4, algorithm R): later entries of the probe run move up so
     /// every remaining key stays reachable from its home slot.
     private func remove(slot removedSlot: Int) {
