@@ -63,8 +63,9 @@ final class LiveLab {
     }
 
     /// Starts `tapestry run` on the topology text and waits for its `ready` line. With `user`
-    /// (when root), the switch runs as that user instead.
-    func start(topology: String, arguments: [String] = [], user: String? = nil) throws {
+    /// (when root), the switch runs as that user instead; with `umask`, under that umask (set by
+    /// a shell in the child, not in this process, which other tests share).
+    func start(topology: String, arguments: [String] = [], user: String? = nil, umask: String? = nil) throws {
         guard let binary = Self.binary else { throw LabError("tapestry binary not found") }
         try topology.write(to: topologyURL, atomically: true, encoding: .utf8)
         chmod(topologyURL.path, 0o644)
@@ -77,6 +78,10 @@ final class LiveLab {
         } else {
             process.executableURL = binary
             process.arguments = ["run", topologyURL.path] + arguments
+        }
+        if let umask, let executable = process.executableURL {
+            process.arguments = ["-c", "umask \(umask) && exec \"$0\" \"$@\"", executable.path] + (process.arguments ?? [])
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
         }
         process.standardOutput = FileHandle(forWritingAtPath: logURL.path)
         process.standardError = FileHandle(forWritingAtPath: logURL.path)

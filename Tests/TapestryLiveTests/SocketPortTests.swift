@@ -158,14 +158,16 @@ import Glibc
         #expect(lab.stop() == 0)
     }
 
-    /// A VM that reconnects replaces its old connection; while no VM is connected the port is
-    /// down and frames for it are counted as `port-down`.
-    @Test func reconnectingVMReplacesItsOldConnection() throws {
+    /// One VM per port: a second connection while a VM is connected is closed at once (logged,
+    /// counted) and the first VM keeps the port; once it has gone, the next VM gets the port.
+    /// While no VM is connected the port is down and frames for it are counted as `port-down`.
+    @Test func secondConnectionIsRefusedAndTheFirstKeepsThePort() throws {
         let lab = LiveLab()
         defer { lab.tearDown() }
         let directory = Self.directory(lab)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        try lab.start(topology: Self.topology(directory, tcpPort: UInt16(22_000 + getpid() % 1000)), user: "nobody")
+        let tcpPort = UInt16(22_000 + getpid() % 1000)
+        try lab.start(topology: Self.topology(directory, tcpPort: tcpPort), user: "nobody")
         let s2 = try QEMUPeer.datagram(local: "/tmp/\(lab.prefix)-qemu-s2.sock", remote: "\(directory)/s2.sock")
         try s2.send(QEMUPeer.frame(to: Self.broadcast, from: Self.b))
         usleep(100_000)
@@ -174,12 +176,32 @@ import Glibc
         let first = try QEMUPeer.stream(unix: "\(directory)/s1.sock")
         try first.send(QEMUPeer.frame(to: Self.broadcast, from: Self.a))
         #expect(s2.receive() != nil)
-        let second = try QEMUPeer.stream(unix: "\(directory)/s1.sock")
-        #expect(first.closedBySwitch(), "the old connection is closed when the VM reconnects")
+        let intruder = try QEMUPeer.stream(unix: "\(directory)/s1.sock")
+        #expect(intruder.closedBySwitch(timeout: 1), "a second connection is closed at once")
+        let tcpFirst = try QEMUPeer.stream(tcpPort: tcpPort)
+        let tcpIntruder = try QEMUPeer.stream(tcpPort: tcpPort)
+        #expect(tcpIntruder.closedBySwitch(timeout: 1), "likewise on a TCP port")
         let frame = QEMUPeer.frame(to: Self.a, from: Self.b, seed: 5)
         try s2.send(frame)
-        #expect(same(second.receive(), frame), "frames go to the new connection")
-        #expect(lab.log.contains("it replaces the previous connection"))
+        #expect(same(first.receive(), frame), "the first VM keeps the port")
+        let log = lab.log
+        #expect(log.contains("port 's1' (socket \(directory)/s1.sock) refused a connection: a unix client connected while a unix client is: one VM per port"), "\(log)")
+        #expect(log.contains("port 's3' (socket 127.0.0.1:\(tcpPort)) refused a connection: 127.0.0.1:"), "\(log)")
+        #expect(!log.contains("replaces"), "nothing replaces a connected VM")
+        let ports = try Self.ctl(lab, directory, "show")["ports"] as? [[String: Any]] ?? []
+        let refused = Dictionary(uniqueKeysWithValues: ports.map { ($0["name"] as? String ?? "", $0["refused"] as? Int) })
+        #expect(refused["s1"] == 1 && refused["s3"] == 1 && refused["s2"] == Optional<Int>.none, "\(ports)")
+        _ = tcpFirst
+
+        // The first VM goes away: the port goes down, and the next VM to connect gets it.
+        shutdown(first.fd, Int32(SHUT_RDWR))
+        usleep(200_000)
+        #expect(try Self.states(lab, directory)["s1"] == "down")
+        let second = try QEMUPeer.stream(unix: "\(directory)/s1.sock")
+        usleep(100_000)
+        #expect(try Self.states(lab, directory)["s1"] == "up")
+        try second.send(QEMUPeer.frame(to: Self.broadcast, from: Self.a, seed: 8))
+        #expect(s2.receive() != nil, "the next VM's frames cross")
 
         // The datagram VM restarts: its old socket goes away, the new one (a new path) is heard
         // at once, with nothing sent to the old one in between, and answered.
@@ -264,5 +286,62 @@ import Glibc
         #expect(same(s1.receive(), frame), "still switching after 30 rounds of random input")
         #expect(try Self.states(lab, directory)["s1"] == "up")
         #expect(lab.stop() == 0, "the switch was alive to stop: \(lab.log.suffix(2000))")
+    }
+
+    /// The access keys: a unix socket's file gets its `mode` and `group`, 0600 by default even
+    /// under umask 000 (the control socket too); a TCP port refuses sources outside `peers`
+    /// (logged, counted) and keeps its connections alive with TCP keepalive.
+    @Test func accessKeysGuardTheSocketPorts() throws {
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        let directory = Self.directory(lab)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let tcpPort = UInt16(24_000 + getpid() % 1000)
+        // Run as nobody (its group is nogroup), a member of the group it gives s1 to.
+        let group = LiveLab.isRoot ? "nogroup" : String(cString: getgrgid(getgid()).pointee.gr_name)
+        try lab.start(
+            topology: """
+                name: access
+                control: \(directory)/control.sock
+                networks:
+                  lan: { vlan: 10 }
+                ports:
+                  s1: { socket: \(directory)/s1.sock, network: lan, mode: "0660", group: \(group) }
+                  s2: { socket: "dgram:\(directory)/s2.sock", network: lan }
+                  s3: { socket: "127.0.0.1:\(tcpPort)", network: lan, peers: [10.9.9.0/24, "fd00::/8"] }
+                  s4: { socket: "127.0.0.1:\(tcpPort + 1)", network: lan, peers: [127.0.0.0/8] }
+                  s5: { socket: \(directory)/s5.sock, network: lan }
+                """, user: "nobody", umask: "000")
+        func mode(_ name: String) throws -> Int {
+            try #require(FileManager.default.attributesOfItem(atPath: "\(directory)/\(name)")[.posixPermissions] as? Int)
+        }
+        #expect(try mode("s1.sock") == 0o660)
+        #expect(try mode("s2.sock") == 0o600, "a datagram port's file is private by default")
+        #expect(try mode("s5.sock") == 0o600, "umask 000 does not open a socket without `mode`")
+        #expect(try mode("control.sock") == 0o600)
+        if LiveLab.isRoot {
+            let gid = try FileManager.default.attributesOfItem(atPath: "\(directory)/s1.sock")[.groupOwnerAccountID] as? Int
+            #expect(gid == 65534, "s1's file belongs to group nogroup")
+        }
+
+        let outsider = try QEMUPeer.stream(tcpPort: tcpPort)
+        #expect(outsider.closedBySwitch(timeout: 1), "127.0.0.1 is outside s3's peers")
+        let allowed = try QEMUPeer.stream(tcpPort: tcpPort + 1)
+        #expect(!allowed.closedBySwitch(timeout: 0.3), "127.0.0.1 is inside s4's peers")
+        usleep(100_000)
+        #expect(try Self.states(lab, directory)["s4"] == "up" && Self.states(lab, directory)["s3"] == "down")
+        #expect(lab.log.contains("port 's3' (socket 127.0.0.1:\(tcpPort)) refused a connection: 127.0.0.1:"), "\(lab.log)")
+        #expect(lab.log.contains("is not in the port's peers (10.9.9.0/24, fd00::/8)"), "\(lab.log)")
+        let ports = try Self.ctl(lab, directory, "show")["ports"] as? [[String: Any]] ?? []
+        #expect(ports.first { $0["name"] as? String == "s3" }?["refused"] as? Int == 1, "\(ports)")
+
+        // The switch's end of s4's connection runs the keepalive timer (idle 15 s before probes).
+        let sockets = lab.sh("ss -tnoH state established '( sport = :\(tcpPort + 1) )'").output
+        #expect(sockets.contains("timer:(keepalive,"), "\(sockets)")
+        if let range = sockets.range(of: #"keepalive,(\d+)"#, options: .regularExpression) {
+            let seconds = Int(sockets[range].dropFirst("keepalive,".count)) ?? 99
+            #expect(seconds <= 15, "\(sockets)")
+        }
+        #expect(lab.stop() == 0)
     }
 }
