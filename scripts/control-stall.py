@@ -7,13 +7,14 @@ summary (loss, rtt min/avg/max) for a quiet baseline and for each client kind. N
 up what it creates (namespaces named csPID-*, files under /tmp) and signals only the switch it
 started.
 
-    scripts/control-stall.py [--binary .build/debug/tapestry] [--count 500]
+    scripts/control-stall.py [--binary .build/debug/tapestry] [--count 500] [--flows 100000]
 
 Client kinds: `drip` sends one byte every 150 ms to the metrics address (an HTTP request that
 never ends); `silent` opens 20 control connections and says nothing; `oversize` sends 1 MiB
 without a newline to the control socket; `scrape` fetches the metrics in a loop; `conntrack`
 asks for the connection table in a loop (the topology has a firewall, and the ping's flow is in
-it).
+it; with --flows N, N more UDP flows). At the end it prints the switch's own measure of the
+longest hand-off of control work on its datapath thread, where the switch has that metric.
 """
 import argparse
 import os
@@ -28,6 +29,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--binary", default=".build/debug/tapestry")
 parser.add_argument("--count", type=int, default=500)
 parser.add_argument("--kinds", default="quiet,drip,silent,oversize,scrape,conntrack")
+parser.add_argument("--flows", type=int, default=0, help="UDP flows to put in the connection table first")
 args = parser.parse_args()
 
 prefix = f"cs{os.getpid() % 10000}"
@@ -112,8 +114,18 @@ def scrape():
 
 
 def conntrack():
+    # The control protocol by hand, not `tapestry ctl`: starting a process per request would
+    # measure the machine's process start-up competing for the CPU, not the switch.
     while not stop.is_set():
-        sh(f"{args.binary} ctl --control {control} --json conntrack")
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            c.connect(control)
+            c.sendall(b"conntrack\n")
+            while c.recv(1 << 20):
+                pass
+        except OSError:
+            pass
+        c.close()
 
 
 def ping(count):
@@ -140,6 +152,15 @@ try:
         sh(f"ip -n {host} addr add 10.0.77.{index + 1}/24 dev {host}")
         sh(f"ip -n {host} link set {host} up")
     sh(f"ip netns exec {hosts[0]} ping -c 3 -i 0.2 -W 2 10.0.77.2")
+    if args.flows:
+        # Paced, so a1's TAP queue does not overflow before the switch reads it.
+        sh(f"""ip netns exec {hosts[0]} python3 -c 'import socket, time
+# One socket (one source port) per 60,000 destination ports.
+sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range({args.flows} // 60000 + 1)]
+for i in range({args.flows}):
+    sockets[i // 60000].sendto(b"x", ("10.0.77.2", 1024 + i % 60000))
+    if i % 100 == 99:
+        time.sleep(0.003)'""")
     print(f"binary {args.binary}, {args.count} pings at 10 ms")
     for kind in args.kinds.split(","):
         stop.clear()
@@ -151,6 +172,17 @@ try:
         stop.set()
         for w in workers:
             w.join(timeout=3)
+    try:
+        s = socket.create_connection(("127.0.0.1", metrics_port), timeout=5)
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        text = b""
+        while chunk := s.recv(65536):
+            text += chunk
+        for line in text.decode().splitlines():
+            if line.startswith(("tapestry_control_pause_seconds_max", "tapestry_control_work_seconds_max", "tapestry_connections ")):
+                print(line)
+    except OSError as error:
+        print(f"no metrics: {error}")
 finally:
     stop.set()
     if switch is not None:

@@ -56,8 +56,11 @@ struct SwitchSnapshot: Sendable {
     /// nil without connection tracking.
     var connectionCapacity: Int?
     var connectionCount: Int
-    /// The longest the datapath thread spent on control jobs in one go (reloads excepted), ns.
+    /// The longest (wall clock) the datapath thread spent on control jobs in one go (reloads
+    /// excepted), ns: what forwarding waited, preemption by other processes included.
     var longestControlPause: Int64
+    /// The most CPU time the datapath thread spent on control jobs in one go (reloads excepted), ns.
+    var longestControlWork: Int64
 }
 
 struct MACChunk: Sendable {

@@ -40,6 +40,8 @@ final class ControlThread {
         // The server is made on its own thread and never leaves it: only the descriptors, the
         // name, the log and the channel (all Sendable) cross.
         let body = Body {
+            // Rendering a large answer takes CPU: never the datapath thread's when they compete.
+            _ = tapestry_set_thread_nice(10)
             let server = ControlServer(channel: channel, listeners: [control, metrics], switchName: switchName, log: log)
             server.run()
         }

@@ -3,6 +3,10 @@ import TapestryDatapath
 import TapestryTopology
 import TapestryWire
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The control protocol: the client sends one line, `COMMAND [ARGUMENT ...]`, and gets one JSON
 /// document back, `{"ok": true, ...}` or `{"ok": false, "error": "..."}`. `tapestry ctl` renders it.
 ///
@@ -26,20 +30,28 @@ extension LiveSwitch {
     func serveControl() {
         channel.acknowledgeJobs()
         let start = ControlServer.monotonic()
+        // Wall time is what forwarding waits; the thread's CPU time is the work itself (the two
+        // differ when the machine is busy and the thread is preempted in the middle of a job).
         var paused: Int64 = 0
+        var worked: Int64 = 0
         var answered = false
         while let (client, job) = channel.takeJob() {
             let began = ControlServer.monotonic()
+            let cpuBegan = Self.threadCPUTime()
             if let result = perform(job, for: client) {
                 channel.answer(result, for: client)
                 answered = true
             }
             let ended = ControlServer.monotonic()
             // A reload is the operator's own request to rebuild the switch; it is not counted.
-            if case .reload = job {} else { paused += ended - began }
+            if case .reload = job {} else {
+                paused += ended - began
+                worked += Self.threadCPUTime() - cpuBegan
+            }
             if ended - start >= Self.controlBudget { break }
         }
         longestControlPause = max(longestControlPause, paused)
+        longestControlWork = max(longestControlWork, worked)
         controlBacklog = channel.hasJobs
         if answered { channel.wakeServer() }
     }
@@ -81,6 +93,12 @@ extension LiveSwitch {
         }
     }
 
+    static func threadCPUTime() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+    }
+
     /// Calls `copy` on pieces of 256 from `from` up to `end` until `chunkBudget` is spent;
     /// returns where it stopped (`end` when it got there).
     private static func inPieces(from: Int, to end: Int, _ copy: (Range<Int>) -> Void) -> Int {
@@ -106,7 +124,7 @@ extension LiveSwitch {
             drained: balancers.indices.map { b in balancers[b].backends.indices.map { datapath.isDrained(balancer: b, backend: $0) } },
             backendMACs: balancers.indices.map { b in balancers[b].backends.indices.map { datapath.backendMAC(balancer: b, backend: $0) } },
             connectionCapacity: datapath.connectionTable?.maxEntries, connectionCount: datapath.connectionTable?.count ?? 0,
-            longestControlPause: longestControlPause)
+            longestControlPause: longestControlPause, longestControlWork: longestControlWork)
     }
 
     /// `lb drain NAME ADDRESS:PORT` / `lb undrain NAME ADDRESS:PORT`; nil when fine.
@@ -265,7 +283,7 @@ extension SwitchSnapshot {
             "connections": ["tracked": counters.connections, "created": counters.connectionsCreated,
                 "evicted": counters.connectionsEvicted, "related": counters.relatedPassed],
             "load_balancers": ["answers": counters.loadBalancerAnswers, "held_for_arp": counters.backendUnresolved],
-            "control": ["longest_pause_seconds": Double(longestControlPause) / 1e9],
+            "control": ["longest_pause_seconds": Double(longestControlPause) / 1e9, "longest_work_seconds": Double(longestControlWork) / 1e9],
         ]
     }
 }

@@ -51,8 +51,10 @@ extension SwitchSnapshot {
                 lines.append("tapestry_lb_selections_total{balancer=\"\(balancer.name)\",backend=\"\(backend.address):\(backend.port)\"} \(value)")
             }
         }
-        family("tapestry_control_pause_seconds_max", "gauge", "The longest the datapath thread spent on control and metrics requests in one go (reloads excepted).")
+        family("tapestry_control_pause_seconds_max", "gauge", "The longest (wall clock) the datapath thread spent on control and metrics requests in one go, reloads excepted.")
         lines.append("tapestry_control_pause_seconds_max \(Double(longestControlPause) / 1e9)")
+        family("tapestry_control_work_seconds_max", "gauge", "The most CPU time the datapath thread spent on control and metrics requests in one go, reloads excepted.")
+        lines.append("tapestry_control_work_seconds_max \(Double(longestControlWork) / 1e9)")
         return lines.joined(separator: "\n") + "\n"
     }
 }

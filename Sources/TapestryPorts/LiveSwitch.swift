@@ -47,6 +47,8 @@ public final class LiveSwitch {
     var controlBacklog = false
     /// The longest one turn of control jobs held the datapath thread, in ns (metrics, stats).
     var longestControlPause: Int64 = 0
+    /// The most CPU time one turn of control jobs took on the datapath thread, in ns.
+    var longestControlWork: Int64 = 0
     private static let controlTag = UInt32.max - 1
     private static let reloadTag = UInt32.max - 3
     /// Port tags carry the port index in their low 24 bits, and these bits for the descriptor's role.

@@ -15,9 +15,11 @@ import Glibc
     /// seen with hostile clients was about 4 ms on a busy 2-core machine: 50 ms leaves room for
     /// a loaded machine and is still far below one stalled read.
     static let worstRoundTrip = 50.0
-    /// Longest single hand-off of control work the datapath thread may report (its own clock;
-    /// the contract's bound is 1 ms, this leaves room for preemption in a debug build).
-    static let worstPause = 0.005
+    /// The contract's bound on what control work may cost the datapath thread in one go, checked
+    /// on the thread's CPU time; its wall time also counts preemption by whatever else runs on a
+    /// busy machine (two other builds on two cores here), so that gets room.
+    static let worstWork = 0.001
+    static let worstPause = 0.010
 
     func start(_ lab: LiveLab, control: String, metricsPort: Int) throws {
         try lab.addHosts(["a1", "a2"])
@@ -97,6 +99,15 @@ import Glibc
             return Double(line.dropFirst(name.count + 1))
         }
         return nil
+    }
+
+    /// The switch's own measure of its longest hand-off of control work.
+    func checkHandOff(_ metrics: String) throws {
+        let work = try #require(Self.sample(metrics, "tapestry_control_work_seconds_max"), "\(metrics)")
+        let pause = try #require(Self.sample(metrics, "tapestry_control_pause_seconds_max"), "\(metrics)")
+        #expect(work > 0 && work < Self.worstWork, "CPU time of the longest hand-off: \(work) s")
+        #expect(pause < Self.worstPause, "wall time of the longest hand-off: \(pause) s")
+        print("longest hand-off of control work on the datapath thread: \(work * 1e6) µs of CPU, \(pause * 1e6) µs of wall time")
     }
 
     @Test func hostileClientsNeverStallForwarding() throws {
@@ -186,7 +197,8 @@ import Glibc
         usleep(300_000)
         let second = try Pinger(lab, count: 300)
         let refused = lab.sh("\(binary) ctl --control \(control) stats")
-        #expect(refused.status == 1, "the 21st control client is refused while 16 are held: \(refused.output)")
+        #expect(refused.status == 1 && refused.output.contains("closed the connection without answering"),
+            "the 21st control client is refused while 16 are held: \(refused.output)")
         let held = silent.output()
         #expect(Client.value("at_once", in: held) == 4 && Client.value("held", in: held) == 16, "\(held)")
         let firstDrop = Client.value("first_drop", in: held) ?? 0, lastDrop = Client.value("last_drop", in: held) ?? 0
@@ -206,9 +218,7 @@ import Glibc
         #expect(Self.sample(text, #"tapestry_control_clients_dropped_total{endpoint="control",reason="oversize"}"#) == 1, "\(text)")
         #expect(Self.sample(text, #"tapestry_control_clients_dropped_total{endpoint="control",reason="request-timeout"}"#) == 16, "\(text)")
         #expect(Self.sample(text, #"tapestry_control_clients_dropped_total{endpoint="metrics",reason="request-timeout"}"#) == 1, "\(text)")
-        let pause = try #require(Self.sample(text, "tapestry_control_pause_seconds_max"), "\(text)")
-        #expect(pause < Self.worstPause, "the datapath thread's longest hand-off: \(pause) s")
-        print("longest hand-off of control work on the datapath thread: \(pause * 1e6) µs")
+        try checkHandOff(text)
         #expect(lab.log.contains("control socket: clients refused (16 already connected, the limit)"), "\(lab.log)")
         #expect(lab.stop() == 0)
     }
@@ -265,9 +275,8 @@ import Glibc
         // switch reads them; most make a connection.
         #expect(rows >= 10_000 && complete, "each listing holds every connection: \(rows) rows")
         #expect(result.sent == 300 && result.received == 300 && result.worst < Self.worstRoundTrip, "\(result.text)")
-        let pause = try #require(Self.sample(metrics(metricsPort), "tapestry_control_pause_seconds_max"))
-        #expect(pause < Self.worstPause, "the datapath thread's longest hand-off: \(pause) s")
-        print("\(listings) listings of \(rows) connections (slowest \(slowest) s) beside the ping: worst \(result.worst) ms; longest hand-off \(pause * 1e6) µs")
+        print("\(listings) listings of \(rows) connections (slowest \(slowest) s) beside the ping: worst \(result.worst) ms")
+        try checkHandOff(metrics(metricsPort))
         #expect(lab.stop() == 0)
     }
 }

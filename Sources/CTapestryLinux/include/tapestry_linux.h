@@ -14,6 +14,9 @@
 #include <sys/signalfd.h>
 #include <sys/eventfd.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 #include "tapestry_batch_io.h"
 
@@ -56,6 +59,12 @@ static inline int tapestry_reload_signal_fd(void) {
 // An eventfd that wakes one thread's epoll from another (the control thread and the datapath).
 static inline int tapestry_eventfd(void) {
     return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+// Sets the calling thread's nice value (Linux keeps one per thread): the control thread runs at
+// a lower priority than the datapath thread, so when they compete for a core, forwarding wins.
+static inline int tapestry_set_thread_nice(int nice) {
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
 }
 
 #endif

@@ -64,6 +64,11 @@ extension Tapestry {
                 printError("tapestry ctl: no switch listening on \(path)")
                 throw ExitCode(1)
             }
+            if answer.isEmpty {
+                // What a switch that already serves its 16 control clients does to the next one.
+                printError("tapestry ctl: the switch at \(path) closed the connection without answering (it serves at most 16 control clients at once; try again)")
+                throw ExitCode(1)
+            }
             guard let object = try? JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any] else {
                 printError("tapestry ctl: the switch's answer is not JSON: \(answer.prefix(200))")
                 throw ExitCode(1)
