@@ -21,10 +21,10 @@ extension LiveSwitch {
     /// whatever the table's size, the build (debug is several times slower) or the machine.
     static let macChunkSlots = 16_384
     static let connectionChunkEntries = 4096
-    static let chunkBudget: Int64 = 150_000
+    static let chunkBudget: Int64 = 100_000
     /// Jobs are taken until this much time went on them (ns); the rest wait for the next turn of
     /// the loop, after the ports' next batches.
-    static let controlBudget: Int64 = 300_000
+    static let controlBudget: Int64 = 200_000
 
     /// Runs waiting control jobs, within `controlBudget`.
     func serveControl() {
@@ -81,9 +81,8 @@ extension LiveSwitch {
             }
             let end = min(table.maxEntries, min(max(0, from), table.maxEntries) + Self.connectionChunkEntries)
             var entries: [(id: Int, entry: ConnectionEntry)] = []
-            let next = Self.inPieces(from: from, to: end) { range in
-                for (id, entry) in table.liveEntriesWithIDs(now: now.nanoseconds, ids: range) { entries.append((id, entry)) }
-            }
+            entries.reserveCapacity(256)
+            let next = Self.inPieces(from: from, to: end) { table.liveEntriesWithIDs(now: now.nanoseconds, ids: $0, into: &entries) }
             return .connections(ConnectionChunk(entries: entries, next: next < table.maxEntries ? next : nil, now: now, generation: reloads))
         case .trace(let arguments):
             return armTrace(arguments, client: client).map { .failed($0) }
@@ -99,13 +98,13 @@ extension LiveSwitch {
         return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
     }
 
-    /// Calls `copy` on pieces of 256 from `from` up to `end` until `chunkBudget` is spent;
+    /// Calls `copy` on pieces of 64 from `from` up to `end` until `chunkBudget` is spent;
     /// returns where it stopped (`end` when it got there).
     private static func inPieces(from: Int, to end: Int, _ copy: (Range<Int>) -> Void) -> Int {
         let started = ControlServer.monotonic()
         var position = max(0, min(from, end))
         while position < end {
-            let next = min(end, position + 256)
+            let next = min(end, position + 64)
             copy(position..<next)
             position = next
             if ControlServer.monotonic() - started >= chunkBudget { break }

@@ -194,11 +194,17 @@ import Glibc
             later = [t for t in times if t >= 1]
             print(f"at_once={at_once} held={len(later)} first_drop={min(later) if later else 0:.2f} last_drop={max(later) if later else 0:.2f}")
             """)
-        usleep(300_000)
+        // Wait until the switch has refused the 4 (python may take a while to start).
+        let waitUntil = Date().addingTimeInterval(4)
+        while Date() < waitUntil,
+            Self.sample(metrics(metricsPort), #"tapestry_control_clients_refused_total{endpoint="control"}"#) != 4
+        {
+            usleep(50_000)
+        }
         let second = try Pinger(lab, count: 300)
         let refused = lab.sh("\(binary) ctl --control \(control) stats")
         #expect(refused.status == 1 && refused.output.contains("closed the connection without answering"),
-            "the 21st control client is refused while 16 are held: \(refused.output)")
+            "the 21st control client is refused while 16 are held: \(refused.status) \(refused.output)\n\(metrics(metricsPort).suffix(1500))")
         let held = silent.output()
         #expect(Client.value("at_once", in: held) == 4 && Client.value("held", in: held) == 16, "\(held)")
         let firstDrop = Client.value("first_drop", in: held) ?? 0, lastDrop = Client.value("last_drop", in: held) ?? 0
