@@ -193,6 +193,8 @@ finally:
             switch.kill()
     for host in hosts:
         sh(f"ip netns del {host}")
+    if os.environ.get("KEEP_LOG"):
+        print(open(log).read()[-3000:])
     for path in (topology, log):
         try:
             os.unlink(path)
