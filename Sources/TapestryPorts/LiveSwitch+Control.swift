@@ -178,7 +178,7 @@ extension LiveSwitch {
         return [
             "ports": ports, "drops": drops,
             "mac_table": ["entries": datapath.macTable.count, "learned": counters.macLearned, "moved": counters.macMoved,
-                "not_learned_table_full": counters.macTableFull],
+                "evicted": counters.macEvicted],
             "connections": ["tracked": counters.connections, "created": counters.connectionsCreated,
                 "evicted": counters.connectionsEvicted, "related": counters.relatedPassed],
             "load_balancers": ["answers": counters.loadBalancerAnswers, "held_for_arp": counters.backendUnresolved],

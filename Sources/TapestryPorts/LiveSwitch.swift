@@ -73,7 +73,7 @@ public final class LiveSwitch {
         signal(SIGPIPE, SIG_IGN)
         datapath = Datapath(
             configuration: DatapathConfiguration(topology: topology), batchCapacity: 32,
-            maxFrameLength: Self.maxFrameLength)
+            maxFrameLength: Self.maxFrameLength, hashKey: .random())
         batch = datapath.makeBatch()
         reloadSignals = tapestry_reload_signal_fd()
         stopSignals = tapestry_stop_signal_fd()

@@ -91,7 +91,7 @@ public struct Replay {
                         bytesOut: port.bytesOut)
                 },
                 drops: counters.drops, macLearned: counters.macLearned, macMoved: counters.macMoved,
-                macTableFull: counters.macTableFull, differences: [], expectationsChecked: expectations.count)
+                macEvicted: counters.macEvicted, differences: [], expectationsChecked: expectations.count)
             if !topology.loadBalancers.isEmpty {
                 summary.loadBalancers = topology.loadBalancers.enumerated().map { index, balancer in
                     .init(

@@ -47,6 +47,8 @@ public struct Topology: Sendable, Equatable {
         public var attachment: Attachment
         public var mode: Mode
         public var netns: String?
+        /// At most this many MACs learned on the port (`mac_limit`), nil for the table's bound only.
+        public var macLimit: Int? = nil
     }
 
     /// Where a `socket:` port listens for its QEMU peer, as the topology spells it:

@@ -162,7 +162,7 @@ struct TopologyValidator {
 
     // MARK: ports
 
-    static let portKeys = ["tap", "socket", "interface", "network", "trunk", "native", "netns"]
+    static let portKeys = ["tap", "socket", "interface", "network", "trunk", "native", "netns", "mac_limit"]
 
     mutating func ports(_ node: Node, networks: Set<String>) -> [Topology.Port] {
         guard let list = reader.entries(node, what: "ports") else { return [] }
@@ -187,8 +187,12 @@ struct TopologyValidator {
                     reader.error(netnsEntry.keyNode, "netns applies to tap ports only (\(what) is not one)")
                 }
             }
+            let macLimit = fields["mac_limit"].flatMap {
+                reader.integer($0.value, what: "mac_limit", range: 1...16_777_216)
+            }
             if let name, let attachment, let mode {
-                result.append(Topology.Port(name: name, attachment: attachment, mode: mode, netns: netns))
+                result.append(
+                    Topology.Port(name: name, attachment: attachment, mode: mode, netns: netns, macLimit: macLimit))
             }
         }
         return result

@@ -32,7 +32,8 @@ extension Datapath {
                 configuration.ports.firstIndex { $0.name == port.name }.map { (index, PortID($0)) }
             })
 
-        for entry in old.macTable.entries(now: now) {
+        // Oldest first, so each port's list comes out least recently seen first, as it was.
+        for entry in old.macTable.entries(now: now).sorted(by: { $0.lastSeen.nanoseconds < $1.lastSeen.nanoseconds }) {
             guard let network = networkMap[Int(entry.network)], let port = portMap[Int(entry.port)],
                 configuration.ports[Int(port)].networks.contains(network)
             else { continue }

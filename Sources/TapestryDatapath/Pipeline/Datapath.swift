@@ -54,11 +54,23 @@ public final class Datapath {
     /// Slots the incremental MAC sweep visits per batch.
     private static let sweepBudget = 16
 
-    public init(configuration: DatapathConfiguration, batchCapacity: Int = 32, maxFrameLength: Int = 9216 + 18) {
+    /// The secret of the MAC, connection and fragment tables' hashes.
+    public let hashKey: HashKey
+
+    /// - Parameter hashKey: `.random()` for a live switch (attackers cannot predict collisions);
+    ///   replay, trace and tests pass `.fixed`, which gives the same results.
+    public init(
+        configuration: DatapathConfiguration, batchCapacity: Int = 32, maxFrameLength: Int = 9216 + 18,
+        hashKey: HashKey = .fixed
+    ) {
         self.configuration = configuration
         self.batchCapacity = batchCapacity
         self.maxFrameLength = maxFrameLength
-        macTable = MACTable(maxEntries: configuration.macTableSize, agingSeconds: configuration.macAgingSeconds)
+        self.hashKey = hashKey
+        macTable = MACTable(
+            maxEntries: configuration.macTableSize, agingSeconds: configuration.macAgingSeconds,
+            portCount: max(1, configuration.ports.count), portLimits: configuration.ports.map(\.macLimit),
+            hashKey: hashKey.derived(1))
         transmitQueues = TransmitQueues(
             portCount: configuration.ports.count, batchCapacity: batchCapacity, maxFrameLength: maxFrameLength)
         vlanIngress = VLANIngressStage(configuration: configuration)
@@ -70,7 +82,7 @@ public final class Datapath {
             }
             firewall = FirewallStage(
                 configuration: configuration.firewall ?? FirewallConfiguration(defaultAction: .allow),
-                enforce: configuration.firewall != nil, services: services)
+                enforce: configuration.firewall != nil, services: services, hashKey: hashKey)
         } else {
             firewall = nil
         }
@@ -185,7 +197,7 @@ public final class Datapath {
         }
         result.macLearned = events.pointee.learned
         result.macMoved = events.pointee.moved
-        result.macTableFull = events.pointee.tableFull
+        result.macEvicted = events.pointee.evicted
         result.connectionsCreated = firewallEvents.pointee.created
         result.connectionsEvicted = firewallEvents.pointee.evicted
         result.relatedPassed = firewallEvents.pointee.related

@@ -15,7 +15,7 @@ import TapestryWire
 struct FirewallStage {
     let configuration: FirewallConfiguration
     let table: ConnectionTable
-    let fragments = FragmentTable()
+    let fragments: FragmentTable
     /// False when only load balancers need connection tracking (no `firewall:` section): nothing
     /// is dropped for policy or state, and only connections to a VIP service are tracked.
     let enforce: Bool
@@ -30,12 +30,13 @@ struct FirewallStage {
 
     init(
         configuration: FirewallConfiguration, enforce: Bool = true,
-        services: [(network: NetworkID, vip: UInt64, proto: UInt8, port: UInt16)] = []
+        services: [(network: NetworkID, vip: UInt64, proto: UInt8, port: UInt16)] = [], hashKey: HashKey = .fixed
     ) {
         self.configuration = configuration
         self.enforce = enforce
         self.services = services
-        table = ConnectionTable(maxEntries: configuration.maxConnections)
+        table = ConnectionTable(maxEntries: configuration.maxConnections, hashKey: hashKey.derived(2))
+        fragments = FragmentTable(hashKey: hashKey.derived(3))
     }
 
     /// What the stage learned about one packet, for its decision.
