@@ -77,7 +77,7 @@ extension Datapath {
                     $0.address == oldBackend.address && $0.port == oldBackend.port
                 }) else { continue }
                 if let mac = old.backendMAC(balancer: oldIndex, backend: oldBackendIndex) {
-                    learnBackendMAC(network: configuration.loadBalancers[balancer].network, address: oldBackend.address, mac: mac)
+                    learnBackendMAC(network: configuration.loadBalancers[balancer].network, address: oldBackend.address, mac: mac, now: now)
                 }
                 if old.isDrained(balancer: oldIndex, backend: oldBackendIndex) {
                     setDrained(balancer: balancer, backend: backend, true)

@@ -87,7 +87,10 @@ public final class Datapath {
             firewall = nil
         }
         loadBalancer = configuration.loadBalancers.isEmpty || firewall == nil
-            ? nil : LoadBalancerStage(balancers: configuration.loadBalancers, table: firewall!.table)
+            ? nil
+            : LoadBalancerStage(
+                balancers: configuration.loadBalancers, table: firewall!.table,
+                macAgingSeconds: configuration.macAgingSeconds)
         firewallEvents = .allocate(capacity: 1)
         firewallEvents.initialize(to: .init())
         l2 = L2ForwardingStage(table: macTable)
@@ -147,7 +150,7 @@ public final class Datapath {
             observe?(.firewall)
         }
         if let loadBalancer {
-            loadBalancer.process(batch)
+            loadBalancer.process(batch, now: now)
             observe?(.loadBalancer)
         }
         l2.process(batch, now: now, events: &events.pointee)
@@ -226,8 +229,8 @@ public final class Datapath {
         loadBalancer?.isDrained(balancer: balancer, backend: backend) ?? false
     }
 
-    func learnBackendMAC(network: NetworkID, address: IPv4Address, mac: MACAddress) {
-        loadBalancer?.learnMAC(network: network, address: address, mac: mac)
+    func learnBackendMAC(network: NetworkID, address: IPv4Address, mac: MACAddress, now: Timestamp) {
+        loadBalancer?.learnMAC(network: network, address: address, mac: mac, now: now)
     }
 
     /// Carries a port's counters over a reload.

@@ -4,7 +4,8 @@ import TapestryWire
 ///
 /// Expects: frames classified by `VLANIngressStage` (`metadata.network`, `metadata.parsed`).
 /// Emits: nothing new; frames it does not drop keep their `.pass` verdict.
-/// Drops: `firewall` (a NEW connection the rules refuse), `invalid` (a TCP packet that is not a
+/// Drops: `firewall` (a NEW connection the rules refuse, a frame with three or more VLAN tags
+/// whose payload the rules cannot see), `invalid` (a TCP packet that is not a
 /// SYN for an unknown connection, a packet that does not fit its connection's state, an unsolicited
 /// echo reply, an ICMP error about nothing tracked, a later fragment of a datagram not let through),
 /// `table-full` (a NEW connection when the table is full of connections that may not be evicted).
@@ -59,7 +60,12 @@ struct FirewallStage {
         let now = now.nanoseconds
         for index in 0..<batch.count where !batch.verdicts[index].isDrop {
             let parsed = batch.metadata[index].parsed
-            guard parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6 else { continue }
+            guard parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6 else {
+                // Behind a third tag the parser sees no payload, so neither can the rules: such a
+                // frame could carry IP past the firewall to a host that unwraps the tags.
+                if enforce && parsed.tagCount == 2 && parsed.etherType == 0 { batch.verdicts[index] = .drop(.firewall) }
+                continue
+            }
             let frame = UnsafeRawBufferPointer(batch.frame(index))
             let metadata = batch.metadata + index
             if let reason = decide(frame, parsed, metadata, now: now, events: &events), enforce || reason == .tableFull {
@@ -96,8 +102,11 @@ struct FirewallStage {
                 packet.sourcePort = frame.u16(l4)
                 packet.destinationPort = frame.u16(l4 + 2)
             case IPProtocol.icmp, IPProtocol.icmpv6:
-                let type = frame[l4]
                 let isV6 = proto == IPProtocol.icmpv6
+                // ICMPv6 over IPv4 (or ICMP over IPv6) is no ICMP at all: it gets no neighbour
+                // discovery pass and no related-error treatment, only the rules, as any protocol.
+                guard isV6 == isIPv6 else { break }
+                let type = frame[l4]
                 if isV6 ? (1...4).contains(type) : (type == 3 || type == 4 || type == 5 || type == 11 || type == 12) {
                     if isRelated(frame, icmpAt: l4, packet, network: network, now: now) {
                         events.related &+= 1

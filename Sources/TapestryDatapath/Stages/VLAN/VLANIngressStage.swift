@@ -4,7 +4,8 @@ import TapestryWire
 ///
 /// Expects: a batch of frames from one port, verdicts `.pass`.
 /// Emits: `metadata.parsed`, `metadata.network`, `metadata.consumedTag`, `metadata.priorityBits`.
-/// Drops: `invalid` (malformed headers, per `FrameParser`), `vlan`:
+/// Drops: `invalid` (malformed headers, per `FrameParser`, and offload headers whose checksum
+/// offsets or GSO type do not fit the frame, per `VirtioNetHeader.fits`), `vlan`:
 /// - access port: any frame tagged with a nonzero VID (even the port's own, as Open vSwitch does),
 ///   any 802.1ad S-tag outer, and any double-tagged frame. Untagged and priority-tagged (VID 0)
 ///   frames enter the port's network.
@@ -40,7 +41,8 @@ struct VLANIngressStage {
     func process(_ batch: FrameBatch, accessPort: Bool) {
         let row = classification + Int(batch.ingressPort) * 4096
         for index in 0..<batch.count {
-            let parsed = FrameParser.parse(UnsafeRawBufferPointer(batch.frame(index)))
+            var parsed = FrameParser.parse(UnsafeRawBufferPointer(batch.frame(index)))
+            if parsed.isValid && !batch.metadata[index].offload.fits(parsed) { parsed.malformation = .offloadMismatch }
             batch.metadata[index].parsed = parsed
             batch.metadata[index].connection = -1
             batch.metadata[index].skipLearning = false
