@@ -15,6 +15,11 @@ public struct Topology: Sendable, Equatable {
     public var firewall: Firewall?
     public var loadBalancers: [LoadBalancer] = []
 
+    /// Bounds on what one file may declare, so no topology can overflow the datapath's 16-bit
+    /// balancer and backend ids or make the per-frame backend scan long.
+    public static let maxLoadBalancers = 256
+    public static let maxBackends = 256
+
     public var controlPath: String { control ?? "\(Self.defaultControlDirectory)/\(name).sock" }
 
     /// Where control sockets live unless `control:` says otherwise: /run/tapestry for root; an

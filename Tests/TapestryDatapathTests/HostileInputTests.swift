@@ -1,6 +1,7 @@
 import Testing
 import TapestryDatapath
 import TapestryTestSupport
+import TapestryTopology
 import TapestryWire
 
 /// Inputs an attacker chooses: each once crashed, hung or fooled the switch, or could have.
@@ -110,5 +111,25 @@ import TapestryWire
         let out = sw.send(FrameBuilder.udp4(dst: Self.s, src: Self.c, from: Self.ipC, to: Self.ipS, sport: 1, dport: 2), on: "c")
         #expect(out["b"]?.count == 1)
         #expect(sw.counters.connectionsEvicted == 200 - 64 + 1)
+    }
+}
+
+/// A topology is untrusted input too (replay and test take them from anyone).
+@Suite struct HostileTopologyTests {
+    @Test func loadBalancerCountsAreBounded() {
+        let backends = (0..<257).map { "10.0.\($0 / 200).\($0 % 200 + 1):80" }.joined(separator: ", ")
+        let yaml = """
+            name: big
+            networks: { lan: { vlan: 7 } }
+            ports:
+              p: { tap: t, network: lan }
+            load_balancers:
+              web: { network: lan, vip: 10.9.0.1, port: 80, backends: [\(backends)] }
+            """
+        guard case .failure(let errors) = TopologyLoader.parse(yaml: yaml, file: "big.yaml") else {
+            Issue.record("257 backends loaded")
+            return
+        }
+        #expect(errors.description.contains("big.yaml:6:59: error: at most 256 backends per load balancer, not 257"))
     }
 }
