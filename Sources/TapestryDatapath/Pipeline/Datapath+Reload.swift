@@ -70,12 +70,14 @@ extension Datapath {
             }
         }
 
+        var backendMap: [(old: (Int, Int), new: (Int, Int))] = []
         for (oldIndex, oldBalancer) in oldConfiguration.loadBalancers.enumerated() {
             guard let balancer = configuration.loadBalancers.firstIndex(where: { $0.name == oldBalancer.name }) else { continue }
             for (oldBackendIndex, oldBackend) in oldBalancer.backends.enumerated() {
                 guard let backend = configuration.loadBalancers[balancer].backends.firstIndex(where: {
                     $0.address == oldBackend.address && $0.port == oldBackend.port
                 }) else { continue }
+                backendMap.append((old: (oldIndex, oldBackendIndex), new: (balancer, backend)))
                 if let mac = old.backendMAC(balancer: oldIndex, backend: oldBackendIndex) {
                     learnBackendMAC(network: configuration.loadBalancers[balancer].network, address: oldBackend.address, mac: mac, now: now)
                 }
@@ -85,6 +87,7 @@ extension Datapath {
             }
         }
 
+        adoptEventCounters(from: old, backendMap: backendMap)
         let oldCounters = old.counters
         for (oldIndex, port) in portMap {
             adoptCounters(oldCounters.ports[oldIndex], port: port)

@@ -233,6 +233,17 @@ public final class Datapath {
         loadBalancer?.learnMAC(network: network, address: address, mac: mac, now: now)
     }
 
+    /// Carries the switch-wide event counters over a reload (counters never go backwards):
+    /// learning, connections, and each load-balancer backend that still exists (`backendMap`:
+    /// old (balancer, backend) -> new).
+    func adoptEventCounters(from old: Datapath, backendMap: [(old: (Int, Int), new: (Int, Int))]) {
+        events.pointee = old.events.pointee
+        firewallEvents.pointee = old.firewallEvents.pointee
+        if let loadBalancer, let oldBalancer = old.loadBalancer {
+            loadBalancer.adoptCounters(from: oldBalancer, backendMap: backendMap)
+        }
+    }
+
     /// Carries a port's counters over a reload.
     func adoptCounters(_ counters: DatapathCounters.PortCounters, port: PortID) {
         let index = Int(port)

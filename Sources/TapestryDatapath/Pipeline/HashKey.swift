@@ -46,10 +46,11 @@ public struct HashKey: Sendable, Equatable {
         return product.high ^ product.low
     }
 
-    /// One 64-bit word (a (network, MAC) key).
+    /// One 64-bit word (a (network, MAC) key): a keyed multiply-shift (`(word ^ k0) * (k1 | 1)`,
+    /// the high bits choose the cell), one multiply because every frame pays it twice.
     @inline(__always)
     public func hash(_ word: UInt64) -> UInt64 {
-        Self.fold(Self.fold(word ^ k0, k1) ^ k2, k3)
+        (word ^ k0) &* (k1 | 1)
     }
 
     /// Five 64-bit words (a flow key).

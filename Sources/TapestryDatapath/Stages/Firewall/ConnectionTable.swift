@@ -80,24 +80,28 @@ public final class ConnectionTable {
         var nextGeneration: UInt32 = 1
     }
 
-    /// Bytes per connection a full table uses: the entry, at least four index cells, a free-list
-    /// slot and two eviction-ring slots (the index rounds up to a power of two, up to 8 cells).
+    /// Bytes per connection a full table with aliases uses: the entry, at least four index cells,
+    /// a free-list slot and two eviction-ring slots (the index rounds up to a power of two, up to
+    /// 8 cells; without load balancers half as many cells).
     public static var bytesPerEntry: Int {
         MemoryLayout<ConnectionEntry>.stride + 4 * MemoryLayout<UInt64>.stride + MemoryLayout<UInt32>.stride
             + 2 * MemoryLayout<UInt64>.stride
     }
 
-    /// Index cells per entry, at least. A connection holds at most two cells (its key, and a load
-    /// balancer's alias), so at most half the index is ever in use: every probe meets an empty cell
-    /// within `slots` steps and terminates, and linear probing stays short (load at most 1/2).
-    static let cellsPerEntry = 4
+    /// Whether connections may have a second key (`addAlias`, for load balancers).
+    public let allowsAliases: Bool
 
-    public init(maxEntries: Int, hashKey: HashKey = .fixed) {
+    /// - Parameter allowsAliases: true when load balancers need a second key per connection.
+    ///   The index gets at least two cells per key a connection may hold (four with aliases, two
+    ///   without), so at most half of it is ever in use: every probe meets an empty cell within
+    ///   `slots` steps and terminates, and linear probing stays short (load at most 1/2).
+    public init(maxEntries: Int, allowsAliases: Bool = true, hashKey: HashKey = .fixed) {
         precondition(maxEntries > 0 && maxEntries < Int(UInt32.max) / 8)
         self.maxEntries = maxEntries
+        self.allowsAliases = allowsAliases
         self.hashKey = hashKey
         var slots = 16
-        while slots < maxEntries * Self.cellsPerEntry { slots <<= 1 }
+        while slots < maxEntries * (allowsAliases ? 4 : 2) { slots <<= 1 }
         mask = slots - 1
         // calloc: zeroed, and untouched pages cost no resident memory.
         entries = calloc(maxEntries, MemoryLayout<ConnectionEntry>.stride)!.bindMemory(
@@ -225,9 +229,10 @@ public final class ConnectionTable {
     }
 
     /// Makes `key` find connection `id` too (the load balancer's rewritten side). The index has
-    /// room: it holds at least four cells per entry, and an entry uses at most two.
+    /// room: it holds at least four cells per entry, and an entry uses at most two. A table
+    /// built without aliases ignores the call (it has no room for them).
     public func addAlias(id: Int, key: FlowKey, backendIsA: Bool) {
-        guard entries[id].inUse, !entries[id].hasAlias else { return }
+        guard allowsAliases, entries[id].inUse, !entries[id].hasAlias else { return }
         entries[id].hasAlias = true
         entries[id].aliasKey = key
         entries[id].aliasBackendIsA = backendIsA

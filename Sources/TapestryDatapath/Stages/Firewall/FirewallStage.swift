@@ -36,7 +36,8 @@ struct FirewallStage {
         self.configuration = configuration
         self.enforce = enforce
         self.services = services
-        table = ConnectionTable(maxEntries: configuration.maxConnections, hashKey: hashKey.derived(2))
+        table = ConnectionTable(
+            maxEntries: configuration.maxConnections, allowsAliases: !services.isEmpty, hashKey: hashKey.derived(2))
         fragments = FragmentTable(hashKey: hashKey.derived(3))
     }
 

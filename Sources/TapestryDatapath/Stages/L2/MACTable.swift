@@ -67,10 +67,12 @@ public final class MACTable {
     private let hashKey: HashKey
     private let state: UnsafeMutablePointer<Bookkeeping>
     private let slots: UnsafeMutablePointer<Slot>
-    /// Index cells: the hash's high 32 bits (which also choose the home cell), slot id + 1 in the
-    /// low 32 (0 = empty).
+    /// Index cells: the hash's high 32 bits (whose top bits also choose the home cell), slot id + 1
+    /// in the low 32 (0 = empty).
     private let index: UnsafeMutablePointer<UInt64>
     private let mask: Int
+    /// The home cell is the top bits of the hash (multiply-shift: they depend on every key bit).
+    private let homeShift: UInt64
     private let freeIDs: UnsafeMutablePointer<UInt32>
     private let lists: UnsafeMutablePointer<PortList>
     private let portCount: Int
@@ -91,6 +93,7 @@ public final class MACTable {
         var cells = 16
         while cells < maxEntries * 2 { cells <<= 1 }
         mask = cells - 1
+        homeShift = UInt64(64 - cells.trailingZeroBitCount)
         state = .allocate(capacity: 1)
         state.initialize(to: Bookkeeping(freeCount: maxEntries))
         slots = calloc(maxEntries, MemoryLayout<Slot>.stride)!.bindMemory(to: Slot.self, capacity: maxEntries)
@@ -123,7 +126,7 @@ public final class MACTable {
     @inline(__always)
     private func find(_ key: UInt64, hash: UInt64) -> Int? {
         let tag = UInt32(truncatingIfNeeded: hash >> 32)
-        var cell = Int(tag) & mask
+        var cell = Int(truncatingIfNeeded: hash >> homeShift)
         while true {
             let value = index[cell]
             if value == 0 { return nil }
@@ -190,7 +193,7 @@ public final class MACTable {
         state.pointee.count += 1
         slots[id] = Slot(key: key, lastSeen: now, listedAt: now, port: port, inUse: true)
         append(id, now: now)
-        var cell = Int(truncatingIfNeeded: hash >> 32) & mask
+        var cell = Int(truncatingIfNeeded: hash >> homeShift)
         while index[cell] != 0 { cell = (cell + 1) & mask }
         index[cell] = hash & 0xFFFF_FFFF_0000_0000 | UInt64(id + 1)
         return evicted ? .learnedAfterEviction : .learned
@@ -281,7 +284,7 @@ public final class MACTable {
         unlink(id)
         let hash = hashKey.hash(slots[id].key)
         let tag = hash & 0xFFFF_FFFF_0000_0000
-        var cell = Int(truncatingIfNeeded: hash >> 32) & mask
+        var cell = Int(truncatingIfNeeded: hash >> homeShift)
         while index[cell] != tag | UInt64(id + 1) { cell = (cell + 1) & mask }
         removeCell(cell)
         slots[id].inUse = false
@@ -296,7 +299,7 @@ public final class MACTable {
         var hole = removed
         var next = (hole + 1) & mask
         while index[next] != 0 {
-            let ideal = Int(truncatingIfNeeded: index[next] >> 32) & mask
+            let ideal = Int(truncatingIfNeeded: index[next] >> homeShift)
             if (hole - ideal) & mask < (next - ideal) & mask {
                 index[hole] = index[next]
                 hole = next

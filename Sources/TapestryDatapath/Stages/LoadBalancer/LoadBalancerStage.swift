@@ -306,6 +306,14 @@ final class LoadBalancerStage {
         learn(network: network, ip: address, mac: mac, now: now.nanoseconds)
     }
 
+    /// A reload's counters: the old stage's totals, and its selections of backends that remain.
+    func adoptCounters(from old: LoadBalancerStage, backendMap: [(old: (Int, Int), new: (Int, Int))]) {
+        counters.pointee = old.counters.pointee
+        for (from, to) in backendMap {
+            selectionCounts[services[to.0].firstBackend + to.1] = old.selectionCounts[old.services[from.0].firstBackend + from.1]
+        }
+    }
+
     func isDrained(balancer: Int, backend: Int) -> Bool { schedulers[balancer].drained[backend] }
 
     func backendMAC(balancer: Int, backend: Int) -> MACAddress? {
