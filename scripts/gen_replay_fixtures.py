@@ -253,8 +253,19 @@ class Switch:
 
     def learn(self, net, src, pname, now):
         key = (net, src)
-        if self.live(key, now) is None and self.live_count(now) >= self.table_size:
-            return  # table full: not learned, traffic to it keeps flooding
+        if self.live(key, now) is None:
+            for old in [k for k, (_, seen) in self.fdb.items() if now - seen >= self.aging_us]:
+                del self.fdb[old]  # aged-out entries make room first
+            if len(self.fdb) >= self.table_size:
+                # Full: evict the least recently seen entry of the port holding the most entries
+                # (ties: the port listed first), as Open vSwitch does.
+                order = [p for p, _ in self.topo.ports]
+                counts = {p: 0 for p in order}
+                for p, _ in self.fdb.values():
+                    counts[p] += 1
+                fullest = max(order, key=lambda p: (counts[p], -order.index(p)))
+                victim = min((k for k, (p, _) in self.fdb.items() if p == fullest), key=lambda k: self.fdb[k][1])
+                del self.fdb[victim]
         self.fdb[key] = (pname, now)
 
     def process(self, now, pname, frame):
@@ -517,19 +528,22 @@ def s_multicast_source():
 
 
 def s_mac_table_full():
-    topo = three_access("mac-table-full", mac_aging=10, mac_table_size=2)
+    topo = three_access("mac-table-full", mac_aging=10, mac_table_size=4)
+    IP4, IP5 = "10.0.0.4", "10.0.0.5"
     frames = [
-        (0, "a", arp_request(H1, IP1, IP2)),             # b, c; 1 entry
-        (1, "b", arp_reply(H2, IP2, H1, IP1)),           # a; 2 entries (full)
-        (2, "c", udp(H3, H1, IP3, IP1)),                 # a; H3 not learned
-        (3, "a", udp(H1, H3, IP1, IP3, 5000, 40000)),    # floods b, c
-        (4, "b", udp(H2, H3, IP2, IP3)),                 # floods a, c
-        (5, "a", udp(H1, H2, IP1, IP2)),                 # existing entries still work: b
-        (30, "c", arp_request(H3, IP3, IP1)),            # H1, H2 expired: H3 learned now; floods a, b
+        (0, "a", arp_request(H1, IP1, IP2)),             # b, c; H1 on a
+        (1, "b", arp_reply(H2, IP2, H1, IP1)),           # a; H2 on b
+        (2, "c", udp(H3, H1, IP3, IP1)),                 # a; H3 on c
+        (3, "c", udp(H4, H1, IP4, IP1)),                 # a; H4 on c: 4 entries, full
+        (4, "c", udp(H5, H1, IP5, IP1)),                 # a; c holds the most: its oldest, H3, is evicted
+        (5, "a", udp(H1, H2, IP1, IP2)),                 # other ports' entries are untouched: b only
+        (6, "a", udp(H1, H3, IP1, IP3, 5000, 40000)),    # H3 was evicted: floods b, c
+        (7, "b", udp(H2, H4, IP2, IP4)),                 # H4 still known: c only
+        (30, "c", arp_request(H3, IP3, IP1)),            # all aged out: H3 learned again; floods a, b
         (31, "a", udp(H1, H3, IP1, IP3, 5000, 40000)),   # c only
     ]
     return emit("mac-table-full", topo, frames,
-                "With mac_table_size 2 a third MAC is not learned (traffic to it floods) until expired entries free room.")
+                "With mac_table_size 4, a port that brings new MACs to a full table evicts its own least recently seen entry (the port holding the most entries loses one), never another port's.")
 
 
 def s_invalid_frames():

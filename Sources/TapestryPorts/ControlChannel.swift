@@ -16,7 +16,7 @@ enum ControlJob: Sendable {
     /// `lb drain|undrain NAME ADDRESS:PORT`, then a snapshot.
     case drain(balancer: String, backend: String, drain: Bool)
     case reload
-    /// The MAC table's slots from `from` on, one chunk.
+    /// The MAC table's entries from id `from` on, one chunk.
     case macEntries(from: Int)
     /// The connection table's entries from id `from` on, one chunk.
     case connections(from: Int)
@@ -50,7 +50,6 @@ struct SwitchSnapshot: Sendable {
     /// Per port: connections a socket port refused (a second VM, a source outside `peers`).
     var refused: [UInt64]
     var macEntries: Int
-    var macSlots: Int
     var drained: [[Bool]]
     var backendMACs: [[MACAddress?]]
     /// nil without connection tracking.

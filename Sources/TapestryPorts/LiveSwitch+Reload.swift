@@ -74,7 +74,7 @@ extension LiveSwitch {
 
         let newDatapath = Datapath(
             configuration: DatapathConfiguration(topology: new), batchCapacity: datapath.batchCapacity,
-            maxFrameLength: datapath.maxFrameLength)
+            maxFrameLength: datapath.maxFrameLength, hashKey: datapath.hashKey)
         let adoption = newDatapath.adoptState(from: datapath, now: Self.wallClock())
 
         // Re-register the descriptors under their new port indices; close the removed ports.

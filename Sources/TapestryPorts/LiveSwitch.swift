@@ -81,9 +81,14 @@ public final class LiveSwitch {
         self.log = log
         // A peer that hangs up (a ctl client, a metrics scraper, a VM) must never kill the switch.
         signal(SIGPIPE, SIG_IGN)
+        // Tables and frame buffers are large, allocated once and replaced whole by a reload. A
+        // fixed mmap threshold keeps each of them in its own mapping, returned to the system when
+        // a reload frees it; glibc's default raises the threshold after the first large free, so
+        // later tables came from the heap and RSS grew with every reload.
+        _ = tapestry_fix_mmap_threshold(256 * 1024)
         datapath = Datapath(
             configuration: DatapathConfiguration(topology: topology), batchCapacity: 32,
-            maxFrameLength: Self.maxFrameLength)
+            maxFrameLength: Self.maxFrameLength, hashKey: .random())
         batch = datapath.makeBatch()
         reloadSignals = tapestry_reload_signal_fd()
         stopSignals = tapestry_stop_signal_fd()

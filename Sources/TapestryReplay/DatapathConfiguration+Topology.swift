@@ -11,11 +11,12 @@ extension DatapathConfiguration {
         let ports = topology.ports.map { port -> Port in
             switch port.mode {
             case .access(let network):
-                return Port(name: port.name, mode: .access(networkIndex[network]!))
+                return Port(name: port.name, mode: .access(networkIndex[network]!), macLimit: port.macLimit ?? 0)
             case .trunk(let networks, let native):
                 return Port(
                     name: port.name,
-                    mode: .trunk(networks.map { networkIndex[$0]! }, native: native.map { networkIndex[$0]! }))
+                    mode: .trunk(networks.map { networkIndex[$0]! }, native: native.map { networkIndex[$0]! }),
+                    macLimit: port.macLimit ?? 0)
             }
         }
         self.init(

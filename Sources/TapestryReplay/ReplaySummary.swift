@@ -17,7 +17,7 @@ public struct ReplaySummary: Sendable, Equatable {
     public var drops: [DropReason: UInt64]
     public var macLearned: UInt64
     public var macMoved: UInt64
-    public var macTableFull: UInt64
+    public var macEvicted: UInt64
     /// Firewall figures, when the topology has a firewall.
     public var firewall: FirewallFigures? = nil
 
@@ -67,7 +67,7 @@ public struct ReplaySummary: Sendable, Equatable {
             let list = DropReason.allCases.compactMap { reason in drops[reason].map { "\(reason.name) \($0)" } }
             lines.append("drops: " + list.joined(separator: ", "))
         }
-        lines.append("mac table: \(macLearned) learned, \(macMoved) moved, \(macTableFull) not learned (table full)")
+        lines.append("mac table: \(macLearned) learned, \(macMoved) moved, \(macEvicted) evicted")
         for balancer in loadBalancers {
             let list = balancer.backends.map { "\($0.address) \($0.connections)" }.joined(separator: ", ")
             lines.append("load balancer \(balancer.name): connections per backend: \(list)")
@@ -106,7 +106,7 @@ public struct ReplaySummary: Sendable, Equatable {
         var object: [String: Any] = [
             "topology": topology, "ports": portObjects, "drops": dropObject,
             "frames_in": framesIn, "frames_out": framesOut, "dropped": totalDrops,
-            "mac_table": ["learned": macLearned, "moved": macMoved, "not_learned_table_full": macTableFull],
+            "mac_table": ["learned": macLearned, "moved": macMoved, "evicted": macEvicted],
         ]
         if !loadBalancers.isEmpty {
             var balancers: [String: Any] = [:]

@@ -15,6 +15,11 @@ public struct Topology: Sendable, Equatable {
     public var firewall: Firewall?
     public var loadBalancers: [LoadBalancer] = []
 
+    /// Bounds on what one file may declare, so no topology can overflow the datapath's 16-bit
+    /// balancer and backend ids or make the per-frame backend scan long.
+    public static let maxLoadBalancers = 256
+    public static let maxBackends = 256
+
     public var controlPath: String { control ?? "\(Self.defaultControlDirectory)/\(name).sock" }
 
     /// Where control sockets live unless `control:` says otherwise: /run/tapestry for root; an
@@ -47,6 +52,8 @@ public struct Topology: Sendable, Equatable {
         public var attachment: Attachment
         public var mode: Mode
         public var netns: String?
+        /// At most this many MACs learned on the port (`mac_limit`), nil for the table's bound only.
+        public var macLimit: Int? = nil
         /// Who may connect to a socket port (`peers`, `mode`, `group`); the defaults elsewhere.
         public var access = SocketAccess()
     }

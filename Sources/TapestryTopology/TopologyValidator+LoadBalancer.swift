@@ -6,6 +6,9 @@ extension TopologyValidator {
 
     mutating func loadBalancers(_ node: Node, switchName: String, networks: Set<String>) -> [Topology.LoadBalancer] {
         guard let list = reader.entries(node, what: "load_balancers") else { return [] }
+        if list.count > Topology.maxLoadBalancers {
+            reader.error(node, "at most \(Topology.maxLoadBalancers) load balancers, not \(list.count)")
+        }
         var result: [Topology.LoadBalancer] = []
         var services: [String: String] = [:]  // "network vip port proto" -> LB name
         for entry in list {
@@ -74,6 +77,9 @@ extension TopologyValidator {
             }
             var backends: [Topology.LoadBalancer.Backend] = []
             if let value = fields["backends"], let items = reader.sequence(value.value, what: "backends") {
+                if items.count > Topology.maxBackends {
+                    reader.error(value.value, "at most \(Topology.maxBackends) backends per load balancer, not \(items.count)")
+                }
                 if items.isEmpty {
                     reader.error(value.value, "backends must list at least one backend")
                     valid = false

@@ -162,7 +162,7 @@ struct TopologyValidator {
 
     // MARK: ports
 
-    static let portKeys = ["tap", "socket", "interface", "network", "trunk", "native", "netns"]
+    static let portKeys = ["tap", "socket", "interface", "network", "trunk", "native", "netns", "mac_limit"]
         + socketAccessKeys
 
     mutating func ports(_ node: Node, networks: Set<String>) -> [Topology.Port] {
@@ -188,9 +188,13 @@ struct TopologyValidator {
                     reader.error(netnsEntry.keyNode, "netns applies to tap ports only (\(what) is not one)")
                 }
             }
+            let macLimit = fields["mac_limit"].flatMap {
+                reader.integer($0.value, what: "mac_limit", range: 1...16_777_216)
+            }
             let access = socketAccess(fields, attachment, what: what)
             if let name, let attachment, let mode, let access {
-                result.append(Topology.Port(name: name, attachment: attachment, mode: mode, netns: netns, access: access))
+                result.append(
+                    Topology.Port(name: name, attachment: attachment, mode: mode, netns: netns, macLimit: macLimit, access: access))
             }
         }
         return result

@@ -41,7 +41,7 @@ public enum FrameParser {
                 return parsed
             }
             parsed.layer3 = .arp
-            parsed.l3Offset = UInt16(l3)
+            parsed.l3Offset = UInt16(truncatingIfNeeded: l3)  // at most 14 + 2 tags
         case EtherType.ipv4:
             parseIPv4(rest, at: l3, into: &parsed)
         case EtherType.ipv6:
@@ -58,7 +58,7 @@ public enum FrameParser {
             return
         }
         parsed.layer3 = .ipv4
-        parsed.l3Offset = UInt16(l3)
+        parsed.l3Offset = UInt16(truncatingIfNeeded: l3)  // at most 14 + 2 tags
         parsed.ipProtocol = ip.proto
         if ip.fragmentOffset != 0 {
             parsed.fragment = .later
@@ -74,7 +74,7 @@ public enum FrameParser {
             return
         }
         parsed.layer3 = .ipv6
-        parsed.l3Offset = UInt16(l3)
+        parsed.l3Offset = UInt16(truncatingIfNeeded: l3)  // at most 14 + 2 tags
         var next = ip.nextHeader
         var offset = IPv6View.length
         let end = IPv6View.length + ip.payloadLength
@@ -153,6 +153,12 @@ public enum FrameParser {
         default:
             return  // another upper layer: no L4 offset
         }
-        parsed.l4Offset = UInt16(l4)
+        // IPv6 extension headers can push the upper-layer header of a jumbo-sized frame past what
+        // a 16-bit offset holds (and `absent` is reserved): such a frame is malformed, not a trap.
+        guard l4 < Int(ParsedFrame.absent) else {
+            parsed.malformation = .headerBeyondOffsetLimit
+            return
+        }
+        parsed.l4Offset = UInt16(truncatingIfNeeded: l4)
     }
 }

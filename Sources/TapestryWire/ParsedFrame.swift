@@ -50,6 +50,8 @@ public enum Malformation: UInt8, Sendable, CaseIterable, CustomStringConvertible
     case badTCPHeader
     case badUDPHeader
     case truncatedICMP
+    case headerBeyondOffsetLimit
+    case offloadMismatch
 
     public var description: String {
         switch self {
@@ -62,6 +64,9 @@ public enum Malformation: UInt8, Sendable, CaseIterable, CustomStringConvertible
         case .badTCPHeader: return "bad TCP header (truncated or data offset)"
         case .badUDPHeader: return "bad UDP header (truncated or length)"
         case .truncatedICMP: return "truncated ICMP header"
+        case .headerBeyondOffsetLimit: return "upper-layer header starts beyond byte 65,534 of the frame"
+        case .offloadMismatch:
+            return "virtio-net header does not match the frame (checksum start/offset or GSO type)"
         }
     }
 }

@@ -54,6 +54,30 @@ public struct VirtioNetHeader: Equatable, Sendable {
         pointer.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
     }
 
+    /// Whether the offloads this header asks for fit the parsed frame: a partial checksum must be
+    /// the TCP or UDP checksum field of the frame's own L4 header, and a GSO type must name the
+    /// frame's own protocols. The sender chooses these offsets, and they are acted on after the
+    /// firewall and NAT decided (by software checksumming here, or by the kernel or NIC), so an
+    /// unchecked `checksumStart` would let a guest rewrite any two bytes of a frame already
+    /// allowed: its destination port or address.
+    public func fits(_ parsed: ParsedFrame) -> Bool {
+        if isPlain { return true }
+        guard parsed.hasL4, parsed.fragment == .none else { return false }
+        let isTCP = parsed.ipProtocol == IPProtocol.tcp
+        let isUDP = parsed.ipProtocol == IPProtocol.udp
+        if needsChecksum {
+            guard checksumStart == parsed.l4Offset, (isTCP && checksumOffset == 16) || (isUDP && checksumOffset == 6)
+            else { return false }
+        }
+        switch gsoType & ~Self.gsoECN {
+        case Self.gsoNone: return true
+        case Self.gsoTCPv4: return isTCP && parsed.layer3 == .ipv4 && gsoSize > 0
+        case Self.gsoTCPv6: return isTCP && parsed.layer3 == .ipv6 && gsoSize > 0
+        case Self.gsoUDP: return isUDP && gsoSize > 0
+        default: return false
+        }
+    }
+
     /// The same header for a frame whose tag bytes changed by `delta` (+4 for a pushed tag, -4 for
     /// a removed one): offsets counted from the frame's start move with the L3 header.
     @inline(__always)

@@ -167,6 +167,55 @@ import TapestryWire
             payload: FrameBuilder.ipv4(src: Self.ipS, dst: Self.ipC, proto: IPProtocol.icmp, payload: message))
     }
 
+    /// An ICMP error about an allowed flow passes only back to the quoted packet's sender: the same
+    /// error addressed to a third host is not related to anything it may receive.
+    @Test func relatedErrorsGoOnlyToTheQuotedSender() {
+        let sw = makeSwitch()
+        let datagram = FrameBuilder.udp4(dst: Self.s, src: Self.c, from: Self.ipC, to: Self.ipS, sport: 5353, dport: 53)
+        #expect(passes(sw, datagram, on: "c"))
+        let quoted = Array(datagram[14..<(14 + 28)])
+        let message = FrameBuilder.icmp(type: 3, code: 3, identifier: 0, sequence: 0, payload: quoted)
+        let toBystander = FrameBuilder.ethernet(
+            dst: Self.x, src: Self.s, type: EtherType.ipv4,
+            payload: FrameBuilder.ipv4(src: Self.ipS, dst: Self.ipX, proto: IPProtocol.icmp, payload: message))
+        #expect(!passes(sw, toBystander, on: "s"), "an error about c's flow sent to x is not related")
+        #expect(passes(sw, unreachable(quoting: datagram), on: "s"), "the same error to c is")
+        #expect(sw.drops == ["invalid": 1])
+        #expect(sw.counters.relatedPassed == 1)
+    }
+
+    /// A ping allowed from c to s does not let s ping c: the echo key keeps its direction.
+    @Test func echoIsTrackedWithItsDirection() {
+        let sw = makeSwitch(Self.topology(rules: """
+                  - { action: allow, proto: icmp, src: 10.0.1.1, dst: 10.0.1.2 }
+            """))
+        let request = FrameBuilder.ping4(dst: Self.s, src: Self.c, from: Self.ipC, to: Self.ipS, identifier: 77)
+        #expect(passes(sw, request, on: "c"))
+        let back = FrameBuilder.ping4(dst: Self.c, src: Self.s, from: Self.ipS, to: Self.ipC, identifier: 77)
+        #expect(!passes(sw, back, on: "s"), "s pinging c with the same identifier is a new connection, refused")
+        var reply = FrameBuilder.ping4(dst: Self.c, src: Self.s, from: Self.ipS, to: Self.ipC, identifier: 77)
+        reply[34] = 0  // echo reply
+        #expect(passes(sw, reply, on: "s"), "the reply to c's ping passes")
+        #expect(sw.drops == ["firewall": 1])
+    }
+
+    /// Rule prefixes match their own family only.
+    @Test func rulePrefixesMatchTheirOwnFamily() {
+        let sw = makeSwitch(Self.topology(rules: """
+                  - { action: allow, proto: udp, dst: "::/0", dport: 7000 }
+                  - { action: allow, proto: udp, src: 10.0.1.0/24, dport: 7001 }
+            """))
+        #expect(!passes(sw, FrameBuilder.udp4(dst: Self.s, src: Self.c, from: Self.ipC, to: Self.ipS, dport: 7000), on: "c"),
+            "::/0 does not admit IPv4")
+        #expect(passes(sw, FrameBuilder.udp4(dst: Self.s, src: Self.c, from: Self.ipC, to: Self.ipS, dport: 7001), on: "c"))
+        let mapped = IPv6Address("::ffff:10.0.1.1")!
+        let v6 = IPv6Address("fd00:1::2")!
+        #expect(!passes(sw, FrameBuilder.udp6(dst: Self.s, src: Self.c, from: mapped, to: v6, dport: 7001), on: "c"),
+            "10.0.1.0/24 does not admit IPv6 from ::ffff:10.0.1.1")
+        #expect(passes(sw, FrameBuilder.udp6(dst: Self.s, src: Self.c, from: mapped, to: v6, dport: 7000), on: "c"))
+        #expect(sw.drops == ["firewall": 2])
+    }
+
     @Test func ipv6RulesAndNeighbourDiscovery() {
         let sw = makeSwitch()
         let a = IPv6Address("fd00:1::1")!

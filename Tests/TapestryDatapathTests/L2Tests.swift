@@ -76,11 +76,11 @@ import TapestryWire
         #expect(sw.counters.macMoved == 1)
     }
 
-    @Test func fullTableFloodsNewMACsAndKeepsOldOnes() {
+    @Test func fullTableEvictsTheFullestPortsOldestEntry() {
         let sw = EmbeddedSwitch(
             yaml: """
                 name: small
-                mac_table_size: 2
+                mac_table_size: 3
                 networks: { lan: { vlan: 1 } }
                 ports:
                   p1: { tap: t1, network: lan }
@@ -89,11 +89,30 @@ import TapestryWire
                 """)
         sw.send(udp(Host.a, .broadcast), on: "p1")
         sw.send(udp(Host.b, .broadcast), on: "p2")
-        sw.send(udp(Host.c, .broadcast), on: "p3")  // table full: c not learned
-        #expect(sw.counters.macTableFull == 1)
-        #expect(Set(sw.send(udp(Host.a, Host.c), on: "p1").keys) == ["p2", "p3"], "c unknown: flood")
-        #expect(sw.send(udp(Host.c, Host.a), on: "p3") == ["p1": [udp(Host.c, Host.a)]], "a still known")
-        #expect(sw.datapath.macTable.count == 2)
+        sw.send(udp(Host.c, .broadcast), on: "p2")  // full; p2 holds two
+        sw.send(udp(Host.d, .broadcast), on: "p3")  // p2's oldest, b, makes room
+        #expect(sw.counters.macEvicted == 1)
+        #expect(Set(sw.send(udp(Host.a, Host.b), on: "p1").keys) == ["p2", "p3"], "b evicted: flood")
+        #expect(sw.send(udp(Host.d, Host.a), on: "p3") == ["p1": [udp(Host.d, Host.a)]], "a still known")
+        #expect(sw.datapath.macTable.count == 3)
+    }
+
+    @Test func macLimitEvictsTheLearningPortsOwnOldestEntry() {
+        let sw = EmbeddedSwitch(
+            yaml: """
+                name: small
+                networks: { lan: { vlan: 1 } }
+                ports:
+                  p1: { tap: t1, network: lan, mac_limit: 2 }
+                  p2: { tap: t2, network: lan }
+                """)
+        sw.send(udp(Host.d, .broadcast), on: "p2")
+        for host in [Host.a, Host.b, Host.c] { sw.send(udp(host, .broadcast), on: "p1") }
+        #expect(sw.counters.macEvicted == 1)
+        #expect(sw.datapath.macTable.count(port: 0) == 2)
+        #expect(sw.send(udp(Host.d, Host.c), on: "p2") == ["p1": [udp(Host.d, Host.c)]])
+        #expect(Set(sw.datapath.macTable.entries(now: sw.clock.now).map(\.mac)) == [Host.b, Host.c, Host.d], "a evicted")
+        #expect(sw.send(udp(Host.c, Host.d), on: "p1") == ["p2": [udp(Host.c, Host.d)]], "p2's entry untouched")
     }
 
     @Test func floodWithNowhereToGoIsCounted() {

@@ -67,6 +67,28 @@ import TapestryWire
         #expect(sw.datapath.macTable.entries(now: sw.clock.now).allSatisfy { $0.mac != Self.lbMAC }, "never learns its own MAC")
     }
 
+    /// A forged ARP reply claiming a backend's address does not move the backend: its connections
+    /// and new ones keep going to the MAC that was heard first, until that one is silent for
+    /// `mac_aging`.
+    @Test func aForgedARPDoesNotRedirectABackend() throws {
+        let sw = makeSwitch()
+        let forger = MACAddress("02:00:00:00:66:66")!
+        #expect(fields(try #require(sw.send(syn(41000), on: "c")["b1"]?.first))["eth.dst"] == "\(Self.b1)")
+        var forged = FrameBuilder.arpRequest(src: forger, senderIP: Self.ipB1, targetIP: Self.ipClient)
+        forged[21] = 2  // a reply
+        sw.send(forged, on: "c")
+        sw.send(FrameBuilder.arpRequest(src: .zero, senderIP: Self.ipB1, targetIP: Self.ipClient), on: "c")
+        #expect(sw.datapath.backendMAC(balancer: 0, backend: 0) == Self.b1)
+        let ack = FrameBuilder.tcp4(dst: Self.lbMAC, src: Self.client, from: Self.ipClient, to: Self.vip, sport: 41000, dport: 80, flags: .ack)
+        #expect(fields(try #require(sw.send(ack, on: "c")["b1"]?.first))["eth.dst"] == "\(Self.b1)")
+        sw.send(syn(41001), on: "c")  // b2's turn
+        #expect(fields(try #require(sw.send(syn(41002), on: "c")["b1"]?.first))["eth.dst"] == "\(Self.b1)", "new connections too")
+        // b1 silent for mac_aging (300 s): a new MAC for its address is believed.
+        sw.clock.advance(by: .seconds(301))
+        sw.send(forged, on: "c")
+        #expect(sw.datapath.backendMAC(balancer: 0, backend: 0) == forger)
+    }
+
     @Test func answersPingToTheVIP() throws {
         let sw = makeSwitch()
         let out = sw.send(FrameBuilder.ping4(dst: Self.lbMAC, src: Self.client, from: Self.ipClient, to: Self.vip, identifier: 5), on: "c")

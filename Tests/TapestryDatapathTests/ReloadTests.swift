@@ -50,6 +50,8 @@ import TapestryWire
         let adoption = after.datapath.adoptState(from: before.datapath, now: before.clock.now)
         #expect(adoption == .init(macEntries: 2, connections: 2, connectionsDropped: 0))
         #expect(after.counters.ports[0].framesIn == before.counters.ports[0].framesIn, "counters carried over")
+        #expect(after.counters.macLearned == before.counters.macLearned && after.counters.macLearned == 2)
+        #expect(after.counters.connectionsCreated == 2, "switch-wide counters never go backwards either")
 
         // Port 80 goes on, unicast (MACs kept), without a new handshake.
         #expect(after.send(tcp(40080, 80, [.psh, .ack]), on: "c").keys.sorted() == ["s"])

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TapestryDatapath
 import TapestryPcap
 import TapestryReplay
 import TapestryTopology
@@ -47,11 +48,12 @@ struct Scenario {
         (expectedSummary["drops"] as! [String: Any]).mapValues { UInt64(truncating: $0 as! NSNumber) }
     }
 
-    func run() throws -> ReplaySummary {
+    func run(hashKey: HashKey = .fixed) throws -> ReplaySummary {
         let topology = try TopologyLoader.load(path: directory.appendingPathComponent("topology.yaml").path).get()
         let out = Repository.temporaryDirectory("scenario-\(name)")
         defer { try? FileManager.default.removeItem(at: out) }
-        let replay = Replay(topology: topology, inputs: pcaps("in"), outputDirectory: out.path, expectations: pcaps("expect"))
+        var replay = Replay(topology: topology, inputs: pcaps("in"), outputDirectory: out.path, expectations: pcaps("expect"))
+        replay.hashKey = hashKey
         let summary = try replay.run()
         // Every port of the topology got an output capture, readable by libpcap.
         for port in topology.ports {
@@ -81,10 +83,16 @@ struct Scenario {
         try check(Scenario(directory: Repository.examples.appendingPathComponent(name)))
     }
 
-    func check(_ scenario: Scenario) throws {
+    /// The tables' hash key changes no result: every scenario again, with a random key.
+    @Test(arguments: scenarioNames)
+    func scenarioWithARandomHashKey(_ name: String) throws {
+        try check(Scenario(directory: Repository.scenarios.appendingPathComponent(name)), hashKey: .random())
+    }
+
+    func check(_ scenario: Scenario, hashKey: HashKey = .fixed) throws {
         let readme = try String(contentsOf: scenario.directory.appendingPathComponent("README.md"), encoding: .utf8)
         #expect(!readme.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
-        let summary = try scenario.run()
+        let summary = try scenario.run(hashKey: hashKey)
         #expect(summary.expectationsChecked == scenario.pcaps("expect").count)
         #expect(summary.expectationsChecked > 0)
         #expect(summary.differences == [], "\(scenario.name): \(summary.differences.joined(separator: "\n"))")

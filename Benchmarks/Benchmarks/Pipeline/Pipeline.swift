@@ -85,6 +85,7 @@ let benchmarks: @Sendable () -> Void = {
         maxDuration: .seconds(3),
         maxIterations: 50
     )
+    collisionBenchmarks()
 
     /// Unicast in steady state: 32 destinations learned behind `outPort`, 32 sources behind
     /// `inPort`, every frame forwarded to exactly one port.

@@ -32,7 +32,8 @@ extension Datapath {
                 configuration.ports.firstIndex { $0.name == port.name }.map { (index, PortID($0)) }
             })
 
-        for entry in old.macTable.entries(now: now) {
+        // Oldest first, so each port's list comes out least recently seen first, as it was.
+        for entry in old.macTable.entries(now: now).sorted(by: { $0.lastSeen.nanoseconds < $1.lastSeen.nanoseconds }) {
             guard let network = networkMap[Int(entry.network)], let port = portMap[Int(entry.port)],
                 configuration.ports[Int(port)].networks.contains(network)
             else { continue }
@@ -69,14 +70,16 @@ extension Datapath {
             }
         }
 
+        var backendMap: [(old: (Int, Int), new: (Int, Int))] = []
         for (oldIndex, oldBalancer) in oldConfiguration.loadBalancers.enumerated() {
             guard let balancer = configuration.loadBalancers.firstIndex(where: { $0.name == oldBalancer.name }) else { continue }
             for (oldBackendIndex, oldBackend) in oldBalancer.backends.enumerated() {
                 guard let backend = configuration.loadBalancers[balancer].backends.firstIndex(where: {
                     $0.address == oldBackend.address && $0.port == oldBackend.port
                 }) else { continue }
+                backendMap.append((old: (oldIndex, oldBackendIndex), new: (balancer, backend)))
                 if let mac = old.backendMAC(balancer: oldIndex, backend: oldBackendIndex) {
-                    learnBackendMAC(network: configuration.loadBalancers[balancer].network, address: oldBackend.address, mac: mac)
+                    learnBackendMAC(network: configuration.loadBalancers[balancer].network, address: oldBackend.address, mac: mac, now: now)
                 }
                 if old.isDrained(balancer: oldIndex, backend: oldBackendIndex) {
                     setDrained(balancer: balancer, backend: backend, true)
@@ -84,6 +87,7 @@ extension Datapath {
             }
         }
 
+        adoptEventCounters(from: old, backendMap: backendMap)
         let oldCounters = old.counters
         for (oldIndex, port) in portMap {
             adoptCounters(oldCounters.ports[oldIndex], port: port)

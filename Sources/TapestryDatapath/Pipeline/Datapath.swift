@@ -54,11 +54,23 @@ public final class Datapath {
     /// Slots the incremental MAC sweep visits per batch.
     private static let sweepBudget = 16
 
-    public init(configuration: DatapathConfiguration, batchCapacity: Int = 32, maxFrameLength: Int = 9216 + 18) {
+    /// The secret of the MAC, connection and fragment tables' hashes.
+    public let hashKey: HashKey
+
+    /// - Parameter hashKey: `.random()` for a live switch (attackers cannot predict collisions);
+    ///   replay, trace and tests pass `.fixed`, which gives the same results.
+    public init(
+        configuration: DatapathConfiguration, batchCapacity: Int = 32, maxFrameLength: Int = 9216 + 18,
+        hashKey: HashKey = .fixed
+    ) {
         self.configuration = configuration
         self.batchCapacity = batchCapacity
         self.maxFrameLength = maxFrameLength
-        macTable = MACTable(maxEntries: configuration.macTableSize, agingSeconds: configuration.macAgingSeconds)
+        self.hashKey = hashKey
+        macTable = MACTable(
+            maxEntries: configuration.macTableSize, agingSeconds: configuration.macAgingSeconds,
+            portCount: max(1, configuration.ports.count), portLimits: configuration.ports.map(\.macLimit),
+            hashKey: hashKey.derived(1))
         transmitQueues = TransmitQueues(
             portCount: configuration.ports.count, batchCapacity: batchCapacity, maxFrameLength: maxFrameLength)
         vlanIngress = VLANIngressStage(configuration: configuration)
@@ -70,12 +82,15 @@ public final class Datapath {
             }
             firewall = FirewallStage(
                 configuration: configuration.firewall ?? FirewallConfiguration(defaultAction: .allow),
-                enforce: configuration.firewall != nil, services: services)
+                enforce: configuration.firewall != nil, services: services, hashKey: hashKey)
         } else {
             firewall = nil
         }
         loadBalancer = configuration.loadBalancers.isEmpty || firewall == nil
-            ? nil : LoadBalancerStage(balancers: configuration.loadBalancers, table: firewall!.table)
+            ? nil
+            : LoadBalancerStage(
+                balancers: configuration.loadBalancers, table: firewall!.table,
+                macAgingSeconds: configuration.macAgingSeconds)
         firewallEvents = .allocate(capacity: 1)
         firewallEvents.initialize(to: .init())
         l2 = L2ForwardingStage(table: macTable)
@@ -135,7 +150,7 @@ public final class Datapath {
             observe?(.firewall)
         }
         if let loadBalancer {
-            loadBalancer.process(batch)
+            loadBalancer.process(batch, now: now)
             observe?(.loadBalancer)
         }
         l2.process(batch, now: now, events: &events.pointee)
@@ -185,7 +200,7 @@ public final class Datapath {
         }
         result.macLearned = events.pointee.learned
         result.macMoved = events.pointee.moved
-        result.macTableFull = events.pointee.tableFull
+        result.macEvicted = events.pointee.evicted
         result.connectionsCreated = firewallEvents.pointee.created
         result.connectionsEvicted = firewallEvents.pointee.evicted
         result.relatedPassed = firewallEvents.pointee.related
@@ -214,8 +229,19 @@ public final class Datapath {
         loadBalancer?.isDrained(balancer: balancer, backend: backend) ?? false
     }
 
-    func learnBackendMAC(network: NetworkID, address: IPv4Address, mac: MACAddress) {
-        loadBalancer?.learnMAC(network: network, address: address, mac: mac)
+    func learnBackendMAC(network: NetworkID, address: IPv4Address, mac: MACAddress, now: Timestamp) {
+        loadBalancer?.learnMAC(network: network, address: address, mac: mac, now: now)
+    }
+
+    /// Carries the switch-wide event counters over a reload (counters never go backwards):
+    /// learning, connections, and each load-balancer backend that still exists (`backendMap`:
+    /// old (balancer, backend) -> new).
+    func adoptEventCounters(from old: Datapath, backendMap: [(old: (Int, Int), new: (Int, Int))]) {
+        events.pointee = old.events.pointee
+        firewallEvents.pointee = old.firewallEvents.pointee
+        if let loadBalancer, let oldBalancer = old.loadBalancer {
+            loadBalancer.adoptCounters(from: oldBalancer, backendMap: backendMap)
+        }
     }
 
     /// Carries a port's counters over a reload.

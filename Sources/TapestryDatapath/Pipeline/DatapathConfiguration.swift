@@ -21,9 +21,12 @@ public struct DatapathConfiguration: Sendable {
     public struct Port: Sendable, Equatable {
         public var name: String
         public var mode: PortMode
-        public init(name: String, mode: PortMode) {
+        /// At most this many MAC entries learned on the port (0: only the table's bound).
+        public var macLimit: Int
+        public init(name: String, mode: PortMode, macLimit: Int = 0) {
             self.name = name
             self.mode = mode
+            self.macLimit = macLimit
         }
 
         /// Networks whose frames may leave this port.

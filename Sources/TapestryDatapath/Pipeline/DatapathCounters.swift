@@ -13,8 +13,9 @@ public struct DatapathCounters: Sendable, Equatable {
     public var ports: [PortCounters]
     public var macLearned: UInt64 = 0
     public var macMoved: UInt64 = 0
-    /// New MACs not learned because the table was full (those frames flood).
-    public var macTableFull: UInt64 = 0
+    /// MACs learned by evicting the least recently seen entry of the fullest port (a full table)
+    /// or of the learning port (its `mac_limit`).
+    public var macEvicted: UInt64 = 0
     /// Firewall: connections created, evicted unreplied to make room, ICMP errors passed as related,
     /// and connections in the table now (live or not yet swept).
     public var connectionsCreated: UInt64 = 0

@@ -69,7 +69,7 @@ public final class ConnectionTable {
     private let evictionRing: UnsafeMutablePointer<UInt64>
     private let ringCapacity: Int
     private let state: UnsafeMutablePointer<Bookkeeping>
-    private let seed: UInt64
+    private let hashKey: HashKey
 
     private struct Bookkeeping {
         var count = 0
@@ -80,19 +80,28 @@ public final class ConnectionTable {
         var nextGeneration: UInt32 = 1
     }
 
-    /// Bytes per connection a full table uses: the entry, at least two index cells, a free-list
-    /// slot and two eviction-ring slots (the index rounds up to a power of two, up to 4 cells).
+    /// Bytes per connection a full table with aliases uses: the entry, at least four index cells,
+    /// a free-list slot and two eviction-ring slots (the index rounds up to a power of two, up to
+    /// 8 cells; without load balancers half as many cells).
     public static var bytesPerEntry: Int {
-        MemoryLayout<ConnectionEntry>.stride + 2 * MemoryLayout<UInt64>.stride + MemoryLayout<UInt32>.stride
+        MemoryLayout<ConnectionEntry>.stride + 4 * MemoryLayout<UInt64>.stride + MemoryLayout<UInt32>.stride
             + 2 * MemoryLayout<UInt64>.stride
     }
 
-    public init(maxEntries: Int, seed: UInt64 = 0x5EED_7A9E_5775_0001) {
-        precondition(maxEntries > 0 && maxEntries < Int(UInt32.max) / 2)
+    /// Whether connections may have a second key (`addAlias`, for load balancers).
+    public let allowsAliases: Bool
+
+    /// - Parameter allowsAliases: true when load balancers need a second key per connection.
+    ///   The index gets at least two cells per key a connection may hold (four with aliases, two
+    ///   without), so at most half of it is ever in use: every probe meets an empty cell within
+    ///   `slots` steps and terminates, and linear probing stays short (load at most 1/2).
+    public init(maxEntries: Int, allowsAliases: Bool = true, hashKey: HashKey = .fixed) {
+        precondition(maxEntries > 0 && maxEntries < Int(UInt32.max) / 8)
         self.maxEntries = maxEntries
-        self.seed = seed
+        self.allowsAliases = allowsAliases
+        self.hashKey = hashKey
         var slots = 16
-        while slots < maxEntries * 2 { slots <<= 1 }
+        while slots < maxEntries * (allowsAliases ? 4 : 2) { slots <<= 1 }
         mask = slots - 1
         // calloc: zeroed, and untouched pages cost no resident memory.
         entries = calloc(maxEntries, MemoryLayout<ConnectionEntry>.stride)!.bindMemory(
@@ -122,7 +131,7 @@ public final class ConnectionTable {
     /// The live entry for `key`, or nil; an expired entry is removed on the way.
     @inline(__always)
     public func lookup(_ key: FlowKey, now: Int64) -> Int? {
-        let hash = key.hash(seed: seed)
+        let hash = key.hash(hashKey)
         let tag = UInt32(truncatingIfNeeded: hash >> 32)
         var cell = home(tag)
         while true {
@@ -180,7 +189,7 @@ public final class ConnectionTable {
         entry.lastSeen = now
         configure(&entry)
         entries[id] = entry
-        let tag = UInt32(truncatingIfNeeded: key.hash(seed: seed) >> 32)
+        let tag = UInt32(truncatingIfNeeded: key.hash(hashKey) >> 32)
         var cell = home(tag)
         while index[cell] != 0 { cell = (cell + 1) & mask }
         index[cell] = UInt64(tag) << 32 | UInt64(id + 1)
@@ -202,7 +211,7 @@ public final class ConnectionTable {
         entry.generation = state.pointee.nextGeneration
         state.pointee.nextGeneration &+= 1
         entries[id] = entry
-        let tag = UInt32(truncatingIfNeeded: entry.key.hash(seed: seed) >> 32)
+        let tag = UInt32(truncatingIfNeeded: entry.key.hash(hashKey) >> 32)
         var cell = home(tag)
         while index[cell] != 0 { cell = (cell + 1) & mask }
         index[cell] = UInt64(tag) << 32 | UInt64(id + 1)
@@ -220,13 +229,14 @@ public final class ConnectionTable {
     }
 
     /// Makes `key` find connection `id` too (the load balancer's rewritten side). The index has
-    /// room: it holds at least two cells per entry.
+    /// room: it holds at least four cells per entry, and an entry uses at most two. A table
+    /// built without aliases ignores the call (it has no room for them).
     public func addAlias(id: Int, key: FlowKey, backendIsA: Bool) {
-        guard entries[id].inUse, !entries[id].hasAlias else { return }
+        guard allowsAliases, entries[id].inUse, !entries[id].hasAlias else { return }
         entries[id].hasAlias = true
         entries[id].aliasKey = key
         entries[id].aliasBackendIsA = backendIsA
-        let tag = UInt32(truncatingIfNeeded: key.hash(seed: seed) >> 32)
+        let tag = UInt32(truncatingIfNeeded: key.hash(hashKey) >> 32)
         var cell = home(tag)
         while index[cell] != 0 { cell = (cell + 1) & mask }
         index[cell] = UInt64(tag) << 32 | UInt64(id + 1)
@@ -270,7 +280,7 @@ public final class ConnectionTable {
     // MARK: internals
 
     private func cell(of id: Int, key: FlowKey) -> Int? {
-        let tag = UInt32(truncatingIfNeeded: key.hash(seed: seed) >> 32)
+        let tag = UInt32(truncatingIfNeeded: key.hash(hashKey) >> 32)
         var cell = home(tag)
         while index[cell] != 0 {
             if Int(UInt32(truncatingIfNeeded: index[cell])) - 1 == id, UInt32(truncatingIfNeeded: index[cell] >> 32) == tag {

@@ -3,29 +3,32 @@
 public struct FirewallConfiguration: Sendable, Equatable {
     public enum Action: Sendable, Equatable { case allow, drop }
 
-    /// A 128-bit prefix over IPv4-mapped or IPv6 addresses.
+    /// A 128-bit prefix over IPv4-mapped or IPv6 addresses, with its family: an IPv4 prefix
+    /// matches only IPv4 packets and an IPv6 prefix only IPv6 packets, so `::/0` never admits
+    /// IPv4 and `10.0.0.0/8` never admits an IPv6 packet from `::ffff:10.x.x.x`.
     public struct Prefix: Sendable, Equatable {
         public var high: UInt64
         public var low: UInt64
         public var maskHigh: UInt64
         public var maskLow: UInt64
+        public var isIPv6: Bool
 
         public static func ipv4(_ address: UInt32, length: Int) -> Prefix {
             let v4Mask: UInt64 = length == 0 ? 0 : UInt64(~UInt32(0) << (32 - length))
             return Prefix(
                 high: 0, low: FlowKey.mapped(address) & (0xFFFF_FFFF_0000_0000 | v4Mask), maskHigh: ~0,
-                maskLow: 0xFFFF_FFFF_0000_0000 | v4Mask)
+                maskLow: 0xFFFF_FFFF_0000_0000 | v4Mask, isIPv6: false)
         }
 
         public static func ipv6(high: UInt64, low: UInt64, length: Int) -> Prefix {
             let maskHigh: UInt64 = length >= 64 ? ~0 : (length == 0 ? 0 : ~UInt64(0) << (64 - length))
             let maskLow: UInt64 = length <= 64 ? 0 : (length >= 128 ? ~0 : ~UInt64(0) << (128 - length))
-            return Prefix(high: high & maskHigh, low: low & maskLow, maskHigh: maskHigh, maskLow: maskLow)
+            return Prefix(high: high & maskHigh, low: low & maskLow, maskHigh: maskHigh, maskLow: maskLow, isIPv6: true)
         }
 
         @inline(__always)
-        func contains(high addressHigh: UInt64, low addressLow: UInt64) -> Bool {
-            addressHigh & maskHigh == high && addressLow & maskLow == low
+        func contains(high addressHigh: UInt64, low addressLow: UInt64, isIPv6 packetIsIPv6: Bool) -> Bool {
+            packetIsIPv6 == isIPv6 && addressHigh & maskHigh == high && addressLow & maskLow == low
         }
     }
 

@@ -4,7 +4,8 @@ import TapestryWire
 ///
 /// Expects: frames classified by `VLANIngressStage` (`metadata.network`, `metadata.parsed`).
 /// Emits: nothing new; frames it does not drop keep their `.pass` verdict.
-/// Drops: `firewall` (a NEW connection the rules refuse), `invalid` (a TCP packet that is not a
+/// Drops: `firewall` (a NEW connection the rules refuse, a frame with three or more VLAN tags
+/// whose payload the rules cannot see), `invalid` (a TCP packet that is not a
 /// SYN for an unknown connection, a packet that does not fit its connection's state, an unsolicited
 /// echo reply, an ICMP error about nothing tracked, a later fragment of a datagram not let through),
 /// `table-full` (a NEW connection when the table is full of connections that may not be evicted).
@@ -15,7 +16,7 @@ import TapestryWire
 struct FirewallStage {
     let configuration: FirewallConfiguration
     let table: ConnectionTable
-    let fragments = FragmentTable()
+    let fragments: FragmentTable
     /// False when only load balancers need connection tracking (no `firewall:` section): nothing
     /// is dropped for policy or state, and only connections to a VIP service are tracked.
     let enforce: Bool
@@ -30,12 +31,14 @@ struct FirewallStage {
 
     init(
         configuration: FirewallConfiguration, enforce: Bool = true,
-        services: [(network: NetworkID, vip: UInt64, proto: UInt8, port: UInt16)] = []
+        services: [(network: NetworkID, vip: UInt64, proto: UInt8, port: UInt16)] = [], hashKey: HashKey = .fixed
     ) {
         self.configuration = configuration
         self.enforce = enforce
         self.services = services
-        table = ConnectionTable(maxEntries: configuration.maxConnections)
+        table = ConnectionTable(
+            maxEntries: configuration.maxConnections, allowsAliases: !services.isEmpty, hashKey: hashKey.derived(2))
+        fragments = FragmentTable(hashKey: hashKey.derived(3))
     }
 
     /// What the stage learned about one packet, for its decision.
@@ -45,6 +48,7 @@ struct FirewallStage {
         var tcpFlags: UInt8 = 0
         var isTCP = false
         var isEchoReply = false
+        var isIPv6 = false
         var sourceHigh: UInt64 = 0
         var sourceLow: UInt64 = 0
         var destinationHigh: UInt64 = 0
@@ -57,7 +61,12 @@ struct FirewallStage {
         let now = now.nanoseconds
         for index in 0..<batch.count where !batch.verdicts[index].isDrop {
             let parsed = batch.metadata[index].parsed
-            guard parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6 else { continue }
+            guard parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6 else {
+                // Behind a third tag the parser sees no payload, so neither can the rules: such a
+                // frame could carry IP past the firewall to a host that unwraps the tags.
+                if enforce && parsed.tagCount == 2 && parsed.etherType == 0 { batch.verdicts[index] = .drop(.firewall) }
+                continue
+            }
             let frame = UnsafeRawBufferPointer(batch.frame(index))
             let metadata = batch.metadata + index
             if let reason = decide(frame, parsed, metadata, now: now, events: &events), enforce || reason == .tableFull {
@@ -94,10 +103,13 @@ struct FirewallStage {
                 packet.sourcePort = frame.u16(l4)
                 packet.destinationPort = frame.u16(l4 + 2)
             case IPProtocol.icmp, IPProtocol.icmpv6:
-                let type = frame[l4]
                 let isV6 = proto == IPProtocol.icmpv6
+                // ICMPv6 over IPv4 (or ICMP over IPv6) is no ICMP at all: it gets no neighbour
+                // discovery pass and no related-error treatment, only the rules, as any protocol.
+                guard isV6 == isIPv6 else { break }
+                let type = frame[l4]
                 if isV6 ? (1...4).contains(type) : (type == 3 || type == 4 || type == 5 || type == 11 || type == 12) {
-                    if isRelated(frame, icmpAt: l4, isIPv6: isIPv6, network: network, now: now) {
+                    if isRelated(frame, icmpAt: l4, packet, network: network, now: now) {
                         events.related &+= 1
                         return nil
                     }
@@ -107,10 +119,12 @@ struct FirewallStage {
                 let echoRequest: UInt8 = isV6 ? 128 : 8
                 let echoReply: UInt8 = isV6 ? 129 : 0
                 if type == echoRequest || type == echoReply {
+                    // The identifier sits on the requester's side of the key, so a request and its
+                    // reply share one key and a request the other way round (the pinged host
+                    // pinging back) is a new connection of its own, which the rules decide.
                     let identifier = frame.u16(l4 + 4)
-                    packet.sourcePort = identifier
-                    packet.destinationPort = identifier
                     packet.isEchoReply = type == echoReply
+                    if packet.isEchoReply { packet.destinationPort = identifier } else { packet.sourcePort = identifier }
                 }
             default:
                 break
@@ -179,6 +193,7 @@ struct FirewallStage {
         guard enforce else { return nil }
         let key = entry.pointee.key
         var origin = Packet()
+        origin.isIPv6 = key.isIPv6
         if entry.pointee.originIsA {
             (origin.sourceHigh, origin.sourceLow, origin.sourcePort) = (key.aHigh, key.aLow, key.aPort)
             (origin.destinationHigh, origin.destinationLow, origin.destinationPort) = (key.bHigh, key.bLow, key.bPort)
@@ -278,8 +293,12 @@ struct FirewallStage {
         for (index, rule) in configuration.rules.enumerated() {
             if let wanted = rule.network, wanted != network { continue }
             if let wanted = rule.proto, wanted != proto { continue }
-            if let prefix = rule.source, !prefix.contains(high: packet.sourceHigh, low: packet.sourceLow) { continue }
-            if let prefix = rule.destination, !prefix.contains(high: packet.destinationHigh, low: packet.destinationLow) {
+            if let prefix = rule.source, !prefix.contains(high: packet.sourceHigh, low: packet.sourceLow, isIPv6: packet.isIPv6) {
+                continue
+            }
+            if let prefix = rule.destination,
+                !prefix.contains(high: packet.destinationHigh, low: packet.destinationLow, isIPv6: packet.isIPv6)
+            {
                 continue
             }
             if let range = rule.sourcePorts, !hasPorts || !range.contains(packet.sourcePort) { continue }
@@ -289,10 +308,13 @@ struct FirewallStage {
         return (configuration.defaultAction, -1)
     }
 
-    /// Whether an ICMP error's quoted packet belongs to a live connection.
-    private func isRelated(_ frame: UnsafeRawBufferPointer, icmpAt l4: Int, isIPv6: Bool, network: NetworkID, now: Int64)
-        -> Bool
-    {
+    /// Whether an ICMP error's quoted packet belongs to a live connection and the error travels
+    /// back to that packet's sender (outer destination = quoted source); an error about an allowed
+    /// flow addressed to anyone else is not related to it.
+    private func isRelated(
+        _ frame: UnsafeRawBufferPointer, icmpAt l4: Int, _ outer: Packet, network: NetworkID, now: Int64
+    ) -> Bool {
+        let isIPv6 = outer.isIPv6
         let inner = l4 + 8
         var sourceHigh: UInt64 = 0
         var sourceLow: UInt64
@@ -301,7 +323,7 @@ struct FirewallStage {
         let proto: UInt8
         let innerL4: Int
         if isIPv6 {
-            guard frame.count >= inner + 40 else { return false }
+            guard frame.count >= inner + 40, frame[inner] >> 4 == 6 else { return false }
             sourceHigh = load64(frame, inner + 8)
             sourceLow = load64(frame, inner + 16)
             destinationHigh = load64(frame, inner + 24)
@@ -317,6 +339,7 @@ struct FirewallStage {
             proto = frame[inner + 9]
             innerL4 = inner + headerLength
         }
+        guard outer.destinationHigh == sourceHigh && outer.destinationLow == sourceLow else { return false }
         var sourcePort: UInt16 = 0
         var destinationPort: UInt16 = 0
         switch proto {
@@ -326,8 +349,17 @@ struct FirewallStage {
             destinationPort = frame.u16(innerL4 + 2)
         case IPProtocol.icmp, IPProtocol.icmpv6:
             guard frame.count >= innerL4 + 8 else { return false }
-            sourcePort = frame.u16(innerL4 + 4)
-            destinationPort = sourcePort
+            // Keyed as `decide` keys echoes: the identifier on the requester's side.
+            let type = frame[innerL4]
+            let identifier = frame.u16(innerL4 + 4)
+            let isV6 = proto == IPProtocol.icmpv6
+            if type == (isV6 ? 128 : 8) {
+                sourcePort = identifier
+            } else if type == (isV6 ? 129 : 0) {
+                destinationPort = identifier
+            } else {
+                return false
+            }
         default:
             break
         }
@@ -377,7 +409,8 @@ struct FirewallStage {
     private func addresses(_ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame) -> Packet {
         let l3 = Int(parsed.l3Offset)
         var packet = Packet()
-        if parsed.layer3 == .ipv6 {
+        packet.isIPv6 = parsed.layer3 == .ipv6
+        if packet.isIPv6 {
             packet.sourceHigh = load64(frame, l3 + 8)
             packet.sourceLow = load64(frame, l3 + 16)
             packet.destinationHigh = load64(frame, l3 + 24)

@@ -57,12 +57,11 @@ public struct FlowKey: Equatable, Sendable {
     @inline(__always)
     public static func mapped(_ address: UInt32) -> UInt64 { 0x0000_FFFF_0000_0000 | UInt64(address) }
 
+    /// Keyed: see `HashKey` (an unkeyed hash of a key an attacker chooses lets them precompute
+    /// colliding flows).
     @inline(__always)
-    func hash(seed: UInt64) -> UInt64 {
-        var h = (seed ^ meta) &* 0x9E37_79B9_7F4A_7C15
-        h = (h ^ aLow ^ (aHigh >> 1)) &* 0xBF58_476D_1CE4_E5B9
-        h = (h ^ bLow ^ (bHigh << 1)) &* 0x94D0_49BB_1331_11EB
-        return h ^ (h >> 29)
+    func hash(_ key: HashKey) -> UInt64 {
+        key.hash(aHigh, aLow, bHigh, bLow, meta)
     }
 
     @inline(__always)

@@ -10,8 +10,10 @@ final class FragmentTable {
 
     private let slots: UnsafeMutablePointer<Slot>
     private let mask: Int
+    private let hashKey: HashKey
 
-    init(capacity: Int = 4096) {
+    init(capacity: Int = 4096, hashKey: HashKey = .fixed) {
+        self.hashKey = hashKey
         var size = 16
         while size < capacity { size <<= 1 }
         mask = size - 1
@@ -24,7 +26,11 @@ final class FragmentTable {
     /// `key` holds the addresses and protocol with both ports zero.
     @inline(__always)
     private func slot(_ key: FlowKey, _ identification: UInt32) -> Int {
-        Int(truncatingIfNeeded: (key.hash(seed: 0xF4A6) ^ UInt64(identification)) &* 0x9E37_79B9_7F4A_7C15 >> 40) & mask
+        // The identification is mixed into the keyed hash, not xored after it, so which datagrams
+        // share a slot stays unpredictable without the key.
+        var keyed = key
+        keyed.meta ^= UInt64(identification)
+        return Int(truncatingIfNeeded: keyed.hash(hashKey) >> 32) & mask
     }
 
     func remember(_ key: FlowKey, identification: UInt32, until expires: Int64) {

@@ -15,7 +15,8 @@ struct L2ForwardingStage {
     struct Events {
         var learned: UInt64 = 0
         var moved: UInt64 = 0
-        var tableFull: UInt64 = 0
+        /// Learned by evicting another entry (table or port limit full).
+        var evicted: UInt64 = 0
     }
 
     func process(_ batch: FrameBatch, now: Timestamp, events: inout Events) {
@@ -33,7 +34,7 @@ struct L2ForwardingStage {
                 case .refreshed: break
                 case .learned: events.learned &+= 1
                 case .moved: events.moved &+= 1
-                case .tableFull: events.tableFull &+= 1
+                case .learnedAfterEviction: events.learned &+= 1; events.evicted &+= 1
                 }
             }
             // An earlier stage already decided where this frame goes (a load balancer's answer).

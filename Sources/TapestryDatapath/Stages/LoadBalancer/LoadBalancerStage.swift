@@ -32,6 +32,9 @@ final class LoadBalancerStage {
         var port: UInt16
         /// Learned MAC; `MACAddress.zero` while unknown.
         var mac: MACAddress
+        /// When `mac` was last seen as a source: another MAC claiming the backend's address is
+        /// believed only after this one has been silent for `macAging`.
+        var lastHeard: Int64 = 0
     }
     private let services: UnsafeMutablePointer<Service>
     private let serviceCount: Int
@@ -42,9 +45,13 @@ final class LoadBalancerStage {
     private let counters: UnsafeMutablePointer<(unresolved: UInt64, answered: UInt64)>
     private var schedulers: [WeightedRoundRobin]
 
-    init(balancers: [LoadBalancerConfiguration], table: ConnectionTable) {
+    /// How long a backend's MAC must be silent before another MAC may take its address.
+    let macAging: Int64
+
+    init(balancers: [LoadBalancerConfiguration], table: ConnectionTable, macAgingSeconds: Int = 300) {
         self.balancers = balancers
         self.table = table
+        macAging = Int64(macAgingSeconds) * 1_000_000_000
         serviceCount = balancers.count
         backendCount = balancers.reduce(0) { $0 + $1.backends.count }
         services = .allocate(capacity: max(1, serviceCount))
@@ -83,7 +90,8 @@ final class LoadBalancerStage {
     var unresolved: UInt64 { counters.pointee.unresolved }
     var answered: UInt64 { counters.pointee.answered }
 
-    func process(_ batch: FrameBatch) {
+    func process(_ batch: FrameBatch, now: Timestamp) {
+        let now = now.nanoseconds
         let ingress = batch.ingressPort
         for index in 0..<batch.count {
             guard case .pass = batch.verdicts[index] else { continue }
@@ -93,9 +101,9 @@ final class LoadBalancerStage {
             let frame = batch.frame(index)
             switch parsed.layer3 {
             case .arp:
-                handleARP(frame, parsed, network: network, index: index, batch: batch, ingress: ingress)
+                handleARP(frame, parsed, network: network, index: index, batch: batch, ingress: ingress, now: now)
             case .ipv4:
-                handleIPv4(frame, parsed, metadata, index: index, batch: batch, ingress: ingress)
+                handleIPv4(frame, parsed, metadata, index: index, batch: batch, ingress: ingress, now: now)
             default:
                 continue
             }
@@ -106,13 +114,13 @@ final class LoadBalancerStage {
 
     private func handleARP(
         _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, network: NetworkID, index frameIndex: Int,
-        batch: FrameBatch, ingress: PortID
+        batch: FrameBatch, ingress: PortID, now: Int64
     ) {
         let l3 = Int(parsed.l3Offset)
         guard let arp = ARPView(validating: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(frame)[l3...])),
             arp.isEthernetIPv4
         else { return }
-        learn(network: network, ip: arp.senderIP, mac: arp.senderMAC)
+        learn(network: network, ip: arp.senderIP, mac: arp.senderMAC, now: now)
         let target = arp.targetIP
         for index in 0..<serviceCount where services[index].network == network && services[index].vip == target {
             let balancer = services[index]
@@ -141,13 +149,13 @@ final class LoadBalancerStage {
 
     private func handleIPv4(
         _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, _ metadata: UnsafeMutablePointer<FrameMetadata>,
-        index: Int, batch: FrameBatch, ingress: PortID
+        index: Int, batch: FrameBatch, ingress: PortID, now: Int64
     ) {
         let l3 = Int(parsed.l3Offset)
         let network = metadata.pointee.network
         let source = IPv4Address(rawValue: frame.u32(l3 + 12))
         let destination = IPv4Address(rawValue: frame.u32(l3 + 16))
-        learn(network: network, ip: source, mac: UnsafeRawBufferPointer(frame).mac(6))
+        learn(network: network, ip: source, mac: UnsafeRawBufferPointer(frame).mac(6), now: now)
 
         if metadata.pointee.connection >= 0 && metadata.pointee.isReply {
             let entry = table.entry(Int(metadata.pointee.connection))
@@ -271,11 +279,19 @@ final class LoadBalancerStage {
         batch.verdicts[index] = .floodAll
     }
 
+    /// A backend's MAC, from a frame claiming its address. Once known it is pinned: a different
+    /// MAC replaces it only after the known one has been silent for `macAging` (a backend that
+    /// really changed its NIC), so one forged ARP reply cannot redirect the backend's connections.
     @inline(__always)
-    private func learn(network: NetworkID, ip: IPv4Address, mac: MACAddress) {
-        guard !mac.isMulticast else { return }
+    private func learn(network: NetworkID, ip: IPv4Address, mac: MACAddress, now: Int64) {
+        guard !mac.isMulticast, mac != .zero else { return }
         for index in 0..<backendCount where backends[index].address == ip && backends[index].network == network {
-            backends[index].mac = mac
+            if backends[index].mac == mac || backends[index].mac == .zero
+                || now &- backends[index].lastHeard >= macAging
+            {
+                backends[index].mac = mac
+                backends[index].lastHeard = now
+            }
         }
     }
 
@@ -286,7 +302,17 @@ final class LoadBalancerStage {
         schedulers[balancer].setDrained(backend, drained)
     }
 
-    func learnMAC(network: NetworkID, address: IPv4Address, mac: MACAddress) { learn(network: network, ip: address, mac: mac) }
+    func learnMAC(network: NetworkID, address: IPv4Address, mac: MACAddress, now: Timestamp) {
+        learn(network: network, ip: address, mac: mac, now: now.nanoseconds)
+    }
+
+    /// A reload's counters: the old stage's totals, and its selections of backends that remain.
+    func adoptCounters(from old: LoadBalancerStage, backendMap: [(old: (Int, Int), new: (Int, Int))]) {
+        counters.pointee = old.counters.pointee
+        for (from, to) in backendMap {
+            selectionCounts[services[to.0].firstBackend + to.1] = old.selectionCounts[old.services[from.0].firstBackend + from.1]
+        }
+    }
 
     func isDrained(balancer: Int, backend: Int) -> Bool { schedulers[balancer].drained[backend] }
 
