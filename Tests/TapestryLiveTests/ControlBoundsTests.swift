@@ -197,13 +197,15 @@ import Glibc
             later = [t for t in times if t >= 1]
             print(f"at_once={at_once} held={len(later)} first_drop={min(later) if later else 0:.2f} last_drop={max(later) if later else 0:.2f}")
             """)
-        // Wait until the switch has refused the 4 (python may take a while to start).
-        let waitUntil = Date().addingTimeInterval(4)
-        while Date() < waitUntil,
-            Self.sample(metrics(metricsPort), #"tapestry_control_clients_refused_total{endpoint="control"}"#) != 4
-        {
+        // Wait until the switch has refused the 4 (python may take a while to start on a busy
+        // machine); the 16 it holds then stay for 5 s, time enough for the refused ctl below.
+        let waitUntil = Date().addingTimeInterval(15)
+        var refusedSoFar = Self.sample(metrics(metricsPort), #"tapestry_control_clients_refused_total{endpoint="control"}"#)
+        while Date() < waitUntil, refusedSoFar != 4 {
             usleep(50_000)
+            refusedSoFar = Self.sample(metrics(metricsPort), #"tapestry_control_clients_refused_total{endpoint="control"}"#)
         }
+        try #require(refusedSoFar == 4, "the 20 silent clients connected and 4 were refused")
         let second = try Pinger(lab, count: 300)
         let refused = lab.sh("\(binary) ctl --control \(control) stats")
         #expect(refused.status == 1 && refused.output.contains("closed the connection without answering"),
