@@ -5,6 +5,9 @@ public struct PcapError: Error, CustomStringConvertible, Sendable, Equatable {
         case notEthernet(linkType: Int32, name: String)
         case truncated
         case cannotWrite
+        /// Frame `frame` (counted from 1) has a timestamp that nanoseconds in an Int64 cannot
+        /// hold: before 1677-09-21 or after 2262-04-11.
+        case timestampOutOfRange(frame: Int)
     }
 
     public var code: Code
@@ -24,6 +27,8 @@ public struct PcapError: Error, CustomStringConvertible, Sendable, Equatable {
             return "\(path): link type \(name) (\(linkType)) is not Ethernet (EN10MB, 1); Tapestry replays Ethernet captures only"
         case .truncated: return "\(path): capture is damaged or truncated: \(detail)"
         case .cannotWrite: return "\(path): cannot write capture: \(detail)"
+        case .timestampOutOfRange(let frame):
+            return "\(path): frame \(frame): timestamp \(detail) is out of range (Tapestry counts nanoseconds since 1970 in 64 bits: years 1678 to 2262)"
         }
     }
 }

@@ -4,6 +4,8 @@ import CPcap
 public final class PcapReader {
     public let path: String
     private let handle: OpaquePointer
+    /// Frames read so far, to name the one an error is about.
+    public private(set) var framesRead = 0
 
     /// Opens `path`; throws when it cannot be read or is not an Ethernet capture.
     public init(path: String) throws(PcapError) {
@@ -42,8 +44,19 @@ public final class PcapReader {
         switch status {
         case 1:
             guard let header, let data else { return nil }
+            framesRead += 1
             let captured = Int(header.pointee.caplen)
-            let nanoseconds = Int64(header.pointee.ts.tv_sec) * 1_000_000_000 + Int64(header.pointee.ts.tv_usec)
+            // The file decides both fields (pcapng's if_tsoffset and 64-bit timestamps reach any
+            // second count; a classic pcap's fraction field is not checked by libpcap): a value
+            // past Int64 nanoseconds is an error naming the frame, not a trap. Negative values
+            // (before 1970) are representable and are kept as they are.
+            let seconds = Int64(header.pointee.ts.tv_sec)
+            let fraction = Int64(header.pointee.ts.tv_usec)
+            let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+            let (nanoseconds, overflowAdding) = scaled.addingReportingOverflow(fraction)
+            guard !overflow, !overflowAdding else {
+                throw PcapError(.timestampOutOfRange(frame: framesRead), path: path, detail: "\(seconds) s + \(fraction) ns")
+            }
             return Record(
                 timestampNanoseconds: nanoseconds, bytes: UnsafeRawBufferPointer(start: data, count: captured),
                 originalLength: Int(header.pointee.len))

@@ -56,7 +56,7 @@ public struct Tracer {
                 datapath.transmitQueues.removeAll()
             }
             if only == nil || only == number {
-                output.append("frame \(number): port \(names[Int(port)]), t=\(now), \(original.count) bytes, \(Self.summary(original))")
+                output.append("frame \(number): port \(names[Int(port)]), t=\(Replay.seconds(record.timestampNanoseconds)), \(original.count) bytes, \(Self.summary(original))")
                 output.append(contentsOf: lines)
             }
             do { heads[index] = try readers[index].1.next() } catch { throw ReplayError.capture(error) }
