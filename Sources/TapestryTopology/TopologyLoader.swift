@@ -18,6 +18,9 @@ public enum TopologyLoader {
     }
 
     public static func parse(yaml: String, file: String) -> Result<Topology, TopologyErrors> {
+        // Before Yams sees it: aliases used as keys or repeating too much make compose and the
+        // validator take exponential time (YAMLBudget says why).
+        if let problem = YAMLBudget.check(yaml, file: file) { return .failure(TopologyErrors([problem])) }
         var text = yaml
         var diagnostics: [Diagnostic] = []
         var root: Node? = nil
