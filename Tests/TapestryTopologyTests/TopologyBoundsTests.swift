@@ -48,4 +48,19 @@ import Testing
             """
         #expect(throws: Never.self) { try TopologyLoader.parse(yaml: yaml, file: "s.yaml").get() }
     }
+
+    /// PortID is 16 bits (DatapathConfiguration.portID traps past 65,535 ports) and each port
+    /// costs a batch of frame buffers: the validator stops at 1024.
+    @Test func atMost1024Ports() {
+        func yaml(_ count: Int) -> String {
+            "name: many\nnetworks: { lan: { vlan: 7 } }\nports:\n"
+                + (0..<count).map { "  p\($0): { tap: t\($0), network: lan }" }.joined(separator: "\n")
+        }
+        #expect(throws: Never.self) { try TopologyLoader.parse(yaml: yaml(1024), file: "many.yaml").get() }
+        guard case .failure(let errors) = TopologyLoader.parse(yaml: yaml(1025), file: "many.yaml") else {
+            Issue.record("1025 ports loaded")
+            return
+        }
+        #expect(errors.description == "many.yaml:4:3: error: ports defines 1025 ports; at most 1024 are allowed")
+    }
 }
