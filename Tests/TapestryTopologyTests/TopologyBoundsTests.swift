@@ -63,4 +63,19 @@ import Testing
         }
         #expect(errors.description == "many.yaml:4:3: error: ports defines 1025 ports; at most 1024 are allowed")
     }
+
+    /// Finding a duplicate key's second occurrence compared the key at every column of its line:
+    /// quadratic, and an explicit 100,000-character key on a 200 KB line took over two minutes.
+    @Test func aLongDuplicateKeyIsReportedQuickly() {
+        let key = String(repeating: "k", count: 100_000)
+        let yaml = "name: x\nnetworks: {? \(key) : 1, ? \(key) : 2}\nports: {}\n"
+        let start = ContinuousClock.now
+        let result = TopologyLoader.parse(yaml: yaml, file: "long.yaml")
+        #expect(ContinuousClock.now - start < .seconds(2))
+        guard case .failure(let errors) = result else {
+            Issue.record("loaded")
+            return
+        }
+        #expect(errors.diagnostics.contains { $0.message.hasPrefix("duplicate key") })
+    }
 }
