@@ -85,7 +85,7 @@ public enum TopologyLoader {
             let second = secondOccurrence(of: key, after: first, in: yaml) ?? (first.line, first.column)
             return Diagnostic(
                 file: file, line: second.line, column: second.column,
-                message: "duplicate key '\(key)' (first at line \(first.line), column \(first.column))")
+                message: "duplicate key '\(key.count > 64 ? key.prefix(64) + "..." : key)' (first at line \(first.line), column \(first.column))")
         default:
             return Diagnostic(file: file, line: 1, column: 1, message: "YAML: \(error)")
         }
