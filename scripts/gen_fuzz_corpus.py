@@ -97,6 +97,19 @@ def datapath(scenarios):
             previous = time
             out += datapath_record(port, step, frame)
         write("datapath", name, out)
+    # SYNs whose capture times jump between the ends of Int64 (replay takes any time a file
+    # holds): connection timeouts and MAC aging computed across the wrap.
+    syn = bytearray(tcp_frame(0))
+    syn[47] = 0x02
+    other = bytearray(syn)
+    other[11] = 0x0B
+    other[14 + 15] = 2
+    jumps = b""
+    for port, frame, time in [(0, syn, 2 ** 63 - 1), (1, other, -2 ** 63), (0, syn, 2 ** 63 - 1), (2, other, 0),
+                              (0, syn, -2 ** 63)]:
+        jumps += bytes([port, 255, 0]) + struct.pack(">H", len(frame)) + bytes(frame) + struct.pack(">q", time)
+    for variant in range(3):
+        write("datapath", "time-jumps-%d" % variant, bytes([4 | variant]) + jumps)
     # A TSO frame with a virtio-net header (GSO TCPv4, MSS 100) to the trunk: the egress shift.
     tcp = tcp_frame()
     header = struct.pack("<BBHHHH", 1, 1, 54, 100, 34, 16)

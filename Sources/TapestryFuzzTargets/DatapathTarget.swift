@@ -42,6 +42,7 @@ enum DatapathTarget {
           rules:
             - { action: allow, proto: tcp, dst: 10.0.10.100, dport: 80 }
             - { action: allow, proto: udp, dport: 53 }
+            - { action: allow, proto: udp, dport: 5000 }
             - { action: allow, proto: icmp }
             - { action: allow, proto: icmpv6 }
             - { action: drop, proto: tcp, src: 10.0.20.0/24 }
