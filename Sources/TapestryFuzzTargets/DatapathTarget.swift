@@ -1,11 +1,13 @@
 import TapestryDatapath
+import TapestryPcap
 import TapestryReplay
 import TapestryTopology
 import TapestryWire
 
 /// Random frames into a whole datapath, built from a topology through the same
 /// topology -> DatapathConfiguration mapping `replay` uses, and fed as replay feeds it: batches of
-/// one port and one timestamp, any timestamp a capture can hold (backwards, before 1970).
+/// one port and one timestamp, any timestamp a capture can hold (backwards, before 1970, both
+/// ends of PcapReader's range).
 ///
 /// The topology has access and trunk ports (with a native VLAN), a firewall with rules and a
 /// small connection table, and two load balancers (TCP and UDP); a second variant tracks
@@ -120,11 +122,12 @@ enum DatapathTarget {
             }
             let length = Int(input.u16())
             let frame = input.bytes(length)
+            // Any time a capture can give replay: within PcapReader.timestampLimit of 1970, in
+            // any order (the datapath must not trap on the ends of that range).
             if step == 255 {
-                now = Int64(bitPattern: input.u64())
+                now = Int64(bitPattern: input.u64()) % PcapReader.timestampLimit
             } else {
-                // Wrapping: time comes from captures, and any Int64 is a valid capture time.
-                now = now &+ Int64(step) * Int64(step) * 10_000_000
+                now = (now + Int64(step) * Int64(step) * 10_000_000) % PcapReader.timestampLimit
             }
             if !batch.isEmpty && (batch.ingressPort != port || batchTime != now || batch.isFull) { try flush() }
             fed += 1

@@ -5,8 +5,8 @@ public struct PcapError: Error, CustomStringConvertible, Sendable, Equatable {
         case notEthernet(linkType: Int32, name: String)
         case truncated
         case cannotWrite
-        /// Frame `frame` (counted from 1) has a timestamp that nanoseconds in an Int64 cannot
-        /// hold: before 1677-09-21 or after 2262-04-11.
+        /// Frame `frame` (counted from 1) has a timestamp outside what Tapestry replays: more
+        /// than 2^62 ns from 1970 (before 1824 or after 2116; `PcapReader.timestampLimit`).
         case timestampOutOfRange(frame: Int)
     }
 
@@ -28,7 +28,7 @@ public struct PcapError: Error, CustomStringConvertible, Sendable, Equatable {
         case .truncated: return "\(path): capture is damaged or truncated: \(detail)"
         case .cannotWrite: return "\(path): cannot write capture: \(detail)"
         case .timestampOutOfRange(let frame):
-            return "\(path): frame \(frame): timestamp \(detail) is out of range (Tapestry counts nanoseconds since 1970 in 64 bits: years 1678 to 2262)"
+            return "\(path): frame \(frame): timestamp \(detail) is out of range (Tapestry replays captures stamped from 1824 to 2116: within 2^62 ns of 1970)"
         }
     }
 }

@@ -4,6 +4,13 @@ import CPcap
 public final class PcapReader {
     public let path: String
     private let handle: OpaquePointer
+    /// Timestamps must lie strictly within this many nanoseconds of 1970 (2^62: from 1824 to
+    /// 2116). The datapath adds timeouts of up to 2^31 seconds to the clock and subtracts clock
+    /// values, which a capture's time becomes in replay: with this margin neither can overflow
+    /// (a first fragment stamped in 2262 trapped at `now + fragmentTimeout`). No capture a
+    /// switch ever made lies outside it.
+    public static let timestampLimit: Int64 = 1 << 62
+
     /// Frames read so far, to name the one an error is about.
     public private(set) var framesRead = 0
 
@@ -48,13 +55,13 @@ public final class PcapReader {
             let captured = Int(header.pointee.caplen)
             // The file decides both fields (pcapng's if_tsoffset and 64-bit timestamps reach any
             // second count; a classic pcap's fraction field is not checked by libpcap): a value
-            // past Int64 nanoseconds is an error naming the frame, not a trap. Negative values
-            // (before 1970) are representable and are kept as they are.
+            // past Int64 nanoseconds, or outside `timestampLimit`, is an error naming the frame,
+            // not a trap. Times before 1970 within the limit are kept as they are.
             let seconds = Int64(header.pointee.ts.tv_sec)
             let fraction = Int64(header.pointee.ts.tv_usec)
             let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
             let (nanoseconds, overflowAdding) = scaled.addingReportingOverflow(fraction)
-            guard !overflow, !overflowAdding else {
+            guard !overflow, !overflowAdding, nanoseconds > -Self.timestampLimit, nanoseconds < Self.timestampLimit else {
                 throw PcapError(.timestampOutOfRange(frame: framesRead), path: path, detail: "\(seconds) s + \(fraction) ns")
             }
             return Record(

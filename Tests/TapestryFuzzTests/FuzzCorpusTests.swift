@@ -24,6 +24,9 @@ import Testing
         }
     }
 
+    /// Fuzz/Regressions/datapath/first-fragment-at-int64-max: a first fragment at capture time
+    /// Int64.max trapped at FirewallStage's `now + fragmentTimeout`; the target now keeps times
+    /// within PcapReader.timestampLimit, as replay does.
     @Test(arguments: FuzzTarget.allCases) func formerCrashesPass(_ target: FuzzTarget) throws {
         for input in Self.files("Regressions", target) {
             let bytes = [UInt8](try Data(contentsOf: input))

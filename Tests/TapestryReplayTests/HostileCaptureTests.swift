@@ -93,4 +93,73 @@ import TapestryWire
         #expect(Replay.seconds(Int64.min) == "-9223372036.854775808")
         #expect(Replay.seconds(Int64.max) == "9223372036.854775807")
     }
+
+    /// The reader keeps capture times within 2^62 ns of 1970 (1824 to 2116), so that the
+    /// datapath's clock arithmetic has room for its timeouts.
+    @Test func timestampsOutsideTheLimitAreErrors() throws {
+        let limit = UInt64(PcapReader.timestampLimit)
+        var builder = PcapNGBuilder()
+        builder.interface()
+        builder.packet(timestamp: limit - 1, Self.frame)
+        builder.packet(timestamp: limit, Self.frame)
+        let (dir, path) = try write(builder, "limit")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let reader = try PcapReader(path: path)
+        #expect(try reader.next()?.timestampNanoseconds == PcapReader.timestampLimit - 1)
+        #expect(throws: PcapError(.timestampOutOfRange(frame: 2), path: path, detail: "4611686018 s + 427387904 ns")) {
+            try reader.next()
+        }
+
+        var before = PcapNGBuilder()
+        before.interface(offsetSeconds: -4_611_686_019)  // 1823
+        before.packet(timestamp: 0, Self.frame)
+        let (dir2, early) = try write(before, "limit-early")
+        defer { try? FileManager.default.removeItem(at: dir2) }
+        #expect(throws: PcapError(.timestampOutOfRange(frame: 1), path: early, detail: "-4611686019 s + 0 ns")) {
+            try PcapReader(path: early).next()
+        }
+    }
+
+    /// A first fragment stamped 2262-04-11 (Int64.max ns) trapped replay at FirewallStage's
+    /// `now + fragmentTimeout` (found by the datapath fuzzer); the reader now refuses the time,
+    /// and a fragment at the very end of the accepted range replays.
+    @Test func aFirstFragmentAtTheEndOfTimeDoesNotTrap() throws {
+        let topology = try TopologyLoader.parse(
+            yaml: """
+                name: fragments
+                networks: { lan: { vlan: 10 } }
+                ports:
+                  c: { tap: fc, network: lan }
+                  s: { tap: fs, network: lan }
+                firewall:
+                  default: drop
+                  rules:
+                    - { action: allow, proto: udp, dport: 5000 }
+                """, file: "fragments.yaml"
+        ).get()
+        // UDP 10.0.1.1:4000 -> 10.0.1.2:5000, more fragments set, its UDP length covering more.
+        var ip: [UInt8] = [0x45, 0, 0, 68, 0, 7, 0x20, 0, 64, 17, 0, 0, 10, 0, 1, 1, 10, 0, 1, 2]
+        let header = InternetChecksum.fold(ip.withUnsafeBytes { InternetChecksum.sum($0) })
+        ip[10] = UInt8(header >> 8)
+        ip[11] = UInt8(header & 0xFF)
+        let udp: [UInt8] = [0x0F, 0xA0, 0x13, 0x88, 0, 148, 0, 0] + [UInt8](repeating: 0, count: 40)
+        let fragment = FrameBuilder.ethernet(
+            dst: MACAddress("02:00:00:00:00:0b")!, src: MACAddress("02:00:00:00:00:0a")!, type: EtherType.ipv4,
+            payload: ip + udp)
+        for (stamp, replays) in [(UInt64(Int64.max), false), (UInt64(PcapReader.timestampLimit - 1), true)] {
+            var builder = PcapNGBuilder()
+            builder.interface()
+            builder.packet(timestamp: stamp, fragment)
+            let (dir, path) = try write(builder, "fragment-\(replays)")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let out = dir.appendingPathComponent("out").path
+            let replay = Replay(topology: topology, inputs: [.init(port: "c", path: path)], outputDirectory: out)
+            if replays {
+                let summary = try replay.run()
+                #expect(summary.framesIn == 1 && summary.framesOut == 1, "\(summary)")
+            } else {
+                #expect(throws: ReplayError.self) { try replay.run() }
+            }
+        }
+    }
 }
