@@ -13,6 +13,9 @@ let package = Package(
         .library(name: "TapestryReplay", targets: ["TapestryReplay"]),
         .library(name: "TapestryTestSupport", targets: ["TapestryTestSupport"]),
         .library(name: "TapestryPorts", targets: ["TapestryPorts"]),
+        // The fuzz targets' checks, driven by libFuzzer from Fuzz/ and replayed over the corpus by
+        // the tests (docs/fuzzing.md).
+        .library(name: "TapestryFuzzTargets", targets: ["TapestryFuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -37,6 +40,10 @@ let package = Package(
         .target(
             name: "TapestryTestSupport",
             dependencies: ["TapestryDatapath", "TapestryTopology", "TapestryWire", "TapestryReplay"]
+        ),
+        .target(
+            name: "TapestryFuzzTargets",
+            dependencies: ["TapestryDatapath", "TapestryPcap", "TapestryPorts", "TapestryReplay", "TapestryTopology", "TapestryWire"]
         ),
         .executableTarget(
             name: "tapestry",
@@ -64,6 +71,7 @@ let package = Package(
         .testTarget(name: "TapestryCLITests", dependencies: ["tapestry"]),
         .testTarget(name: "TapestryPortsTests", dependencies: ["TapestryPorts", "TapestryWire"]),
         .testTarget(name: "TapestryLiveTests", dependencies: ["tapestry"]),
+        .testTarget(name: "TapestryFuzzTests", dependencies: ["TapestryFuzzTargets"]),
     ],
     swiftLanguageModes: [.v6]
 )

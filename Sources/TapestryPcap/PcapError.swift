@@ -5,6 +5,9 @@ public struct PcapError: Error, CustomStringConvertible, Sendable, Equatable {
         case notEthernet(linkType: Int32, name: String)
         case truncated
         case cannotWrite
+        /// Frame `frame` (counted from 1) has a timestamp outside what Tapestry replays: more
+        /// than 2^62 ns from 1970 (before 1824 or after 2116; `PcapReader.timestampLimit`).
+        case timestampOutOfRange(frame: Int)
     }
 
     public var code: Code
@@ -24,6 +27,8 @@ public struct PcapError: Error, CustomStringConvertible, Sendable, Equatable {
             return "\(path): link type \(name) (\(linkType)) is not Ethernet (EN10MB, 1); Tapestry replays Ethernet captures only"
         case .truncated: return "\(path): capture is damaged or truncated: \(detail)"
         case .cannotWrite: return "\(path): cannot write capture: \(detail)"
+        case .timestampOutOfRange(let frame):
+            return "\(path): frame \(frame): timestamp \(detail) is out of range (Tapestry replays captures stamped from 1824 to 2116: within 2^62 ns of 1970)"
         }
     }
 }

@@ -4,6 +4,15 @@ import CPcap
 public final class PcapReader {
     public let path: String
     private let handle: OpaquePointer
+    /// Timestamps must lie strictly within this many nanoseconds of 1970 (2^62: from 1824 to
+    /// 2116). The datapath adds timeouts of up to 2^31 seconds to the clock and subtracts clock
+    /// values, which a capture's time becomes in replay: with this margin neither can overflow
+    /// (a first fragment stamped in 2262 trapped at `now + fragmentTimeout`). No capture a
+    /// switch ever made lies outside it.
+    public static let timestampLimit: Int64 = 1 << 62
+
+    /// Frames read so far, to name the one an error is about.
+    public private(set) var framesRead = 0
 
     /// Opens `path`; throws when it cannot be read or is not an Ethernet capture.
     public init(path: String) throws(PcapError) {
@@ -42,8 +51,19 @@ public final class PcapReader {
         switch status {
         case 1:
             guard let header, let data else { return nil }
+            framesRead += 1
             let captured = Int(header.pointee.caplen)
-            let nanoseconds = Int64(header.pointee.ts.tv_sec) * 1_000_000_000 + Int64(header.pointee.ts.tv_usec)
+            // The file decides both fields (pcapng's if_tsoffset and 64-bit timestamps reach any
+            // second count; a classic pcap's fraction field is not checked by libpcap): a value
+            // past Int64 nanoseconds, or outside `timestampLimit`, is an error naming the frame,
+            // not a trap. Times before 1970 within the limit are kept as they are.
+            let seconds = Int64(header.pointee.ts.tv_sec)
+            let fraction = Int64(header.pointee.ts.tv_usec)
+            let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+            let (nanoseconds, overflowAdding) = scaled.addingReportingOverflow(fraction)
+            guard !overflow, !overflowAdding, nanoseconds > -Self.timestampLimit, nanoseconds < Self.timestampLimit else {
+                throw PcapError(.timestampOutOfRange(frame: framesRead), path: path, detail: "\(seconds) s + \(fraction) ns")
+            }
             return Record(
                 timestampNanoseconds: nanoseconds, bytes: UnsafeRawBufferPointer(start: data, count: captured),
                 originalLength: Int(header.pointee.len))

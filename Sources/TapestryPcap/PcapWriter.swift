@@ -46,9 +46,13 @@ public final class PcapWriter {
     public func write(_ bytes: UnsafeRawBufferPointer, timestampNanoseconds: Int64) {
         guard let dumper else { return }
         var header = pcap_pkthdr()
-        header.ts.tv_sec = Int(timestampNanoseconds / 1_000_000_000)
-        // With nanosecond precision libpcap stores nanoseconds in the tv_usec field.
-        header.ts.tv_usec = Int(timestampNanoseconds % 1_000_000_000)
+        // Floor division, so a timestamp before 1970 (replay keeps what its input said) is a
+        // negative second and a fraction in 0..<10^9, as a reader expects; truncating division
+        // would give a negative fraction. With nanosecond precision libpcap stores nanoseconds in
+        // the tv_usec field. (A classic pcap keeps 32 bits of seconds: libpcap truncates.)
+        let (quotient, remainder) = timestampNanoseconds.quotientAndRemainder(dividingBy: 1_000_000_000)
+        header.ts.tv_sec = Int(remainder < 0 ? quotient - 1 : quotient)
+        header.ts.tv_usec = Int(remainder < 0 ? remainder + 1_000_000_000 : remainder)
         header.caplen = UInt32(bytes.count)
         header.len = UInt32(bytes.count)
         let user = UnsafeMutableRawPointer(dumper).assumingMemoryBound(to: UInt8.self)

@@ -8,7 +8,12 @@ import TapestryWire
 /// Memory is allocated once: room for `capacity` frames and a scratch area for segments. When an
 /// `add` reports `.full`, the caller sends what is gathered, calls `removeAll()` and adds again.
 final class PlainFrames {
-    enum Added { case added, full, unsupported }
+    enum Added {
+        case added, full, unsupported
+        /// A TSO frame whose segments would be longer than IP's 16-bit length field can say
+        /// (a hostile or broken guest's gso_size): counted as `oversize`.
+        case oversize
+    }
 
     let gap: Int
     // 1024: a 64 KB TSO frame with an MSS down to 64 bytes, and writev's IOV_MAX.
@@ -56,6 +61,9 @@ final class PlainFrames {
             case .unsupported:
                 datapath.countTransmitDrop(on: port, .offloadUnsupported, bytes: queues.frame(port, index).count)
                 index += 1
+            case .oversize:
+                datapath.countTransmitDrop(on: port, .oversize, bytes: queues.frame(port, index).count)
+                index += 1
             case .full:
                 guard send() else {
                     // The connection broke: what was not gathered yet is lost with it.
@@ -91,6 +99,9 @@ final class PlainFrames {
                 let headers = TCPSegmentation.headerLength(UnsafeRawBufferPointer(frame))
             else { return .unsupported }
             let mss = Int(offload.gsoSize)
+            if mss > 0, !TCPSegmentation.segmentsFit(frameLength: frame.count, headers: headers, mss: mss) {
+                return .oversize
+            }
             let bound = TCPSegmentation.outputBound(frameLength: frame.count, headerLength: headers.end, mss: mss, gap: gap)
             let segments = max(1, (frame.count - headers.end + max(1, mss) - 1) / max(1, mss))
             if bound > scratch.count - scratchUsed || segments > capacity - count {

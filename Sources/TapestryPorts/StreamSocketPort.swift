@@ -37,10 +37,8 @@ final class StreamSocketPort {
     private(set) var wantsWritable = false
     private var closed = false
 
-    private let input: UnsafeMutableRawPointer
-    private let inputCapacity: Int
-    private var inputStart = 0
-    private var inputEnd = 0
+    /// The reassembly buffer and its framing (pure, so it is fuzzed without sockets).
+    private let input: StreamReassembly
     private let backlog: UnsafeMutableRawPointer
     private let backlogCapacity: Int
     private var backlogStart = 0
@@ -78,8 +76,7 @@ final class StreamSocketPort {
         self.access = access
         self.maxFrameLength = maxFrameLength
         listener = try Self.listen(port: port, endpoint: endpoint, access: access)
-        inputCapacity = 4 + maxFrameLength + (1 << 18)
-        input = .allocate(byteCount: inputCapacity, alignment: 64)
+        input = StreamReassembly(maxFrameLength: maxFrameLength)
         backlogCapacity = 4 * (4 + maxFrameLength)
         backlog = .allocate(byteCount: backlogCapacity, alignment: 64)
         pendingCapacity = backlogCapacity / 18 + 2
@@ -90,7 +87,6 @@ final class StreamSocketPort {
 
     deinit {
         close()
-        input.deallocate()
         backlog.deallocate()
         pending.deallocate()
         vectors.deallocate()
@@ -209,8 +205,7 @@ final class StreamSocketPort {
     func disconnect(lost: (Int) -> Void = { _ in }) {
         if connection >= 0 { Glibc.close(connection) }
         connection = -1
-        inputStart = 0
-        inputEnd = 0
+        input.reset()
         for index in 0..<pendingCount {
             let piece = pending[(pendingHead + index) % pendingCapacity]
             if piece.lastPiece { lost(Int(piece.frameBytes)) }
@@ -225,11 +220,7 @@ final class StreamSocketPort {
     }
 
     /// Whether a whole frame is buffered (it would be lost to epoll, which only reports the socket).
-    var hasBufferedFrame: Bool {
-        let available = inputEnd - inputStart
-        guard available >= 4 else { return false }
-        return available >= 4 + Int(UInt32(bigEndian: input.loadUnaligned(fromByteOffset: inputStart, as: UInt32.self)))
-    }
+    var hasBufferedFrame: Bool { input.hasWholeFrame }
 
     /// Moves up to `limit` frames into `batch`, reading the socket when no whole frame is
     /// buffered. A length over `maxFrameLength` ends the connection: the stream cannot be trusted.
@@ -238,41 +229,31 @@ final class StreamSocketPort {
         var taken = 0
         var mayRead = true
         while taken < limit, !batch.isFull {
-            let available = inputEnd - inputStart
-            if available >= 4 {
-                let length = Int(UInt32(bigEndian: input.loadUnaligned(fromByteOffset: inputStart, as: UInt32.self)))
-                guard length <= maxFrameLength else {
-                    return .closed(
-                        "the peer announced a \(length)-byte frame, more than \(maxFrameLength); the stream is not QEMU's framing",
-                        brokenFrame: available)
-                }
-                if available >= 4 + length {
-                    batch.append(UnsafeRawBufferPointer(start: input + inputStart + 4, count: length))
-                    inputStart += 4 + length
-                    taken += 1
-                    continue
-                }
+            switch input.next() {
+            case .frame(let frame):
+                batch.append(frame)
+                taken += 1
+                continue
+            case .tooLong(let length):
+                return .closed(
+                    "the peer announced a \(length)-byte frame, more than \(maxFrameLength); the stream is not QEMU's framing",
+                    brokenFrame: input.buffered)
+            case .needMore:
+                break
             }
             guard mayRead else { break }
-            if inputStart > 0, inputCapacity - inputStart < 4 + maxFrameLength {
-                memmove(input, input + inputStart, available)
-                inputStart = 0
-                inputEnd = available
-            }
-            let room = inputCapacity - inputEnd
-            let count = Glibc.read(connection, input + inputEnd, room)
+            let room = input.room()
+            let count = Glibc.read(connection, room.baseAddress, room.count)
             if count > 0 {
-                inputEnd += count
+                input.didFill(count)
                 // A short read emptied the socket; epoll reports it again when more arrives.
-                if count < room { mayRead = false }
+                if count < room.count { mayRead = false }
                 continue
             }
             if count == 0 {
-                let pending = inputEnd - inputStart
+                let pending = input.buffered
                 if pending == 0 { return .closed("the peer closed the connection", brokenFrame: nil) }
-                let wanted = pending >= 4
-                    ? "\(4 + Int(UInt32(bigEndian: input.loadUnaligned(fromByteOffset: inputStart, as: UInt32.self))))"
-                    : "at least 4"
+                let wanted = input.announcedLength.map { "\(4 + $0)" } ?? "at least 4"
                 return .closed(
                     "the peer closed the connection in the middle of a frame (\(pending) of \(wanted) bytes; the partial frame is dropped)",
                     brokenFrame: pending)
@@ -280,10 +261,6 @@ final class StreamSocketPort {
             if errno == EINTR { continue }
             if errno == EAGAIN { break }
             return .closed("read failed: \(String(cString: strerror(errno)))", brokenFrame: nil)
-        }
-        if inputStart == inputEnd {
-            inputStart = 0
-            inputEnd = 0
         }
         return .ok
     }

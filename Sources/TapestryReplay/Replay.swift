@@ -182,6 +182,10 @@ public struct Replay {
         return chosen
     }
 
+    /// `SECONDS.NNNNNNNNN` for a capture timestamp, which may be any Int64 (a pcapng
+    /// `if_tsoffset` reaches before 1970): `-1.500000000` before 1970, no trap at Int64.min.
+    public static func seconds(_ nanoseconds: Int64) -> String { Timestamp(nanoseconds: nanoseconds).description }
+
     /// Differences between an expected and an actual capture of one port: the frame count, then
     /// for each frame its timestamp and its first differing field.
     public static func compare(port: String, expected: [(Int64, [UInt8])], actual: [(Int64, [UInt8])]) -> [String] {
@@ -189,7 +193,7 @@ public struct Replay {
         for index in 0..<min(expected.count, actual.count) {
             if expected[index].0 != actual[index].0 {
                 differences.append(
-                    "port \(port), frame \(index): timestamp expected \(Timestamp(nanoseconds: expected[index].0)), got \(Timestamp(nanoseconds: actual[index].0))"
+                    "port \(port), frame \(index): timestamp expected \(Self.seconds(expected[index].0)), got \(Self.seconds(actual[index].0))"
                 )
             }
             if let difference = FrameFields.firstDifference(expected: expected[index].1, actual: actual[index].1) {

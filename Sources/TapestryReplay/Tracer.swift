@@ -44,7 +44,10 @@ public struct Tracer {
             let original = Array(record.bytes)
             batch.removeAll()
             batch.ingressPort = port
-            if record.bytes.count > Replay.maxFrameLength || !batch.append(record.bytes) {
+            if record.bytes.count < record.originalLength {
+                // As replay: the switch cannot send bytes the capture does not have.
+                lines.append("  dropped (capture-truncated): the capture holds \(record.bytes.count) of its \(record.originalLength) bytes")
+            } else if record.bytes.count > Replay.maxFrameLength || !batch.append(record.bytes) {
                 lines.append("  dropped (oversize): longer than the switch's frame buffers")
             } else {
                 var decided = false  // a stage dropped it: later stages skip it
@@ -56,7 +59,7 @@ public struct Tracer {
                 datapath.transmitQueues.removeAll()
             }
             if only == nil || only == number {
-                output.append("frame \(number): port \(names[Int(port)]), t=\(now), \(original.count) bytes, \(Self.summary(original))")
+                output.append("frame \(number): port \(names[Int(port)]), t=\(Replay.seconds(record.timestampNanoseconds)), \(original.count) bytes, \(Self.summary(original))")
                 output.append(contentsOf: lines)
             }
             do { heads[index] = try readers[index].1.next() } catch { throw ReplayError.capture(error) }

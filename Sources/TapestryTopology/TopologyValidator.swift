@@ -162,12 +162,21 @@ struct TopologyValidator {
 
     // MARK: ports
 
+    /// The most ports a topology may have (docs/topology.md).
+    static let maxPorts = 1024
+
     static let portKeys = ["tap", "socket", "interface", "network", "trunk", "native", "netns", "mac_limit"]
         + socketAccessKeys
 
     mutating func ports(_ node: Node, networks: Set<String>) -> [Topology.Port] {
         guard let list = reader.entries(node, what: "ports") else { return [] }
         if list.isEmpty { reader.error(node, "ports must define at least one port") }
+        if list.count > Self.maxPorts {
+            // PortID is 16 bits, and every port costs a batch of frame buffers: refuse here, with
+            // a position, rather than trap or exhaust memory building the datapath.
+            reader.error(node, "ports defines \(list.count) ports; at most \(Self.maxPorts) are allowed")
+            return []
+        }
         var result: [Topology.Port] = []
         var devices: [String: String] = [:]  // attachment text -> port name
         for entry in list {

@@ -29,7 +29,9 @@ public enum TCPSegmentation {
         let ipv4: Bool
         switch type {
         case EtherType.ipv4:
-            guard frame.count >= l3 + 20, frame[l3] >> 4 == 4, frame[l3 + 9] == IPProtocol.tcp else { return nil }
+            // IHL below 5 would put the TCP header inside the IP header: not a frame to cut.
+            guard frame.count >= l3 + 20, frame[l3] >> 4 == 4, frame[l3] & 0x0F >= 5, frame[l3 + 9] == IPProtocol.tcp
+            else { return nil }
             l4 = l3 + Int(frame[l3] & 0x0F) * 4
             ipv4 = true
         case EtherType.ipv6:
@@ -45,16 +47,30 @@ public enum TCPSegmentation {
         return (l3, l4, end, ipv4)
     }
 
+    /// Whether every segment of at most `mss` payload bytes gets an IP length that fits its 16-bit
+    /// field (IPv4 total length from `l3`, IPv6 payload length from `l4`). A TSO frame read from a
+    /// device can be up to 64 KiB plus headers with any gso_size a guest chose: a segment longer
+    /// than IP can describe is not a frame to send (the caller counts it as `oversize`).
+    public static func segmentsFit(frameLength: Int, headers: (l3: Int, l4: Int, end: Int, ipv4: Bool), mss: Int) -> Bool {
+        guard mss > 0, frameLength >= headers.end else { return false }
+        let largest = min(mss, frameLength - headers.end)
+        let ipLength = headers.end - (headers.ipv4 ? headers.l3 : headers.l4) + largest
+        return ipLength <= Int(UInt16.max)
+    }
+
     /// Cuts `frame` into segments of at most `mss` payload bytes, written one after another into
     /// `output`, each preceded by `gap` bytes the caller fills (QEMU's length prefix). Calls
     /// `emit(offset, length)` with each segment's place in `output` (the gap sits just before it).
     /// Returns the number of segments, or nil (writing nothing) when the frame is not TCP this
-    /// code understands, `mss` is 0, or `output` is too small.
+    /// code understands, `mss` is 0, a segment would be longer than its IP length field can say
+    /// (`segmentsFit`), or `output` is too small.
     public static func segment(
         _ frame: UnsafeRawBufferPointer, mss: Int, gap: Int, into output: UnsafeMutableRawBufferPointer,
         emit: (Int, Int) -> Void
     ) -> Int? {
-        guard mss > 0, let headers = headerLength(frame) else { return nil }
+        guard mss > 0, let headers = headerLength(frame),
+            segmentsFit(frameLength: frame.count, headers: headers, mss: mss)
+        else { return nil }
         let payload = frame.count - headers.end
         guard outputBound(frameLength: frame.count, headerLength: headers.end, mss: mss, gap: gap) <= output.count,
             let source = frame.baseAddress, let base = output.baseAddress
@@ -77,6 +93,7 @@ public enum TCPSegmentation {
             let first = offset == 0
             let last = offset + length >= payload
             if ipv4 {
+                // In range: segmentsFit checked the largest segment.
                 segment.setU16(l3 + 2, UInt16(end - l3 + length))
                 segment.setU16(l3 + 4, identification &+ UInt16(truncatingIfNeeded: count))
                 segment.setU16(l3 + 10, 0)

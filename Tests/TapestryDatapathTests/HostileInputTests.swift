@@ -133,3 +133,13 @@ import TapestryWire
         #expect(errors.description.contains("big.yaml:6:59: error: at most 256 backends per load balancer, not 257"))
     }
 }
+
+/// Time values come from captures in replay: any Int64.
+@Suite struct HostileTimeTests {
+    @Test func timestampsRenderAtBothEnds() {
+        #expect(Timestamp(nanoseconds: -1_500_000_000).description == "-1.500000000")
+        #expect(Timestamp(nanoseconds: -1).description == "-0.000000001")
+        #expect(Timestamp(nanoseconds: .min).description == "-9223372036.854775808")
+        #expect(Timestamp(nanoseconds: .max).description == "9223372036.854775807")
+    }
+}

@@ -152,6 +152,10 @@ import TapestryWire
         ).run()
         #expect(summary.framesOut == 0)
         #expect(summary.drops == [.captureTruncated: 1])
+        // trace says what replay did (it used to run the partial frame through the pipeline).
+        let trace = try Tracer(topology: Self.topology, inputs: [.init(port: "a", path: path)]).run()
+        #expect(trace.contains("  dropped (capture-truncated): the capture holds"), "\(trace)")
+        #expect(!trace.contains("flood"), "\(trace)")
     }
 
     @Test func summaryJSONIsMachineReadable() throws {

@@ -103,4 +103,72 @@ import TapestryWire
         let one = Self.segments(of: frame, mss: 4000)
         #expect(one.count == 1 && one[0] == frame)
     }
+
+    /// A TSO frame of 65,552 bytes (14 + 20 + 20 + 65,498 payload) as a guest can hand one over:
+    /// with a gso_size of 65,535 its single segment would need an IPv4 total length of 65,538.
+    /// This trapped at `UInt16(end - l3 + length)`; it must be refused (the port counts it as
+    /// `oversize`), and with a sane MSS the same frame is cut normally.
+    static func oversizeTSO(ipv6: Bool) -> [UInt8] {
+        let total = 65_552
+        var frame = [UInt8](repeating: 0x5A, count: total)
+        let l3 = 14
+        let l4 = l3 + (ipv6 ? 40 : 20)
+        for index in 0..<(l4 + 20) { frame[index] = 0 }  // headers: no IP flags, no fragment offset
+        frame[0] = 0x02
+        frame[6] = 0x02
+        frame[12] = ipv6 ? 0x86 : 0x08
+        frame[13] = ipv6 ? 0xDD : 0x00
+        if ipv6 {
+            frame[l3] = 0x60
+            frame[l3 + 4] = 0xFF  // payload length: a TAP frame's is not trusted
+            frame[l3 + 5] = 0xFF
+            frame[l3 + 6] = IPProtocol.tcp
+        } else {
+            frame[l3] = 0x45
+            frame[l3 + 2] = 0xFF
+            frame[l3 + 3] = 0xFF
+            frame[l3 + 8] = 64
+            frame[l3 + 9] = IPProtocol.tcp
+        }
+        frame[l4 + 12] = 0x50  // data offset 5: a 20-byte TCP header
+        frame[l4 + 13] = TCPFlags.ack.rawValue
+        return frame
+    }
+
+    @Test(arguments: [false, true]) func aSegmentLongerThanIPCanSayIsRefused(ipv6: Bool) {
+        let frame = Self.oversizeTSO(ipv6: ipv6)
+        let headers = frame.withUnsafeBytes { TCPSegmentation.headerLength($0) }
+        #expect(headers != nil)
+        guard let headers else { return }
+        // IPv6's payload length excludes its 40-byte header (65,498 here, which fits), so only
+        // the IPv4 frame overflows.
+        #expect(TCPSegmentation.segmentsFit(frameLength: frame.count, headers: headers, mss: 65_535) == ipv6)
+        var output = [UInt8](repeating: 0, count: 300_000)
+        if !ipv6 {
+            let count = frame.withUnsafeBytes { source in
+                output.withUnsafeMutableBytes { TCPSegmentation.segment(source, mss: 65_535, gap: 4, into: $0) { _, _ in } }
+            }
+            #expect(count == nil)
+            #expect(output.allSatisfy { $0 == 0 })
+        }
+        let parts = Self.segments(of: frame, mss: 1448)
+        #expect(parts.count == (65_552 - headers.end + 1447) / 1448)
+        #expect(parts.allSatisfy { Self.checksumsValid($0) })
+    }
+
+    @Test func anIPv6SegmentOverTheLimitIsRefused() {
+        // 14 + 40 + 20 + 65,478: one segment's IPv6 payload length (TCP header and data) is
+        // 65,498, which fits; 40 bytes more make it 65,538, which does not.
+        var frame = Self.oversizeTSO(ipv6: true)
+        frame += [UInt8](repeating: 0, count: 40)
+        let headers = frame.withUnsafeBytes { TCPSegmentation.headerLength($0) }!
+        #expect(!TCPSegmentation.segmentsFit(frameLength: frame.count, headers: headers, mss: 65_535))
+        #expect(Self.segments(of: frame, mss: 65_535).isEmpty)
+    }
+
+    @Test func anIPv4HeaderLengthBelowFiveIsNotCut() {
+        var frame = Self.bigIPv4(payload: Self.payload(3000), flags: [.ack])
+        frame[14] = 0x44  // IHL 4: the TCP header would start inside the IP header
+        #expect(frame.withUnsafeBytes { TCPSegmentation.headerLength($0) } == nil)
+    }
 }

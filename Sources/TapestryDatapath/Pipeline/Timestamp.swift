@@ -16,10 +16,11 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         return Timestamp(nanoseconds: lhs.nanoseconds + s * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
+    /// `SECONDS.NNNNNNNNN`, before 1970 with a sign (`-1.500000000`); on the magnitude, so no
+    /// value traps.
     public var description: String {
-        let seconds = nanoseconds / 1_000_000_000
-        let fraction = nanoseconds % 1_000_000_000
-        let digits = String(fraction)
-        return "\(seconds).\(String(repeating: "0", count: 9 - digits.count))\(digits)"
+        let magnitude = nanoseconds.magnitude
+        let digits = String(magnitude % 1_000_000_000)
+        return "\(nanoseconds < 0 ? "-" : "")\(magnitude / 1_000_000_000).\(String(repeating: "0", count: 9 - digits.count))\(digits)"
     }
 }

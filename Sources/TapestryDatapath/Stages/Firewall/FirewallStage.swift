@@ -401,7 +401,10 @@ struct FirewallStage {
     ) {
         let key = fragmentKey(packet, network: network, proto: parsed.ipProtocol, isIPv6: parsed.layer3 == .ipv6)
         fragments.remember(
-            key, identification: fragmentIdentification(frame, parsed), until: now + configuration.fragmentTimeout)
+            key, identification: fragmentIdentification(frame, parsed),
+            // Saturating: `now` is a capture's timestamp in replay, anything up to the reader's limit.
+            until: now.addingReportingOverflow(configuration.fragmentTimeout).overflow
+                ? .max : now &+ configuration.fragmentTimeout)
     }
 
     /// A packet with its source and destination addresses filled in (IPv4 as IPv4-mapped).

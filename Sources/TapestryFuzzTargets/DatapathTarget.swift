@@ -1,0 +1,279 @@
+import TapestryDatapath
+import TapestryPcap
+import TapestryReplay
+import TapestryTopology
+import TapestryWire
+
+/// Random frames into a whole datapath, built from a topology through the same
+/// topology -> DatapathConfiguration mapping `replay` uses, and fed as replay feeds it: batches of
+/// one port and one timestamp, any timestamp a capture can hold (backwards, before 1970, both
+/// ends of PcapReader's range).
+///
+/// The topology has access and trunk ports (with a native VLAN), a firewall with rules and a
+/// small connection table, and two load balancers (TCP and UDP); a second variant tracks
+/// connections for the load balancer only, a third is plain L2. Small MAC and connection tables
+/// so that eviction and "table full" are reached.
+///
+/// Input: byte 0 picks the variant (bits 0-1) and whether every frame's IPv4, TCP, UDP and ICMP
+/// checksums are made valid before it goes in (bit 2). Then records:
+/// `port, time step, flags, length (2 bytes), frame`; a time step of 255 is followed by an
+/// absolute 8-byte timestamp; flags bit 0 puts a virtio-net header (10 more bytes) on the frame.
+///
+/// Invariants per batch, from the datapath's counters: frames in grow by the batch; drops by
+/// the frames whose verdict is a drop; frames out by the frames queued; every frame that passed
+/// (forward or flood) leaves at least once, at most once per port. Every output frame parses
+/// without a malformation; when inputs had valid checksums, every output's IPv4 header and
+/// TCP/UDP/ICMP checksums are valid (the load balancer's rewrites update them). The MAC and
+/// connection tables stay within their sizes. Outputs with offloads go through the software
+/// segmentation checks too (what a socket port would do with them).
+enum DatapathTarget {
+    static let yaml = """
+        name: fuzz
+        mac_aging: 5
+        mac_table_size: 8
+        networks: { lan: { vlan: 10 }, dmz: { vlan: 20 } }
+        ports:
+          a: { tap: fa, network: lan }
+          b: { tap: fb, network: lan }
+          t: { tap: ft, trunk: [lan, dmz], native: lan }
+          d: { tap: fd, network: dmz }
+        firewall:
+          default: drop
+          max_connections: 8
+          timeouts: { tcp_established: 30, udp: 5, tcp_syn_sent: 3 }
+          rules:
+            - { action: allow, proto: tcp, dst: 10.0.10.100, dport: 80 }
+            - { action: allow, proto: udp, dport: 53 }
+            - { action: allow, proto: udp, dport: 5000 }
+            - { action: allow, proto: icmp }
+            - { action: allow, proto: icmpv6 }
+            - { action: drop, proto: tcp, src: 10.0.20.0/24 }
+            - { action: allow, proto: tcp, dport: "1000-2000", network: dmz }
+            - { action: allow, proto: udp, src: "fd00::/8", sport: 5000 }
+        load_balancers:
+          web:
+            network: lan
+            vip: 10.0.10.100/24
+            port: 80
+            proto: tcp
+            mac: "02:00:00:00:01:00"
+            backends: [10.0.10.11:8080, { address: "10.0.10.12:8080", weight: 2 }]
+          dns:
+            network: dmz
+            vip: 10.0.20.53
+            port: 53
+            proto: udp
+            mac: "02:00:00:00:02:00"
+            backends: [10.0.20.11:53]
+        """
+
+    /// The three variants' topologies, loaded once (loading is not what this target fuzzes).
+    static let topologies: [Topology] = {
+        let full = yaml
+        let trackingOnly = yaml.replacingFirewall(with: "")
+        let plain = trackingOnly.replacingLoadBalancers()
+        return [full, trackingOnly, plain].map { text in
+            switch TopologyLoader.parse(yaml: text, file: "fuzz.yaml") {
+            case .success(let topology): return topology
+            case .failure(let errors): fatalError("the fuzz topology does not load:\n\(errors)")
+            }
+        }
+    }()
+
+    static let batchCapacity = 8
+    static let maxFrameLength = 2048
+
+    static func run(_ data: UnsafeRawBufferPointer) throws(InvariantViolation) {
+        var input = ByteReader(data)
+        let mode = input.u8()
+        let topology = topologies[Int(mode & 3) % topologies.count]
+        let fixChecksums = mode & 4 != 0
+        let configuration = DatapathConfiguration(topology: topology)
+        let datapath = Datapath(configuration: configuration, batchCapacity: batchCapacity, maxFrameLength: maxFrameLength)
+        let batch = datapath.makeBatch()
+        let portCount = configuration.ports.count
+        var now: Int64 = 1_700_000_000_000_000_000
+        var batchTime = now
+        var scratch = [UInt8](repeating: 0, count: maxFrameLength + 64)
+        var expectedDrops: UInt64 = 0
+        var fed: UInt64 = 0
+
+        func flush() throws(InvariantViolation) {
+            guard !batch.isEmpty else { return }
+            let before = datapath.counters
+            datapath.process(batch, now: Timestamp(nanoseconds: batchTime))
+            let after = datapath.counters
+            try checkBatch(datapath, batch, before, after, portCount: portCount, fixChecksums: fixChecksums)
+            for index in 0..<batch.count where batch.verdicts[index].isDrop { expectedDrops += 1 }
+            datapath.transmitQueues.removeAll()
+            batch.removeAll()
+        }
+
+        while !input.isAtEnd {
+            let port = PortID(Int(input.u8()) % portCount)
+            let step = input.u8()
+            let flags = input.u8()
+            var offload = VirtioNetHeader()
+            if flags & 1 != 0 {
+                var header = [UInt8](repeating: 0, count: VirtioNetHeader.length)
+                let bytes = input.bytes(10)
+                for (index, byte) in bytes.enumerated() { header[index] = byte }
+                offload = header.withUnsafeBytes { VirtioNetHeader(loading: $0.baseAddress!) }
+            }
+            let length = Int(input.u16())
+            let frame = input.bytes(length)
+            // Any time a capture can give replay: within PcapReader.timestampLimit of 1970, in
+            // any order (the datapath must not trap on the ends of that range).
+            if step == 255 {
+                now = Int64(bitPattern: input.u64()) % PcapReader.timestampLimit
+            } else {
+                now = (now + Int64(step) * Int64(step) * 10_000_000) % PcapReader.timestampLimit
+            }
+            if !batch.isEmpty && (batch.ingressPort != port || batchTime != now || batch.isFull) { try flush() }
+            fed += 1
+            if frame.count > maxFrameLength {
+                try flush()
+                datapath.countDrop(on: port, .oversize, bytes: frame.count)
+                expectedDrops += 1
+                continue
+            }
+            scratch.withUnsafeMutableBytes { buffer in
+                let copy = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<frame.count])
+                if let base = frame.baseAddress { copy.copyMemory(from: UnsafeRawBufferPointer(start: base, count: frame.count)) }
+                if fixChecksums { Checksums.fix(copy) }
+                batch.ingressPort = port
+                batchTime = now
+                batch.append(UnsafeRawBufferPointer(copy))
+            }
+            batch.setOffload(batch.count - 1, offload)
+        }
+        try flush()
+
+        let counters = datapath.counters
+        let framesIn = counters.ports.reduce(0) { $0 + $1.framesIn }
+        try require(framesIn == fed, "frames in \(framesIn), fed \(fed)")
+        try require(counters.totalDrops == expectedDrops, "drops \(counters.totalDrops), verdicts said \(expectedDrops)")
+        try require(datapath.macTable.count <= configuration.macTableSize, "MAC table holds \(datapath.macTable.count) of \(configuration.macTableSize)")
+        if let table = datapath.connectionTable {
+            try require(table.count <= table.maxEntries, "connection table holds \(table.count) of \(table.maxEntries)")
+        }
+    }
+
+    static func checkBatch(
+        _ datapath: Datapath, _ batch: FrameBatch, _ before: DatapathCounters, _ after: DatapathCounters,
+        portCount: Int, fixChecksums: Bool
+    ) throws(InvariantViolation) {
+        let ingress = Int(batch.ingressPort)
+        try require(after.ports[ingress].framesIn &- before.ports[ingress].framesIn == UInt64(batch.count), "frames in did not grow by the batch")
+        var drops = 0
+        var passed = 0
+        for index in 0..<batch.count {
+            switch batch.verdicts[index] {
+            case .drop: drops += 1
+            case .forward, .flood, .floodAll: passed += 1
+            case .consume: break
+            case .pass: throw InvariantViolation("frame \(index) left the pipeline undecided")
+            }
+        }
+        try require(after.totalDrops &- before.totalDrops == UInt64(drops), "drops grew by \(after.totalDrops &- before.totalDrops), \(drops) verdicts")
+        // The parser treats a frame with three or more tags as opaque L2: under a firewall it is
+        // dropped (HostileFrameTests.threeTagsAreDroppedByTheFirewall), without one it is
+        // switched like any L2 payload and leaves an access port with its outer tag removed,
+        // where it may parse as tagged IP or, truncated, as malformed. The outputs of batches
+        // holding such frames are therefore not held to parsing cleanly.
+        var thirdTag = false
+        for index in 0..<batch.count {
+            let parsed = batch.metadata[index].parsed
+            if parsed.tagCount == 2 && parsed.etherType == 0 && parsed.layer3 == .none { thirdTag = true }
+        }
+        let queues = datapath.transmitQueues
+        var queued = 0
+        for active in 0..<queues.activeCount {
+            let port = queues.activePort(active)
+            try require(Int(port) < portCount, "output on port \(port)")
+            let count = queues.count(port)
+            queued += count
+            try require(after.ports[Int(port)].framesOut &- before.ports[Int(port)].framesOut == UInt64(count), "frames out of \(port) != queued")
+            for index in 0..<count {
+                let frame = queues.frame(port, index)
+                let offload = queues.offload(port, index)
+                let parsed = FrameParser.parse(frame)
+                if thirdTag && !parsed.isValid { continue }
+                try require(parsed.isValid, "output on port \(port) does not parse: \(parsed.malformation!): \(hex(frame))")
+                try FrameParserTarget.check(frame, parsed)
+                if fixChecksums && offload.isPlain {
+                    try require(ChecksumVerifier.ipv4HeaderIsValid(frame, parsed) ?? true, "output IPv4 header checksum invalid on port \(port)")
+                    try require(ChecksumVerifier.l4IsValid(frame, parsed) ?? true, "output L4 checksum invalid on port \(port), protocol \(parsed.ipProtocol)")
+                }
+                if !offload.isPlain { try SegmentationTarget.check(frame, offload) }
+            }
+        }
+        try require(queued >= passed, "\(passed) frames passed but only \(queued) queued")
+        try require(queued <= passed * portCount, "\(queued) queued for \(passed) passing frames")
+    }
+}
+
+extension String {
+    /// The text without its `firewall:` section (up to the next top-level key).
+    fileprivate func replacingFirewall(with replacement: String) -> String { removingSection("firewall:") }
+    fileprivate func replacingLoadBalancers() -> String { removingSection("load_balancers:") }
+
+    private func removingSection(_ key: String) -> String {
+        var kept: [Substring] = []
+        var skipping = false
+        for line in split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix(key) { skipping = true; continue }
+            if skipping, let first = line.first, first != " " { skipping = false }
+            if !skipping { kept.append(line) }
+        }
+        return kept.joined(separator: "\n")
+    }
+}
+
+/// Makes a frame's checksums valid, so the datapath's rewrites can be held to keeping them so.
+enum Checksums {
+    static func fix(_ frame: UnsafeMutableRawBufferPointer) {
+        let bytes = UnsafeRawBufferPointer(frame)
+        let parsed = FrameParser.parse(bytes)
+        guard parsed.isValid, parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6 else { return }
+        let l3 = Int(parsed.l3Offset)
+        var end = frame.count
+        var pseudo: UInt64 = 0
+        if parsed.layer3 == .ipv4 {
+            guard let ip = IPv4View(validating: UnsafeRawBufferPointer(rebasing: bytes[l3...])) else { return }
+            frame.setU16(l3 + 10, 0)
+            frame.setU16(l3 + 10, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: bytes[l3..<(l3 + ip.headerLength)]))))
+            end = l3 + ip.totalLength
+            guard parsed.hasL4, parsed.fragment == .none else { return }
+            if parsed.ipProtocol != IPProtocol.icmp {
+                pseudo = InternetChecksum.ipv4PseudoHeaderSum(
+                    source: ip.source, destination: ip.destination, proto: parsed.ipProtocol, length: end - Int(parsed.l4Offset))
+            }
+        } else {
+            guard parsed.hasL4, parsed.fragment == .none,
+                let ip = IPv6View(validating: UnsafeRawBufferPointer(rebasing: bytes[l3...]))
+            else { return }
+            end = l3 + IPv6View.length + ip.payloadLength
+            pseudo = InternetChecksum.ipv6PseudoHeaderSum(
+                source: ip.source, destination: ip.destination, proto: parsed.ipProtocol, length: end - Int(parsed.l4Offset))
+        }
+        let l4 = Int(parsed.l4Offset)
+        let field: Int
+        switch parsed.ipProtocol {
+        case IPProtocol.tcp: field = l4 + 16
+        case IPProtocol.udp: field = l4 + 6
+        case IPProtocol.icmp, IPProtocol.icmpv6: field = l4 + 2
+        default: return
+        }
+        guard field + 2 <= end else { return }
+        frame.setU16(field, 0)
+        var value = InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: bytes[l4..<end]), initial: pseudo))
+        if value == 0 && parsed.ipProtocol == IPProtocol.udp { value = 0xFFFF }
+        frame.setU16(field, value)
+    }
+}
+
+/// The first 96 bytes of a frame in hex, for a violation's message.
+func hex(_ bytes: UnsafeRawBufferPointer) -> String {
+    bytes.prefix(96).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+}
