@@ -119,19 +119,9 @@ func collisionBenchmarks() {
                     state = state &* 6_364_136_223_846_793_005 &+ 1
                     return (state >> 24) & 0xFF_FFFF_FFFE
                 }
-            let batch = datapath.makeBatch()
-            batch.ingressPort = 1
-            for host in hosts {
-                frame(dst: 0xFFFF_FFFF, src: host, vid: nil).withUnsafeBytes { _ = batch.append($0) }
-                if batch.isFull {
-                    datapath.process(batch, now: Timestamp(seconds: 1))
-                    datapath.transmitQueues.removeAll()
-                    batch.removeAll()
-                }
-            }
-            datapath.process(batch, now: Timestamp(seconds: 1))
-            datapath.transmitQueues.removeAll()
+            learn(datapath, hosts: hosts, on: 1, vid: nil)
             learn(datapath, hosts: 200..<232, on: 0, vid: nil)
+            let batch = datapath.makeBatch()
             let frames = (0..<32).map { frame(dst: hosts[8_000 + $0], src: 200 + UInt64($0), vid: nil) }
             _ = run(datapath, batch, frames, port: 0, count: 32)
             benchmark.startMeasurement()

@@ -39,7 +39,7 @@ func frame(
 }
 
 /// Learns `hosts` hosts behind `port` by sending one broadcast from each.
-func learn(_ datapath: Datapath, hosts: Range<UInt64>, on port: PortID, vid: UInt16?) {
+func learn(_ datapath: Datapath, hosts: some Sequence<UInt64>, on port: PortID, vid: UInt16?) {
     let batch = datapath.makeBatch()
     batch.ingressPort = port
     for host in hosts {
