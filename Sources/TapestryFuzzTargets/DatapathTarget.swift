@@ -202,8 +202,8 @@ enum DatapathTarget {
                 try require(parsed.isValid, "output on port \(port) does not parse: \(parsed.malformation!): \(hex(frame))")
                 try FrameParserTarget.check(frame, parsed)
                 if fixChecksums && offload.isPlain {
-                    try require(ChecksumVerifier.ipv4HeaderIsValid(frame, parsed) ?? true, "output IPv4 header checksum invalid on port \(port)")
-                    try require(ChecksumVerifier.l4IsValid(frame, parsed) ?? true, "output L4 checksum invalid on port \(port), protocol \(parsed.ipProtocol)")
+                    try require(ChecksumVerifier.ipv4HeaderIsValid(frame, parsed) ?? true, "output IPv4 header checksum invalid on port \(port): \(hex(frame))")
+                    try require(ChecksumVerifier.l4IsValid(frame, parsed) ?? true, "output L4 checksum invalid on port \(port), protocol \(parsed.ipProtocol): \(hex(frame))")
                 }
                 if !offload.isPlain { try SegmentationTarget.check(frame, offload) }
             }

@@ -97,6 +97,20 @@ import TapestryWire
         #expect(reply["icmp.checksum"]?.hasSuffix("(valid)") == true && reply["ipv4.checksum"]?.hasSuffix("(valid)") == true)
     }
 
+    /// Found by the datapath fuzzer (Fuzz/Regressions/datapath/vip-echo-of-zeros-checksum): an
+    /// echo request of zeros (identifier, sequence and data 0) got a reply checksum of 0x0000 from
+    /// the incremental update; the right one is 0xFFFF.
+    @Test func pingOfZerosGetsAValidReply() throws {
+        let sw = makeSwitch()
+        let message = FrameBuilder.icmp(type: 8, identifier: 0, sequence: 0, payload: [UInt8](repeating: 0, count: 18))
+        let request = FrameBuilder.ethernet(
+            dst: Self.lbMAC, src: Self.client, type: EtherType.ipv4,
+            payload: FrameBuilder.ipv4(src: Self.ipClient, dst: Self.vip, proto: IPProtocol.icmp, payload: message))
+        let reply = fields(try #require(sw.send(request, on: "c")["c"]?.first))
+        #expect(reply["icmp.type"] == "0")
+        #expect(reply["icmp.checksum"]?.hasSuffix("(valid)") == true, "\(reply["icmp.checksum"] ?? "none")")
+    }
+
     @Test func sixConnectionsAlternateAndStayOnTheirBackend() throws {
         let sw = makeSwitch()
         var chosen: [String] = []
