@@ -50,7 +50,8 @@ struct Scenario {
 
     func run(hashKey: HashKey = .fixed) throws -> ReplaySummary {
         let topology = try TopologyLoader.load(path: directory.appendingPathComponent("topology.yaml").path).get()
-        let out = Repository.temporaryDirectory("scenario-\(name)")
+        // Per key: the fixed-key and random-key runs of one scenario run in parallel.
+        let out = Repository.temporaryDirectory("scenario-\(name)-\(hashKey == .fixed ? "fixed" : "random")")
         defer { try? FileManager.default.removeItem(at: out) }
         var replay = Replay(topology: topology, inputs: pcaps("in"), outputDirectory: out.path, expectations: pcaps("expect"))
         replay.hashKey = hashKey

@@ -90,7 +90,9 @@ extension Tapestry {
             guard let fd = UnixSocketAddress.connect(path) else { return nil }
             defer { close(fd) }
             let bytes = Array((line + "\n").utf8)
-            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            // MSG_NOSIGNAL: a switch that refuses us (it serves 16 clients) closes at once, and a
+            // write into that must be a refusal to report, not SIGPIPE killing ctl (exit 141).
+            _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             shutdown(fd, Int32(SHUT_WR))
             var answer = [UInt8]()
             var buffer = [UInt8](repeating: 0, count: 65_536)
