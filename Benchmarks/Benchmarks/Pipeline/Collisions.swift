@@ -2,12 +2,12 @@ import Benchmark
 import TapestryDatapath
 import TapestryWire
 
-// Hash flooding (issue 11): keys an attacker computes offline so that they collide under the
+// Hash flooding: keys an attacker computes offline so that they collide under the
 // unkeyed hashes the tables had before they were keyed. Against the keyed hashes these keys are
 // as good as random, so the figures below should match the ordinary benchmarks; against the old
 // ones every lookup walks one long probe run. The same file runs against the old tree to show it.
 
-/// The connection table's hash before issue 11 (constant seed, invertible multiply-xorshift).
+/// The connection table's hash before the tables were keyed (constant seed, invertible multiply-xorshift).
 func oldFlowHash(_ key: FlowKey) -> UInt64 {
     var h = (0x5EED_7A9E_5775_0001 ^ key.meta) &* 0x9E37_79B9_7F4A_7C15
     h = (h ^ key.aLow ^ (key.aHigh >> 1)) &* 0xBF58_476D_1CE4_E5B9
