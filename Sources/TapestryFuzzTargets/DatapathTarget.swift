@@ -80,15 +80,22 @@ enum DatapathTarget {
         }
     }()
 
+    /// Their datapath configurations, mapped once too; the tracking-only variant's connection
+    /// table is as small as the firewall's (its default, 262,144, made a datapath 0.4 ms to build).
+    static let configurations: [DatapathConfiguration] = topologies.map { topology in
+        var configuration = DatapathConfiguration(topology: topology)
+        configuration.trackingOnlyConnections = 8
+        return configuration
+    }
+
     static let batchCapacity = 8
     static let maxFrameLength = 2048
 
     static func run(_ data: UnsafeRawBufferPointer) throws(InvariantViolation) {
         var input = ByteReader(data)
         let mode = input.u8()
-        let topology = topologies[Int(mode & 3) % topologies.count]
+        let configuration = configurations[Int(mode & 3) % configurations.count]
         let fixChecksums = mode & 4 != 0
-        let configuration = DatapathConfiguration(topology: topology)
         let datapath = Datapath(configuration: configuration, batchCapacity: batchCapacity, maxFrameLength: maxFrameLength)
         let batch = datapath.makeBatch()
         let portCount = configuration.ports.count

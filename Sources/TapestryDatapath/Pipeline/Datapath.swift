@@ -81,7 +81,8 @@ public final class Datapath {
                 (network: $0.network, vip: FlowKey.mapped($0.vip.rawValue), proto: $0.proto, port: $0.port)
             }
             firewall = FirewallStage(
-                configuration: configuration.firewall ?? FirewallConfiguration(defaultAction: .allow),
+                configuration: configuration.firewall
+                    ?? FirewallConfiguration(defaultAction: .allow, maxConnections: configuration.trackingOnlyConnections),
                 enforce: configuration.firewall != nil, services: services, hashKey: hashKey)
         } else {
             firewall = nil

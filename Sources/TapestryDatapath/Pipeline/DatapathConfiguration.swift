@@ -45,6 +45,10 @@ public struct DatapathConfiguration: Sendable {
     /// Nil: no firewall stage, every connection allowed.
     public var firewall: FirewallConfiguration?
     public var loadBalancers: [LoadBalancerConfiguration]
+    /// The connection table's size when load balancers track connections without a firewall
+    /// (the topology has no key for it; the fuzz target shrinks it so that a datapath is cheap to
+    /// build per input and the table-full paths are reached).
+    public var trackingOnlyConnections = FirewallConfiguration.defaultMaxConnections
 
     public init(
         networks: [Network], ports: [Port], macAgingSeconds: Int = 300, macTableSize: Int = 8192,

@@ -88,7 +88,9 @@ public struct FirewallConfiguration: Sendable, Equatable {
     /// How long a permitted first fragment lets later fragments of its datagram through.
     public var fragmentTimeout: Int64 = 30 * 1_000_000_000
 
-    public init(defaultAction: Action, maxConnections: Int = 262_144, timeouts: Timeouts = .defaults, rules: [Rule] = []) {
+    public static let defaultMaxConnections = 262_144
+
+    public init(defaultAction: Action, maxConnections: Int = defaultMaxConnections, timeouts: Timeouts = .defaults, rules: [Rule] = []) {
         self.defaultAction = defaultAction
         self.maxConnections = maxConnections
         self.timeouts = timeouts
