@@ -6,18 +6,21 @@ import TapestryWire
 /// The forwarding database: (network, MAC) -> port, with aging, moves and hard bounds that never
 /// stop learning.
 ///
-/// - Entries live in a slab that never moves them; an open-addressing index (keyed hash, linear
-///   probing, backward-shift deletion) finds them. The index has at least twice as many cells as
-///   the table has entries, so a probe always meets an empty cell and terminates.
-/// - Each port keeps its entries in a list from least to most recently seen. A full table (or a
-///   port at its `mac_limit`) evicts the head of a list: the least recently seen entry of the port
-///   that holds the most entries (or of the port at its limit), as Open vSwitch does. One port
-///   flooding source MACs therefore evicts its own entries, never another port's.
+/// - An open-addressing index (keyed hash, linear probing, backward-shift deletion) holds what a
+///   frame needs, key, port and times, in one 32-byte cell, so a lookup or a refresh touches one
+///   cell and nothing else. The index has at least twice as many cells as the table has entries,
+///   so a probe always meets an empty cell and terminates.
+/// - Each entry also has a slot in a slab that never moves it (cells move when a neighbour is
+///   deleted), and each port keeps its slots in a list from least to most recently seen. A full
+///   table (or a port at its `mac_limit`) evicts the head of a list: the least recently seen
+///   entry of the port that holds the most entries (or of the port at its limit), as Open vSwitch
+///   does. One port flooding source MACs therefore evicts its own entries, never another port's.
 /// - Refreshing an entry moves it to its list's tail at most once a second (`relistInterval`), so
 ///   a steady stream from one MAC costs a store per frame, not list surgery; the lists are ordered
-///   to within that second, and so is "least recently seen".
+///   to within that second, and so is "least recently seen". An entry was therefore last seen
+///   less than a second after it was listed, which lets `sweep` judge list heads from the slab.
 /// - Expired entries count as absent on lookup; `sweep` removes them from the list heads.
-/// - Nothing is allocated after `init`; the slab and index come from `calloc`, so untouched pages
+/// - Nothing is allocated after `init`; the index and slab come from `calloc`, so untouched pages
 ///   cost no resident memory.
 public final class MACTable {
     public struct Entry: Equatable, Sendable {
@@ -37,10 +40,21 @@ public final class MACTable {
     public let agingNanoseconds: Int64
     public static let relistInterval: Int64 = 1_000_000_000
 
+    /// An index cell. `tagged` is the key with `occupied` set (keys use at most 60 bits), so the
+    /// zeroed memory calloc returns is an empty index.
+    private struct Cell {
+        var tagged: UInt64 = 0
+        var lastSeen: Int64 = 0
+        /// When the entry last moved to its port list's tail.
+        var listedAt: Int64 = 0
+        var id: UInt32 = 0
+        var port: PortID = 0
+    }
+
+    /// An entry's place in its port's list.
     private struct Slot {
         var key: UInt64 = 0
-        var lastSeen: Int64 = 0
-        /// When the slot last moved to its port list's tail.
+        /// As the cell's; a lower bound of its last sighting, within `relistInterval`.
         var listedAt: Int64 = 0
         var previous: UInt32 = 0
         var next: UInt32 = 0
@@ -64,15 +78,14 @@ public final class MACTable {
     }
 
     private static let none = UInt32.max
+    private static let occupied: UInt64 = 1 << 63
     private let hashKey: HashKey
     private let state: UnsafeMutablePointer<Bookkeeping>
-    private let slots: UnsafeMutablePointer<Slot>
-    /// Index cells: the hash's high 32 bits (whose top bits also choose the home cell), slot id + 1
-    /// in the low 32 (0 = empty).
-    private let index: UnsafeMutablePointer<UInt64>
+    private let cells: UnsafeMutablePointer<Cell>
     private let mask: Int
     /// The home cell is the top bits of the hash (multiply-shift: they depend on every key bit).
     private let homeShift: UInt64
+    private let slots: UnsafeMutablePointer<Slot>
     private let freeIDs: UnsafeMutablePointer<UInt32>
     private let lists: UnsafeMutablePointer<PortList>
     private let portCount: Int
@@ -90,14 +103,14 @@ public final class MACTable {
         self.agingNanoseconds = Int64(agingSeconds) * 1_000_000_000
         self.hashKey = hashKey
         self.portCount = portCount
-        var cells = 16
-        while cells < maxEntries * 2 { cells <<= 1 }
-        mask = cells - 1
-        homeShift = UInt64(64 - cells.trailingZeroBitCount)
+        var cellCount = 16
+        while cellCount < maxEntries * 2 { cellCount <<= 1 }
+        mask = cellCount - 1
+        homeShift = UInt64(64 - cellCount.trailingZeroBitCount)
         state = .allocate(capacity: 1)
         state.initialize(to: Bookkeeping(freeCount: maxEntries))
+        cells = calloc(cellCount, MemoryLayout<Cell>.stride)!.bindMemory(to: Cell.self, capacity: cellCount)
         slots = calloc(maxEntries, MemoryLayout<Slot>.stride)!.bindMemory(to: Slot.self, capacity: maxEntries)
-        index = calloc(cells, MemoryLayout<UInt64>.stride)!.bindMemory(to: UInt64.self, capacity: cells)
         freeIDs = .allocate(capacity: maxEntries)
         for id in 0..<maxEntries { freeIDs[id] = UInt32(truncatingIfNeeded: maxEntries - 1 - id) }
         lists = .allocate(capacity: portCount)
@@ -110,8 +123,8 @@ public final class MACTable {
 
     deinit {
         state.deallocate()
+        free(cells)
         free(slots)
-        free(index)
         freeIDs.deallocate()
         lists.deallocate()
     }
@@ -120,19 +133,17 @@ public final class MACTable {
     static func key(_ network: NetworkID, _ mac: MACAddress) -> UInt64 { UInt64(network) << 48 | mac.rawValue }
 
     @inline(__always)
-    private func isExpired(_ id: Int, now: Int64) -> Bool { now &- slots[id].lastSeen >= agingNanoseconds }
+    private func home(_ key: UInt64) -> Int { Int(truncatingIfNeeded: hashKey.hash(key) >> homeShift) }
 
-    /// The slot id holding `key`, or nil. Terminates: at most half the index cells are in use.
+    /// The cell holding `key`, or nil. Terminates: at most half the cells are in use.
     @inline(__always)
-    private func find(_ key: UInt64, hash: UInt64) -> Int? {
-        // No tag comparison before the slot's key: at a load of at most 1/2 most probes end at
-        // the first cell, where the tag would only add work.
-        var cell = Int(truncatingIfNeeded: hash >> homeShift)
+    private func find(_ key: UInt64) -> Int? {
+        let tagged = key | Self.occupied
+        var cell = home(key)
         while true {
-            let value = index[cell]
-            if value == 0 { return nil }
-            let id = Int(UInt32(truncatingIfNeeded: value)) &- 1
-            if slots[id].key == key { return id }
+            let stored = cells[cell].tagged
+            if stored == tagged { return cell }
+            if stored == 0 { return nil }
             cell = (cell + 1) & mask
         }
     }
@@ -140,13 +151,12 @@ public final class MACTable {
     /// The port `mac` was learned on in `network`, unless it has aged out.
     @inline(__always)
     public func lookup(_ network: NetworkID, _ mac: MACAddress, now: Timestamp) -> PortID? {
-        let key = Self.key(network, mac)
-        guard let id = find(key, hash: hashKey.hash(key)) else { return nil }
-        if isExpired(id, now: now.nanoseconds) {
-            remove(id: id)
+        guard let cell = find(Self.key(network, mac)) else { return nil }
+        if now.nanoseconds &- cells[cell].lastSeen >= agingNanoseconds {
+            remove(cell: cell)
             return nil
         }
-        return slots[id].port
+        return cells[cell].port
     }
 
     /// Records that `mac` was seen on `port` in `network` at `now`.
@@ -154,22 +164,26 @@ public final class MACTable {
     @discardableResult
     public func learn(_ network: NetworkID, _ mac: MACAddress, port: PortID, now: Timestamp) -> LearnResult {
         let key = Self.key(network, mac)
-        let hash = hashKey.hash(key)
         let now = now.nanoseconds
-        if let id = find(key, hash: hash) {
-            let expired = isExpired(id, now: now)
-            slots[id].lastSeen = now
-            let previous = slots[id].port
+        if var cell = find(key) {
+            let expired = now &- cells[cell].lastSeen >= agingNanoseconds
+            cells[cell].lastSeen = now
+            let previous = cells[cell].port
             if previous == port {
-                if now &- slots[id].listedAt >= Self.relistInterval { relist(id, now: now) }
+                if now &- cells[cell].listedAt >= Self.relistInterval { relist(cell: cell, now: now) }
                 return expired ? .learned : .refreshed
             }
+            let id = Int(cells[cell].id)
             unlink(id)
             var evicted = false
             if lists[Int(port)].count >= lists[Int(port)].limit {
                 evictHead(of: Int(port))
                 evicted = true
+                // Deleting a cell may have shifted this one up its probe run.
+                cell = find(key)!
             }
+            cells[cell].port = port
+            cells[cell].listedAt = now
             slots[id].port = port
             append(id, now: now)
             if evicted { return .learnedAfterEviction }
@@ -190,27 +204,37 @@ public final class MACTable {
         let id = Int(freeIDs[state.pointee.freeCount - 1])
         state.pointee.freeCount -= 1
         state.pointee.count += 1
-        slots[id] = Slot(key: key, lastSeen: now, listedAt: now, port: port, inUse: true)
+        slots[id] = Slot(key: key, port: port, inUse: true)
         append(id, now: now)
-        var cell = Int(truncatingIfNeeded: hash >> homeShift)
-        while index[cell] != 0 { cell = (cell + 1) & mask }
-        index[cell] = hash & 0xFFFF_FFFF_0000_0000 | UInt64(id + 1)
+        var cell = home(key)
+        while cells[cell].tagged != 0 { cell = (cell + 1) & mask }
+        cells[cell] = Cell(
+            tagged: key | Self.occupied, lastSeen: now, listedAt: now, id: UInt32(truncatingIfNeeded: id), port: port)
         return evicted ? .learnedAfterEviction : .learned
     }
 
-    /// Removes expired entries from the heads of the port lists, at most `budget` steps.
-    /// Returns how many entries it removed.
+    /// Removes expired entries from the heads of the port lists: at most `budget` steps, and it
+    /// stops once every port's head was found live. Returns how many entries it removed.
     @discardableResult
     public func sweep(now: Timestamp, budget: Int) -> Int {
         var removed = 0
-        for _ in 0..<budget {
+        var live = 0
+        var steps = 0
+        while steps < budget && live < portCount {
+            steps += 1
             let port = state.pointee.sweepPort
             let head = lists[port].head
-            if head != Self.none && isExpired(Int(head), now: now.nanoseconds) {
-                remove(id: Int(head))
+            // A head listed less than the aging time ago is live (it was seen after it was
+            // listed); only an older one needs its cell.
+            if head != Self.none && now.nanoseconds &- slots[Int(head)].listedAt >= agingNanoseconds,
+                let cell = find(slots[Int(head)].key), now.nanoseconds &- cells[cell].lastSeen >= agingNanoseconds
+            {
+                remove(cell: cell)
                 removed += 1
+                live = 0
             } else {
                 state.pointee.sweepPort = port + 1 == portCount ? 0 : port + 1
+                live += 1
             }
         }
         return removed
@@ -227,15 +251,7 @@ public final class MACTable {
 
     /// Live entries, for display and tests (allocates; not for the datapath).
     public func entries(now: Timestamp) -> [Entry] {
-        var result: [Entry] = []
-        for id in 0..<maxEntries where slots[id].inUse && !isExpired(id, now: now.nanoseconds) {
-            let key = slots[id].key
-            result.append(
-                Entry(
-                    network: NetworkID(truncatingIfNeeded: key >> 48), mac: MACAddress(rawValue: key & 0xFFFF_FFFF_FFFF),
-                    port: slots[id].port, lastSeen: Timestamp(nanoseconds: slots[id].lastSeen)))
-        }
-        return result.sorted { ($0.network, $0.mac) < ($1.network, $1.mac) }
+        entries(now: now, ids: 0..<maxEntries).sorted { ($0.network, $0.mac) < ($1.network, $1.mac) }
     }
 
     /// Live entries with ids in `ids` (clamped to the slab), unsorted: the control thread lists a
@@ -243,12 +259,13 @@ public final class MACTable {
     /// an entry alive during the whole listing is copied exactly once.
     public func entries(now: Timestamp, ids: Range<Int>) -> [Entry] {
         var result: [Entry] = []
-        for id in ids.clamped(to: 0..<maxEntries) where slots[id].inUse && !isExpired(id, now: now.nanoseconds) {
+        for id in ids.clamped(to: 0..<maxEntries) where slots[id].inUse {
             let key = slots[id].key
+            guard let cell = find(key), now.nanoseconds &- cells[cell].lastSeen < agingNanoseconds else { continue }
             result.append(
                 Entry(
                     network: NetworkID(truncatingIfNeeded: key >> 48), mac: MACAddress(rawValue: key & 0xFFFF_FFFF_FFFF),
-                    port: slots[id].port, lastSeen: Timestamp(nanoseconds: slots[id].lastSeen)))
+                    port: cells[cell].port, lastSeen: Timestamp(nanoseconds: cells[cell].lastSeen)))
         }
         return result
     }
@@ -288,18 +305,21 @@ public final class MACTable {
         lists[port].count -= 1
     }
 
-    private func relist(_ id: Int, now: Int64) {
+    private func relist(cell: Int, now: Int64) {
+        let id = Int(cells[cell].id)
         unlink(id)
         append(id, now: now)
+        cells[cell].listedAt = now
     }
 
     private func remove(id: Int) {
-        guard slots[id].inUse else { return }
+        guard slots[id].inUse, let cell = find(slots[id].key) else { return }
+        remove(cell: cell)
+    }
+
+    private func remove(cell: Int) {
+        let id = Int(cells[cell].id)
         unlink(id)
-        let hash = hashKey.hash(slots[id].key)
-        let tag = hash & 0xFFFF_FFFF_0000_0000
-        var cell = Int(truncatingIfNeeded: hash >> homeShift)
-        while index[cell] != tag | UInt64(id + 1) { cell = (cell + 1) & mask }
         removeCell(cell)
         slots[id].inUse = false
         freeIDs[state.pointee.freeCount] = UInt32(truncatingIfNeeded: id)
@@ -312,14 +332,14 @@ public final class MACTable {
     private func removeCell(_ removed: Int) {
         var hole = removed
         var next = (hole + 1) & mask
-        while index[next] != 0 {
-            let ideal = Int(truncatingIfNeeded: index[next] >> homeShift)
+        while cells[next].tagged != 0 {
+            let ideal = home(cells[next].tagged & ~Self.occupied)
             if (hole - ideal) & mask < (next - ideal) & mask {
-                index[hole] = index[next]
+                cells[hole] = cells[next]
                 hole = next
             }
             next = (next + 1) & mask
         }
-        index[hole] = 0
+        cells[hole] = Cell()
     }
 }
