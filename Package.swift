@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "TapestryPcap", targets: ["TapestryPcap"]),
         .library(name: "TapestryTopology", targets: ["TapestryTopology"]),
         .library(name: "TapestryDatapath", targets: ["TapestryDatapath"]),
+        .library(name: "TapestrySwitchCore", targets: ["TapestrySwitchCore"]),
         .library(name: "TapestryReplay", targets: ["TapestryReplay"]),
         .library(name: "TapestryTestSupport", targets: ["TapestryTestSupport"]),
         .library(name: "TapestryPorts", targets: ["TapestryPorts"]),
@@ -26,24 +27,25 @@ let package = Package(
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .target(name: "TapestryWire"),
         .target(name: "CTapestryLinux"),
-        .target(name: "TapestryPorts", dependencies: ["CTapestryLinux", "TapestryDatapath", "TapestryWire", "TapestryTopology", "TapestryReplay"]),
+        .target(name: "TapestryPorts", dependencies: ["CTapestryLinux", "TapestryDatapath", "TapestryWire", "TapestryTopology", "TapestrySwitchCore"]),
         .target(name: "TapestryPcap", dependencies: ["CPcap"]),
         .target(
             name: "TapestryTopology",
             dependencies: ["TapestryWire", .product(name: "Yams", package: "Yams")]
         ),
         .target(name: "TapestryDatapath", dependencies: ["TapestryWire"]),
+        .target(name: "TapestrySwitchCore", dependencies: ["TapestryDatapath", "TapestryTopology", "TapestryWire"]),
         .target(
             name: "TapestryReplay",
-            dependencies: ["TapestryDatapath", "TapestryPcap", "TapestryTopology", "TapestryWire"]
+            dependencies: ["TapestryDatapath", "TapestryPcap", "TapestrySwitchCore", "TapestryTopology", "TapestryWire"]
         ),
         .target(
             name: "TapestryTestSupport",
-            dependencies: ["TapestryDatapath", "TapestryTopology", "TapestryWire", "TapestryReplay"]
+            dependencies: ["TapestryDatapath", "TapestryTopology", "TapestryWire", "TapestrySwitchCore"]
         ),
         .target(
             name: "TapestryFuzzTargets",
-            dependencies: ["TapestryDatapath", "TapestryPcap", "TapestryPorts", "TapestryReplay", "TapestryTopology", "TapestryWire"]
+            dependencies: ["TapestryDatapath", "TapestryPcap", "TapestryPorts", "TapestryReplay", "TapestrySwitchCore", "TapestryTopology", "TapestryWire"]
         ),
         .executableTarget(
             name: "tapestry",

@@ -1,6 +1,6 @@
 import TapestryDatapath
 import TapestryPcap
-import TapestryReplay
+import TapestrySwitchCore
 import TapestryTopology
 import TapestryWire
 

@@ -1,4 +1,4 @@
-import TapestryReplay
+import TapestrySwitchCore
 import TapestryWire
 
 /// `FrameParser.parse` on arbitrary bytes, then every header view it validated read in full, the
@@ -14,7 +14,7 @@ enum FrameParserTarget {
         _ = ChecksumVerifier.l4IsValid(frame, parsed)
         let bytes = Array(frame)
         _ = FrameFields(bytes).fields
-        _ = Tracer.summary(bytes)
+        _ = TraceText.summary(bytes)
     }
 
     /// Checks `parsed` against `frame` and reads what it promises; also used on the datapath's

@@ -1,5 +1,5 @@
 import TapestryDatapath
-import TapestryReplay
+import TapestrySwitchCore
 import TapestryTopology
 
 /// A topology file's text through the loader and validator, and, when it is valid, through the

@@ -1,6 +1,6 @@
 import CTapestryLinux
 import TapestryDatapath
-import TapestryReplay
+import TapestrySwitchCore
 import TapestryTopology
 
 #if canImport(Glibc)
@@ -72,10 +72,6 @@ extension LiveSwitch {
             }
         }
 
-        let newDatapath = Datapath(
-            configuration: DatapathConfiguration(topology: new), batchCapacity: datapath.batchCapacity,
-            maxFrameLength: datapath.maxFrameLength, hashKey: datapath.hashKey)
-        let adoption = newDatapath.adoptState(from: datapath, now: Self.wallClock())
 
         // Re-register the descriptors under their new port indices; close the removed ports.
         for port in ports { unwatch(port) }
@@ -102,12 +98,10 @@ extension LiveSwitch {
         let added = opened.map(\.name)
         let gone = removed.map { topology.ports[$0].name }
         let reattached = reopenedPorts.map { topology.ports[$0.old].name }
-        topology = new
-        datapath = newDatapath
+        let adoption = core.reload(to: new, now: Self.wallClock())
         ports = newPorts
         up = newUp
         watchingWritable = newWritable
-        batch = newDatapath.makeBatch()
         reloads += 1
         var parts = ["reloaded '\(new.name)'"]
         // Kept socket ports take the new `peers` (checked from the next connection on; a

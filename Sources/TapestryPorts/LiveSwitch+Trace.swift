@@ -1,5 +1,5 @@
 import TapestryDatapath
-import TapestryReplay
+import TapestrySwitchCore
 import TapestryWire
 
 #if canImport(Glibc)
@@ -47,15 +47,14 @@ extension LiveSwitch {
             let now = Self.wallClock()
             trace.frames += 1
             trace.remaining -= 1
-            trace.lines.append("frame \(trace.frames): port \(names[Int(port)]), t=\(now), \(original.count) bytes, \(Tracer.summary(original))")
+            trace.lines.append("frame \(trace.frames): port \(names[Int(port)]), t=\(now), \(original.count) bytes, \(TraceText.summary(original))")
             var decided = false
-            let configuration = datapath.configuration
-            datapath.process(batch, now: now) { step in
+            let configuration = core.configuration
+            core.run(now: now, observe: { step in
                 guard !decided else { return }
-                trace.lines.append(contentsOf: Tracer.describe(step, self.datapath, self.batch, configuration, &trace.lastState))
+                trace.lines.append(contentsOf: TraceText.describe(step, self.datapath, self.batch, configuration, &trace.lastState))
                 if self.batch.verdicts[0].isDrop { decided = true }
-            }
-            transmit()
+            }, transmit: { port, queues in self.transmit(port, queues) })
         }
         finishClosing()
         pendingTrace = trace

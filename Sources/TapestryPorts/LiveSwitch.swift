@@ -1,6 +1,6 @@
 import CTapestryLinux
 import TapestryDatapath
-import TapestryReplay
+import TapestrySwitchCore
 import TapestryTopology
 import TapestryWire
 
@@ -9,8 +9,8 @@ import Glibc
 #endif
 
 /// The live switch: every port of a topology attached (TAP devices, QEMU socket peers, host
-/// interfaces), one epoll loop reading batches from ready ports, the same `Datapath` that replay
-/// drives, and the results written back out.
+/// interfaces), one epoll loop reading batches from ready ports into the `SwitchCore` that replay
+/// and the tests drive too, and the results written back out.
 ///
 /// One datapath thread, and a control thread that serves the control socket and the metrics
 /// endpoint (`ControlServer`): their clients never delay forwarding, because the datapath thread
@@ -19,8 +19,11 @@ import Glibc
 /// while no VM is connected and comes up when one is; a port whose transmit queue is full drops
 /// the frame (`tx-full`) instead of blocking the loop.
 public final class LiveSwitch {
-    public internal(set) var topology: Topology
-    public internal(set) var datapath: Datapath
+    /// The topology, the datapath and the batch; a reload replaces what it holds.
+    let core: SwitchCore
+    public var topology: Topology { core.topology }
+    public var datapath: Datapath { core.datapath }
+    var batch: FrameBatch { core.batch }
     /// Where `reload` reads the topology again (nil: reload refused).
     public var topologyPath: String?
     let offloads: Bool
@@ -31,7 +34,6 @@ public final class LiveSwitch {
     let epoll: Int32
     private let stopSignals: Int32
     private let reloadSignals: Int32
-    var batch: FrameBatch
     /// TAP ports without offloads (`--no-offloads`) take plain frames, like QEMU's sockets.
     let plainForTaps = PlainFrames(gap: 0)
     let log: @Sendable (String) -> Void
@@ -59,7 +61,7 @@ public final class LiveSwitch {
     var closing: (port: PortID, reason: String)?
 
     /// Largest frame a port takes: a 64 KB GSO segment plus Ethernet and one tag.
-    public static let maxFrameLength = 65_535 + 18
+    public static let maxFrameLength = SwitchCore.maxFrameLength
 
     /// Attaches every port in topology order. On failure every port attached so far is closed
     /// (a TAP device removed, unless it was persistent; a socket file removed) before the error
@@ -76,7 +78,6 @@ public final class LiveSwitch {
             throw PortError(port: "", operation: "", detail: error.description)
         }
         channel = try ControlChannel()
-        self.topology = topology
         self.offloads = offloads
         self.log = log
         // A peer that hangs up (a ctl client, a metrics scraper, a VM) must never kill the switch.
@@ -86,10 +87,7 @@ public final class LiveSwitch {
         // a reload frees it; glibc's default raises the threshold after the first large free, so
         // later tables came from the heap and RSS grew with every reload.
         _ = tapestry_fix_mmap_threshold(256 * 1024)
-        datapath = Datapath(
-            configuration: DatapathConfiguration(topology: topology), batchCapacity: 32,
-            maxFrameLength: Self.maxFrameLength, hashKey: .random())
-        batch = datapath.makeBatch()
+        core = SwitchCore(topology: topology, hashKey: .random())
         reloadSignals = tapestry_reload_signal_fd()
         stopSignals = tapestry_stop_signal_fd()
         guard stopSignals >= 0 else { throw PortError(port: "", operation: "signalfd", errno: errno) }
@@ -239,17 +237,14 @@ public final class LiveSwitch {
             return
         }
         receive(port, limit: batch.capacity)
-        if !batch.isEmpty {
-            datapath.process(batch, now: Self.wallClock())
-            transmit()
-        }
+        if !batch.isEmpty { core.run(now: Self.wallClock()) { port, queues in transmit(port, queues) } }
         finishClosing()
     }
 
     /// Fills the batch with up to `limit` frames from `port`. A port that fails is taken down.
     func receive(_ port: PortID, limit: Int) {
-        batch.removeAll()
-        batch.ingressPort = port
+        core.begin(port: port)
+        let batch = core.batch
         switch ports[Int(port)] {
         case .tap(let device):
             var taken = 0
@@ -304,37 +299,33 @@ public final class LiveSwitch {
         }
     }
 
-    func transmit() {
-        let queues = datapath.transmitQueues
-        for active in 0..<queues.activeCount {
-            let port = queues.activePort(active)
-            guard up[Int(port)] else {
-                for index in 0..<queues.count(port) {
-                    datapath.countTransmitDrop(on: port, .portDown, bytes: queues.frame(port, index).count)
-                }
-                continue
+    /// Sends what the batch queued for `port` (the core calls this once per port with frames).
+    func transmit(_ port: PortID, _ queues: TransmitQueues) {
+        guard up[Int(port)] else {
+            for index in 0..<queues.count(port) {
+                datapath.countTransmitDrop(on: port, .portDown, bytes: queues.frame(port, index).count)
             }
-            switch ports[Int(port)] {
-            case .tap(let device):
-                transmit(queues, port, device)
-            case .stream(let socket):
-                if let broken = socket.transmit(queues, port, datapath) {
-                    streamClosed(port, broken)
-                } else {
-                    updateWritableInterest(port)
-                }
-            case .datagram(let socket):
-                if case .peerGone(let why) = socket.transmit(queues, port, datapath) {
-                    datagramPeerGone(port, why)
-                }
+            return
+        }
+        switch ports[Int(port)] {
+        case .tap(let device):
+            transmit(queues, port, device)
+        case .stream(let socket):
+            if let broken = socket.transmit(queues, port, datapath) {
+                streamClosed(port, broken)
+            } else {
                 updateWritableInterest(port)
-            case .packet(let socket):
-                if case .failed(let code) = socket.transmit(queues, port, datapath), !socket.exists || code != ENETDOWN {
-                    portDown(port, socket.exists ? "send failed: \(String(cString: strerror(code)))" : "the interface is gone")
-                }
+            }
+        case .datagram(let socket):
+            if case .peerGone(let why) = socket.transmit(queues, port, datapath) {
+                datagramPeerGone(port, why)
+            }
+            updateWritableInterest(port)
+        case .packet(let socket):
+            if case .failed(let code) = socket.transmit(queues, port, datapath), !socket.exists || code != ENETDOWN {
+                portDown(port, socket.exists ? "send failed: \(String(cString: strerror(code)))" : "the interface is gone")
             }
         }
-        queues.removeAll()
     }
 
     private func transmit(_ queues: TransmitQueues, _ port: PortID, _ device: TAPDevice) {

@@ -1,6 +1,7 @@
 import Foundation
 import TapestryDatapath
 import TapestryPcap
+import TapestrySwitchCore
 import TapestryTopology
 import TapestryWire
 
@@ -31,7 +32,7 @@ public struct Replay {
     public var hashKey: HashKey = .fixed
 
     /// Frames up to this length are replayed; longer ones are dropped as `oversize`.
-    public static let maxFrameLength = 65_535 + 18
+    public static let maxFrameLength = SwitchCore.maxFrameLength
 
     public init(topology: Topology, inputs: [Input], outputDirectory: String, expectations: [Input] = []) {
         self.topology = topology
@@ -41,21 +42,21 @@ public struct Replay {
     }
 
     public func run() throws -> ReplaySummary {
-        let configuration = DatapathConfiguration(topology: topology)
-        let portNames = configuration.ports.map(\.name)
-        for input in inputs + expectations where configuration.portID(named: input.port) == nil {
+        let core = SwitchCore(topology: topology, hashKey: hashKey)
+        let portNames = core.portNames
+        for input in inputs + expectations where core.port(named: input.port) == nil {
             throw ReplayError.unknownPort(input.port, known: portNames)
         }
         var readers: [(port: PortID, reader: PcapReader)] = []
         for input in inputs {
             do {
-                readers.append((configuration.portID(named: input.port)!, try PcapReader(path: input.path)))
+                readers.append((core.port(named: input.port)!, try PcapReader(path: input.path)))
             } catch { throw ReplayError.capture(error) }
         }
         var expected: [PortID: [(Int64, [UInt8])]] = [:]
         for expectation in expectations {
             do {
-                expected[configuration.portID(named: expectation.port)!] = try PcapReader(path: expectation.path).readAll()
+                expected[core.port(named: expectation.port)!] = try PcapReader(path: expectation.path).readAll()
             } catch { throw ReplayError.capture(error) }
         }
         // A directory this replay creates is removed again if the replay fails.
@@ -78,14 +79,12 @@ public struct Replay {
         var recorded: [PortID: [(Int64, [UInt8])]] = [:]
         for port in expected.keys { recorded[port] = [] }
         do {
-            let datapath = Datapath(
-                configuration: configuration, batchCapacity: 32, maxFrameLength: Self.maxFrameLength, hashKey: hashKey)
-            try feed(readers, into: datapath) { port, frame, timestamp in
+            try feed(readers, into: core) { port, frame, timestamp in
                 writers[Int(port)].write(frame, timestampNanoseconds: timestamp)
                 if recorded[port] != nil { recorded[port]!.append((timestamp, Array(frame))) }
             }
             for writer in writers { try writer.commit() }
-            let counters = datapath.counters
+            let counters = core.datapath.counters
             var summary = ReplaySummary(
                 topology: topology.name,
                 ports: portNames.enumerated().map { index, name in
@@ -114,7 +113,7 @@ public struct Replay {
                     related: counters.relatedPassed, tracked: counters.connections)
             }
             for expectation in expectations {
-                let port = configuration.portID(named: expectation.port)!
+                let port = core.port(named: expectation.port)!
                 summary.differences += Self.compare(
                     port: expectation.port, expected: expected[port]!, actual: recorded[port]!)
             }
@@ -126,31 +125,23 @@ public struct Replay {
         }
     }
 
-    /// Merges the inputs by timestamp and runs them through the datapath in batches.
+    /// Merges the inputs by timestamp and runs them through the switch in batches.
     private func feed(
-        _ readers: [(port: PortID, reader: PcapReader)], into datapath: Datapath,
+        _ readers: [(port: PortID, reader: PcapReader)], into core: SwitchCore,
         emit: (PortID, UnsafeRawBufferPointer, Int64) -> Void
     ) throws(PcapError) {
-        var heads: [PcapReader.Record?] = []
-        for entry in readers { heads.append(try entry.reader.next()) }
-        let batch = datapath.makeBatch()
+        var merge = try CaptureMerge(readers)
+        let batch = core.batch
         var batchTime: Int64 = 0
 
         func flush() {
-            guard !batch.isEmpty else { return }
-            datapath.process(batch, now: Timestamp(nanoseconds: batchTime))
-            let queues = datapath.transmitQueues
-            for active in 0..<queues.activeCount {
-                let port = queues.activePort(active)
+            core.run(now: Timestamp(nanoseconds: batchTime)) { port, queues in
                 for index in 0..<queues.count(port) { emit(port, queues.frame(port, index), batchTime) }
             }
-            queues.removeAll()
-            batch.removeAll()
+            core.begin(port: batch.ingressPort)
         }
 
-        while true {
-            guard let index = Replay.earliest(heads), let record = heads[index] else { break }
-            let port = readers[index].port
+        while let (port, record) = try merge.next() {
             if !batch.isEmpty && (batch.ingressPort != port || batchTime != record.timestampNanoseconds || batch.isFull) {
                 flush()
             }
@@ -159,27 +150,14 @@ public struct Replay {
                 // switch cannot send bytes it does not have.
                 flush()
                 let reason: DropReason = record.bytes.count < record.originalLength ? .captureTruncated : .oversize
-                datapath.countDrop(on: port, reason, bytes: record.bytes.count)
+                core.countDrop(on: port, reason, bytes: record.bytes.count)
             } else {
-                batch.ingressPort = port
+                if batch.isEmpty { core.begin(port: port) }
                 batchTime = record.timestampNanoseconds
-                batch.append(record.bytes)
+                core.append(record.bytes)
             }
-            // The record's bytes belong to libpcap until the next read; the batch holds a copy.
-            heads[index] = try readers[index].reader.next()
         }
         flush()
-    }
-
-    /// The input whose next frame comes first; ties go to the earlier input. Nil when all are done.
-    static func earliest(_ heads: [PcapReader.Record?]) -> Int? {
-        var chosen: Int? = nil
-        for (index, head) in heads.enumerated() {
-            guard let head else { continue }
-            if let best = chosen, heads[best]!.timestampNanoseconds <= head.timestampNanoseconds { continue }
-            chosen = index
-        }
-        return chosen
     }
 
     /// `SECONDS.NNNNNNNNN` for a capture timestamp, which may be any Int64 (a pcapng

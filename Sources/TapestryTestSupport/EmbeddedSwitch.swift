@@ -1,29 +1,27 @@
 import TapestryDatapath
-import TapestryReplay
+import TapestrySwitchCore
 import TapestryTopology
 import TapestryWire
 
-/// A whole switch in memory: a topology's datapath with `MemoryPort`s and a `ManualClock`, the
-/// role of SwiftNIO's `EmbeddedChannel`. Tests inject frames on ports, run, and read what left
-/// every port; no devices, root or real time involved.
+/// A whole switch in memory: the `SwitchCore` the live switch runs, with `MemoryPort`s and a
+/// `ManualClock`, the role of SwiftNIO's `EmbeddedChannel`. Tests inject frames on ports, run,
+/// and read what left every port; no devices, root or real time involved.
 public final class EmbeddedSwitch {
     public let topology: Topology
-    public let datapath: Datapath
+    public let core: SwitchCore
+    public var datapath: Datapath { core.datapath }
     public var clock = ManualClock()
     public let ports: [MemoryPort]
     private var pending: [(port: PortID, bytes: [UInt8])] = []
-    private let batch: FrameBatch
 
-    public init(topology: Topology, batchCapacity: Int = 32) {
+    public init(topology: Topology, batchCapacity: Int = SwitchCore.batchCapacity) {
         self.topology = topology
-        let configuration = DatapathConfiguration(topology: topology)
-        datapath = Datapath(configuration: configuration, batchCapacity: batchCapacity, maxFrameLength: 9216 + 18)
-        ports = configuration.ports.map { MemoryPort(name: $0.name) }
-        batch = datapath.makeBatch()
+        core = SwitchCore(topology: topology, batchCapacity: batchCapacity)
+        ports = core.portNames.map { MemoryPort(name: $0) }
     }
 
     /// Builds a switch from YAML text; traps on an invalid topology (tests give valid ones).
-    public convenience init(yaml: String, batchCapacity: Int = 32) {
+    public convenience init(yaml: String, batchCapacity: Int = SwitchCore.batchCapacity) {
         switch TopologyLoader.parse(yaml: yaml, file: "test.yaml") {
         case .success(let topology): self.init(topology: topology, batchCapacity: batchCapacity)
         case .failure(let errors): fatalError("invalid test topology:\n\(errors)")
@@ -37,7 +35,7 @@ public final class EmbeddedSwitch {
 
     /// Queues a frame to arrive on `port`; `runUntilIdle()` delivers it.
     public func inject(_ frame: [UInt8], on port: String) {
-        guard let id = datapath.configuration.portID(named: port) else { fatalError("no port \(port)") }
+        guard let id = core.port(named: port) else { fatalError("no port \(port)") }
         pending.append((id, frame))
     }
 
@@ -45,21 +43,17 @@ public final class EmbeddedSwitch {
     /// consecutive frames from one port.
     public func runUntilIdle() {
         var index = 0
+        let batch = core.batch
         while index < pending.count {
-            batch.removeAll()
-            batch.ingressPort = pending[index].port
+            core.begin(port: pending[index].port)
             while index < pending.count, pending[index].port == batch.ingressPort, !batch.isFull {
-                let appended = pending[index].bytes.withUnsafeBytes { batch.append($0) }
-                precondition(appended, "frame larger than the embedded switch's buffers")
+                let appended = pending[index].bytes.withUnsafeBytes { core.append($0) }
+                precondition(appended, "frame larger than the switch's buffers")
                 index += 1
             }
-            datapath.process(batch, now: clock.now)
-            let queues = datapath.transmitQueues
-            for active in 0..<queues.activeCount {
-                let port = queues.activePort(active)
+            core.run(now: clock.now) { port, queues in
                 for frame in 0..<queues.count(port) { ports[Int(port)].outbound.append(Array(queues.frame(port, frame))) }
             }
-            queues.removeAll()
         }
         pending.removeAll()
     }

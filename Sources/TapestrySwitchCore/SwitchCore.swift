@@ -1,0 +1,93 @@
+import TapestryDatapath
+import TapestryTopology
+import TapestryWire
+
+/// The switch itself, whoever drives it: a topology mapped to a `Datapath`, the one batch frames
+/// are received into, and the drain of every port's transmit queue to the driver's ports after
+/// the batch ran.
+///
+/// `tapestry run` (LiveSwitch), `replay`, `trace` and the tests' `EmbeddedSwitch` are drivers of
+/// this class: they decide where frames come from, when a batch is full and what a port does with
+/// what it is given, and nothing else. So the tests drive the code that runs live, with the same
+/// frame size and batch size.
+///
+/// A batch holds frames of one ingress port that arrived at one time (`begin(port:)`, then
+/// `append` or a port receiving straight into `batch`); `run(now:transmit:)` processes it and
+/// hands each port that has frames to send to `transmit`, once, then empties the queues.
+public final class SwitchCore {
+    /// The largest frame a port takes or a capture replays: a 64 KB GSO segment plus Ethernet
+    /// and one tag.
+    public static let maxFrameLength = 65_535 + 18
+    /// Frames per batch, live and offline.
+    public static let batchCapacity = 32
+
+    public private(set) var topology: Topology
+    public private(set) var datapath: Datapath
+    /// The batch ports receive into (replaced by a reload).
+    public private(set) var batch: FrameBatch
+
+    public var configuration: DatapathConfiguration { datapath.configuration }
+
+    /// - Parameters:
+    ///   - batchCapacity: `trace` explains one frame at a time with a batch of one.
+    ///   - hashKey: the tables' secret; random live, fixed offline (no result depends on it).
+    public init(topology: Topology, batchCapacity: Int = SwitchCore.batchCapacity, hashKey: HashKey = .fixed) {
+        self.topology = topology
+        datapath = Datapath(
+            configuration: DatapathConfiguration(topology: topology), batchCapacity: batchCapacity,
+            maxFrameLength: Self.maxFrameLength, hashKey: hashKey)
+        batch = datapath.makeBatch()
+    }
+
+    /// The index of the port named `name`.
+    public func port(named name: String) -> PortID? { configuration.portID(named: name) }
+
+    public var portNames: [String] { configuration.ports.map(\.name) }
+
+    /// Empties the batch for frames arriving on `port`.
+    @inline(__always)
+    public func begin(port: PortID) {
+        batch.removeAll()
+        batch.ingressPort = port
+    }
+
+    /// Copies a frame into the batch; false when it is full or the frame is longer than
+    /// `maxFrameLength`.
+    @inline(__always)
+    @discardableResult
+    public func append(_ frame: UnsafeRawBufferPointer) -> Bool { batch.append(frame) }
+
+    /// Runs the batch at `now`, then calls `transmit` once for every port with frames queued
+    /// (the frames are `queues.frame(port, 0..<queues.count(port))`), then empties the queues.
+    /// The batch keeps its frames and verdicts until the next `begin`.
+    /// - Parameter observe: called after each stage (tracing).
+    @inline(__always)
+    public func run(
+        now: Timestamp, observe: ((Datapath.Step) -> Void)? = nil, transmit: (PortID, TransmitQueues) -> Void
+    ) {
+        guard !batch.isEmpty else { return }
+        datapath.process(batch, now: now, observe: observe)
+        let queues = datapath.transmitQueues
+        for active in 0..<queues.activeCount { transmit(queues.activePort(active), queues) }
+        queues.removeAll()
+    }
+
+    /// Counts a frame a port dropped before it reached the pipeline.
+    public func countDrop(on port: PortID, _ reason: DropReason, bytes: Int) {
+        datapath.countDrop(on: port, reason, bytes: bytes)
+    }
+
+    /// Replaces the topology: a new datapath with the same batch size, frame size and hash key
+    /// adopts the old one's MAC entries, connections and counters (`Datapath.adoptState`), and a
+    /// new batch replaces the old (drivers must not hold the old one).
+    public func reload(to new: Topology, now: Timestamp) -> Datapath.Adoption {
+        let next = Datapath(
+            configuration: DatapathConfiguration(topology: new), batchCapacity: datapath.batchCapacity,
+            maxFrameLength: datapath.maxFrameLength, hashKey: datapath.hashKey)
+        let adoption = next.adoptState(from: datapath, now: now)
+        topology = new
+        datapath = next
+        batch = next.makeBatch()
+        return adoption
+    }
+}

@@ -1,0 +1,141 @@
+import TapestryDatapath
+import TapestryWire
+
+/// What `trace` and `ctl trace` print about a frame: a one-line summary, and for each stage what
+/// it decided and why, read from the batch, the tables and the queues after that stage ran.
+public enum TraceText {
+    /// One line naming the frame: addresses and protocol.
+    public static func summary(_ frame: [UInt8]) -> String {
+        let fields = Dictionary(FrameFields(frame).fields.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+        var text = "\(fields["eth.src"] ?? "?") > \(fields["eth.dst"] ?? "?")"
+        if let vid = fields["vlan.vid"] { text += " vlan \(vid)" }
+        if let op = fields["arp.op"] {
+            text += op == "1" ? " ARP who-has \(fields["arp.tpa"] ?? "?") tell \(fields["arp.spa"] ?? "?")"
+                : " ARP \(fields["arp.spa"] ?? "?") is-at \(fields["arp.sha"] ?? "?")"
+        } else if let src = fields["ipv4.src"] ?? fields["ipv6.src"], let dst = fields["ipv4.dst"] ?? fields["ipv6.dst"] {
+            if let sport = fields["tcp.sport"], let dport = fields["tcp.dport"] {
+                text += " TCP \(src):\(sport) > \(dst):\(dport) flags \(fields["tcp.flags"] ?? "")"
+            } else if let sport = fields["udp.sport"], let dport = fields["udp.dport"] {
+                text += " UDP \(src):\(sport) > \(dst):\(dport)"
+            } else if let type = fields["icmp.type"] ?? fields["icmpv6.type"] {
+                text += " ICMP type \(type) \(src) > \(dst)"
+            } else {
+                text += " IP \(src) > \(dst)"
+            }
+        } else if let type = fields["eth.type"] {
+            text += " type \(type)"
+        }
+        return text
+    }
+
+    /// What `step` decided for the first frame of `batch` (a batch of one frame), as lines.
+    /// `lastState` remembers each connection's state between frames, for "before -> after".
+    public static func describe(
+        _ step: Datapath.Step, _ datapath: Datapath, _ batch: FrameBatch, _ configuration: DatapathConfiguration,
+        _ lastState: inout [Int32: String]
+    ) -> [String] {
+        let verdict = batch.verdicts[0]
+        let metadata = batch.metadata[0]
+        let name = step.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)
+        let network = configuration.networks.indices.contains(Int(metadata.network))
+            ? configuration.networks[Int(metadata.network)] : nil
+        func dropped(_ reason: DropReason, _ why: String) -> [String] { ["  \(name)dropped (\(reason.name)): \(why)"] }
+        switch step {
+        case .vlan:
+            if case .drop(let reason) = verdict {
+                if reason == .invalid, let malformation = metadata.parsed.malformation {
+                    return dropped(reason, "\(malformation)")
+                }
+                let port = configuration.ports[Int(batch.ingressPort)]
+                let tag = metadata.parsed.tagCount == 0 ? "untagged" : metadata.parsed.tagCount > 1 ? "double-tagged, outer TPID 0x\(String(metadata.parsed.outerTPID, radix: 16))" : "outer tag TPID 0x\(String(metadata.parsed.outerTPID, radix: 16)) VID \(metadata.parsed.outerTCI & 0xFFF)"
+                return dropped(reason, "\(tag), not accepted on \(port.mode.isAccess ? "access" : "trunk") port \(port.name)")
+            }
+            let how = metadata.consumedTag ? (metadata.parsed.outerTCI & 0xFFF == 0 ? "priority-tagged" : "tagged VID \(metadata.parsed.outerTCI & 0xFFF)") : "untagged"
+            return ["  \(name)\(how) on port \(configuration.ports[Int(batch.ingressPort)].name) -> network \(network?.name ?? "?") (VLAN \(network?.vid ?? 0))"]
+        case .firewall:
+            let frame = UnsafeRawBufferPointer(batch.frame(0))
+            if case .drop(let reason) = verdict {
+                switch reason {
+                case .firewall:
+                    let decision = datapath.ruleDecision(for: frame, network: metadata.network)
+                    let rule = decision.map { $0.rule < 0 ? "no rule matched and default is drop" : "rule \($0.rule + 1) (drop) matched first" } ?? "refused"
+                    return dropped(reason, "new connection; \(rule)")
+                case .tableFull:
+                    return dropped(reason, "new connection, but the table is full of connections that may not be evicted")
+                default:
+                    return dropped(reason, "does not fit any tracked connection's state (a non-SYN for an unknown connection, an unsolicited reply, an unrelated ICMP error or a stray fragment)")
+                }
+            }
+            guard metadata.parsed.layer3 == .ipv4 || metadata.parsed.layer3 == .ipv6 else {
+                return ["  \(name)not IP: passes untracked"]
+            }
+            guard metadata.connection >= 0, let table = datapath.connectionTable else {
+                return ["  \(name)passes untracked (neighbour discovery, a related ICMP error, or tracking only VIP traffic)"]
+            }
+            let entry = table.entry(Int(metadata.connection)).pointee
+            let state = entry.kind == .tcp ? "\(entry.tcpState)" : (entry.replied ? "replied" : "unreplied")
+            let before = metadata.isNewConnection ? "none" : (lastState[metadata.connection] ?? "?")
+            lastState[metadata.connection] = state
+            let direction = metadata.isReply ? "reply" : "original"
+            var text = "  \(name)connection #\(metadata.connection) (\(direction) direction): \(before) -> \(state)"
+            if metadata.isNewConnection {
+                text += entry.rule < 0 ? "; new, allowed by default" : "; new, allowed by rule \(entry.rule + 1)"
+            }
+            return [text]
+        case .loadBalancer:
+            if case .drop(let reason) = verdict {
+                return dropped(reason, reason == .noService ? "to a VIP on a port or protocol it does not serve" : "to a VIP service, but belongs to no connection")
+            }
+            switch verdict {
+            case .forward: return ["  \(name)answered for the VIP (ARP or ping), sent back out of the ingress port"]
+            case .floodAll: return ["  \(name)backend MAC unknown: frame replaced by an ARP request from the VIP to every port"]
+            case .consume: return ["  \(name)ARP reply to the VIP: taken by the switch (backend MAC learned)"]
+            default: break
+            }
+            guard metadata.connection >= 0, let table = datapath.connectionTable else { return ["  \(name)not for a VIP"] }
+            let entry = table.entry(Int(metadata.connection)).pointee
+            guard entry.backend >= 0 else { return ["  \(name)not for a VIP"] }
+            let balancer = configuration.loadBalancers[Int(entry.balancer)]
+            let backend = balancer.backends[Int(entry.backend)]
+            if metadata.isReply {
+                return ["  \(name)reply from backend \(backend.address):\(backend.port): source rewritten to \(balancer.vip):\(balancer.port)"]
+            }
+            let why = metadata.isNewConnection ? "new connection, next in round robin" : "the connection's backend"
+            return ["  \(name)\(balancer.name): to backend \(backend.address):\(backend.port) (\(why)); destination rewritten"]
+        case .l2:
+            switch verdict {
+            case .drop(let reason):
+                return dropped(reason, reason == .hairpin ? "destination was learned on the ingress port" : "source MAC is a group address")
+            case .forward(let port):
+                if metadata.skipLearning && port == batch.ingressPort {
+                    return ["  \(name)the switch's own answer: not looked up, its source not learned"]
+                }
+                return ["  \(name)destination \(UnsafeRawBufferPointer(batch.frame(0)).mac(0)) learned on \(configuration.ports[Int(port)].name) -> forward"]
+            case .flood:
+                let destination = UnsafeRawBufferPointer(batch.frame(0)).mac(0)
+                return ["  \(name)destination \(destination) is \(destination.isMulticast ? (destination.isBroadcast ? "broadcast" : "multicast") : "unknown") -> flood"]
+            default:
+                return []
+            }
+        case .egress:
+            if case .drop(let reason) = verdict { return dropped(reason, "no other port in the network") }
+            let queues = datapath.transmitQueues
+            var outs: [String] = []
+            for active in 0..<queues.activeCount {
+                let port = queues.activePort(active)
+                let fields = FrameFields(Array(queues.frame(port, 0))).fields
+                let vid = fields.first { $0.name == "vlan.vid" }?.value
+                outs.append("\(configuration.ports[Int(port)].name) (\(vid.map { "tagged VID \($0)" } ?? "untagged"))")
+            }
+            if outs.isEmpty { return ["  \(name)nothing sent"] }
+            return ["  \(name)out \(outs.joined(separator: ", "))"]
+        }
+    }
+}
+
+extension DatapathConfiguration.PortMode {
+    public var isAccess: Bool {
+        if case .access = self { return true }
+        return false
+    }
+}
