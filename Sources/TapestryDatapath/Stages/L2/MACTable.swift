@@ -18,7 +18,8 @@ import TapestryWire
 /// - Refreshing an entry moves it to its list's tail at most once a second (`relistInterval`), so
 ///   a steady stream from one MAC costs a store per frame, not list surgery; the lists are ordered
 ///   to within that second, and so is "least recently seen". An entry was therefore last seen
-///   less than a second after it was listed, which lets `sweep` judge list heads from the slab.
+///   at or after its listing (a clock that steps back relists it), which lets `sweep` judge list
+///   heads from the slab.
 /// - Expired entries count as absent on lookup; `sweep` removes them from the list heads.
 /// - Nothing is allocated after `init`; the index and slab come from `calloc`, so untouched pages
 ///   cost no resident memory.
@@ -170,7 +171,11 @@ public final class MACTable {
             cells[cell].lastSeen = now
             let previous = cells[cell].port
             if previous == port {
-                if now &- cells[cell].listedAt >= Self.relistInterval { relist(cell: cell, now: now) }
+                // Unsigned: a clock that stepped back (a negative difference) relists too, so
+                // `listedAt` never passes `lastSeen`, which `sweep` relies on.
+                if UInt64(bitPattern: now &- cells[cell].listedAt) >= UInt64(Self.relistInterval) {
+                    relist(cell: cell, now: now)
+                }
                 return expired ? .learned : .refreshed
             }
             let id = Int(cells[cell].id)
