@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "TapestryTopology", targets: ["TapestryTopology"]),
         .library(name: "TapestryDatapath", targets: ["TapestryDatapath"]),
         .library(name: "TapestrySwitchCore", targets: ["TapestrySwitchCore"]),
+        .library(name: "TapestryControl", targets: ["TapestryControl"]),
         .library(name: "TapestryReplay", targets: ["TapestryReplay"]),
         .library(name: "TapestryTestSupport", targets: ["TapestryTestSupport"]),
         .library(name: "TapestryPorts", targets: ["TapestryPorts"]),
@@ -27,7 +28,10 @@ let package = Package(
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .target(name: "TapestryWire"),
         .target(name: "CTapestryLinux"),
-        .target(name: "TapestryPorts", dependencies: ["CTapestryLinux", "TapestryDatapath", "TapestryWire", "TapestryTopology", "TapestrySwitchCore"]),
+        .target(
+            name: "TapestryPorts",
+            dependencies: ["CTapestryLinux", "TapestryControl", "TapestryDatapath", "TapestryWire", "TapestryTopology", "TapestrySwitchCore"]),
+        .target(name: "TapestryControl", dependencies: ["TapestryWire"]),
         .target(name: "TapestryPcap", dependencies: ["CPcap"]),
         .target(
             name: "TapestryTopology",
@@ -50,7 +54,7 @@ let package = Package(
         .executableTarget(
             name: "tapestry",
             dependencies: [
-                "TapestryReplay", "TapestryTopology", "TapestryPorts",
+                "TapestryControl", "TapestryReplay", "TapestryTopology", "TapestryPorts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -71,6 +75,7 @@ let package = Package(
             exclude: ["Scenarios"]
         ),
         .testTarget(name: "TapestryCLITests", dependencies: ["tapestry"]),
+        .testTarget(name: "TapestryControlTests", dependencies: ["TapestryControl"]),
         .testTarget(name: "TapestryPortsTests", dependencies: ["TapestryPorts", "TapestryWire"]),
         .testTarget(name: "TapestryLiveTests", dependencies: ["tapestry"]),
         .testTarget(name: "TapestryFuzzTests", dependencies: ["TapestryFuzzTargets"]),

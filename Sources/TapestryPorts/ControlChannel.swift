@@ -1,5 +1,6 @@
 import CTapestryLinux
 import Synchronization
+import TapestryControl
 import TapestryDatapath
 import TapestryTopology
 import TapestryWire
@@ -21,9 +22,14 @@ enum ControlJob: Sendable {
     /// The connection table's entries from id `from` on, one chunk.
     case connections(from: Int)
     /// `trace PORT [COUNT] [SECONDS]`: answered when the trace ends (or at once with an error).
-    case trace([String])
+    case trace(port: String, count: Int, seconds: Int)
     /// The client of a trace went away: disarm it.
     case cancelTrace
+    /// `fdb flush [network=NAME]`: forget the MAC entries with slab ids from `from` on, one chunk.
+    case flushMACs(network: String?, from: Int)
+    /// `conntrack flush [FILTER...]`: remove the matching connections with ids from `from` on,
+    /// one chunk.
+    case flushConnections(ConnectionFilter, from: Int)
 }
 
 /// The datapath thread's answer to one job: plain values copied out of the datapath, rendered
@@ -35,6 +41,10 @@ enum ControlResult: Sendable {
     case macEntries(MACChunk)
     case connections(ConnectionChunk)
     case traced(frames: Int, lines: [String])
+    /// The request cannot be served as asked (an unknown network or port): `ctl` exits 64.
+    case refused(String)
+    /// One chunk of a flush: how many entries it removed, and where the next chunk starts.
+    case flushed(count: Int, next: Int?)
 }
 
 /// Everything `show`, `stats`, `lb` and the metrics render, copied between two batches.

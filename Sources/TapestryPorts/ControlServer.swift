@@ -1,4 +1,5 @@
 import CTapestryLinux
+import TapestryControl
 import Foundation
 import TapestryDatapath
 
@@ -99,7 +100,8 @@ final class ControlServer {
         // A listing in progress (fdb, conntrack).
         var snapshot: SwitchSnapshot?
         var macs: [MACTable.Entry] = []
-        var filters: [String: String] = [:]
+        var request: ControlRequest?
+        var filter = ConnectionFilter()
         var nextChunk: Int?
         var rows = 0
 
@@ -274,40 +276,33 @@ final class ControlServer {
         }
         let line = client.input.prefix { $0 != UInt8(ascii: "\n") }.prefix(ControlLimits.requestBytes)
         client.input = []
-        client.words = String(decoding: line, as: UTF8.self)
+        let words = String(decoding: line, as: UTF8.self)
             .split(whereSeparator: { $0 == " " || $0 == "\r" || $0 == "\t" }).map(String.init)
-        let arguments = Array(client.words.dropFirst())
-        switch client.command {
-        case "":
-            finish(client, Self.json(["ok": false, "error": "empty request"]))
-        case "show", "stats":
+        let request: ControlRequest
+        do {
+            request = try ControlRequest.parse(words)
+        } catch {
+            return finish(client, Self.json(["ok": false, "error": error.message, "usage": true]))
+        }
+        client.request = request
+        client.words = request.words
+        switch request {
+        case .show, .stats, .lb, .fdb:
             post(.snapshot, client)
-        case "lb":
-            guard let action = arguments.first else { return post(.snapshot, client) }
-            guard action == "drain" || action == "undrain", arguments.count == 3 else {
-                return finish(client, Self.json(["ok": false, "error": "usage: lb [drain|undrain NAME ADDRESS:PORT]"]))
-            }
-            post(.drain(balancer: arguments[1], backend: arguments[2], drain: action == "drain"), client)
-        case "fdb":
+        case .conntrack(let filter):
+            client.filter = filter
             post(.snapshot, client)
-        case "conntrack":
-            for filter in arguments {
-                let parts = filter.split(separator: "=", maxSplits: 1).map(String.init)
-                if parts.count == 2 { client.filters[parts[0]] = parts[1] }
-            }
-            post(.snapshot, client)
-        case "reload":
+        case .drain(let balancer, let backend, let drain):
+            post(.drain(balancer: balancer, backend: backend, drain: drain), client)
+        case .reload:
             post(.reload, client)
-        case "trace":
+        case .trace(let port, let count, let seconds):
             client.tracing = true
-            post(.trace(arguments), client)
-        default:
-            finish(
-                client,
-                Self.json([
-                    "ok": false,
-                    "error": "unknown command '\(client.command)'; commands: \(LiveSwitch.controlCommands.joined(separator: ", "))",
-                ]))
+            post(.trace(port: port, count: count, seconds: seconds), client)
+        case .fdbFlush(let network):
+            post(.flushMACs(network: network, from: 0), client)
+        case .conntrackFlush(let filter):
+            post(.flushConnections(filter, from: 0), client)
         }
     }
 
@@ -321,6 +316,19 @@ final class ControlServer {
         switch result {
         case .failed(let message):
             finish(client, Self.json(["ok": false, "error": message]))
+        case .refused(let message):
+            client.tracing = false
+            finish(client, Self.json(["ok": false, "error": message, "usage": true]))
+        case .flushed(let count, let next):
+            client.rows += count
+            if let next {
+                switch client.request {
+                case .fdbFlush(let network)?: return post(.flushMACs(network: network, from: next), client)
+                case .conntrackFlush(let filter)?: return post(.flushConnections(filter, from: next), client)
+                default: break
+                }
+            }
+            finish(client, Self.json(["ok": true, "switch": switchName, "flushed": client.rows]))
         case .reloaded(let ok, let message):
             finish(client, Self.json(ok ? ["ok": true, "switch": switchName, "message": message] : ["ok": false, "error": message]))
         case .traced(let frames, let lines):
@@ -347,7 +355,7 @@ final class ControlServer {
                 client.done = true
                 return flush(client)
             }
-            let rows = chunk.entries.compactMap { snapshot.connectionRow($0.id, $0.entry, now: chunk.now, filters: client.filters) }
+            let rows = chunk.entries.compactMap { snapshot.connectionRow($0.id, $0.entry, now: chunk.now, filter: client.filter) }
             if !rows.isEmpty, let data = try? JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys]) {
                 if client.rows > 0 { client.output.append(UInt8(ascii: ",")) }
                 client.output += data.dropFirst().dropLast()
@@ -379,6 +387,10 @@ final class ControlServer {
             client.macs.reserveCapacity(min(snapshot.macEntries, 1 << 20))
             return post(.macEntries(from: 0), client)
         case "conntrack":
+            if let network = client.filter.network, !snapshot.configuration.networks.contains(where: { $0.name == network }) {
+                let names = snapshot.configuration.networks.map(\.name).joined(separator: ", ")
+                return finish(client, Self.json(["ok": false, "error": "unknown network '\(network)'; networks: \(names)", "usage": true]))
+            }
             guard let capacity = snapshot.connectionCapacity else {
                 body = ["connections": [Any](), "tracking": false]
                 break

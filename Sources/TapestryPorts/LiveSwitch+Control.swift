@@ -1,4 +1,5 @@
 import Foundation
+import TapestryControl
 import TapestryDatapath
 import TapestryTopology
 import TapestryWire
@@ -7,14 +8,16 @@ import TapestryWire
 import Glibc
 #endif
 
-/// The control protocol: the client sends one line, `COMMAND [ARGUMENT ...]`, and gets one JSON
-/// document back, `{"ok": true, ...}` or `{"ok": false, "error": "..."}`. `tapestry ctl` renders it.
+/// The control protocol: the client sends one line, `COMMAND [ARGUMENT ...]` (`ControlRequest`
+/// parses it, for the switch and for `ctl` alike), and gets one JSON document back,
+/// `{"ok": true, ...}` or `{"ok": false, "error": "...", "usage": true?}` (`usage`: the request
+/// was wrong, `ctl` exits 64). `tapestry ctl` renders it.
 ///
 /// Clients are served by the control thread (`ControlServer`). This side is the datapath
 /// thread's: between two batches it takes the waiting jobs, each a bounded piece of work (a copy
 /// of counters and names, one chunk of a table, a drain, a reload), and hands the copies back.
 extension LiveSwitch {
-    public static let controlCommands = ["show", "fdb", "conntrack", "lb", "stats", "reload", "trace"]
+    public static var controlCommands: [String] { ControlRequest.commands }
 
     /// At most this many ids of the MAC table's and the connection table's slabs are copied per
     /// job, and a job stops early once it has taken `chunkBudget`: a listing's pieces stay short
@@ -84,12 +87,58 @@ extension LiveSwitch {
             entries.reserveCapacity(256)
             let next = Self.inPieces(from: from, to: end) { table.liveEntriesWithIDs(now: now.nanoseconds, ids: $0, into: &entries) }
             return .connections(ConnectionChunk(entries: entries, next: next < table.maxEntries ? next : nil, now: now, generation: reloads))
-        case .trace(let arguments):
-            return armTrace(arguments, client: client).map { .failed($0) }
+        case .trace(let port, let count, let seconds):
+            return armTrace(port: port, count: count, seconds: seconds, client: client)
         case .cancelTrace:
             if pendingTrace?.client == client { pendingTrace = nil }
             return nil
+        case .flushMACs(let network, let from):
+            var id: NetworkID?
+            if let network {
+                guard let index = configuration.networks.firstIndex(where: { $0.name == network }) else {
+                    return .refused("unknown network '\(network)'; networks: \(configuration.networks.map(\.name).joined(separator: ", "))")
+                }
+                id = NetworkID(index)
+            }
+            let table = datapath.macTable
+            let end = min(table.maxEntries, min(max(0, from), table.maxEntries) + Self.macChunkEntries)
+            var removed = 0
+            let next = Self.inPieces(from: from, to: end) { removed += table.flush(network: id, ids: $0) }
+            return .flushed(count: removed, next: next < table.maxEntries ? next : nil)
+        case .flushConnections(let filter, let from):
+            if let network = filter.network, !configuration.networks.contains(where: { $0.name == network }) {
+                return .refused("unknown network '\(network)'; networks: \(configuration.networks.map(\.name).joined(separator: ", "))")
+            }
+            guard let table = datapath.connectionTable else { return .flushed(count: 0, next: nil) }
+            let configuration = self.configuration
+            let end = min(table.maxEntries, min(max(0, from), table.maxEntries) + Self.connectionChunkEntries)
+            var removed = 0
+            let next = Self.inPieces(from: from, to: end) { ids in
+                for id in ids.clamped(to: 0..<table.maxEntries) where table.entry(id).pointee.inUse {
+                    guard let fields = Self.fields(of: table.entry(id).pointee, configuration), filter.matches(fields) else { continue }
+                    table.remove(id: id)
+                    removed += 1
+                }
+            }
+            return .flushed(count: removed, next: next < table.maxEntries ? next : nil)
         }
+    }
+
+    var configuration: DatapathConfiguration { datapath.configuration }
+
+    /// A connection as `conntrack` shows it and its filters see it; nil for an entry whose
+    /// network is not in `configuration` (left over across a reload).
+    static func fields(of entry: ConnectionEntry, _ configuration: DatapathConfiguration) -> ConnectionFields? {
+        guard Int(entry.key.network) < configuration.networks.count else { return nil }
+        let a = address(entry.key.aHigh, entry.key.aLow)
+        let b = address(entry.key.bHigh, entry.key.bLow)
+        let (source, sourcePort, destination, destinationPort) = entry.originIsA
+            ? (a, entry.key.aPort, b, entry.key.bPort) : (b, entry.key.bPort, a, entry.key.aPort)
+        return ConnectionFields(
+            proto: protoName(entry.key.proto), source: source, sourcePort: sourcePort, destination: destination,
+            destinationPort: destinationPort,
+            state: entry.kind == .tcp ? "\(entry.tcpState)" : (entry.replied ? "REPLIED" : "UNREPLIED"),
+            network: configuration.networks[Int(entry.key.network)].name)
     }
 
     static func threadCPUTime() -> Int64 {
@@ -208,22 +257,12 @@ extension SwitchSnapshot {
         return ["entries": rows, "capacity": configuration.macTableSize, "aging_seconds": configuration.macAgingSeconds]
     }
 
-    /// One `conntrack` row, or nil when a filter excludes it. Filters: `proto=tcp`,
-    /// `host=10.0.0.1` (either end), `port=80` (either end), `state=ESTABLISHED`, `network=web`.
-    func connectionRow(_ id: Int, _ entry: ConnectionEntry, now: Timestamp, filters wanted: [String: String]) -> [String: Any]? {
-        guard Int(entry.key.network) < configuration.networks.count else { return nil }
-        let proto = LiveSwitch.protoName(entry.key.proto)
-        let a = LiveSwitch.address(entry.key.aHigh, entry.key.aLow)
-        let b = LiveSwitch.address(entry.key.bHigh, entry.key.bLow)
-        let (source, sourcePort, destination, destinationPort) = entry.originIsA
-            ? (a, entry.key.aPort, b, entry.key.bPort) : (b, entry.key.bPort, a, entry.key.aPort)
-        let state = entry.kind == .tcp ? "\(entry.tcpState)" : (entry.replied ? "REPLIED" : "UNREPLIED")
-        let network = configuration.networks[Int(entry.key.network)].name
-        if let value = wanted["proto"], value != proto { return nil }
-        if let value = wanted["host"], value != source && value != destination { return nil }
-        if let value = wanted["port"], value != "\(sourcePort)" && value != "\(destinationPort)" { return nil }
-        if let value = wanted["state"], value.uppercased() != state { return nil }
-        if let value = wanted["network"], value != network { return nil }
+    /// One `conntrack` row, or nil when the filter excludes it.
+    func connectionRow(_ id: Int, _ entry: ConnectionEntry, now: Timestamp, filter: ConnectionFilter) -> [String: Any]? {
+        guard let fields = LiveSwitch.fields(of: entry, configuration), filter.matches(fields) else { return nil }
+        let (proto, source, sourcePort, destination, destinationPort, state, network) = (
+            fields.proto, fields.source, fields.sourcePort, fields.destination, fields.destinationPort, fields.state, fields.network
+        )
         var row: [String: Any] = [
             "id": id, "network": network, "proto": proto, "source": source, "source_port": sourcePort,
             "destination": destination, "destination_port": destinationPort, "state": state,
@@ -284,5 +323,24 @@ extension SwitchSnapshot {
             "load_balancers": ["answers": counters.loadBalancerAnswers, "held_for_arp": counters.backendUnresolved],
             "control": ["longest_pause_seconds": Double(longestControlPause) / 1e9, "longest_work_seconds": Double(longestControlWork) / 1e9],
         ]
+    }
+}
+
+/// The fields of a connection that `conntrack` prints and filters on.
+struct ConnectionFields {
+    var proto: String
+    var source: String
+    var sourcePort: UInt16
+    var destination: String
+    var destinationPort: UInt16
+    var state: String
+    var network: String
+}
+
+extension ConnectionFilter {
+    func matches(_ fields: ConnectionFields) -> Bool {
+        matches(
+            proto: fields.proto, source: fields.source, sourcePort: fields.sourcePort, destination: fields.destination,
+            destinationPort: fields.destinationPort, state: fields.state, network: fields.network)
     }
 }

@@ -1,3 +1,4 @@
+import TapestryControl
 import TapestryDatapath
 import TapestrySwitchCore
 import TapestryWire
@@ -22,17 +23,17 @@ extension LiveSwitch {
         var lastState: [Int32: String] = [:]
     }
 
-    /// Arms a trace for `client`; nil means armed (answered when it ends), else the error.
-    func armTrace(_ arguments: [String], client: UInt64) -> String? {
-        guard pendingTrace == nil else { return "a trace is already running" }
-        guard let name = arguments.first, let port = topology.ports.firstIndex(where: { $0.name == name }) else {
-            return "usage: trace PORT [COUNT] [SECONDS]; ports: \(topology.ports.map(\.name).joined(separator: ", "))"
+    /// Arms a trace of `count` frames on the port named `name` within `seconds` (both already
+    /// within their bounds, `ControlRequest` checked them) for `client`; nil means armed
+    /// (answered when it ends), else the refusal.
+    func armTrace(port name: String, count: Int, seconds: Int, client: UInt64) -> ControlResult? {
+        guard pendingTrace == nil else { return .failed("a trace is already running") }
+        guard let port = topology.ports.firstIndex(where: { $0.name == name }) else {
+            return .refused("unknown port '\(name)'; ports: \(topology.ports.map(\.name).joined(separator: ", "))")
         }
-        let count = min(1000, max(1, arguments.count > 1 ? Int(arguments[1]) ?? 10 : 10))
-        let seconds = min(60, max(1, arguments.count > 2 ? Int(arguments[2]) ?? 10 : 10))
         pendingTrace = PendingTrace(
-            client: client, port: PortID(port), remaining: count,
-            deadline: Self.wallClock().nanoseconds + Int64(seconds) * 1_000_000_000)
+            client: client, port: PortID(port), remaining: min(1000, max(1, count)),
+            deadline: Self.wallClock().nanoseconds + Int64(min(60, max(1, seconds))) * 1_000_000_000)
         return nil
     }
 

@@ -140,4 +140,19 @@ import Testing
         let missing = try tapestry("check", "topologies/does-not-exist.yaml")
         #expect(missing.status == 1 && missing.stderr.contains("does-not-exist.yaml:1:1: error: no such file"))
     }
+
+    /// `ctl` checks a request before it connects: bad usage exits 64 even with no switch running.
+    @Test func ctlRefusesBadUsageBeforeConnecting() throws {
+        let binary = try #require(Self.binary)
+        let socket = "/tmp/tapestry-cli-test-\(getpid())-none.sock"
+        for arguments in [["frobnicate"], ["show", "--bogus"], ["conntrack", "proto=tpc"], ["conntrack", "state=OPEN"],
+                          ["fdb", "flush", "vlan=10"], ["trace", "a", "0"], ["lb", "drain", "web"]] {
+            let outcome = try Self.run(binary, ["ctl", "--control", socket] + arguments)
+            #expect(outcome.status == 64, "\(arguments): \(outcome.stderr)")
+            #expect(outcome.stderr.contains("usage: tapestry ctl"), "\(arguments): \(outcome.stderr)")
+        }
+        // A valid request gets as far as the socket: nothing listens there.
+        let valid = try Self.run(binary, ["ctl", "--control", socket, "conntrack", "flush", "proto=tcp"])
+        #expect(valid.status == 1 && valid.stderr.contains("no switch listening"), "\(valid.stderr)")
+    }
 }

@@ -285,6 +285,25 @@ import Testing
         let reload = lab.sh("\(binary) ctl --control \(control) --json reload")
         #expect(reload.status == 0 && reload.output.contains("reloaded 'live'"), "\(reload.output)")
         #expect(lab.sh("\(binary) ctl --control \(control) frobnicate").status == 64)
+        // Usage errors exit 64, including what only the switch can check (a network it lacks);
+        // --json after the command is honored.
+        #expect(lab.sh("\(binary) ctl --control \(control) conntrack proto=tpc").status == 64)
+        #expect(lab.sh("\(binary) ctl --control \(control) show --bogus").status == 64)
+        #expect(lab.sh("\(binary) ctl --control \(control) conntrack network=nowhere").status == 64)
+        #expect(lab.sh("\(binary) ctl --control \(control) fdb flush network=nowhere").status == 64)
+        #expect(lab.sh("\(binary) ctl --control \(control) trace nosuchport").status == 64)
+        let showJSON = lab.sh("\(binary) ctl --control \(control) show --json")
+        #expect(showJSON.status == 0 && showJSON.output.hasPrefix("{"), "\(showJSON.output)")
+        // Flushes: the tracked ping and the learned MACs go; new traffic is tracked and learned again.
+        let connFlush = lab.sh("\(binary) ctl --control \(control) conntrack flush proto=icmp")
+        #expect(connFlush.status == 0 && connFlush.output.contains("removed 1 connections matching proto=icmp"), "\(connFlush.output)")
+        #expect(lab.sh("\(binary) ctl --control \(control) conntrack proto=icmp").output.contains("0 shown"))
+        let fdbFlush = lab.sh("\(binary) ctl --control \(control) --json fdb flush network=web")
+        let flushed = (try JSONSerialization.jsonObject(with: Data(fdbFlush.output.utf8)) as? [String: Any])?["flushed"] as? Int
+        #expect(fdbFlush.status == 0 && (flushed ?? 0) >= 2, "\(fdbFlush.output)")
+        #expect(lab.sh("\(binary) ctl --control \(control) --json fdb").output.contains("\"entries\":[]"))
+        #expect(lab.sh("ping -c 1 -W 2 10.0.0.2", in: "a1").status == 0, "traffic flows again after the flushes")
+        #expect(lab.sh("\(binary) ctl --control \(control) conntrack proto=icmp").output.contains("1 shown"))
         #expect(lab.sh("\(binary) ctl --control /tmp/\(lab.prefix)-nothing.sock show").status == 1)
 
         // Live trace: the next two frames arriving on a1, explained stage by stage.

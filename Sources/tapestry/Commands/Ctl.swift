@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TapestryControl
 import TapestryPorts
 import TapestryTopology
 
@@ -11,19 +12,20 @@ extension Tapestry {
     struct Ctl: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Talk to a running switch: show, fdb, conntrack, lb, stats, reload, trace.",
-            discussion: """
-                show: ports with state and counters. fdb: the MAC table. conntrack [proto=P] [host=IP] [port=N] \
-                [state=S] [network=N]: tracked connections. lb [drain|undrain NAME ADDRESS:PORT]: load balancers, \
-                their backends and connection counts. stats: counters and drops by reason. reload: re-read the \
-                topology file and move to it without a restart (nothing changes if it is invalid). trace PORT [COUNT] \
-                [SECONDS]: explain, stage by stage, the next COUNT frames (default 10) arriving on PORT within \
-                SECONDS (default 10). Without --control, the one switch whose socket is in \
-                /run/tapestry (for root; $XDG_RUNTIME_DIR/tapestry or /tmp/tapestry-UID for other users) is used.
+            discussion: ControlRequest.usage + """
+
+
+                Without --control or --topology, the one switch whose socket is in /run/tapestry (for root; \
+                $XDG_RUNTIME_DIR/tapestry or /tmp/tapestry-UID for other users) is used. An unknown command, \
+                argument or filter value exits 64 before anything is sent.
                 """
         )
 
         @Option(help: ArgumentHelp("The switch's control socket.", valueName: "PATH"))
         var control: String?
+
+        @Option(help: ArgumentHelp("Find the control socket from this topology file's `control:`.", valueName: "FILE"))
+        var topology: String?
 
         @Flag(help: "Print the switch's JSON answer instead of tables.")
         var json = false
@@ -31,21 +33,38 @@ extension Tapestry {
         @Argument(help: "show | fdb | conntrack | lb | stats | reload | trace")
         var command: String
 
-        @Argument(parsing: .captureForPassthrough, help: "Arguments of the command (filters, drain/undrain).")
+        @Argument(parsing: .captureForPassthrough, help: "Arguments of the command (filters, flush, drain/undrain).")
         var arguments: [String] = []
 
-        static let commands = ["show", "fdb", "conntrack", "lb", "stats", "reload", "trace"]
+        /// `--json` may follow the command (`ctl show --json`); every other word is the request's.
+        var wantsJSON: Bool { json || arguments.contains("--json") }
+
+        var request: ControlRequest {
+            get throws { try ControlRequest.parse([command] + arguments.filter { $0 != "--json" }) }
+        }
 
         func validate() throws {
-            guard Self.commands.contains(command) else {
-                throw ValidationError("unknown command '\(command)'; commands: \(Self.commands.joined(separator: ", "))")
+            do {
+                _ = try request
+            } catch let error as ControlUsageError {
+                throw ValidationError("\(error.message)\n\n\(ControlRequest.usage)")
             }
+            if control != nil && topology != nil { throw ValidationError("give --control or --topology, not both") }
         }
 
         func run() throws {
+            let request = try self.request
             let path: String
             if let control {
                 path = control
+            } else if let topology {
+                switch TopologyLoader.load(path: topology) {
+                case .success(let loaded):
+                    path = loaded.controlPath
+                case .failure(let errors):
+                    printError(errors.description)
+                    throw ExitCode(1)
+                }
             } else {
                 let directory = Topology.defaultControlDirectory
                 let sockets = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
@@ -60,7 +79,7 @@ extension Tapestry {
                 }
                 path = sockets[0]
             }
-            guard let answer = Self.request(path: path, line: ([command] + arguments).joined(separator: " ")) else {
+            guard let answer = Self.request(path: path, line: request.words.joined(separator: " ")) else {
                 printError("tapestry ctl: no switch listening on \(path)")
                 throw ExitCode(1)
             }
@@ -75,12 +94,13 @@ extension Tapestry {
             }
             if object["ok"] as? Bool != true {
                 printError("tapestry ctl: \(object["error"] as? String ?? "the switch refused")")
-                throw ExitCode(1)
+                // The request named something the switch does not have (a network, a port).
+                throw ExitCode(object["usage"] as? Bool == true ? 64 : 1)
             }
-            if json {
+            if wantsJSON {
                 print(answer.trimmingCharacters(in: .whitespacesAndNewlines))
             } else {
-                print(CtlRender.render(command: command, object))
+                print(CtlRender.render(request, object))
             }
         }
 
@@ -129,9 +149,17 @@ enum CtlRender {
         }
     }
 
-    static func render(command: String, _ object: [String: Any]) -> String {
+    static func render(_ request: ControlRequest, _ object: [String: Any]) -> String {
         let name = object["switch"] as? String ?? "?"
-        switch command {
+        switch request {
+        case .fdbFlush(let network):
+            return "forgot \(text(object["flushed"])) MAC entries" + (network.map { " of network \($0)" } ?? "")
+        case .conntrackFlush(let filter):
+            return "removed \(text(object["flushed"])) connections" + (filter.isEmpty ? "" : " matching \(filter.words.joined(separator: " "))")
+        default:
+            break
+        }
+        switch request.command {
         case "show":
             let ports = object["ports"] as? [[String: Any]] ?? []
             // Socket ports also say who is connected (the TCP client, the dgram VM's socket).

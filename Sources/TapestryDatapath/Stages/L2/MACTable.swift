@@ -251,6 +251,19 @@ public final class MACTable {
         while lists[Int(port)].head != Self.none { remove(id: Int(lists[Int(port)].head)) }
     }
 
+    /// Removes the entries of `network` (every network when nil) with slab ids in `ids`
+    /// (clamped); returns how many. `ctl fdb flush` walks the slab in pieces with it.
+    @discardableResult
+    public func flush(network: NetworkID?, ids: Range<Int>) -> Int {
+        var removed = 0
+        for id in ids.clamped(to: 0..<maxEntries) where slots[id].inUse {
+            if let network, NetworkID(truncatingIfNeeded: slots[id].key >> 48) != network { continue }
+            remove(id: id)
+            removed += 1
+        }
+        return removed
+    }
+
     /// Entries learned on `port`, live or not yet swept.
     public func count(port: PortID) -> Int { Int(port) < portCount ? lists[Int(port)].count : 0 }
 
