@@ -49,7 +49,10 @@ let package = Package(
         ),
         .target(
             name: "TapestryFuzzTargets",
-            dependencies: ["TapestryDatapath", "TapestryPcap", "TapestryPorts", "TapestryReplay", "TapestrySwitchCore", "TapestryTopology", "TapestryWire"]
+            dependencies: [
+                "TapestryControl", "TapestryDatapath", "TapestryPcap", "TapestryPorts", "TapestryReplay", "TapestrySwitchCore",
+                "TapestryTopology", "TapestryWire",
+            ]
         ),
         .executableTarget(
             name: "tapestry",

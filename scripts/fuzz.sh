@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TARGETS=(frame-parser datapath pcap topology stream segmentation)
+TARGETS=(frame-parser datapath pcap topology stream segmentation control)
 
 if [ $# -lt 2 ]; then
   echo "usage: scripts/fuzz.sh TARGET|all SECONDS [libFuzzer options...]  (targets: ${TARGETS[*]})" >&2
@@ -45,6 +45,7 @@ max_len() {
     topology) echo 4096 ;;
     stream) echo 8192 ;;
     segmentation) echo 4096 ;;
+    control) echo 1024 ;;
   esac
 }
 

@@ -32,6 +32,13 @@ public enum ControlRequest: Equatable, Sendable, Codable {
                                             SECONDS (1-60, default 10)
         """
 
+    /// The request in one line as it arrives on the control socket: words split at spaces,
+    /// tabs and carriage returns.
+    public static func parse(line: String) throws(ControlUsageError) -> ControlRequest {
+        let words = line.split(whereSeparator: { (character: Character) in character == " " || character == "\r" || character == "\t" })
+        return try parse(words.map(String.init))
+    }
+
     /// The request in `words` (the command first). Throws on an unknown command, a missing,
     /// extra or malformed argument, or a filter value no connection can have.
     public static func parse(_ words: [String]) throws(ControlUsageError) -> ControlRequest {

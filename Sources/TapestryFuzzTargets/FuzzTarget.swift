@@ -11,6 +11,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case topology
     case stream
     case segmentation
+    case control
 
     /// Runs one input. Throws when an invariant fails (the driver turns that into a crash, which
     /// libFuzzer saves); a trap in the code under test crashes by itself.
@@ -22,6 +23,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .topology: try TopologyTarget.run(data)
         case .stream: try StreamTarget.run(data)
         case .segmentation: try SegmentationTarget.run(data)
+        case .control: try ControlRequestTarget.run(data)
         }
     }
 

@@ -276,11 +276,9 @@ final class ControlServer {
         }
         let line = client.input.prefix { $0 != UInt8(ascii: "\n") }.prefix(ControlLimits.requestBytes)
         client.input = []
-        let words = String(decoding: line, as: UTF8.self)
-            .split(whereSeparator: { $0 == " " || $0 == "\r" || $0 == "\t" }).map(String.init)
         let request: ControlRequest
         do {
-            request = try ControlRequest.parse(words)
+            request = try ControlRequest.parse(line: String(decoding: line, as: UTF8.self))
         } catch {
             return finish(client, Self.json(["ok": false, "error": error.message, "usage": true]))
         }
