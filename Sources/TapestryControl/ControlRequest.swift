@@ -186,17 +186,34 @@ public struct ConnectionFilter: Equatable, Sendable, Codable {
         return words
     }
 
-    /// Whether a connection with these fields (as the switch prints them) matches.
-    public func matches(
+    /// Whether a connection with these fields matches.
+    public func matches(_ connection: ConnectionFields) -> Bool {
+        if let wanted = proto, wanted != connection.proto { return false }
+        if let wanted = host, wanted != connection.source && wanted != connection.destination { return false }
+        if let wanted = port, wanted != connection.sourcePort && wanted != connection.destinationPort { return false }
+        if let wanted = state, wanted != connection.state { return false }
+        if let wanted = network, wanted != connection.network { return false }
+        return true
+    }
+}
+
+/// A tracked connection as `conntrack` prints it and its filters see it.
+public struct ConnectionFields: Equatable, Sendable {
+    public var proto: String
+    public var source: String
+    public var sourcePort: UInt16
+    public var destination: String
+    public var destinationPort: UInt16
+    /// A TCP state (`ConnectionFilter.states`) or REPLIED / UNREPLIED.
+    public var state: String
+    public var network: String
+
+    public init(
         proto: String, source: String, sourcePort: UInt16, destination: String, destinationPort: UInt16, state: String,
         network: String
-    ) -> Bool {
-        if let wanted = self.proto, wanted != proto { return false }
-        if let wanted = host, wanted != source && wanted != destination { return false }
-        if let wanted = port, wanted != sourcePort && wanted != destinationPort { return false }
-        if let wanted = self.state, wanted != state { return false }
-        if let wanted = self.network, wanted != network { return false }
-        return true
+    ) {
+        (self.proto, self.source, self.sourcePort, self.destination) = (proto, source, sourcePort, destination)
+        (self.destinationPort, self.state, self.network) = (destinationPort, state, network)
     }
 }
 

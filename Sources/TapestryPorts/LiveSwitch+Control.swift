@@ -325,22 +325,3 @@ extension SwitchSnapshot {
         ]
     }
 }
-
-/// The fields of a connection that `conntrack` prints and filters on.
-struct ConnectionFields {
-    var proto: String
-    var source: String
-    var sourcePort: UInt16
-    var destination: String
-    var destinationPort: UInt16
-    var state: String
-    var network: String
-}
-
-extension ConnectionFilter {
-    func matches(_ fields: ConnectionFields) -> Bool {
-        matches(
-            proto: fields.proto, source: fields.source, sourcePort: fields.sourcePort, destination: fields.destination,
-            destinationPort: fields.destinationPort, state: fields.state, network: fields.network)
-    }
-}

@@ -65,8 +65,9 @@ import TapestryControl
         let filter = ConnectionFilter(proto: "tcp", host: "10.0.0.2", port: 80)
         func matches(_ filter: ConnectionFilter, source: String = "10.0.0.1", sourcePort: UInt16 = 40000, state: String = "ESTABLISHED") -> Bool {
             filter.matches(
-                proto: "tcp", source: source, sourcePort: sourcePort, destination: "10.0.0.2", destinationPort: 80, state: state,
-                network: "web")
+                ConnectionFields(
+                    proto: "tcp", source: source, sourcePort: sourcePort, destination: "10.0.0.2", destinationPort: 80,
+                    state: state, network: "web"))
         }
         #expect(matches(filter))
         #expect(matches(ConnectionFilter(host: "10.0.0.1", port: 40000)))
