@@ -20,16 +20,20 @@ public enum ControlRequest: Equatable, Sendable, Codable {
     public static let commands = ["show", "fdb", "conntrack", "lb", "stats", "reload", "trace"]
 
     public static let usage = """
-        usage: tapestry ctl [--control PATH] [--json] COMMAND
-          show                              ports with state and counters
-          stats                             counters and drops by reason
-          fdb [flush [network=NAME]]        the MAC table, or forget learned MACs
-          conntrack [flush] [FILTER...]     tracked connections, or remove them; filters: proto=tcp|udp|icmp|icmpv6,
-                                            host=IP, port=N, state=STATE, network=NAME
-          lb [drain|undrain NAME IP:PORT]   load balancers and backends, or drain/undrain a backend
-          reload                            re-read the topology file
-          trace PORT [COUNT] [SECONDS]      explain the next COUNT (1-1000, default 10) frames on PORT within
-                                            SECONDS (1-60, default 10)
+        usage: tapestry ctl [--control PATH | --topology FILE] [--json] COMMAND
+          show                        ports with state and counters
+          stats                       counters and drops by reason
+          fdb [flush [network=NAME]]  the MAC table, or forget learned MACs
+          conntrack [flush] [FILTER]  tracked connections, or remove them;
+                                      FILTER: proto=tcp|udp|icmp|icmpv6 host=IP
+                                      port=N state=STATE network=NAME
+          lb [drain|undrain NAME IP:PORT]
+                                      load balancers, or take a backend out/in
+          reload                      re-read the topology file
+          trace PORT [COUNT] [SECONDS]
+                                      explain the next COUNT frames (1-1000,
+                                      default 10) on PORT within SECONDS (1-60,
+                                      default 10)
         """
 
     /// The request in one line as it arrives on the control socket: words split at spaces,
