@@ -3,7 +3,7 @@
 
 Why an independent oracle: the expected outputs of a replay test must not be
 produced by the switch under test (that would only prove it agrees with itself).
-This script re-implements the L2 pipeline semantics of the team contract (shared/CONTRACT.md)
+This script re-implements the L2 pipeline semantics documented in docs/ (architecture.md, topology.md)
 (access/trunk VLAN classification, egress tagging, MAC learning with aging, moves
 and a bounded table, flooding, the hairpin / multicast-source / invalid / vlan /
 no-destination drops) in a few hundred lines of plain Python, builds realistic
