@@ -140,23 +140,26 @@ import Testing
         lab.address("b1", "10.0.0.3/24")
         lab.sh("ip neigh replace 10.0.0.2 lladdr \(lab.mac("a2")) dev \(lab.name("a1")) nud permanent", in: "a1")
         lab.sh("ip neigh replace 10.0.0.1 lladdr \(lab.mac("a1")) dev \(lab.name("a2")) nud permanent", in: "a2")
-        let send = { (from: String, to: String) in
-            lab.sh("python3 -c \"import socket; socket.socket(2, 2).sendto(b'x', ('\(to)', 9999))\"", in: from)
+        let send = { (from: String, to: String, port: Int) in
+            lab.sh("python3 -c \"import socket; socket.socket(2, 2).sendto(b'x', ('\(to)', \(port)))\"", in: from)
         }
-        /// Whether the third host sees a1's UDP to a2 (i.e. whether it was flooded).
-        func thirdHostSeesUnicast() throws -> Bool {
+        /// Whether the third host sees a1's UDP to a2 (i.e. whether it was flooded). With
+        /// `refreshingA2`, a2 speaks (to another port, which the capture ignores) just before, so
+        /// a loaded machine's slow tcpdump start cannot age a2 out in between.
+        func thirdHostSeesUnicast(refreshingA2: Bool = false) throws -> Bool {
             let capture = try lab.background(
                 "timeout 3 tcpdump -i \(lab.name("b1")) -n -c 1 --immediate-mode 'udp dst port 9999' > /tmp/\(lab.prefix)-cap.txt 2>/dev/null",
                 in: "b1")
             usleep(1_000_000)
-            send("a1", "10.0.0.2")
+            if refreshingA2 { send("a2", "10.0.0.1", 9998) }
+            send("a1", "10.0.0.2", 9999)
             capture.waitUntilExit()
             let text = (try? String(contentsOfFile: "/tmp/\(lab.prefix)-cap.txt", encoding: .utf8)) ?? ""
             try? FileManager.default.removeItem(atPath: "/tmp/\(lab.prefix)-cap.txt")
             return text.contains("9999")
         }
-        send("a2", "10.0.0.1")  // the switch learns a2 (and a1 from a1's ICMP reply)
-        #expect(try thirdHostSeesUnicast() == false, "a2 is known: the frame goes to a2 only")
+        send("a2", "10.0.0.1", 9998)  // the switch learns a2 (and a1 from a1's ICMP reply)
+        #expect(try thirdHostSeesUnicast(refreshingA2: true) == false, "a2 is known: the frame goes to a2 only")
         usleep(3_500_000)  // a2 silent for longer than mac_aging
         #expect(try thirdHostSeesUnicast() == true, "a2 aged out: the frame floods")
     }
