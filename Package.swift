@@ -31,7 +31,7 @@ let package = Package(
         .target(
             name: "TapestryPorts",
             dependencies: ["CTapestryLinux", "TapestryControl", "TapestryDatapath", "TapestryWire", "TapestryTopology", "TapestrySwitchCore"]),
-        .target(name: "TapestryControl", dependencies: ["TapestryWire"]),
+        .target(name: "TapestryControl", dependencies: ["TapestryDatapath", "TapestryWire"]),
         .target(name: "TapestryPcap", dependencies: ["CPcap"]),
         .target(
             name: "TapestryTopology",

@@ -1,3 +1,4 @@
+import TapestryDatapath
 import TapestryWire
 
 /// A request to a running switch, as `tapestry ctl` sends it and the switch's control thread
@@ -119,9 +120,8 @@ public enum ControlRequest: Equatable, Sendable, Codable {
 /// match (a host or port at either end).
 public struct ConnectionFilter: Equatable, Sendable, Codable {
     public static let protocols = ["tcp", "udp", "icmp", "icmpv6"]
-    public static let states = [
-        "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "REPLIED", "UNREPLIED",
-    ]
+    /// The TCP states as the switch names them, and the two of other connections.
+    public static let states = TCPConnectionState.allCases.map(\.description) + ["REPLIED", "UNREPLIED"]
 
     public var proto: String?
     /// An address in the form the switch prints (dotted IPv4, RFC 5952 IPv6).
@@ -228,13 +228,19 @@ public struct ControlUsageError: Error, Equatable, Sendable, CustomStringConvert
     public var description: String { message }
 }
 
-/// Addresses as the switch prints them, so a `host=` filter compares as text.
-enum HostAddress {
-    /// Dotted IPv4 (also for an IPv4-mapped IPv6 address), else RFC 5952 IPv6; nil if neither.
+/// Addresses as the switch prints them (`conntrack`), so a `host=` filter compares as text.
+public enum HostAddress {
+    /// Dotted IPv4 for an IPv4-mapped address (how the switch keeps IPv4), else RFC 5952 IPv6.
+    public static func text(_ address: IPv6Address) -> String {
+        if address.high == 0 && address.low >> 32 == 0xFFFF {
+            return "\(IPv4Address(rawValue: UInt32(truncatingIfNeeded: address.low)))"
+        }
+        return "\(address)"
+    }
+
+    /// `text` of an IPv4 or IPv6 address written any valid way; nil if it is neither.
     static func canonical(_ text: String) -> String? {
         if let v4 = IPv4Address(text) { return "\(v4)" }
-        guard let v6 = IPv6Address(text) else { return nil }
-        if v6.high == 0 && v6.low >> 32 == 0xFFFF { return "\(IPv4Address(rawValue: UInt32(truncatingIfNeeded: v6.low)))" }
-        return "\(v6)"
+        return IPv6Address(text).map { Self.text($0) }
     }
 }

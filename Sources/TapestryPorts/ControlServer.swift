@@ -385,9 +385,8 @@ final class ControlServer {
             client.macs.reserveCapacity(min(snapshot.macEntries, 1 << 20))
             return post(.macEntries(from: 0), client)
         case "conntrack":
-            if let network = client.filter.network, !snapshot.configuration.networks.contains(where: { $0.name == network }) {
-                let names = snapshot.configuration.networks.map(\.name).joined(separator: ", ")
-                return finish(client, Self.json(["ok": false, "error": "unknown network '\(network)'; networks: \(names)", "usage": true]))
+            if let refusal = snapshot.configuration.refusal(network: client.filter.network) {
+                return finish(client, Self.json(["ok": false, "error": refusal, "usage": true]))
             }
             guard let capacity = snapshot.connectionCapacity else {
                 body = ["connections": [Any](), "tracking": false]

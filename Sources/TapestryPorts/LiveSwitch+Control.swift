@@ -17,8 +17,6 @@ import Glibc
 /// thread's: between two batches it takes the waiting jobs, each a bounded piece of work (a copy
 /// of counters and names, one chunk of a table, a drain, a reload), and hands the copies back.
 extension LiveSwitch {
-    public static var controlCommands: [String] { ControlRequest.commands }
-
     /// At most this many ids of the MAC table's and the connection table's slabs are copied per
     /// job, and a job stops early once it has taken `chunkBudget`: a listing's pieces stay short
     /// whatever the table's size, the build (debug is several times slower) or the machine.
@@ -93,22 +91,15 @@ extension LiveSwitch {
             if pendingTrace?.client == client { pendingTrace = nil }
             return nil
         case .flushMACs(let network, let from):
-            var id: NetworkID?
-            if let network {
-                guard let index = configuration.networks.firstIndex(where: { $0.name == network }) else {
-                    return .refused("unknown network '\(network)'; networks: \(configuration.networks.map(\.name).joined(separator: ", "))")
-                }
-                id = NetworkID(index)
-            }
+            if let refusal = configuration.refusal(network: network) { return .refused(refusal) }
+            let id = network.flatMap { name in configuration.networks.firstIndex { $0.name == name } }.map { NetworkID($0) }
             let table = datapath.macTable
             let end = min(table.maxEntries, min(max(0, from), table.maxEntries) + Self.macChunkEntries)
             var removed = 0
             let next = Self.inPieces(from: from, to: end) { removed += table.flush(network: id, ids: $0) }
             return .flushed(count: removed, next: next < table.maxEntries ? next : nil)
         case .flushConnections(let filter, let from):
-            if let network = filter.network, !configuration.networks.contains(where: { $0.name == network }) {
-                return .refused("unknown network '\(network)'; networks: \(configuration.networks.map(\.name).joined(separator: ", "))")
-            }
+            if let refusal = configuration.refusal(network: filter.network) { return .refused(refusal) }
             guard let table = datapath.connectionTable else { return .flushed(count: 0, next: nil) }
             let configuration = self.configuration
             let end = min(table.maxEntries, min(max(0, from), table.maxEntries) + Self.connectionChunkEntries)
@@ -199,10 +190,7 @@ extension LiveSwitch {
         }
     }
 
-    static func address(_ high: UInt64, _ low: UInt64) -> String {
-        if high == 0 && low >> 32 == 0xFFFF { return "\(IPv4Address(rawValue: UInt32(truncatingIfNeeded: low)))" }
-        return "\(IPv6Address(high: high, low: low))"
-    }
+    static func address(_ high: UInt64, _ low: UInt64) -> String { HostAddress.text(IPv6Address(high: high, low: low)) }
 }
 
 /// Rendering, on the control thread, from the copies alone.
@@ -323,5 +311,13 @@ extension SwitchSnapshot {
             "load_balancers": ["answers": counters.loadBalancerAnswers, "held_for_arp": counters.backendUnresolved],
             "control": ["longest_pause_seconds": Double(longestControlPause) / 1e9, "longest_work_seconds": Double(longestControlWork) / 1e9],
         ]
+    }
+}
+
+extension DatapathConfiguration {
+    /// Nil when `network` is nil or one of this switch's networks; else why the request is refused.
+    func refusal(network: String?) -> String? {
+        guard let network, !networks.contains(where: { $0.name == network }) else { return nil }
+        return "unknown network '\(network)'; networks: \(networks.map(\.name).joined(separator: ", "))"
     }
 }
