@@ -7,6 +7,7 @@ import TapestryWire
 public enum ControlRequest: Equatable, Sendable, Codable {
     case show
     case stats
+    case rules
     case fdb
     /// Forget learned MACs, of one network (by name) or all.
     case fdbFlush(network: String?)
@@ -18,12 +19,14 @@ public enum ControlRequest: Equatable, Sendable, Codable {
     case reload
     case trace(port: String, count: Int, seconds: Int)
 
-    public static let commands = ["show", "fdb", "conntrack", "lb", "stats", "reload", "trace"]
+    public static let commands = ["show", "fdb", "conntrack", "lb", "stats", "rules", "reload", "trace"]
 
     public static let usage = """
         usage: tapestry ctl [--control PATH | --topology FILE] [--json] COMMAND
           show                        ports with state and counters
           stats                       counters and drops by reason
+          rules                       firewall rules with FILE:LINE and the new
+                                      connections each decided
           fdb [flush [network=NAME]]  the MAC table, or forget learned MACs
           conntrack [flush] [FILTER]  tracked connections, or remove them;
                                       FILTER: proto=tcp|udp|icmp|icmpv6 host=IP
@@ -56,6 +59,7 @@ public enum ControlRequest: Equatable, Sendable, Codable {
         switch command {
         case "show": return try none(.show)
         case "stats": return try none(.stats)
+        case "rules": return try none(.rules)
         case "reload": return try none(.reload)
         case "fdb":
             guard let first = arguments.first else { return .fdb }
@@ -101,6 +105,7 @@ public enum ControlRequest: Equatable, Sendable, Codable {
         switch self {
         case .show: return ["show"]
         case .stats: return ["stats"]
+        case .rules: return ["rules"]
         case .reload: return ["reload"]
         case .fdb: return ["fdb"]
         case .fdbFlush(let network): return ["fdb", "flush"] + (network.map { ["network=\($0)"] } ?? [])

@@ -24,7 +24,7 @@ enum TopologyTarget {
             try require(configuration.ports.count == topology.ports.count, "ports lost in the mapping")
             try require(configuration.networks.count == topology.networks.count, "networks lost in the mapping")
             let connections = topology.firewall?.maxConnections ?? 0
-            if topology.macTableSize <= 1 << 16, connections <= 1 << 16 {
+            if topology.macTableSize <= 1 << 12, connections <= 1 << 12 {
                 let datapath = Datapath(configuration: configuration, batchCapacity: 1, maxFrameLength: 64)
                 _ = datapath.counters
             }

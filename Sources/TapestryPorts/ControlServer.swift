@@ -285,7 +285,7 @@ final class ControlServer {
         client.request = request
         client.words = request.words
         switch request {
-        case .show, .stats, .lb, .fdb:
+        case .show, .stats, .rules, .lb, .fdb:
             post(.snapshot, client)
         case .conntrack(let filter):
             client.filter = filter
@@ -379,6 +379,7 @@ final class ControlServer {
         switch client.command {
         case "show": body = snapshot.show()
         case "stats": body = snapshot.stats()
+        case "rules": body = snapshot.rules()
         case "lb": body = snapshot.balancers()
         case "fdb":
             client.snapshot = snapshot

@@ -310,7 +310,31 @@ extension SwitchSnapshot {
                 "evicted": counters.connectionsEvicted, "related": counters.relatedPassed],
             "load_balancers": ["answers": counters.loadBalancerAnswers, "held_for_arp": counters.backendUnresolved],
             "control": ["longest_pause_seconds": Double(longestControlPause) / 1e9, "longest_work_seconds": Double(longestControlWork) / 1e9],
+            "rules": ruleRows().map { ["rule": $0["rule"]!, "location": $0["location"]!, "connections": $0["connections"]!] },
         ]
+    }
+
+    /// The firewall's rules in order, then `default`: each with where it is written, its text,
+    /// and the new connections it decided.
+    func rules() -> [String: Any] {
+        guard let firewall = topology.firewall else { return ["firewall": false, "rules": [Any]()] }
+        return ["firewall": true, "default": firewall.defaultAction.rawValue, "rules": ruleRows()]
+    }
+
+    func ruleRows() -> [[String: Any]] {
+        guard let firewall = topology.firewall else { return [] }
+        func decided(_ slot: Int) -> UInt64 { slot < counters.ruleDecisions.count ? counters.ruleDecisions[slot] : 0 }
+        var rows: [[String: Any]] = firewall.rules.enumerated().map { index, rule in
+            [
+                "rule": "\(index + 1)", "location": rule.location, "text": rule.text, "action": rule.action.rawValue,
+                "log": rule.log, "connections": decided(index),
+            ]
+        }
+        rows.append([
+            "rule": "default", "location": "-", "text": "default: \(firewall.defaultAction.rawValue)",
+            "action": firewall.defaultAction.rawValue, "log": firewall.logDefault, "connections": decided(firewall.rules.count),
+        ])
+        return rows
     }
 }
 

@@ -51,10 +51,25 @@ extension SwitchSnapshot {
                 lines.append("tapestry_lb_selections_total{balancer=\"\(balancer.name)\",backend=\"\(backend.address):\(backend.port)\"} \(value)")
             }
         }
+        if let firewall = topology.firewall {
+            family("tapestry_firewall_rule_connections_total", "counter", "New connections each firewall rule (and default) decided.")
+            for (index, rule) in firewall.rules.enumerated() where index < counters.ruleDecisions.count {
+                lines.append("tapestry_firewall_rule_connections_total{rule=\"\(index + 1)\",location=\"\(Self.label(rule.location))\",action=\"\(rule.action.rawValue)\"} \(counters.ruleDecisions[index])")
+            }
+            if let value = counters.ruleDecisions.last {
+                lines.append("tapestry_firewall_rule_connections_total{rule=\"default\",location=\"\",action=\"\(firewall.defaultAction.rawValue)\"} \(value)")
+            }
+        }
         family("tapestry_control_pause_seconds_max", "gauge", "The longest (wall clock) the datapath thread spent on control and metrics requests in one go, reloads excepted.")
         lines.append("tapestry_control_pause_seconds_max \(Double(longestControlPause) / 1e9)")
         family("tapestry_control_work_seconds_max", "gauge", "The most CPU time the datapath thread spent on control and metrics requests in one go, reloads excepted.")
         lines.append("tapestry_control_work_seconds_max \(Double(longestControlWork) / 1e9)")
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A label value as the exposition format escapes it (backslash, double quote, newline).
+    static func label(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
     }
 }

@@ -50,10 +50,10 @@ extension LiveSwitch {
             trace.remaining -= 1
             trace.lines.append("frame \(trace.frames): port \(names[Int(port)]), t=\(now), \(original.count) bytes, \(TraceText.summary(original))")
             var decided = false
-            let configuration = core.configuration
+            let topology = core.topology
             core.run(now: now, observe: { step in
                 guard !decided else { return }
-                trace.lines.append(contentsOf: TraceText.describe(step, self.datapath, self.batch, configuration, &trace.lastState))
+                trace.lines.append(contentsOf: TraceText.describe(step, self.datapath, self.batch, topology, &trace.lastState))
                 if self.batch.verdicts[0].isDrop { decided = true }
             }, transmit: { port, queues in self.transmit(port, queues) })
         }

@@ -167,7 +167,9 @@ public final class LiveSwitch {
             // A datagram VM's full queue without a drain notification: retry every millisecond.
             let retrying = datagramsWaiting()
             // While a live trace waits for frames, wake up to end it on time.
-            let timeout: Int32 = buffered || controlBacklog ? 0 : retrying ? 1 : pendingTrace == nil ? -1 : 100
+            // A firewall log line waiting for its second to end: wake up to write it.
+            let logging = core.datapath.firewallLogPending
+            let timeout: Int32 = buffered || controlBacklog ? 0 : retrying ? 1 : pendingTrace != nil ? 100 : logging ? 1000 : -1
             let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, 64, timeout) }
             if pendingTrace != nil { finishTraceIfDue() }
             if ready < 0 {
@@ -212,6 +214,7 @@ public final class LiveSwitch {
                 }
             }
             if controlDue { serveControl() }
+            if logging || core.datapath.firewallLogPending { core.drainFirewallLog(now: Self.wallClock()) { log($0) } }
         }
     }
 

@@ -30,6 +30,9 @@ public struct Replay {
     /// The tables' hash key: fixed, so a replay is reproducible; no result depends on it (the
     /// scenario tests run every scenario with a random key too).
     public var hashKey: HashKey = .fixed
+    /// Receives the firewall log's lines (rules with `log: true`, `log_default`), each starting
+    /// with the capture time of the batch that decided it: `t=SECONDS firewall: ...`.
+    public var log: ((String) -> Void)?
 
     /// Frames up to this length are replayed; longer ones are dropped as `oversize`.
     public static let maxFrameLength = SwitchCore.maxFrameLength
@@ -134,10 +137,16 @@ public struct Replay {
         let batch = core.batch
         var batchTime: Int64 = 0
 
+        func writeLog(at time: Int64) {
+            guard let log, core.datapath.firewallLogPending else { return }
+            core.drainFirewallLog(now: Timestamp(nanoseconds: time)) { log("t=\(Self.seconds(time)) \($0)") }
+        }
+
         func flush() {
             core.run(now: Timestamp(nanoseconds: batchTime)) { port, queues in
                 for index in 0..<queues.count(port) { emit(port, queues.frame(port, index), batchTime) }
             }
+            writeLog(at: batchTime)
             core.begin(port: batch.ingressPort)
         }
 
@@ -158,6 +167,8 @@ public struct Replay {
             }
         }
         flush()
+        // The capture is over: the rules still over their rate say what they did not log.
+        writeLog(at: batchTime &+ 1_000_000_000)
     }
 
     /// `SECONDS.NNNNNNNNN` for a capture timestamp, which may be any Int64 (a pcapng

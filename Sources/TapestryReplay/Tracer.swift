@@ -50,10 +50,10 @@ public struct Tracer {
                 lines.append("  dropped (oversize): longer than the switch's frame buffers")
             } else {
                 var decided = false  // a stage dropped it: later stages skip it
-                let configuration = core.configuration
+                let topology = core.topology
                 core.run(now: now, observe: { step in
                     guard !decided else { return }
-                    lines.append(contentsOf: TraceText.describe(step, core.datapath, core.batch, configuration, &lastState))
+                    lines.append(contentsOf: TraceText.describe(step, core.datapath, core.batch, topology, &lastState))
                     if core.batch.verdicts[0].isDrop { decided = true }
                 }, transmit: { _, _ in })
             }

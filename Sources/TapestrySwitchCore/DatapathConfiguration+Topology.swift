@@ -34,11 +34,10 @@ extension DatapathConfiguration {
 
 extension FirewallConfiguration {
     public init(topology firewall: Topology.Firewall, networks: [String: NetworkID]) {
-        func prefix(_ value: IPPrefix?) -> Prefix? {
+        func prefix(_ value: IPPrefix) -> Prefix {
             switch value {
-            case .v4(let address, let length)?: return .ipv4(address.rawValue, length: length)
-            case .v6(let address, let length)?: return .ipv6(high: address.high, low: address.low, length: length)
-            case nil: return nil
+            case .v4(let address, let length): return .ipv4(address.rawValue, length: length)
+            case .v6(let address, let length): return .ipv6(high: address.high, low: address.low, length: length)
             }
         }
         let rules = firewall.rules.map { rule -> Rule in
@@ -51,12 +50,12 @@ extension FirewallConfiguration {
             case .any: proto = nil
             }
             return Rule(
-                action: rule.action == .allow ? .allow : .drop, proto: proto, source: prefix(rule.source),
-                destination: prefix(rule.destination), sourcePorts: rule.sourcePorts,
-                destinationPorts: rule.destinationPorts, network: rule.network.map { networks[$0]! })
+                action: rule.action == .allow ? .allow : .drop, proto: proto, sources: rule.sources.map(prefix),
+                destinations: rule.destinations.map(prefix), sourcePorts: rule.sourcePorts,
+                destinationPorts: rule.destinationPorts, network: rule.network.map { networks[$0]! }, log: rule.log)
         }
         self.init(
             defaultAction: firewall.defaultAction == .allow ? .allow : .drop, maxConnections: firewall.maxConnections,
-            timeouts: Timeouts(seconds: firewall.timeouts), rules: rules)
+            timeouts: Timeouts(seconds: firewall.timeouts), rules: rules, logDefault: firewall.logDefault)
     }
 }

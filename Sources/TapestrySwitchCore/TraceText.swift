@@ -1,4 +1,5 @@
 import TapestryDatapath
+import TapestryTopology
 import TapestryWire
 
 /// What `trace` and `ctl trace` print about a frame: a one-line summary, and for each stage what
@@ -31,9 +32,10 @@ public enum TraceText {
     /// What `step` decided for the first frame of `batch` (a batch of one frame), as lines.
     /// `lastState` remembers each connection's state between frames, for "before -> after".
     public static func describe(
-        _ step: Datapath.Step, _ datapath: Datapath, _ batch: FrameBatch, _ configuration: DatapathConfiguration,
+        _ step: Datapath.Step, _ datapath: Datapath, _ batch: FrameBatch, _ topology: Topology,
         _ lastState: inout [Int32: String]
     ) -> [String] {
+        let configuration = datapath.configuration
         let verdict = batch.verdicts[0]
         let metadata = batch.metadata[0]
         let name = step.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)
@@ -58,7 +60,7 @@ public enum TraceText {
                 switch reason {
                 case .firewall:
                     let decision = datapath.ruleDecision(for: frame, network: metadata.network)
-                    let rule = decision.map { $0.rule < 0 ? "no rule matched and default is drop" : "rule \($0.rule + 1) (drop) matched first" } ?? "refused"
+                    let rule = decision.map { $0.rule < 0 ? "no rule matched and default is drop" : "\(topology.firewall?.quote(rule: $0.rule) ?? "rule \($0.rule + 1)") matched first" } ?? "refused"
                     return dropped(reason, "new connection; \(rule)")
                 case .tableFull:
                     return dropped(reason, "new connection, but the table is full of connections that may not be evicted")
@@ -79,7 +81,7 @@ public enum TraceText {
             let direction = metadata.isReply ? "reply" : "original"
             var text = "  \(name)connection #\(metadata.connection) (\(direction) direction): \(before) -> \(state)"
             if metadata.isNewConnection {
-                text += entry.rule < 0 ? "; new, allowed by default" : "; new, allowed by rule \(entry.rule + 1)"
+                text += entry.rule < 0 ? "; new, allowed by default" : "; new, allowed by \(topology.firewall?.quote(rule: Int(entry.rule)) ?? "rule \(entry.rule + 1)")"
             }
             return [text]
         case .loadBalancer:

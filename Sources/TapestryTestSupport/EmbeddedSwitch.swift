@@ -54,8 +54,18 @@ public final class EmbeddedSwitch {
             core.run(now: clock.now) { port, queues in
                 for frame in 0..<queues.count(port) { ports[Int(port)].outbound.append(Array(queues.frame(port, frame))) }
             }
+            takeFirewallLog()
         }
         pending.removeAll()
+    }
+
+    /// The firewall log's lines so far (rules with `log: true`, `log_default`).
+    public private(set) var firewallLog: [String] = []
+
+    /// Takes the lines the firewall log holds at the clock's time (also the "not logged" lines
+    /// of rules whose second has ended: advance the clock, then call this).
+    public func takeFirewallLog() {
+        core.drainFirewallLog(now: clock.now) { firewallLog.append($0) }
     }
 
     /// Injects one frame, runs, and returns what left each port (by name; ports that sent nothing

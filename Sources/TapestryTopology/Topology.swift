@@ -105,6 +105,8 @@ extension Topology {
         /// Only the names in `Firewall.timeoutNames`, in seconds; absent names take their defaults.
         public var timeouts: [String: Int] = [:]
         public var rules: [Rule] = []
+        /// `log_default: true`: log the new connections `default` decides (rate-limited like a rule's).
+        public var logDefault = false
 
         /// Every timeout a topology may set, with its default in seconds (Linux nf_conntrack's
         /// defaults, the values nftables users know).
@@ -119,11 +121,26 @@ extension Topology {
         public enum Proto: String, Sendable, Equatable, CaseIterable { case tcp, udp, icmp, icmpv6, any }
         public var action: Firewall.Action
         public var proto: Proto = .any
-        public var source: IPPrefix?
-        public var destination: IPPrefix?
-        public var sourcePorts: ClosedRange<UInt16>?
-        public var destinationPorts: ClosedRange<UInt16>?
+        /// Each list matches when any of its entries does; an empty list matches everything.
+        public var sources: [IPPrefix] = []
+        public var destinations: [IPPrefix] = []
+        public var sourcePorts: [ClosedRange<UInt16>] = []
+        public var destinationPorts: [ClosedRange<UInt16>] = []
         public var network: String?
+        /// `log: true`: each new connection the rule decides is logged (rate-limited).
+        public var log = false
+        /// Where the rule is written (its first line) and its fields as written, for `ctl rules`,
+        /// `trace` and the log.
+        public var file = ""
+        public var line = 1
+        public var text = ""
+
+        /// At most this many entries in each of a rule's lists, so a rule's cost per new
+        /// connection stays bounded.
+        public static let maxListEntries = 256
+
+        /// `FILE:LINE` of the rule.
+        public var location: String { "\(file):\(line)" }
     }
 
     public struct LoadBalancer: Sendable, Equatable {

@@ -3,8 +3,8 @@ import TapestryWire
 import Yams
 
 extension TopologyValidator {
-    static let firewallKeys = ["default", "max_connections", "timeouts", "rules"]
-    static let ruleKeys = ["action", "proto", "src", "dst", "sport", "dport", "network"]
+    static let firewallKeys = ["default", "max_connections", "timeouts", "rules", "log_default"]
+    static let ruleKeys = ["action", "proto", "src", "dst", "sport", "dport", "network", "log"]
 
     mutating func firewall(_ node: Node, networks: Set<String>) -> Topology.Firewall? {
         guard let fields = reader.entries(node, what: "firewall", allowed: Self.firewallKeys) else { return nil }
@@ -37,6 +37,9 @@ extension TopologyValidator {
                 valid = false
             }
         }
+        if let entry = fields["log_default"] {
+            if let value = reader.boolean(entry.value, what: "log_default") { firewall.logDefault = value } else { valid = false }
+        }
         if let entry = fields["rules"], let items = reader.sequence(entry.value, what: "firewall rules") {
             for item in items {
                 if let rule = rule(item, networks: networks) { firewall.rules.append(rule) } else { valid = false }
@@ -62,6 +65,9 @@ extension TopologyValidator {
         }
         guard let ruleAction = action(actionEntry.value, what: "action") else { return nil }
         var rule = Topology.Rule(action: ruleAction)
+        rule.file = reader.file
+        rule.line = node.mark?.line ?? 1
+        rule.text = Self.text(of: node)
         var valid = true
         var protoKnown = true
         if let entry = fields["proto"] {
@@ -76,31 +82,46 @@ extension TopologyValidator {
             }
         }
         for (key, isSource) in [("src", true), ("dst", false)] {
-            guard let entry = fields[key], let text = reader.string(entry.value, what: key) else { continue }
-            switch IPPrefix.parse(text) {
-            case .success(let prefix):
-                if isSource { rule.source = prefix } else { rule.destination = prefix }
-            case .failure(.hostBitsSet):
-                reader.error(entry.value, "\(key) '\(text)' has bits set past its prefix length")
-                valid = false
-            case .failure(.badLength):
-                reader.error(entry.value, "\(key) '\(text)' has an invalid prefix length")
-                valid = false
-            case .failure(.badAddress):
-                reader.error(entry.value, "\(key) '\(text)' is not an IPv4 or IPv6 address or CIDR")
-                valid = false
+            guard let entry = fields[key], let items = listItems(entry.value, what: key) else {
+                if fields[key] != nil { valid = false }
+                continue
             }
+            var prefixes: [IPPrefix] = []
+            for item in items {
+                guard let text = reader.string(item, what: key) else {
+                    valid = false
+                    continue
+                }
+                switch IPPrefix.parse(text) {
+                case .success(let prefix):
+                    prefixes.append(prefix)
+                case .failure(.hostBitsSet):
+                    reader.error(item, "\(key) '\(text)' has bits set past its prefix length")
+                    valid = false
+                case .failure(.badLength):
+                    reader.error(item, "\(key) '\(text)' has an invalid prefix length")
+                    valid = false
+                case .failure(.badAddress):
+                    reader.error(item, "\(key) '\(text)' is not an IPv4 or IPv6 address or CIDR")
+                    valid = false
+                }
+            }
+            if isSource { rule.sources = prefixes } else { rule.destinations = prefixes }
         }
-        if let source = rule.source, let destination = rule.destination, source.isV4 != destination.isV4 {
+        // A packet is of one family: with only IPv4 sources and only IPv6 destinations (or the
+        // reverse) the rule could never match.
+        let sourceFamilies = Set(rule.sources.map(\.isV4))
+        let destinationFamilies = Set(rule.destinations.map(\.isV4))
+        if !sourceFamilies.isEmpty, !destinationFamilies.isEmpty, sourceFamilies.isDisjoint(with: destinationFamilies) {
             reader.error(fields["dst"]?.value, "src and dst are of different address families")
             valid = false
         }
-        let family = rule.source ?? rule.destination
-        if let family, rule.proto == .icmp, !family.isV4 {
+        let addresses = rule.sources + rule.destinations
+        if rule.proto == .icmp, addresses.contains(where: { !$0.isV4 }) {
             reader.error(fields["proto"]?.value, "proto icmp is IPv4; use icmpv6 with IPv6 addresses")
             valid = false
         }
-        if let family, rule.proto == .icmpv6, family.isV4 {
+        if rule.proto == .icmpv6, addresses.contains(where: \.isV4) {
             reader.error(fields["proto"]?.value, "proto icmpv6 is IPv6; use icmp with IPv4 addresses")
             valid = false
         }
@@ -111,11 +132,15 @@ extension TopologyValidator {
                 valid = false
                 continue
             }
-            guard let range = portRange(entry.value, what: key) else {
+            guard let items = listItems(entry.value, what: key) else {
                 valid = false
                 continue
             }
-            if key == "sport" { rule.sourcePorts = range } else { rule.destinationPorts = range }
+            var ranges: [ClosedRange<UInt16>] = []
+            for item in items {
+                if let range = portRange(item, what: key) { ranges.append(range) } else { valid = false }
+            }
+            if key == "sport" { rule.sourcePorts = ranges } else { rule.destinationPorts = ranges }
         }
         if let entry = fields["network"], let name = reader.string(entry.value, what: "network") {
             if networks.contains(name) {
@@ -125,7 +150,39 @@ extension TopologyValidator {
                 valid = false
             }
         }
+        if let entry = fields["log"] {
+            if let value = reader.boolean(entry.value, what: "log") { rule.log = value } else { valid = false }
+        }
         return valid ? rule : nil
+    }
+
+    /// A match field's entries: one value, or a non-empty list of at most
+    /// `Topology.Rule.maxListEntries` values.
+    private mutating func listItems(_ node: Node, what: String) -> [Node]? {
+        guard case .sequence(let sequence) = node else { return [node] }
+        guard !sequence.isEmpty else {
+            reader.error(node, "\(what) must not be an empty list (leave \(what) out to match everything)")
+            return nil
+        }
+        guard sequence.count <= Topology.Rule.maxListEntries else {
+            reader.error(node, "\(what) has \(sequence.count) entries; at most \(Topology.Rule.maxListEntries) are allowed")
+            return nil
+        }
+        return Array(sequence)
+    }
+
+    /// A rule's fields as written, one line: `action: allow, proto: tcp, dport: [22, 80]`.
+    static func text(of node: Node) -> String {
+        func render(_ node: Node) -> String {
+            switch node {
+            case .scalar(let scalar): return scalar.string
+            case .sequence(let sequence): return "[" + sequence.map(render).joined(separator: ", ") + "]"
+            case .mapping(let mapping): return "{ " + mapping.map { "\(render($0.key)): \(render($0.value))" }.joined(separator: ", ") + " }"
+            case .alias: return "*alias"
+            }
+        }
+        guard case .mapping(let mapping) = node else { return render(node) }
+        return mapping.map { "\(render($0.key)): \(render($0.value))" }.joined(separator: ", ")
     }
 
     /// A port (`5432`) or an inclusive range (`"1024-65535"`).

@@ -97,6 +97,16 @@ struct YAMLReader {
         return value
     }
 
+    /// `true` or `false`, written plain.
+    mutating func boolean(_ node: Node, what: String) -> Bool? {
+        if case .scalar(let scalar) = node, scalar.style == .plain {
+            if scalar.string == "true" { return true }
+            if scalar.string == "false" { return false }
+        }
+        error(node, "\(what) must be true or false, not \(describe(node))")
+        return nil
+    }
+
     func isNull(_ node: Node) -> Bool {
         guard case .scalar(let scalar) = node, scalar.style == .plain else { return false }
         return ["", "~", "null", "Null", "NULL"].contains(scalar.string)

@@ -24,7 +24,7 @@ final class LiveLab {
     private(set) var namespaces: [String] = []
     private var process: Process?
     private let logURL: URL
-    private let topologyURL: URL
+    let topologyURL: URL
 
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()

@@ -165,7 +165,8 @@ import Testing
     }
 
     /// The firewall live: with `default: drop` and one allow rule, real TCP passes on the allowed
-    /// port and cannot connect on another.
+    /// port and cannot connect on another; `ctl rules` and the metrics count what each rule
+    /// decided, and the logged default writes its lines.
     @Test func firewallAllowsOnlyTheAllowedPort() throws {
         if LiveLab.skip("firewallAllowsOnlyTheAllowedPort") { return }
         guard lab_has("iperf3") else {
@@ -174,13 +175,19 @@ import Testing
         }
         let lab = LiveLab()
         defer { lab.tearDown() }
+        let control = "/tmp/\(lab.prefix).sock"
+        let metrics = 19_500 + Int(getpid() % 400)
         try startThreeHosts(
             lab,
             extra: """
+                control: \(control)
+                metrics: 127.0.0.1:\(metrics)
                 firewall:
                   default: drop
+                  log_default: true
                   rules:
-                    - { action: allow, proto: tcp, src: 10.0.0.1, dst: 10.0.0.2, dport: 5201 }
+                    - { action: allow, proto: tcp, src: [10.0.0.1, 10.0.0.3], dst: 10.0.0.2, dport: [5201, 5203] }
+                    - { action: drop, proto: udp, dport: 9 }
                 """)
         let allowed = try lab.background("iperf3 -s -1 -p 5201", in: "a2")
         usleep(300_000)
@@ -193,8 +200,26 @@ import Testing
         #expect(bad.status != 0, "port 5202 is not allowed: \(bad.output.suffix(300))")
         blocked.waitUntilExit()
         #expect(lab.sh("ping -c 1 -W 1 10.0.0.2", in: "a1").status != 0, "ICMP is not allowed either")
+
+        let binary = try #require(LiveLab.binary).path
+        let rules = lab.sh("\(binary) ctl --control \(control) --json rules")
+        let rulesJSON = try JSONSerialization.jsonObject(with: Data(rules.output.utf8)) as? [String: Any]
+        let rows = rulesJSON?["rules"] as? [[String: Any]] ?? []
+        #expect(rows.map { $0["rule"] as? String } == ["1", "2", "default"], "\(rules.output)")
+        #expect(rows.first?["location"] as? String == "\(lab.topologyURL.path):8", "\(rules.output)")
+        // Rule 1 allowed iperf3's control and data connections; default refused the SYNs to 5202
+        // (the client retries) and the ping; rule 2 saw nothing.
+        let decided = rows.map { ($0["connections"] as? NSNumber)?.intValue ?? -1 }
+        #expect(decided.count == 3 && decided[0] >= 2 && decided[1] == 0 && decided[2] >= 2, "\(rules.output)")
+        let table = lab.sh("\(binary) ctl --control \(control) rules")
+        #expect(table.status == 0 && table.output.contains("dport: [5201, 5203]") && table.output.contains("default: drop"), "\(table.output)")
+        let scrape = lab.sh("curl -s --max-time 5 http://127.0.0.1:\(metrics)/metrics")
+        #expect(scrape.output.contains("tapestry_firewall_rule_connections_total{rule=\"1\",location=\"\(lab.topologyURL.path):8\",action=\"allow\"} \(decided[0])"), "\(scrape.output.suffix(600))")
         #expect(lab.stop() == 0)
         #expect(lab.log.contains("firewall"), "the stop summary counts firewall drops: \(lab.log)")
+        #expect(lab.log.contains("firewall: drop tcp 10.0.0.1:") && lab.log.contains("-> 10.0.0.2:5202 on port a1 (network web) by default (drop)"),
+            "log_default logs the refused connections: \(lab.log)")
+        #expect(lab.log.contains("firewall: drop icmp 10.0.0.1 -> 10.0.0.2 on port a1"), "\(lab.log)")
     }
 
     /// The load balancer live: two backends running `python3 -m http.server`, each serving a page

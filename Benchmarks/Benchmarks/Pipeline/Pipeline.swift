@@ -112,7 +112,7 @@ let benchmarks: @Sendable () -> Void = {
     // already answered), L2. Default drop with an allow rule, so every flow went through the rules once.
     let firewall = FirewallConfiguration(
         defaultAction: .drop, maxConnections: 262_144,
-        rules: [.init(action: .allow, proto: 17, destinationPorts: 5000...5000)])
+        rules: [.init(action: .allow, proto: 17, destinationPorts: [5000...5000])])
     Benchmark("Full pipeline (VLAN+firewall established+L2) 64B") { benchmark in
         let datapath = makeDatapath(firewall: firewall)
         learn(datapath, hosts: 100..<132, on: 1, vid: nil)

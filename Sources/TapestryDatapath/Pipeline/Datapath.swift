@@ -206,6 +206,7 @@ public final class Datapath {
         result.connectionsEvicted = firewallEvents.pointee.evicted
         result.relatedPassed = firewallEvents.pointee.related
         result.connections = firewall?.table.count ?? 0
+        if let firewall, firewall.enforce { result.ruleDecisions = Array(firewall.rules.decided) }
         if let loadBalancer {
             result.backendSelections = loadBalancer.selections
             result.backendUnresolved = loadBalancer.unresolved
@@ -220,6 +221,20 @@ public final class Datapath {
         guard let firewall, firewall.enforce else { return nil }
         return firewall.ruleDecision(frame, network: network)
     }
+
+    /// Hands the firewall log's waiting lines to `body` (the driver calls this between batches;
+    /// nothing waits unless a rule or `log_default` logs).
+    public func drainFirewallLog(now: Timestamp, _ body: (FirewallLogEntry) -> Void) {
+        guard let firewall, firewall.enforce, firewall.rules.log.isEnabled else { return }
+        let rules = firewall.rules
+        rules.log.drain(now: now.nanoseconds, rules: rules.rows.count, allowed: { slot in
+            (slot < rules.rows.count ? rules.rows[slot].action : rules.defaultAction) == .allow
+        }, body)
+    }
+
+    /// The firewall log has lines to hand out now or when the current second ends (a driver
+    /// that sleeps wakes up within a second to drain it).
+    public var firewallLogPending: Bool { firewall.map { $0.enforce && $0.rules.log.hasPending } ?? false }
 
     /// Takes a backend out of rotation (or back): new connections skip it, existing ones keep it.
     public func setDrained(balancer: Int, backend: Int, _ drained: Bool) {
@@ -240,9 +255,25 @@ public final class Datapath {
     func adoptEventCounters(from old: Datapath, backendMap: [(old: (Int, Int), new: (Int, Int))]) {
         events.pointee = old.events.pointee
         firewallEvents.pointee = old.firewallEvents.pointee
+        if let firewall, let oldFirewall = old.firewall, firewall.enforce, oldFirewall.enforce {
+            adoptRuleCounters(from: oldFirewall, into: firewall)
+        }
         if let loadBalancer, let oldBalancer = old.loadBalancer {
             loadBalancer.adoptCounters(from: oldBalancer, backendMap: backendMap)
         }
+    }
+
+    /// A rule keeps its count when the new rules hold the same rule (same match, action and
+    /// logging; its position may change); a new or changed rule starts at 0; `default` keeps its count.
+    private func adoptRuleCounters(from old: FirewallStage, into new: FirewallStage) {
+        // Old positions of each rule, first first: equal rules pair up in order.
+        var positions: [FirewallConfiguration.Rule: [Int]] = [:]
+        for (index, rule) in old.configuration.rules.enumerated().reversed() { positions[rule, default: []].append(index) }
+        for (index, rule) in new.configuration.rules.enumerated() {
+            guard let match = positions[rule]?.popLast() else { continue }
+            new.rules.decided[index] = old.rules.decided[match]
+        }
+        new.rules.decided[new.rules.rows.count] = old.rules.decided[old.rules.rows.count]
     }
 
     /// Carries a port's counters over a reload.

@@ -22,6 +22,9 @@ public struct DatapathCounters: Sendable, Equatable {
     public var connectionsEvicted: UInt64 = 0
     public var relatedPassed: UInt64 = 0
     public var connections = 0
+    /// New connections each firewall rule decided, in rule order, then `default`'s (empty
+    /// without a firewall).
+    public var ruleDecisions: [UInt64] = []
     /// Load balancers: connections given to each backend `[balancer][backend]`, frames turned into
     /// ARP requests for a backend whose MAC was unknown, ARP and ping answers for VIPs.
     public var backendSelections: [[UInt64]] = []

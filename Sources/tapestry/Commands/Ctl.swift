@@ -11,7 +11,7 @@ import Glibc
 extension Tapestry {
     struct Ctl: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Talk to a running switch: show, fdb, conntrack, lb, stats, reload, trace.",
+            abstract: "Talk to a running switch: show, fdb, conntrack, lb, stats, rules, reload, trace.",
             discussion: ControlRequest.usage + """
 
 
@@ -30,7 +30,7 @@ extension Tapestry {
         @Flag(help: "Print the switch's JSON answer instead of tables.")
         var json = false
 
-        @Argument(help: "show | fdb | conntrack | lb | stats | reload | trace")
+        @Argument(help: "show | fdb | conntrack | lb | stats | rules | reload | trace")
         var command: String
 
         @Argument(parsing: .captureForPassthrough, help: "Arguments of the command (filters, flush, drain/undrain).")
@@ -210,7 +210,16 @@ enum CtlRender {
                 let values = (object[key] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \(text($0.value))" }
                 lines.append("\(key.replacingOccurrences(of: "_", with: " ")): " + values.joined(separator: ", "))
             }
+            let rules = (object["rules"] as? [[String: Any]] ?? []).map { "\(text($0["rule"])) \(text($0["connections"]))" }
+            if !rules.isEmpty { lines.append("rules (new connections decided): " + rules.joined(separator: ", ")) }
             return lines.joined(separator: "\n")
+        case "rules":
+            guard object["firewall"] as? Bool == true else { return "no firewall (every connection is allowed)" }
+            let rows = (object["rules"] as? [[String: Any]] ?? []).map { r in
+                [text(r["rule"]), text(r["location"]), text(r["action"]), (r["log"] as? Bool ?? false) ? "log" : "-",
+                 text(r["connections"]), text(r["text"])]
+            }
+            return table(["RULE", "WHERE", "ACTION", "LOG", "CONNECTIONS", "AS WRITTEN"], rows)
         case "reload":
             return text(object["message"])
         case "trace":

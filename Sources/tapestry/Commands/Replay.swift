@@ -55,9 +55,10 @@ extension Tapestry {
                 printError(errors.description)
                 throw ExitCode(1)
             }
-            let replay = TapestryReplay.Replay(
+            var replay = TapestryReplay.Replay(
                 topology: loaded, inputs: inputs.compactMap(Self.split), outputDirectory: outputDirectory,
                 expectations: expectations.compactMap(Self.split))
+            replay.log = { printError($0) }
             let summary: ReplaySummary
             do {
                 summary = try replay.run()

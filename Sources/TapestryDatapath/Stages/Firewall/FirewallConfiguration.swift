@@ -1,12 +1,12 @@
 /// The firewall as the datapath runs it: rules with names resolved, prefixes as 128-bit masks
 /// (IPv4 as IPv4-mapped), timeouts in nanoseconds.
 public struct FirewallConfiguration: Sendable, Equatable {
-    public enum Action: Sendable, Equatable { case allow, drop }
+    public enum Action: Sendable, Hashable { case allow, drop }
 
     /// A 128-bit prefix over IPv4-mapped or IPv6 addresses, with its family: an IPv4 prefix
     /// matches only IPv4 packets and an IPv6 prefix only IPv6 packets, so `::/0` never admits
     /// IPv4 and `10.0.0.0/8` never admits an IPv6 packet from `::ffff:10.x.x.x`.
-    public struct Prefix: Sendable, Equatable {
+    public struct Prefix: Sendable, Hashable {
         public var high: UInt64
         public var low: UInt64
         public var maskHigh: UInt64
@@ -32,28 +32,32 @@ public struct FirewallConfiguration: Sendable, Equatable {
         }
     }
 
-    public struct Rule: Sendable, Equatable {
+    /// One rule: each list matches when any of its entries does, an empty list matches anything.
+    public struct Rule: Sendable, Hashable {
         public var action: Action
         /// IP protocol number, nil for any.
         public var proto: UInt8?
-        public var source: Prefix?
-        public var destination: Prefix?
-        public var sourcePorts: ClosedRange<UInt16>?
-        public var destinationPorts: ClosedRange<UInt16>?
+        public var sources: [Prefix]
+        public var destinations: [Prefix]
+        public var sourcePorts: [ClosedRange<UInt16>]
+        public var destinationPorts: [ClosedRange<UInt16>]
         public var network: NetworkID?
+        /// Log the new connections this rule decides.
+        public var log: Bool
 
         public init(
-            action: Action, proto: UInt8? = nil, source: Prefix? = nil, destination: Prefix? = nil,
-            sourcePorts: ClosedRange<UInt16>? = nil, destinationPorts: ClosedRange<UInt16>? = nil,
-            network: NetworkID? = nil
+            action: Action, proto: UInt8? = nil, sources: [Prefix] = [], destinations: [Prefix] = [],
+            sourcePorts: [ClosedRange<UInt16>] = [], destinationPorts: [ClosedRange<UInt16>] = [],
+            network: NetworkID? = nil, log: Bool = false
         ) {
             self.action = action
             self.proto = proto
-            self.source = source
-            self.destination = destination
+            self.sources = sources
+            self.destinations = destinations
             self.sourcePorts = sourcePorts
             self.destinationPorts = destinationPorts
             self.network = network
+            self.log = log
         }
     }
 
@@ -85,15 +89,21 @@ public struct FirewallConfiguration: Sendable, Equatable {
     public var maxConnections: Int
     public var timeouts: Timeouts
     public var rules: [Rule]
+    /// Log the new connections `defaultAction` decides.
+    public var logDefault: Bool
     /// How long a permitted first fragment lets later fragments of its datagram through.
     public var fragmentTimeout: Int64 = 30 * 1_000_000_000
 
     public static let defaultMaxConnections = 262_144
 
-    public init(defaultAction: Action, maxConnections: Int = defaultMaxConnections, timeouts: Timeouts = .defaults, rules: [Rule] = []) {
+    public init(
+        defaultAction: Action, maxConnections: Int = defaultMaxConnections, timeouts: Timeouts = .defaults,
+        rules: [Rule] = [], logDefault: Bool = false
+    ) {
         self.defaultAction = defaultAction
         self.maxConnections = maxConnections
         self.timeouts = timeouts
         self.rules = rules
+        self.logDefault = logDefault
     }
 }

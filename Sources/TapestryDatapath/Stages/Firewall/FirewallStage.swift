@@ -15,6 +15,7 @@ import TapestryWire
 /// See also: `TCPConnectionState`, `ConnectionTable`, docs/firewall.md.
 struct FirewallStage {
     let configuration: FirewallConfiguration
+    let rules: FirewallRules
     let table: ConnectionTable
     let fragments: FragmentTable
     /// False when only load balancers need connection tracking (no `firewall:` section): nothing
@@ -36,6 +37,7 @@ struct FirewallStage {
         self.configuration = configuration
         self.enforce = enforce
         self.services = services
+        rules = FirewallRules(configuration)
         table = ConnectionTable(
             maxEntries: configuration.maxConnections, allowsAliases: !services.isEmpty, hashKey: hashKey.derived(2))
         fragments = FragmentTable(hashKey: hashKey.derived(3))
@@ -69,7 +71,9 @@ struct FirewallStage {
             }
             let frame = UnsafeRawBufferPointer(batch.frame(index))
             let metadata = batch.metadata + index
-            if let reason = decide(frame, parsed, metadata, now: now, events: &events), enforce || reason == .tableFull {
+            if let reason = decide(frame, parsed, metadata, port: batch.ingressPort, now: now, events: &events),
+                enforce || reason == .tableFull
+            {
                 batch.verdicts[index] = .drop(reason)
             }
         }
@@ -80,7 +84,7 @@ struct FirewallStage {
     @inline(__always)
     private func decide(
         _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame, _ metadata: UnsafeMutablePointer<FrameMetadata>,
-        now: Int64, events: inout Events
+        port: PortID, now: Int64, events: inout Events
     ) -> DropReason? {
         let network = metadata.pointee.network
         let isIPv6 = parsed.layer3 == .ipv6
@@ -157,7 +161,7 @@ struct FirewallStage {
                     }
                     return .invalid
                 case .reopen:
-                    return open(packet, frame, parsed, metadata, now: now, replacing: id, events: &events)
+                    return open(packet, frame, parsed, metadata, port: port, now: now, replacing: id, events: &events)
                 case .move(let state, let newCloser):
                     entry.pointee.tcpState = state
                     entry.pointee.closer = newCloser.map { $0 == .original ? 1 : 2 } ?? 0
@@ -183,7 +187,7 @@ struct FirewallStage {
             if parsed.fragment == .first { rememberFragment(frame, parsed, packet, network: network, now: now) }
             return nil
         }
-        return open(packet, frame, parsed, metadata, now: now, replacing: nil, events: &events)
+        return open(packet, frame, parsed, metadata, port: port, now: now, replacing: nil, events: &events)
     }
 
     /// A connection carried across a reload meets the new rules at its first packet: the rules
@@ -226,13 +230,14 @@ struct FirewallStage {
     /// same flow (a SYN after TIME_WAIT or CLOSE): it gives way only if the rules allow the new one.
     private func open(
         _ packet: Packet, _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame,
-        _ metadata: UnsafeMutablePointer<FrameMetadata>, now: Int64, replacing: Int?, events: inout Events
+        _ metadata: UnsafeMutablePointer<FrameMetadata>, port: PortID, now: Int64, replacing: Int?, events: inout Events
     ) -> DropReason? {
         let network = metadata.pointee.network
         if packet.isTCP && !TCPConnectionState.isOpening(packet.tcpFlags) { return .invalid }
         if packet.isEchoReply { return .invalid }
         if !enforce && !isService(packet, proto: parsed.ipProtocol, network: network) { return nil }
         let (action, rule) = enforce ? evaluate(packet, proto: parsed.ipProtocol, network: network) : (.allow, -1)
+        if enforce { decided(rule, action, packet, proto: parsed.ipProtocol, port: port, network: network, now: now) }
         guard action == .allow else { return .firewall }
         if let replacing { table.remove(id: replacing) }
         let kind: ConnectionEntry.Kind
@@ -289,23 +294,28 @@ struct FirewallStage {
     /// (-1 for the default).
     @inline(__always)
     private func evaluate(_ packet: Packet, proto: UInt8, network: NetworkID) -> (FirewallConfiguration.Action, Int) {
-        let hasPorts = proto == IPProtocol.tcp || proto == IPProtocol.udp
-        for (index, rule) in configuration.rules.enumerated() {
-            if let wanted = rule.network, wanted != network { continue }
-            if let wanted = rule.proto, wanted != proto { continue }
-            if let prefix = rule.source, !prefix.contains(high: packet.sourceHigh, low: packet.sourceLow, isIPv6: packet.isIPv6) {
-                continue
-            }
-            if let prefix = rule.destination,
-                !prefix.contains(high: packet.destinationHigh, low: packet.destinationLow, isIPv6: packet.isIPv6)
-            {
-                continue
-            }
-            if let range = rule.sourcePorts, !hasPorts || !range.contains(packet.sourcePort) { continue }
-            if let range = rule.destinationPorts, !hasPorts || !range.contains(packet.destinationPort) { continue }
-            return (rule.action, index)
-        }
-        return (configuration.defaultAction, -1)
+        rules.evaluate(
+            proto: proto, network: network, isIPv6: packet.isIPv6, sourceHigh: packet.sourceHigh,
+            sourceLow: packet.sourceLow, destinationHigh: packet.destinationHigh, destinationLow: packet.destinationLow,
+            sourcePort: packet.sourcePort, destinationPort: packet.destinationPort)
+    }
+
+    /// Counts a new connection's decision against its rule, and logs it when the rule logs.
+    @inline(__always)
+    private func decided(
+        _ rule: Int, _ action: FirewallConfiguration.Action, _ packet: Packet, proto: UInt8, port: PortID,
+        network: NetworkID, now: Int64
+    ) {
+        let slot = rules.slot(rule)
+        rules.decided[slot] &+= 1
+        guard rules.log.isEnabled else { return }
+        rules.log.record(
+            slot: slot,
+            FirewallLogEntry(
+                kind: .connection, rule: rule, allowed: action == .allow, time: now, port: port, network: network,
+                proto: proto, isIPv6: packet.isIPv6, sourceHigh: packet.sourceHigh, sourceLow: packet.sourceLow,
+                destinationHigh: packet.destinationHigh, destinationLow: packet.destinationLow,
+                sourcePort: packet.sourcePort, destinationPort: packet.destinationPort))
     }
 
     /// Whether an ICMP error's quoted packet belongs to a live connection and the error travels
