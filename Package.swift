@@ -28,9 +28,14 @@ let package = Package(
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .target(name: "TapestryWire"),
         .target(name: "CTapestryLinux"),
+        .target(name: "TapestryProcess"),
+        .target(name: "TapestryLab", dependencies: ["TapestryProcess"]),
         .target(
             name: "TapestryPorts",
-            dependencies: ["CTapestryLinux", "TapestryControl", "TapestryDatapath", "TapestryWire", "TapestryTopology", "TapestrySwitchCore"]),
+            dependencies: [
+                "CTapestryLinux", "TapestryControl", "TapestryDatapath", "TapestryProcess", "TapestryWire", "TapestryTopology",
+                "TapestrySwitchCore",
+            ]),
         .target(name: "TapestryControl", dependencies: ["TapestryDatapath", "TapestryWire"]),
         .target(name: "TapestryPcap", dependencies: ["CPcap"]),
         .target(
@@ -57,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "tapestry",
             dependencies: [
-                "TapestryControl", "TapestryReplay", "TapestryTopology", "TapestryPorts",
+                "TapestryControl", "TapestryLab", "TapestryReplay", "TapestryTopology", "TapestryPorts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -70,7 +75,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TapestryDatapathTests",
-            dependencies: ["TapestryDatapath", "TapestryTestSupport", "TapestryWire", "TapestryTopology"]
+            dependencies: ["TapestryDatapath", "TapestryTestSupport", "TapestryWire", "TapestryTopology", "TapestrySwitchCore"]
         ),
         .testTarget(
             name: "TapestryReplayTests",
@@ -80,7 +85,8 @@ let package = Package(
         .testTarget(name: "TapestryCLITests", dependencies: ["tapestry"]),
         .testTarget(name: "TapestryControlTests", dependencies: ["TapestryControl"]),
         .testTarget(name: "TapestryPortsTests", dependencies: ["TapestryPorts", "TapestryWire"]),
-        .testTarget(name: "TapestryLiveTests", dependencies: ["tapestry"]),
+        .testTarget(name: "TapestryLiveTests", dependencies: ["tapestry", "TapestryLab", "TapestryProcess"]),
+        .testTarget(name: "TapestryProcessTests", dependencies: ["TapestryProcess"]),
         .testTarget(name: "TapestryFuzzTests", dependencies: ["TapestryFuzzTargets"]),
     ],
     swiftLanguageModes: [.v6]

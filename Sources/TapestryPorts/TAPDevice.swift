@@ -1,5 +1,6 @@
 import CTapestryLinux
 import Foundation
+import TapestryProcess
 import TapestryWire
 
 #if canImport(Glibc)
@@ -118,19 +119,10 @@ public final class TAPDevice {
         }
     }
 
+    /// `ip` with a clean signal mask: this thread blocks SIGTERM, SIGINT and SIGHUP for the
+    /// switch's signalfd, and a child must not inherit that (ChildProcess).
     private static func runIP(_ arguments: [String]) -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        if !FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") {
-            process.executableURL = URL(fileURLWithPath: "/sbin/ip")
-        }
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        do { try process.run() } catch { return (-1, "cannot run ip: \(error)") }
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        let result = ChildProcess.run(ChildProcess.ip, arguments, timeout: 30)
+        return (result.status, result.output)
     }
 }

@@ -16,12 +16,12 @@ extension Topology.Firewall {
 public enum FirewallLogText {
     /// `firewall: allow tcp 10.0.10.5:40000 -> 10.0.20.5:5432 on port vm1 (network db) by rule 1
     /// (lab.yaml:20: ...)`, or for a rule over its rate, `firewall: 37 more connections decided
-    /// by rule 4 (...) in the last second were not logged`.
+    /// by rule 4 (...) were not logged (at most 10 lines a second per rule)`.
     public static func line(_ entry: FirewallLogEntry, topology: Topology) -> String {
         let rule = topology.firewall?.quote(rule: entry.rule) ?? "rule \(entry.rule + 1)"
         switch entry.kind {
         case .notLogged(let count):
-            return "firewall: \(count) more connection\(count == 1 ? "" : "s") decided by \(rule) in the last second \(count == 1 ? "was" : "were") not logged"
+            return "firewall: \(count) more connection\(count == 1 ? "" : "s") decided by \(rule) \(count == 1 ? "was" : "were") not logged (at most 10 lines a second per rule)"
         case .connection:
             let ports = entry.proto == IPProtocol.tcp || entry.proto == IPProtocol.udp
             let source = address(high: entry.sourceHigh, low: entry.sourceLow, isIPv6: entry.isIPv6, port: ports ? entry.sourcePort : nil)

@@ -1,4 +1,5 @@
 import Foundation
+import TapestryProcess
 import Testing
 
 #if canImport(Glibc)
@@ -45,19 +46,13 @@ import Glibc
 
     /// Pings a2 from a1 every 10 ms in the background; `result()` gives (sent, received, max ms).
     final class Pinger {
-        let process: Process
-        let pipe = Pipe()
+        let process: ChildProcess
         init(_ lab: LiveLab, count: Int) throws {
-            process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-            process.arguments = ["netns", "exec", lab.name("a1"), "ping", "-q", "-i", "0.01", "-W", "1", "-c", "\(count)", "10.0.0.2"]
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
+            process = try ChildProcess(
+                ChildProcess.ip, ["netns", "exec", lab.name("a1"), "ping", "-q", "-i", "0.01", "-W", "1", "-c", "\(count)", "10.0.0.2"])
         }
         func result() -> (sent: Int, received: Int, worst: Double, text: String) {
-            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
+            let text = process.waitForOutput().output
             func number(_ pattern: String) -> Double? {
                 guard let range = text.range(of: pattern, options: .regularExpression) else { return nil }
                 return Double(text[range].split(whereSeparator: { !"0123456789.".contains($0) }).first ?? "")
@@ -70,20 +65,11 @@ import Glibc
 
     /// A Python client in the background (this process's namespace); its output when it ends.
     final class Client {
-        let process = Process()
-        let pipe = Pipe()
+        let process: ChildProcess
         init(_ script: String) throws {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", "-c", script]
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
+            process = try ChildProcess("/usr/bin/env", ["python3", "-c", script])
         }
-        func output() -> String {
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return String(decoding: data, as: UTF8.self)
-        }
+        func output() -> String { process.waitForOutput().output }
         /// The number after `key=` in the output.
         static func value(_ key: String, in output: String) -> Double? {
             guard let range = output.range(of: "\(key)=[0-9.]+", options: .regularExpression) else { return nil }

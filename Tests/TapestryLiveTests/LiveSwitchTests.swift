@@ -1,4 +1,5 @@
 import Foundation
+import TapestryProcess
 import Testing
 
 /// End-to-end: real Linux hosts in network namespaces, connected through `tapestry run`.
@@ -64,7 +65,7 @@ import Testing
         let server = try lab.background("iperf3 -s -1 -p 5201", in: "a2")
         usleep(300_000)
         let client = lab.sh("iperf3 -c 10.0.0.2 -p 5201 -t 2 -J", in: "a1")
-        server.waitUntilExit()
+        server.wait()
         #expect(client.status == 0, "iperf3: \(client.output.prefix(400))")
         let json = try JSONSerialization.jsonObject(with: Data(client.output.utf8)) as? [String: Any]
         let end = json?["end"] as? [String: Any]
@@ -153,7 +154,7 @@ import Testing
             usleep(1_000_000)
             if refreshingA2 { send("a2", "10.0.0.1", 9998) }
             send("a1", "10.0.0.2", 9999)
-            capture.waitUntilExit()
+            capture.wait()
             let text = (try? String(contentsOfFile: "/tmp/\(lab.prefix)-cap.txt", encoding: .utf8)) ?? ""
             try? FileManager.default.removeItem(atPath: "/tmp/\(lab.prefix)-cap.txt")
             return text.contains("9999")
@@ -192,13 +193,13 @@ import Testing
         let allowed = try lab.background("iperf3 -s -1 -p 5201", in: "a2")
         usleep(300_000)
         let good = lab.sh("iperf3 -c 10.0.0.2 -p 5201 -t 1 --connect-timeout 2000", in: "a1")
-        allowed.waitUntilExit()
+        allowed.wait()
         #expect(good.status == 0, "port 5201 allowed: \(good.output.suffix(300))")
         let blocked = try lab.background("timeout 5 iperf3 -s -1 -p 5202", in: "a2")
         usleep(300_000)
         let bad = lab.sh("iperf3 -c 10.0.0.2 -p 5202 -t 1 --connect-timeout 2000", in: "a1")
         #expect(bad.status != 0, "port 5202 is not allowed: \(bad.output.suffix(300))")
-        blocked.waitUntilExit()
+        blocked.wait()
         #expect(lab.sh("ping -c 1 -W 1 10.0.0.2", in: "a1").status != 0, "ICMP is not allowed either")
 
         let binary = try #require(LiveLab.binary).path
@@ -247,7 +248,7 @@ import Testing
         lab.address("cl", "10.0.10.1/24")
         lab.address("w1", "10.0.10.11/24")
         lab.address("w2", "10.0.10.12/24")
-        var servers: [Process] = []
+        var servers: [ChildProcess] = []
         defer {
             for server in servers where server.isRunning { server.terminate() }
         }
@@ -338,10 +339,10 @@ import Testing
         let tracer = try lab.background("\(binary) ctl --control \(control) trace a1 2 5 > /tmp/\(lab.prefix)-trace.txt", in: "a1")
         usleep(300_000)
         lab.sh("ping -c 2 -i 0.2 -W 2 10.0.0.2", in: "a1")
-        tracer.waitUntilExit()
+        let tracerStatus = tracer.wait()
         let trace = (try? String(contentsOfFile: "/tmp/\(lab.prefix)-trace.txt", encoding: .utf8)) ?? ""
         try? FileManager.default.removeItem(atPath: "/tmp/\(lab.prefix)-trace.txt")
-        #expect(tracer.terminationStatus == 0 && trace.contains("2 frames traced"), "\(trace)")
+        #expect(tracerStatus == 0 && trace.contains("2 frames traced"), "\(trace)")
         #expect(trace.contains("frame 1: port a1") && trace.contains("vlan          untagged on port a1 -> network web"), "\(trace)")
         #expect(trace.contains("ICMP type 8") && trace.contains("egress        out a2"), "\(trace)")
 
@@ -409,13 +410,13 @@ import Testing
         let good = lab.sh("\(binary) ctl --control \(control) --json reload")
         // iperf3 holds two connections: its control connection and the data stream.
         #expect(good.status == 0 && good.output.contains("ports added: b1") && good.output.contains("and 2 connections"), "\(good.output)")
-        client.waitUntilExit()
-        server.waitUntilExit()
+        let clientStatus = client.wait()
+        server.wait()
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: result)) as? [String: Any]
         try? FileManager.default.removeItem(at: result)
         let end = json?["end"] as? [String: Any]
         let received = (end?["sum_received"] as? [String: Any])?["bytes"] as? Double ?? 0
-        #expect(client.terminationStatus == 0 && received > 10_000_000, "the transfer went on across the reloads: \(received) bytes")
+        #expect(clientStatus == 0 && received > 10_000_000, "the transfer went on across the reloads: \(received) bytes")
         // The new port works, and the new rule applies.
         lab.address("b1", "10.0.0.3/24")
         #expect(lab.sh("ping -c 2 -i 0.2 -W 2 10.0.0.3", in: "a1").status == 0, "new port b1, ping now allowed")

@@ -1,4 +1,5 @@
 import Foundation
+import TapestryProcess
 import Testing
 
 #if canImport(Glibc)
@@ -41,7 +42,7 @@ import Glibc
         let listener = try lab.background("iperf3 -s -1 -p 5201", in: server)
         usleep(300_000)
         let run = lab.sh("iperf3 -c \(address) -p 5201 -t 2 -J \(reverse ? "-R" : "")", in: client)
-        listener.waitUntilExit()
+        listener.wait()
         let json = try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any]
         let received = (json?["end"] as? [String: Any])?["sum_received"] as? [String: Any]
         return (received?["bytes"] as? Double ?? 0, received?["bits_per_second"] as? Double ?? 0)
@@ -147,29 +148,20 @@ import Glibc
     /// A QEMU process with no guest (`-machine none`) whose netdevs are joined by its hub, each
     /// argument one `-netdev` value; returns once the TAP devices it creates exist.
     final class QEMUBridge {
-        let process = Process()
+        let process: ChildProcess
 
         init(netdevs: [String], devices: [String], lab: LiveLab) throws {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-system-x86_64")
             var arguments = ["-machine", "none", "-nodefaults", "-display", "none"]
             for netdev in netdevs { arguments += ["-netdev", netdev] }
             for index in netdevs.indices { arguments += ["-netdev", "hubport,id=p\(index),hubid=0,netdev=n\(index)"] }
-            process.arguments = arguments
-            process.standardError = FileHandle.nullDevice
-            try process.run()
+            process = try ChildProcess("/usr/bin/qemu-system-x86_64", arguments, output: .discard)
             let check = devices.map { "ip link show \($0) >/dev/null" }.joined(separator: " && ")
             let deadline = Date().addingTimeInterval(10)
             while lab.sh(check).status != 0 && Date() < deadline { usleep(100_000) }
         }
 
-        /// SIGKILL: a child of a test thread inherits its blocked signals, and QEMU then leaves
-        /// SIGTERM blocked (measured: a test waited for it forever).
-        func stop() {
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-            }
-        }
+        /// SIGTERM (QEMU starts with a clean signal mask: ChildProcess), SIGKILL if it lingers.
+        func stop() { process.terminate(grace: 5) }
 
         deinit { stop() }
     }

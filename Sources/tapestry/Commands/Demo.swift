@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TapestryLab
 import TapestryTopology
 
 #if canImport(Glibc)
@@ -47,56 +48,39 @@ extension Tapestry {
                 printError("tapestry demo: namespace '\(host.netns)' already exists; remove it (ip netns del \(host.netns)) or pick another topology")
                 throw ExitCode(1)
             }
-            var created: [String] = []
-            var switchProcess: Process?
+            let lab = Lab(files: "tapestry-demo-\(getpid())")
             defer {
-                if let switchProcess, switchProcess.isRunning {
-                    kill(switchProcess.processIdentifier, SIGTERM)
-                    switchProcess.waitUntilExit()
-                }
-                for namespace in created { _ = Self.shell("ip netns del \(namespace)") }
+                let created = lab.namespaces
+                lab.tearDown()
                 if !created.isEmpty { print("removed namespaces \(created.joined(separator: ", "))") }
             }
             print("creating \(hosts.count) hosts as network namespaces: "
                 + hosts.map { "\($0.port) (network \($0.network))" }.joined(separator: ", "))
             for host in hosts {
-                guard Self.shell("ip netns add \(host.netns)").status == 0 else {
-                    printError("tapestry demo: cannot create namespace \(host.netns)")
+                do {
+                    try lab.addNamespace(host.netns)
+                } catch {
+                    printError("tapestry demo: \(error)")
                     throw ExitCode(1)
                 }
-                created.append(host.netns)
-                _ = Self.shell("ip netns exec \(host.netns) sysctl -qw net.ipv6.conf.all.disable_ipv6=1")
             }
-            let log = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-demo-\(getpid()).log")
-            FileManager.default.createFile(atPath: log.path, contents: nil)
-            defer { try? FileManager.default.removeItem(at: log) }
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-            process.arguments = ["run", topology]
-            process.standardError = FileHandle(forWritingAtPath: log.path)
-            try process.run()
-            switchProcess = process
-            let deadline = Date().addingTimeInterval(15)
-            var logText = ""
-            while Date() < deadline {
-                logText = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-                if logText.contains("ready") || !process.isRunning { break }
-                usleep(50_000)
-            }
-            guard logText.contains("ready") else {
-                printError("tapestry demo: the switch did not start:\n\(logText)")
+            let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+            do {
+                try lab.startSwitch(binary: binary, file: topology, timeout: 15)
+            } catch {
+                printError("tapestry demo: the switch did not start: \(error)")
                 throw ExitCode(1)
             }
-            print("switch '\(loaded.name)' is running (pid \(process.processIdentifier)) on \(topology)")
+            print("switch '\(loaded.name)' is running (pid \(lab.switchPID ?? 0)) on \(topology)")
             for (index, host) in hosts.enumerated() {
-                _ = Self.shell("ip -n \(host.netns) addr add 10.0.0.\(index + 1)/24 dev \(host.tap)")
+                lab.sh("ip -n \(host.netns) addr add 10.0.0.\(index + 1)/24 dev \(host.tap)")
                 print("  \(host.port): 10.0.0.\(index + 1) on network \(host.network)")
             }
             var surprises = 0
             for (i, from) in hosts.enumerated() {
                 for (j, to) in hosts.enumerated() where j > i {
                     let expected = from.network == to.network
-                    let ping = Self.shell("ip netns exec \(from.netns) ping -c 3 -i 0.2 -W 1 10.0.0.\(j + 1)")
+                    let ping = lab.sh("ping -c 3 -i 0.2 -W 1 10.0.0.\(j + 1)", in: from.netns)
                     let reached = ping.status == 0
                     let summary = ping.output.split(separator: "\n").first { $0.contains("packets transmitted") }
                         .map { String($0) } ?? ""
@@ -111,29 +95,14 @@ extension Tapestry {
                     print("ping \(from.port) -> \(to.port): \(verdict)")
                 }
             }
-            kill(process.processIdentifier, SIGTERM)
-            process.waitUntilExit()
-            logText = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            let stopped = logText.split(separator: "\n").last { $0.contains("stopped on") }
+            let status = lab.stopSwitch()
+            let stopped = lab.log.split(separator: "\n").last { $0.contains("stopped on") }
                 .flatMap { line in line.range(of: "stopped on").map { String(line[$0.lowerBound...]) } } ?? ""
-            print("switch stopped (exit \(process.terminationStatus)): \(stopped)")
+            print("switch stopped (exit \(status.map { "\($0)" } ?? "killed")): \(stopped)")
             if surprises > 0 {
                 printError("tapestry demo: \(surprises) pair(s) did not behave as the topology says")
                 throw ExitCode(1)
             }
-        }
-
-        static func shell(_ command: String) -> (status: Int32, output: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", command]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            do { try process.run() } catch { return (-1, "\(error)") }
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
         }
     }
 }

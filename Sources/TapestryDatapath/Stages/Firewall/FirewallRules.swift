@@ -130,7 +130,7 @@ final class FirewallRules {
 public struct FirewallLogEntry: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
         case connection
-        /// This many connections of the rule were not logged in the second before `time`.
+        /// This many connections of the rule were not logged in its last second (over the rate).
         case notLogged(UInt64)
     }
 
