@@ -55,18 +55,8 @@ public enum TraceText {
             let how = metadata.consumedTag ? (metadata.parsed.outerTCI & 0xFFF == 0 ? "priority-tagged" : "tagged VID \(metadata.parsed.outerTCI & 0xFFF)") : "untagged"
             return ["  \(name)\(how) on port \(configuration.ports[Int(batch.ingressPort)].name) -> network \(network?.name ?? "?") (VLAN \(network?.vid ?? 0))"]
         case .firewall:
-            let frame = UnsafeRawBufferPointer(batch.frame(0))
             if case .drop(let reason) = verdict {
-                switch reason {
-                case .firewall:
-                    let decision = datapath.ruleDecision(for: frame, network: metadata.network)
-                    let rule = decision.map { $0.rule < 0 ? "no rule matched and default is drop" : "\(topology.firewall?.quote(rule: $0.rule) ?? "rule \($0.rule + 1)") matched first" } ?? "refused"
-                    return dropped(reason, "new connection; \(rule)")
-                case .tableFull:
-                    return dropped(reason, "new connection, but the table is full of connections that may not be evicted")
-                default:
-                    return dropped(reason, "does not fit any tracked connection's state (a non-SYN for an unknown connection, an unsolicited reply, an unrelated ICMP error or a stray fragment)")
-                }
+                return dropped(reason, explain(metadata, topology))
             }
             guard metadata.parsed.layer3 == .ipv4 || metadata.parsed.layer3 == .ipv6 else {
                 return ["  \(name)not IP: passes untracked"]
@@ -86,7 +76,7 @@ public enum TraceText {
             return [text]
         case .loadBalancer:
             if case .drop(let reason) = verdict {
-                return dropped(reason, reason == .noService ? "to a VIP on a port or protocol it does not serve" : "to a VIP service, but belongs to no connection")
+                return dropped(reason, explain(metadata, topology))
             }
             switch verdict {
             case .forward: return ["  \(name)answered for the VIP (ARP or ping), sent back out of the ingress port"]
@@ -133,6 +123,43 @@ public enum TraceText {
             return ["  \(name)out \(outs.joined(separator: ", "))"]
         }
     }
+
+    /// What the stage that dropped the frame recorded about why (`DropCause`), in words.
+    static func explain(_ metadata: FrameMetadata, _ topology: Topology) -> String {
+        func rule() -> String {
+            metadata.rule < 0 ? "no rule matched and default is drop"
+                : "\(topology.firewall?.quote(rule: Int(metadata.rule)) ?? "rule \(metadata.rule + 1)") matched first"
+        }
+        let detail = metadata.causeDetail
+        switch metadata.cause {
+        case .tcpWithoutConnection:
+            return "TCP \(tcpFlags(UInt8(truncatingIfNeeded: detail))) without a connection (only a SYN opens one)"
+        case .tcpOutOfState:
+            let state = TCPConnectionState(rawValue: UInt8(truncatingIfNeeded: detail >> 8)).map { "\($0)" } ?? "?"
+            return "TCP \(tcpFlags(UInt8(truncatingIfNeeded: detail))) does not fit its connection's state \(state)"
+        case .unsolicitedEchoReply: return "echo reply to no tracked echo request"
+        case .unrelatedICMPError:
+            return "ICMP error (type \(detail)) quoting no tracked connection, or not sent back to the quoted packet's sender"
+        case .strayFragment:
+            return "a later fragment (identification \(detail)) whose first fragment was not let through"
+        case .refusedByRule: return "new connection; \(rule())"
+        case .refusedAfterReload: return "a connection from before the reload that the new rules refuse; \(rule())"
+        case .tooManyTags: return "three or more VLAN tags: the rules cannot see the payload"
+        case .tableFull: return "new connection, but the table is full of connections that may not be evicted"
+        case .notServed: return "to a VIP on a port or protocol it does not serve"
+        case .allBackendsDrained: return "to a VIP service whose backends are all drained"
+        case .untrackedServiceTraffic: return "to a VIP service, but belongs to no tracked connection"
+        case .none: return "no cause recorded"
+        }
+    }
+
+    /// `SYN`, `ACK`, `FIN+ACK`, `none`...
+    static func tcpFlags(_ flags: UInt8) -> String {
+        let names: [(UInt8, String)] = [(0x02, "SYN"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"), (0x10, "ACK"), (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR")]
+        let set = names.filter { flags & $0.0 != 0 }.map(\.1)
+        return set.isEmpty ? "with no flags" : set.joined(separator: "+")
+    }
+
 }
 
 extension DatapathConfiguration.PortMode {

@@ -158,6 +158,44 @@ import TapestryWire
         #expect(!trace.contains("flood"), "\(trace)")
     }
 
+    /// `trace` says which rule decided (as written, with FILE:LINE) and which kind of `invalid`
+    /// it was, from what the stage recorded when it decided.
+    @Test func traceNamesTheRuleAndTheKindOfInvalid() throws {
+        let topology = try TopologyLoader.parse(
+            yaml: """
+                name: fw
+                networks: { lan: { vlan: 7 } }
+                ports:
+                  a: { tap: ta, network: lan }
+                  b: { tap: tb, network: lan }
+                firewall:
+                  default: drop
+                  rules:
+                    - { action: allow, proto: tcp, dport: [80, 443] }
+                    - { action: drop, proto: udp, dport: 53 }
+                """, file: "fw.yaml"
+        ).get()
+        let dir = Repository.temporaryDirectory("trace-causes")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("a.pcap").path
+        let a = IPv4Address("10.0.0.1")!
+        let b = IPv4Address("10.0.0.2")!
+        try writeCapture(path, [
+            (1, FrameBuilder.tcp4(dst: Self.hostB, src: Self.hostA, from: a, to: b, sport: 40000, dport: 80, flags: .syn)),
+            (2, FrameBuilder.tcp4(dst: Self.hostB, src: Self.hostA, from: a, to: b, sport: 40001, dport: 80, flags: .ack)),
+            (3, FrameBuilder.udp4(dst: Self.hostB, src: Self.hostA, from: a, to: b, dport: 53)),
+            (4, FrameBuilder.tcp4(dst: Self.hostB, src: Self.hostA, from: a, to: b, sport: 40002, dport: 22, flags: .syn)),
+            (5, FrameBuilder.tcp4(dst: Self.hostB, src: Self.hostA, from: a, to: b, sport: 40000, dport: 80, flags: [.fin, .ack])),
+        ])
+        let trace = try Tracer(topology: topology, inputs: [.init(port: "a", path: path)]).run()
+        #expect(trace.contains("new, allowed by rule 1 (fw.yaml:9: action: allow, proto: tcp, dport: [80, 443])"), "\(trace)")
+        #expect(trace.contains("dropped (invalid): TCP ACK without a connection (only a SYN opens one)"), "\(trace)")
+        #expect(trace.contains("dropped (firewall): new connection; rule 2 (fw.yaml:10: action: drop, proto: udp, dport: 53) matched first"), "\(trace)")
+        #expect(trace.contains("dropped (firewall): new connection; no rule matched and default is drop"), "\(trace)")
+        #expect(trace.contains("dropped (invalid): TCP FIN+ACK does not fit its connection's state SYN_SENT"), "\(trace)")
+    }
+
     @Test func summaryJSONIsMachineReadable() throws {
         let dir = Repository.temporaryDirectory("json")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -215,13 +215,6 @@ public final class Datapath {
         return result
     }
 
-    /// What the firewall's rules say about a frame as a new connection: the matching rule's index
-    /// (-1 for `default`) and whether it allows. Nil without a firewall or for a frame without IP.
-    public func ruleDecision(for frame: UnsafeRawBufferPointer, network: NetworkID) -> (rule: Int, allows: Bool)? {
-        guard let firewall, firewall.enforce else { return nil }
-        return firewall.ruleDecision(frame, network: network)
-    }
-
     /// Hands the firewall log's waiting lines to `body` (the driver calls this between batches;
     /// nothing waits unless a rule or `log_default` logs).
     public func drainFirewallLog(now: Timestamp, _ body: (FirewallLogEntry) -> Void) {

@@ -24,9 +24,9 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case offloadUnsupported
     /// Addressed to a load balancer's VIP on a port or protocol it does not serve.
     case noService
-    /// Refused by the firewall's rules (firewall stage, not yet in the pipeline).
+    /// Refused by the firewall's rules.
     case firewall
-    /// The connection table is full (firewall stage, not yet in the pipeline).
+    /// The connection table is full of connections that may not be evicted.
     case tableFull
 
     public var name: String {

@@ -17,6 +17,13 @@ public struct FrameMetadata: Sendable {
     public var isNewConnection = false
     /// The switch rewrote the source MAC to one of its own (a load balancer's): L2 must not learn it.
     public var skipLearning = false
+    /// Set by the firewall and load-balancer stages when they drop the frame (`DropCause`): valid
+    /// only for a frame those stages dropped.
+    public var cause: DropCause = .none
+    public var causeDetail: UInt16 = 0
+    /// The rule that decided the frame's new connection (-1: `default`), set with
+    /// `isNewConnection` and with `cause` `refusedByRule`/`refusedAfterReload`.
+    public var rule: Int32 = -1
     /// Offloads the frame arrived with (a TAP device's virtio-net header); all zero when none.
     public var offload = VirtioNetHeader()
 

@@ -66,7 +66,10 @@ struct FirewallStage {
             guard parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6 else {
                 // Behind a third tag the parser sees no payload, so neither can the rules: such a
                 // frame could carry IP past the firewall to a host that unwraps the tags.
-                if enforce && parsed.tagCount == 2 && parsed.etherType == 0 { batch.verdicts[index] = .drop(.firewall) }
+                if enforce && parsed.tagCount == 2 && parsed.etherType == 0 {
+                    batch.verdicts[index] = .drop(.firewall)
+                    batch.metadata[index].cause = .tooManyTags
+                }
                 continue
             }
             let frame = UnsafeRawBufferPointer(batch.frame(index))
@@ -93,7 +96,8 @@ struct FirewallStage {
         if parsed.fragment == .later {
             let key = fragmentKey(packet, network: network, proto: proto, isIPv6: isIPv6)
             let identification = fragmentIdentification(frame, parsed)
-            return fragments.contains(key, identification: identification, now: now) ? nil : .invalid
+            if fragments.contains(key, identification: identification, now: now) { return nil }
+            return drop(.invalid, .strayFragment, UInt16(truncatingIfNeeded: identification), metadata)
         }
         if parsed.hasL4 {
             let l4 = Int(parsed.l4Offset)
@@ -117,7 +121,7 @@ struct FirewallStage {
                         events.related &+= 1
                         return nil
                     }
-                    return .invalid
+                    return drop(.invalid, .unrelatedICMPError, UInt16(type), metadata)
                 }
                 if isV6 && ((130...137).contains(type) || type == 143) { return nil }  // MLD, ND
                 let echoRequest: UInt8 = isV6 ? 128 : 8
@@ -142,7 +146,11 @@ struct FirewallStage {
         let length = UInt64(frame.count)
         if let id = table.lookup(packet.key, now: now) {
             let entry = table.entry(id)
-            if entry.pointee.needsRecheck, let refusal = recheck(id, entry, network: network) { return refusal }
+            if entry.pointee.needsRecheck, let refusal = recheck(id, entry, network: network) {
+                metadata.pointee.cause = .refusedAfterReload
+                metadata.pointee.rule = entry.pointee.rule
+                return refusal
+            }
             let direction: TCPConnectionState.Direction
             if entry.pointee.key == packet.key {
                 direction = packet.sourceIsA == entry.pointee.originIsA ? .original : .reply
@@ -159,7 +167,9 @@ struct FirewallStage {
                         metadata.pointee.isReply = direction == .reply
                         metadata.pointee.isNewConnection = false
                     }
-                    return .invalid
+                    return drop(
+                        .invalid, .tcpOutOfState, UInt16(packet.tcpFlags) | UInt16(entry.pointee.tcpState.rawValue) << 8,
+                        metadata)
                 case .reopen:
                     return open(packet, frame, parsed, metadata, port: port, now: now, replacing: id, events: &events)
                 case .move(let state, let newCloser):
@@ -233,12 +243,15 @@ struct FirewallStage {
         _ metadata: UnsafeMutablePointer<FrameMetadata>, port: PortID, now: Int64, replacing: Int?, events: inout Events
     ) -> DropReason? {
         let network = metadata.pointee.network
-        if packet.isTCP && !TCPConnectionState.isOpening(packet.tcpFlags) { return .invalid }
-        if packet.isEchoReply { return .invalid }
+        if packet.isTCP && !TCPConnectionState.isOpening(packet.tcpFlags) {
+            return drop(.invalid, .tcpWithoutConnection, UInt16(packet.tcpFlags), metadata)
+        }
+        if packet.isEchoReply { return drop(.invalid, .unsolicitedEchoReply, 0, metadata) }
         if !enforce && !isService(packet, proto: parsed.ipProtocol, network: network) { return nil }
         let (action, rule) = enforce ? evaluate(packet, proto: parsed.ipProtocol, network: network) : (.allow, -1)
         if enforce { decided(rule, action, packet, proto: parsed.ipProtocol, port: port, network: network, now: now) }
-        guard action == .allow else { return .firewall }
+        metadata.pointee.rule = Int32(rule)
+        guard action == .allow else { return drop(.firewall, .refusedByRule, 0, metadata) }
         if let replacing { table.remove(id: replacing) }
         let kind: ConnectionEntry.Kind
         switch parsed.ipProtocol {
@@ -262,7 +275,7 @@ struct FirewallStage {
             }
         }
         switch result {
-        case .full: return .tableFull
+        case .full: return drop(.tableFull, .tableFull, 0, metadata)
         case .insertedAfterEviction(let id):
             events.evicted &+= 1
             metadata.pointee.connection = Int32(id)
@@ -276,18 +289,14 @@ struct FirewallStage {
         return nil
     }
 
-    /// The rules' verdict on `frame` as a new connection (for tracing; allocates nothing, but is
-    /// not on the datapath).
-    func ruleDecision(_ frame: UnsafeRawBufferPointer, network: NetworkID) -> (rule: Int, allows: Bool)? {
-        let parsed = FrameParser.parse(frame)
-        guard parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6 else { return nil }
-        var packet = addresses(frame, parsed)
-        if parsed.hasL4 && (parsed.ipProtocol == IPProtocol.tcp || parsed.ipProtocol == IPProtocol.udp) {
-            packet.sourcePort = frame.u16(Int(parsed.l4Offset))
-            packet.destinationPort = frame.u16(Int(parsed.l4Offset) + 2)
-        }
-        let (action, rule) = evaluate(packet, proto: parsed.ipProtocol, network: network)
-        return (rule, action == .allow)
+    /// Records why the frame is dropped beside its verdict (for tracing) and returns the reason.
+    @inline(__always)
+    private func drop(
+        _ reason: DropReason, _ cause: DropCause, _ detail: UInt16, _ metadata: UnsafeMutablePointer<FrameMetadata>
+    ) -> DropReason {
+        metadata.pointee.cause = cause
+        metadata.pointee.causeDetail = detail
+        return reason
     }
 
     /// First match wins; `default` when nothing matches. Returns the action and the rule's index

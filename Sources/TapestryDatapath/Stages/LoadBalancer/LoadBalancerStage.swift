@@ -193,19 +193,22 @@ final class LoadBalancerStage {
                 counters.pointee.answered &+= 1
             } else {
                 batch.verdicts[index] = .drop(.noService)
+                metadata.pointee.cause = .notServed
             }
             return
         }
         let service = services[serviceIndex]
         guard metadata.pointee.connection >= 0 else {
             batch.verdicts[index] = .drop(.invalid)
+            metadata.pointee.cause = .untrackedServiceTraffic
             return
         }
         let id = Int(metadata.pointee.connection)
         let entry = table.entry(id)
         if entry.pointee.backend < 0 {
             guard let chosen = schedulers[serviceIndex].next() else {
-                batch.verdicts[index] = .drop(.noService)  // every backend drained
+                batch.verdicts[index] = .drop(.noService)
+                metadata.pointee.cause = .allBackendsDrained
                 return
             }
             entry.pointee.balancer = Int16(serviceIndex)

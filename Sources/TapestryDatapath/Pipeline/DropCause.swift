@@ -1,0 +1,35 @@
+/// Why the firewall or a load balancer dropped a frame, finer than its `DropReason`: the stage
+/// writes it beside the verdict where it decides (a store on the drop path, nothing on the
+/// forwarding path), so `trace` and `ctl trace` say what happened instead of guessing it again.
+/// `FrameMetadata.causeDetail` carries the value the cause names.
+public enum DropCause: UInt8, Sendable {
+    case none
+    /// `invalid`: a TCP packet without SYN (or with SYN and ACK) for no tracked connection;
+    /// detail: its TCP flags.
+    case tcpWithoutConnection
+    /// `invalid`: TCP flags that do not fit the connection's state; detail: flags in the low
+    /// byte, `TCPConnectionState.rawValue` in the high byte.
+    case tcpOutOfState
+    /// `invalid`: an echo reply to no tracked echo request.
+    case unsolicitedEchoReply
+    /// `invalid`: an ICMP error quoting no tracked connection, or not addressed to the quoted
+    /// packet's sender; detail: the ICMP type.
+    case unrelatedICMPError
+    /// `invalid`: a later fragment whose first fragment was not let through; detail: the
+    /// datagram's identification (low 16 bits).
+    case strayFragment
+    /// `firewall`: the rules refuse a new connection (`FrameMetadata.rule` says which).
+    case refusedByRule
+    /// `firewall`: a connection from before a reload that the new rules refuse (`rule` says which).
+    case refusedAfterReload
+    /// `firewall`: three VLAN tags or more; the rules cannot see the payload.
+    case tooManyTags
+    /// `table-full`: no room for a new connection, nothing may be evicted.
+    case tableFull
+    /// `no-service`: to a VIP on a port or protocol it does not serve.
+    case notServed
+    /// `no-service`: every backend of the service is drained.
+    case allBackendsDrained
+    /// `invalid`: to a VIP service, but no connection was tracked for it.
+    case untrackedServiceTraffic
+}
