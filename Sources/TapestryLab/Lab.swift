@@ -124,17 +124,18 @@ public final class Lab {
         if let switchProcess, switchProcess.isRunning { kill(switchProcess.pid, SIGHUP) }
     }
 
-    /// Sends SIGTERM to the switch and waits up to 10 s for it; its exit status, nil when it had
-    /// to be killed (or none was started).
+    /// Sends SIGTERM to the switch (its process group) and waits up to 10 s for it; its exit
+    /// status, nil when it had to be killed (or none was started).
     @discardableResult
     public func stopSwitch() -> Int32? {
         guard let process = switchProcess else { return nil }
         switchProcess = nil
-        if process.isRunning { kill(process.pid, SIGTERM) }
+        // Its process group: a wrapper that does not exec (a shell) and the switch under it.
+        if process.isRunning { kill(-process.pid, SIGTERM) }
         let deadline = Date().addingTimeInterval(10)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning {
-            kill(process.pid, SIGKILL)
+            kill(-process.pid, SIGKILL)
             process.wait()
             return nil
         }

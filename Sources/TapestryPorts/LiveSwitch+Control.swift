@@ -258,7 +258,8 @@ extension SwitchSnapshot {
             "expires_in_seconds": Double(entry.lastSeen &+ entry.timeout &- now.nanoseconds) / 1e9,
             "packets_original": entry.packetsOriginal, "packets_reply": entry.packetsReply,
             "bytes_original": entry.bytesOriginal, "bytes_reply": entry.bytesReply,
-            "rule": entry.rule < 0 ? "default" : "\(Int(entry.rule) + 1)",
+            // Adopted by a reload and not seen since: the new rules judge it at its next packet.
+            "rule": entry.needsRecheck ? "recheck" : entry.rule < 0 ? "default" : "\(Int(entry.rule) + 1)",
         ]
         if entry.backend >= 0, Int(entry.balancer) >= 0, Int(entry.balancer) < configuration.loadBalancers.count {
             let balancer = configuration.loadBalancers[Int(entry.balancer)]

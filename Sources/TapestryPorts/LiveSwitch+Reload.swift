@@ -98,6 +98,8 @@ extension LiveSwitch {
         let added = opened.map(\.name)
         let gone = removed.map { topology.ports[$0].name }
         let reattached = reopenedPorts.map { topology.ports[$0.old].name }
+        // The old datapath's log lines, quoted with the old rules, before it goes.
+        core.drainFirewallLog(now: Self.wallClock()) { log($0) }
         let adoption = core.reload(to: new, now: Self.wallClock())
         ports = newPorts
         up = newUp

@@ -39,10 +39,15 @@ public final class ChildProcess {
         var target: Int32 = -1
         switch output {
         case .pipe:
+            // A socket pair made close-on-exec atomically (Glibc's module has no pipe2): another
+            // thread spawning at the same moment must not inherit the write end, or reading
+            // would wait for that unrelated child too.
             var fds: [Int32] = [-1, -1]
-            guard pipe(&fds) == 0 else { throw SpawnError(description: "pipe: \(String(cString: strerror(errno)))") }
-            // Neither end may leak into other children (the copies on 1 and 2 are the child's).
-            for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+            guard socketpair(AF_UNIX, type, 0, &fds) == 0 else {
+                throw SpawnError(description: "socketpair: \(String(cString: strerror(errno)))")
+            }
+            shutdown(fds[0], Int32(SHUT_WR))
             readEnd = fds[0]
             target = fds[1]
         case .file(let path):
@@ -94,22 +99,27 @@ public final class ChildProcess {
     }
 
     /// Reads the captured output to its end (every process of the group closed it), then waits.
-    /// `timeout`: seconds after which the group gets SIGTERM, then SIGKILL a second later.
+    /// `timeout`: seconds after which the group gets SIGTERM, then SIGKILL a second later; a
+    /// second after that the output is no longer read (something outside the group holds it)
+    /// and the child is reaped.
     public func waitForOutput(timeout: Double? = nil) -> (status: Int32, output: String) {
+        let deadline = timeout.map { Self.monotonic() + $0 }
+        var signalled = 0
+        /// Past the deadline: the next signal, once a second.
+        func escalate() {
+            guard let deadline, Self.monotonic() >= deadline + Double(signalled) else { return }
+            if signalled < 2 { kill(-pid, signalled == 0 ? SIGTERM : SIGKILL) }
+            signalled += 1
+        }
         var bytes: [UInt8] = []
         if outputFD >= 0 {
-            let deadline = timeout.map { Self.monotonic() + $0 }
-            var signalled = 0
             var buffer = [UInt8](repeating: 0, count: 65_536)
-            while true {
+            while signalled < 3 {
                 var poller = pollfd(fd: outputFD, events: Int16(POLLIN), revents: 0)
-                let wait: Int32 = deadline.map { Int32(max(0, min(1000, ($0 - Self.monotonic()) * 1000))) } ?? -1
+                let wait: Int32 = deadline.map { _ in 100 } ?? -1
                 let ready = poll(&poller, 1, wait)
                 if ready == 0 {
-                    if let deadline, Self.monotonic() >= deadline + Double(signalled) {
-                        kill(-pid, signalled == 0 ? SIGTERM : SIGKILL)
-                        signalled += 1
-                    }
+                    escalate()
                     continue
                 }
                 if ready < 0 {
@@ -120,6 +130,14 @@ public final class ChildProcess {
                 if count < 0 && errno == EINTR { continue }
                 if count <= 0 { break }
                 bytes += buffer[0..<count]
+                escalate()
+            }
+        }
+        // The output may end long before the child does (it closed or redirected it).
+        if deadline != nil {
+            while isRunning && signalled < 3 {
+                usleep(10_000)
+                escalate()
             }
         }
         return (wait(), String(decoding: bytes, as: UTF8.self))

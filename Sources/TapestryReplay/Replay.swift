@@ -137,7 +137,9 @@ public struct Replay {
         let batch = core.batch
         var batchTime: Int64 = 0
 
+        var latest = Int64.min  // the latest batch time: capture times may go back
         func writeLog(at time: Int64) {
+            latest = max(latest, time)
             guard let log, core.datapath.firewallLogPending else { return }
             core.drainFirewallLog(now: Timestamp(nanoseconds: time)) { log("t=\(Self.seconds(time)) \($0)") }
         }
@@ -168,7 +170,7 @@ public struct Replay {
         }
         flush()
         // The capture is over: the rules still over their rate say what they did not log.
-        writeLog(at: batchTime &+ 1_000_000_000)
+        writeLog(at: max(latest, batchTime) &+ 1_000_000_000)
     }
 
     /// `SECONDS.NNNNNNNNN` for a capture timestamp, which may be any Int64 (a pcapng

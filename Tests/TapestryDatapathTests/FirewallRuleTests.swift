@@ -120,6 +120,42 @@ import TapestryWire
         #expect(sw.firewallLog.count == 13)
     }
 
+    /// A new connection the table has no room for was not decided by its rule: not counted
+    /// against it, not logged as allowed.
+    @Test func aFullTableIsNotARuleDecision() {
+        let sw = makeSwitch(Self.yaml(rules: "    - { action: allow, proto: udp, log: true }", extra: "max_connections: 2"))
+        for sport: UInt16 in [1000, 1001] {
+            #expect(passes(sw, FrameBuilder.udp4(dst: Self.s, src: Self.c, from: Self.ipC, to: Self.ipS, sport: sport, dport: 53)))
+            // Answered: such a connection may not be evicted for a new one.
+            #expect(passes(sw, FrameBuilder.udp4(dst: Self.c, src: Self.s, from: Self.ipS, to: Self.ipC, sport: 53, dport: sport), on: "s"))
+        }
+        #expect(!passes(sw, FrameBuilder.udp4(dst: Self.s, src: Self.c, from: Self.ipC, to: Self.ipS, sport: 1002, dport: 53)))
+        #expect(sw.drops == ["table-full": 1])
+        #expect(sw.counters.ruleDecisions == [2, 0])
+        #expect(sw.firewallLog.count == 2, "\(sw.firewallLog)")
+    }
+
+    /// Counts stay with their rule when the networks are renumbered (one added before).
+    @Test func countersFollowTheNetworkByName() throws {
+        let yaml = """
+            name: fw
+            networks: { lan: { vlan: 10 } }
+            ports:
+              c: { tap: tc, network: lan }
+              s: { tap: ts, network: lan }
+            firewall:
+              default: drop
+              rules:
+                - { action: allow, proto: tcp, network: lan }
+            """
+        let sw = makeSwitch(yaml)
+        #expect(passes(sw, syn(dport: 80)))
+        #expect(sw.counters.ruleDecisions == [1, 0])
+        let renumbered = yaml.replacingOccurrences(of: "networks: { lan: { vlan: 10 } }", with: "networks: { dmz: { vlan: 20 }, lan: { vlan: 10 } }")
+        _ = sw.core.reload(to: try TopologyLoader.parse(yaml: renumbered, file: "fw.yaml").get(), now: sw.clock.now)
+        #expect(sw.counters.ruleDecisions == [1, 0], "lan is network 1 now, and the rule still names it")
+    }
+
     @Test func rulesKnowWhereTheyAreWritten() throws {
         let topology = try TopologyLoader.parse(yaml: Self.yaml(rules: Self.listRules), file: "lab.yaml").get()
         let rules = try #require(topology.firewall?.rules)

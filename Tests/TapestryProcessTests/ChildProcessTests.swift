@@ -39,6 +39,10 @@ import Glibc
         let result = ChildProcess.shell("sleep 30", timeout: 0.5)
         #expect(result.status == 128 + SIGTERM)
         #expect(Date().timeIntervalSince(start) < 10)
+        // A command that lets go of its output at once is still bound by the timeout.
+        let quiet = Date()
+        #expect(ChildProcess.shell("exec sleep 30 > /dev/null 2>&1", timeout: 0.5).status == 128 + SIGTERM)
+        #expect(Date().timeIntervalSince(quiet) < 10)
     }
 
     /// `terminate` reaches what the child started (its process group), and a child that ignores

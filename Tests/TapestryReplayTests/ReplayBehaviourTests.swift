@@ -196,6 +196,42 @@ import TapestryWire
         #expect(trace.contains("dropped (invalid): TCP FIN+ACK does not fit its connection's state SYN_SENT"), "\(trace)")
     }
 
+    /// The log's rate limit holds when capture times go back and forth: a rule's second only
+    /// moves forward.
+    @Test func theLogRateHoldsWhenTimeGoesBack() throws {
+        let topology = try TopologyLoader.parse(
+            yaml: """
+                name: fw
+                networks: { lan: { vlan: 7 } }
+                ports:
+                  a: { tap: ta, network: lan }
+                  b: { tap: tb, network: lan }
+                firewall:
+                  default: drop
+                  rules:
+                    - { action: drop, proto: udp, dport: 53, log: true }
+                """, file: "fw.yaml"
+        ).get()
+        let dir = Repository.temporaryDirectory("log-rate")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("a.pcap").path
+        let frames = (0..<20).map { index -> (Int64, [UInt8]) in
+            (index % 2 == 0 ? 1_500_000_000 : 500_000_000,
+             FrameBuilder.udp4(dst: Self.hostB, src: Self.hostA, from: IPv4Address("10.0.0.1")!, to: IPv4Address("10.0.0.2")!,
+                sport: 1000 + UInt16(index), dport: 53))
+        }
+        try writeCapture(path, frames)
+        let lines = LockedLines()
+        var replay = Replay(topology: topology, inputs: [.init(port: "a", path: path)], outputDirectory: dir.appendingPathComponent("out").path)
+        replay.log = { lines.append($0) }
+        let summary = try replay.run()
+        #expect(summary.drops == [.firewall: 20])
+        let logged = lines.all
+        #expect(logged.filter { $0.contains("firewall: drop udp") }.count == 10, "\(logged)")
+        #expect(logged.last?.contains("firewall: 10 more connections decided by rule 1 (fw.yaml:9:") == true, "\(logged)")
+    }
+
     @Test func summaryJSONIsMachineReadable() throws {
         let dir = Repository.temporaryDirectory("json")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -213,4 +249,12 @@ import TapestryWire
         #expect((object["drops"] as! [String: Int])["invalid"] == 1)
         #expect(((object["ports"] as! [String: Any])["a"] as! [String: Int])["frames_in"] == 2)
     }
+}
+
+/// Lines collected from a callback.
+final class LockedLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func append(_ line: String) { lock.withLock { lines.append(line) } }
+    var all: [String] { lock.withLock { lines } }
 }

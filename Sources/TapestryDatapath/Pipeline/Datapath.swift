@@ -249,7 +249,7 @@ public final class Datapath {
         events.pointee = old.events.pointee
         firewallEvents.pointee = old.firewallEvents.pointee
         if let firewall, let oldFirewall = old.firewall, firewall.enforce, oldFirewall.enforce {
-            adoptRuleCounters(from: oldFirewall, into: firewall)
+            adoptRuleCounters(from: oldFirewall, networks: old.configuration.networks, into: firewall)
         }
         if let loadBalancer, let oldBalancer = old.loadBalancer {
             loadBalancer.adoptCounters(from: oldBalancer, backendMap: backendMap)
@@ -258,12 +258,27 @@ public final class Datapath {
 
     /// A rule keeps its count when the new rules hold the same rule (same match, action and
     /// logging; its position may change); a new or changed rule starts at 0; `default` keeps its count.
-    private func adoptRuleCounters(from old: FirewallStage, into new: FirewallStage) {
+    private func adoptRuleCounters(
+        from old: FirewallStage, networks oldNetworks: [DatapathConfiguration.Network], into new: FirewallStage
+    ) {
+        // A rule's network by name: network indices change when networks are added or removed.
+        struct Key: Hashable {
+            var rule: FirewallConfiguration.Rule
+            var network: String?
+        }
+        func key(_ rule: FirewallConfiguration.Rule, _ networks: [DatapathConfiguration.Network]) -> Key {
+            var bare = rule
+            bare.network = nil
+            let name = rule.network.flatMap { Int($0) < networks.count ? networks[Int($0)].name : nil }
+            return Key(rule: bare, network: name)
+        }
         // Old positions of each rule, first first: equal rules pair up in order.
-        var positions: [FirewallConfiguration.Rule: [Int]] = [:]
-        for (index, rule) in old.configuration.rules.enumerated().reversed() { positions[rule, default: []].append(index) }
+        var positions: [Key: [Int]] = [:]
+        for (index, rule) in old.configuration.rules.enumerated().reversed() {
+            positions[key(rule, oldNetworks), default: []].append(index)
+        }
         for (index, rule) in new.configuration.rules.enumerated() {
-            guard let match = positions[rule]?.popLast() else { continue }
+            guard let match = positions[key(rule, configuration.networks)]?.popLast() else { continue }
             new.rules.decided[index] = old.rules.decided[match]
         }
         new.rules.decided[new.rules.rows.count] = old.rules.decided[old.rules.rows.count]

@@ -16,7 +16,7 @@ public enum DropCause: UInt8, Sendable {
     /// packet's sender; detail: the ICMP type.
     case unrelatedICMPError
     /// `invalid`: a later fragment whose first fragment was not let through; detail: the
-    /// datagram's identification (low 16 bits).
+    /// datagram's identification (16 bits for IPv4, 32 for IPv6).
     case strayFragment
     /// `firewall`: the rules refuse a new connection (`FrameMetadata.rule` says which).
     case refusedByRule

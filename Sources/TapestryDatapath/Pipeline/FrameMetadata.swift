@@ -20,7 +20,7 @@ public struct FrameMetadata: Sendable {
     /// Set by the firewall and load-balancer stages when they drop the frame (`DropCause`): valid
     /// only for a frame those stages dropped.
     public var cause: DropCause = .none
-    public var causeDetail: UInt16 = 0
+    public var causeDetail: UInt32 = 0
     /// The rule that decided the frame's new connection (-1: `default`), set with
     /// `isNewConnection` and with `cause` `refusedByRule`/`refusedAfterReload`.
     public var rule: Int32 = -1

@@ -164,52 +164,70 @@ final class FirewallLog {
         var second: Int64 = .min
         var logged = 0
         var notLogged: UInt64 = 0
+        /// In `owing` (it has a "not logged" line to write).
+        var owes = false
     }
 
     private let states: UnsafeMutableBufferPointer<RuleState>
     private let ring: UnsafeMutableBufferPointer<FirewallLogEntry>
     private var head = 0
     private(set) var count = 0
-    /// Some rule has connections it did not log whose line is not written yet.
-    private var owesNotLogged = false
+    /// The slots of the rules with connections they did not log whose line is not written yet
+    /// (the drain visits these, not every rule).
+    private let owing: UnsafeMutableBufferPointer<Int>
+    private var owingCount = 0
     /// Whether any rule logs at all (the stage skips the log otherwise).
     let isEnabled: Bool
     /// A line waits, or a rule over its rate still owes its "not logged" line.
-    var hasPending: Bool { count > 0 || owesNotLogged }
+    var hasPending: Bool { count > 0 || owingCount > 0 }
 
     init(ruleCount: Int, logs: [Bool]) {
         states = .allocate(capacity: ruleCount + 1)
         for (index, flag) in logs.enumerated() { states.initializeElement(at: index, to: RuleState(logs: flag)) }
         ring = .allocate(capacity: Self.capacity)
         ring.initialize(repeating: FirewallLogEntry(kind: .connection, rule: 0, allowed: false, time: 0))
+        owing = .allocate(capacity: ruleCount + 1)
+        owing.initialize(repeating: 0)
         isEnabled = logs.contains(true)
     }
 
     deinit {
         states.deallocate()
         ring.deallocate()
+        owing.deallocate()
     }
 
     /// Records `entry` (a connection decided by the rule in `slot`) if that rule logs and is
-    /// under its rate.
+    /// under its rate. A rule's second only moves forward: a time that goes back (a capture out
+    /// of order, a clock stepped back) counts against the second already open.
     @inline(__always)
     func record(slot: Int, _ entry: FirewallLogEntry) {
         guard states[slot].logs else { return }
-        let second = entry.time >= 0 ? entry.time / 1_000_000_000 : (entry.time + 1) / 1_000_000_000 - 1
-        if states[slot].second != second {
+        let second = Self.second(entry.time)
+        if second > states[slot].second {
             settle(slot: slot, entry: entry)
             states[slot].second = second
             states[slot].logged = 0
         }
         guard states[slot].logged < Self.perSecond, push(entry) else {
             states[slot].notLogged &+= 1
-            owesNotLogged = true
+            if !states[slot].owes {
+                states[slot].owes = true
+                owing[owingCount] = slot
+                owingCount += 1
+            }
             return
         }
         states[slot].logged += 1
     }
 
-    /// Writes the "not logged" line a rule owes for its last second.
+    /// The whole second `time` (nanoseconds) falls in, rounding down for times before 1970.
+    static func second(_ time: Int64) -> Int64 {
+        time >= 0 ? time / 1_000_000_000 : (time + 1) / 1_000_000_000 - 1
+    }
+
+    /// Writes the "not logged" line a rule owes for its last second (it stays owed while the
+    /// ring is full).
     private func settle(slot: Int, entry: FirewallLogEntry) {
         let missed = states[slot].notLogged
         guard missed > 0 else { return }
@@ -228,19 +246,24 @@ final class FirewallLog {
     /// Hands every waiting line to `body`, oldest first; first settles the rules whose second
     /// ended before `now` with connections they did not log.
     func drain(now: Int64, rules: Int, allowed: (Int) -> Bool, _ body: (FirewallLogEntry) -> Void) {
-        if owesNotLogged {
-            owesNotLogged = false
-            let second = now >= 0 ? now / 1_000_000_000 : (now + 1) / 1_000_000_000 - 1
-            for slot in 0...rules where states[slot].notLogged > 0 {
-                if states[slot].second != second {
-                    let rule = slot == rules ? -1 : slot
-                    settle(slot: slot, entry: FirewallLogEntry(kind: .connection, rule: rule, allowed: allowed(slot), time: now))
-                    states[slot].second = second
-                    states[slot].logged = 0
-                }
-                if states[slot].notLogged > 0 { owesNotLogged = true }
+        let second = Self.second(now)
+        var kept = 0
+        for index in 0..<owingCount {
+            let slot = owing[index]
+            if states[slot].second < second {
+                let rule = slot == rules ? -1 : slot
+                settle(slot: slot, entry: FirewallLogEntry(kind: .connection, rule: rule, allowed: allowed(slot), time: now))
+                states[slot].second = second
+                states[slot].logged = 0
+            }
+            if states[slot].notLogged > 0 {
+                owing[kept] = slot
+                kept += 1
+            } else {
+                states[slot].owes = false
             }
         }
+        owingCount = kept
         while count > 0 {
             body(ring[head])
             head = (head + 1) % Self.capacity

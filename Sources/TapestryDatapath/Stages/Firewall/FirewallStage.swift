@@ -97,7 +97,7 @@ struct FirewallStage {
             let key = fragmentKey(packet, network: network, proto: proto, isIPv6: isIPv6)
             let identification = fragmentIdentification(frame, parsed)
             if fragments.contains(key, identification: identification, now: now) { return nil }
-            return drop(.invalid, .strayFragment, UInt16(truncatingIfNeeded: identification), metadata)
+            return drop(.invalid, .strayFragment, identification, metadata)
         }
         if parsed.hasL4 {
             let l4 = Int(parsed.l4Offset)
@@ -121,7 +121,7 @@ struct FirewallStage {
                         events.related &+= 1
                         return nil
                     }
-                    return drop(.invalid, .unrelatedICMPError, UInt16(type), metadata)
+                    return drop(.invalid, .unrelatedICMPError, UInt32(type), metadata)
                 }
                 if isV6 && ((130...137).contains(type) || type == 143) { return nil }  // MLD, ND
                 let echoRequest: UInt8 = isV6 ? 128 : 8
@@ -146,10 +146,9 @@ struct FirewallStage {
         let length = UInt64(frame.count)
         if let id = table.lookup(packet.key, now: now) {
             let entry = table.entry(id)
-            if entry.pointee.needsRecheck, let refusal = recheck(id, entry, network: network) {
-                metadata.pointee.cause = .refusedAfterReload
-                metadata.pointee.rule = entry.pointee.rule
-                return refusal
+            if entry.pointee.needsRecheck, let refusing = recheck(id, entry, network: network) {
+                metadata.pointee.rule = Int32(refusing)
+                return drop(.firewall, .refusedAfterReload, 0, metadata)
             }
             let direction: TCPConnectionState.Direction
             if entry.pointee.key == packet.key {
@@ -168,7 +167,7 @@ struct FirewallStage {
                         metadata.pointee.isNewConnection = false
                     }
                     return drop(
-                        .invalid, .tcpOutOfState, UInt16(packet.tcpFlags) | UInt16(entry.pointee.tcpState.rawValue) << 8,
+                        .invalid, .tcpOutOfState, UInt32(packet.tcpFlags) | UInt32(entry.pointee.tcpState.rawValue) << 8,
                         metadata)
                 case .reopen:
                     return open(packet, frame, parsed, metadata, port: port, now: now, replacing: id, events: &events)
@@ -202,7 +201,8 @@ struct FirewallStage {
 
     /// A connection carried across a reload meets the new rules at its first packet: the rules
     /// judge its original direction as if it were new. Refused: it is removed and this packet dropped.
-    private func recheck(_ id: Int, _ entry: UnsafeMutablePointer<ConnectionEntry>, network: NetworkID) -> DropReason? {
+    /// Nil when the new rules allow it (its rule is updated), else the refusing rule's index.
+    private func recheck(_ id: Int, _ entry: UnsafeMutablePointer<ConnectionEntry>, network: NetworkID) -> Int? {
         entry.pointee.needsRecheck = false
         guard enforce else { return nil }
         let key = entry.pointee.key
@@ -218,7 +218,7 @@ struct FirewallStage {
         let (action, rule) = evaluate(origin, proto: key.proto, network: network)
         guard action == .allow else {
             table.remove(id: id)
-            return .firewall
+            return rule
         }
         entry.pointee.rule = Int32(rule)
         return nil
@@ -244,14 +244,16 @@ struct FirewallStage {
     ) -> DropReason? {
         let network = metadata.pointee.network
         if packet.isTCP && !TCPConnectionState.isOpening(packet.tcpFlags) {
-            return drop(.invalid, .tcpWithoutConnection, UInt16(packet.tcpFlags), metadata)
+            return drop(.invalid, .tcpWithoutConnection, UInt32(packet.tcpFlags), metadata)
         }
         if packet.isEchoReply { return drop(.invalid, .unsolicitedEchoReply, 0, metadata) }
         if !enforce && !isService(packet, proto: parsed.ipProtocol, network: network) { return nil }
         let (action, rule) = enforce ? evaluate(packet, proto: parsed.ipProtocol, network: network) : (.allow, -1)
-        if enforce { decided(rule, action, packet, proto: parsed.ipProtocol, port: port, network: network, now: now) }
         metadata.pointee.rule = Int32(rule)
-        guard action == .allow else { return drop(.firewall, .refusedByRule, 0, metadata) }
+        guard action == .allow else {
+            decided(rule, action, packet, proto: parsed.ipProtocol, port: port, network: network, now: now)
+            return drop(.firewall, .refusedByRule, 0, metadata)
+        }
         if let replacing { table.remove(id: replacing) }
         let kind: ConnectionEntry.Kind
         switch parsed.ipProtocol {
@@ -275,7 +277,7 @@ struct FirewallStage {
             }
         }
         switch result {
-        case .full: return drop(.tableFull, .tableFull, 0, metadata)
+        case .full: return drop(.tableFull, .tableFull, 0, metadata)  // not a connection the rule decided
         case .insertedAfterEviction(let id):
             events.evicted &+= 1
             metadata.pointee.connection = Int32(id)
@@ -285,6 +287,7 @@ struct FirewallStage {
         metadata.pointee.isReply = false
         metadata.pointee.isNewConnection = true
         events.created &+= 1
+        if enforce { decided(rule, action, packet, proto: parsed.ipProtocol, port: port, network: network, now: now) }
         if parsed.fragment == .first { rememberFragment(frame, parsed, packet, network: network, now: now) }
         return nil
     }
@@ -292,7 +295,7 @@ struct FirewallStage {
     /// Records why the frame is dropped beside its verdict (for tracing) and returns the reason.
     @inline(__always)
     private func drop(
-        _ reason: DropReason, _ cause: DropCause, _ detail: UInt16, _ metadata: UnsafeMutablePointer<FrameMetadata>
+        _ reason: DropReason, _ cause: DropCause, _ detail: UInt32, _ metadata: UnsafeMutablePointer<FrameMetadata>
     ) -> DropReason {
         metadata.pointee.cause = cause
         metadata.pointee.causeDetail = detail
