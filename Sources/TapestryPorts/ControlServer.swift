@@ -280,7 +280,7 @@ final class ControlServer {
         do {
             request = try ControlRequest.parse(line: String(decoding: line, as: UTF8.self))
         } catch {
-            return finish(client, Self.json(["ok": false, "error": error.message, "usage": true]))
+            return finish(client, ControlAnswer.encode(ControlAnswer.Failure(error: error.message, usage: true)))
         }
         client.request = request
         client.words = request.words
@@ -313,10 +313,10 @@ final class ControlServer {
         client.jobInFlight = false
         switch result {
         case .failed(let message):
-            finish(client, Self.json(["ok": false, "error": message]))
+            finish(client, ControlAnswer.encode(ControlAnswer.Failure(error: message)))
         case .refused(let message):
             client.tracing = false
-            finish(client, Self.json(["ok": false, "error": message, "usage": true]))
+            finish(client, ControlAnswer.encode(ControlAnswer.Failure(error: message, usage: true)))
         case .flushed(let count, let next):
             client.rows += count
             if let next {
@@ -326,25 +326,27 @@ final class ControlServer {
                 default: break
                 }
             }
-            finish(client, Self.json(["ok": true, "switch": switchName, "flushed": client.rows]))
+            finish(client, ControlAnswer.encode(ControlAnswer.Flushed(switch: switchName, flushed: client.rows)))
         case .reloaded(let ok, let message):
-            finish(client, Self.json(ok ? ["ok": true, "switch": switchName, "message": message] : ["ok": false, "error": message]))
+            finish(
+                client,
+                ok ? ControlAnswer.encode(ControlAnswer.Message(switch: switchName, message: message))
+                    : ControlAnswer.encode(ControlAnswer.Failure(error: message)))
         case .traced(let frames, let lines):
             client.tracing = false
-            finish(client, Self.json(["ok": true, "switch": switchName, "frames": frames, "trace": lines]))
+            finish(client, ControlAnswer.encode(ControlAnswer.Trace(switch: switchName, frames: frames, trace: lines)))
         case .snapshot(let snapshot):
             answer(snapshot, client)
         case .macEntries(let chunk):
             guard chunk.generation == client.snapshot?.generation, let snapshot = client.snapshot else {
-                return finish(client, Self.json(["ok": false, "error": "the switch reloaded while the MAC table was listed; ask again"]))
+                return finish(
+                    client, ControlAnswer.encode(ControlAnswer.Failure(error: "the switch reloaded while the MAC table was listed; ask again")))
             }
             client.macs += chunk.entries
             if let next = chunk.next { return post(.macEntries(from: next), client) }
-            var body = snapshot.fdb(client.macs)
+            let body = snapshot.fdb(client.macs)
             client.macs = []
-            body["ok"] = true
-            body["switch"] = switchName
-            finish(client, Self.json(body))
+            finish(client, ControlAnswer.encode(body))
         case .connections(let chunk):
             guard let snapshot = client.snapshot else { return drop(client) }
             guard chunk.generation == snapshot.generation else {
@@ -354,9 +356,11 @@ final class ControlServer {
                 return flush(client)
             }
             let rows = chunk.entries.compactMap { snapshot.connectionRow($0.id, $0.entry, now: chunk.now, filter: client.filter) }
-            if !rows.isEmpty, let data = try? JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys]) {
+            if !rows.isEmpty {
+                // The rows as a JSON array without its brackets, after the ones already out.
+                let array = ControlAnswer.encode(rows).utf8.dropLast()
                 if client.rows > 0 { client.output.append(UInt8(ascii: ",")) }
-                client.output += data.dropFirst().dropLast()
+                client.output += array.dropFirst().dropLast()
                 client.rows += rows.count
             }
             client.nextChunk = chunk.next
@@ -375,37 +379,44 @@ final class ControlServer {
                 client,
                 "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body)
         }
-        var body: [String: Any]
+        let body: String
         switch client.command {
-        case "show": body = snapshot.show()
-        case "stats": body = snapshot.stats()
-        case "rules": body = snapshot.rules()
-        case "lb": body = snapshot.balancers()
+        case "show": body = ControlAnswer.encode(snapshot.show())
+        case "stats": body = ControlAnswer.encode(snapshot.stats())
+        case "rules": body = ControlAnswer.encode(snapshot.rules())
+        case "lb": body = ControlAnswer.encode(snapshot.balancers())
         case "fdb":
             client.snapshot = snapshot
             client.macs.reserveCapacity(min(snapshot.macEntries, 1 << 20))
             return post(.macEntries(from: 0), client)
         case "conntrack":
             if let refusal = snapshot.configuration.refusal(network: client.filter.network) {
-                return finish(client, Self.json(["ok": false, "error": refusal, "usage": true]))
+                return finish(client, ControlAnswer.encode(ControlAnswer.Failure(error: refusal, usage: true)))
             }
             guard let capacity = snapshot.connectionCapacity else {
-                body = ["connections": [Any](), "tracking": false]
+                body = ControlAnswer.encode(
+                    ControlAnswer.Conntrack(switch: switchName, tracking: false, capacity: nil, count: nil, connections: []))
                 break
             }
             client.snapshot = snapshot
-            // Streamed: the head now, rows chunk by chunk as the datapath copies them.
-            let head = Self.json(["ok": true, "switch": switchName, "tracking": true, "capacity": capacity, "count": snapshot.connectionCount])
+            // Streamed: the head now (its closing brace left open), rows chunk by chunk as the
+            // datapath copies them, then `],"complete":...}`; ctl decodes a whole Conntrack.
+            struct Head: Encodable {
+                var ok = true
+                var `switch`: String
+                var tracking = true
+                var capacity: Int
+                var count: Int
+            }
+            let head = ControlAnswer.encode(Head(switch: switchName, capacity: capacity, count: snapshot.connectionCount))
             client.output += Array(head.utf8.dropLast(2)) + Array(#","connections":["#.utf8)
             client.phase = .writing
             client.deadline = Self.monotonic() + ControlLimits.answerIdleSeconds * 1_000_000_000
             client.nextChunk = 0
             return flush(client)
-        default: body = [:]
+        default: body = ControlAnswer.encode(ControlAnswer.Failure(error: "unknown command"))
         }
-        body["ok"] = true
-        body["switch"] = switchName
-        finish(client, Self.json(body))
+        finish(client, body)
     }
 
     /// Queues the whole answer and starts sending it.
@@ -516,10 +527,6 @@ final class ControlServer {
         return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
     }
 
-    static func json(_ object: [String: Any]) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self) + "\n"
-    }
 }
 
 /// What the server counts about its own clients (served with the metrics).

@@ -195,9 +195,9 @@ extension LiveSwitch {
 
 /// Rendering, on the control thread, from the copies alone.
 extension SwitchSnapshot {
-    func show() -> [String: Any] {
+    func show() -> ControlAnswer.Show {
         let listed = topology.ports.enumerated().filter { $0.offset < counters.ports.count }
-        let ports: [[String: Any]] = listed.map { index, port in
+        let ports = listed.map { index, port -> ControlAnswer.Show.Port in
             var device = ""
             var kind = ""
             switch port.attachment {
@@ -211,130 +211,119 @@ extension SwitchSnapshot {
             case .trunk(let networks, let native): mode = "trunk \(networks.joined(separator: ","))" + (native.map { " native \($0)" } ?? "")
             }
             let c = counters.ports[index]
-            var row: [String: Any] = [
-                "name": port.name, "kind": kind, "device": device, "mode": mode, "netns": port.netns ?? "",
-                "state": index < up.count && up[index] ? "up" : "down", "peer": index < peers.count ? peers[index] : "",
-                "frames_in": c.framesIn, "frames_out": c.framesOut,
-                "bytes_in": c.bytesIn, "bytes_out": c.bytesOut, "drops": c.drops.reduce(0, &+),
-            ]
             // Stream ports refuse connections (a second VM, a source outside `peers`): how many.
+            var refusedHere: UInt64?
             if case .socket(let endpoint) = port.attachment, endpoint.isStream {
-                row["refused"] = index < refused.count ? refused[index] : 0
+                refusedHere = index < refused.count ? refused[index] : 0
             }
-            return row
+            return ControlAnswer.Show.Port(
+                name: port.name, kind: kind, device: device, mode: mode, netns: port.netns ?? "",
+                state: index < up.count && up[index] ? "up" : "down", peer: index < peers.count ? peers[index] : "",
+                framesIn: c.framesIn, framesOut: c.framesOut, bytesIn: c.bytesIn, bytesOut: c.bytesOut,
+                drops: c.drops.reduce(0, &+), refused: refusedHere)
         }
-        return ["ports": ports]
+        return ControlAnswer.Show(switch: topology.name, ports: ports)
     }
 
     /// The MAC table from the copied chunks, sorted (an entry copied twice, which the slab never
     /// does today, would be shown once).
-    func fdb(_ entries: [MACTable.Entry]) -> [String: Any] {
-        var rows: [[String: Any]] = []
+    func fdb(_ entries: [MACTable.Entry]) -> ControlAnswer.FDB {
+        var rows: [ControlAnswer.FDB.Entry] = []
         var last: (NetworkID, MACAddress)?
         for entry in entries.sorted(by: { ($0.network, $0.mac) < ($1.network, $1.mac) }) {
             if let last, last == (entry.network, entry.mac) { continue }
             last = (entry.network, entry.mac)
             guard Int(entry.network) < configuration.networks.count, Int(entry.port) < configuration.ports.count else { continue }
-            rows.append([
-                "network": configuration.networks[Int(entry.network)].name,
-                "vlan": configuration.networks[Int(entry.network)].vid, "mac": "\(entry.mac)",
-                "port": configuration.ports[Int(entry.port)].name,
-                "age_seconds": Double(now.nanoseconds &- entry.lastSeen.nanoseconds) / 1e9,
-            ])
+            rows.append(
+                ControlAnswer.FDB.Entry(
+                    network: configuration.networks[Int(entry.network)].name, vlan: configuration.networks[Int(entry.network)].vid,
+                    mac: "\(entry.mac)", port: configuration.ports[Int(entry.port)].name,
+                    ageSeconds: Double(now.nanoseconds &- entry.lastSeen.nanoseconds) / 1e9))
         }
-        return ["entries": rows, "capacity": configuration.macTableSize, "aging_seconds": configuration.macAgingSeconds]
+        return ControlAnswer.FDB(
+            switch: topology.name, entries: rows, capacity: configuration.macTableSize, agingSeconds: configuration.macAgingSeconds)
     }
 
     /// One `conntrack` row, or nil when the filter excludes it.
-    func connectionRow(_ id: Int, _ entry: ConnectionEntry, now: Timestamp, filter: ConnectionFilter) -> [String: Any]? {
+    func connectionRow(_ id: Int, _ entry: ConnectionEntry, now: Timestamp, filter: ConnectionFilter) -> ControlAnswer.Conntrack.Connection? {
         guard let fields = LiveSwitch.fields(of: entry, configuration), filter.matches(fields) else { return nil }
-        let (proto, source, sourcePort, destination, destinationPort, state, network) = (
-            fields.proto, fields.source, fields.sourcePort, fields.destination, fields.destinationPort, fields.state, fields.network
-        )
-        var row: [String: Any] = [
-            "id": id, "network": network, "proto": proto, "source": source, "source_port": sourcePort,
-            "destination": destination, "destination_port": destinationPort, "state": state,
-            "age_seconds": Double(now.nanoseconds &- entry.created) / 1e9,
-            "expires_in_seconds": Double(entry.lastSeen &+ entry.timeout &- now.nanoseconds) / 1e9,
-            "packets_original": entry.packetsOriginal, "packets_reply": entry.packetsReply,
-            "bytes_original": entry.bytesOriginal, "bytes_reply": entry.bytesReply,
+        var row = ControlAnswer.Conntrack.Connection(
+            id: id, network: fields.network, proto: fields.proto, source: fields.source, sourcePort: fields.sourcePort,
+            destination: fields.destination, destinationPort: fields.destinationPort, state: fields.state,
+            ageSeconds: Double(now.nanoseconds &- entry.created) / 1e9,
+            expiresInSeconds: Double(entry.lastSeen &+ entry.timeout &- now.nanoseconds) / 1e9,
+            packetsOriginal: entry.packetsOriginal, packetsReply: entry.packetsReply, bytesOriginal: entry.bytesOriginal,
+            bytesReply: entry.bytesReply,
             // Adopted by a reload and not seen since: the new rules judge it at its next packet.
-            "rule": entry.needsRecheck ? "recheck" : entry.rule < 0 ? "default" : "\(Int(entry.rule) + 1)",
-        ]
+            rule: entry.needsRecheck ? "recheck" : entry.rule < 0 ? "default" : "\(Int(entry.rule) + 1)")
         if entry.backend >= 0, Int(entry.balancer) >= 0, Int(entry.balancer) < configuration.loadBalancers.count {
             let balancer = configuration.loadBalancers[Int(entry.balancer)]
             if Int(entry.backend) < balancer.backends.count {
                 let backend = balancer.backends[Int(entry.backend)]
-                row["load_balancer"] = balancer.name
-                row["backend"] = "\(backend.address):\(backend.port)"
+                row.loadBalancer = balancer.name
+                row.backend = "\(backend.address):\(backend.port)"
             }
         }
         return row
     }
 
-    func balancers() -> [String: Any] {
-        let list: [[String: Any]] = configuration.loadBalancers.enumerated().map { index, balancer in
-            let backends: [[String: Any]] = balancer.backends.enumerated().map { backendIndex, backend in
-                [
-                    "address": "\(backend.address):\(backend.port)", "weight": backend.weight,
-                    "connections": counters.backendSelections.isEmpty ? 0 : counters.backendSelections[index][backendIndex],
-                    "drained": drained[index][backendIndex],
-                    "mac": backendMACs[index][backendIndex].map { "\($0)" } ?? "unknown",
-                ]
+    func balancers() -> ControlAnswer.Balancers {
+        let list = configuration.loadBalancers.enumerated().map { index, balancer in
+            let backends = balancer.backends.enumerated().map { backendIndex, backend in
+                ControlAnswer.Balancers.Backend(
+                    address: "\(backend.address):\(backend.port)", weight: backend.weight,
+                    connections: counters.backendSelections.isEmpty ? 0 : counters.backendSelections[index][backendIndex],
+                    drained: drained[index][backendIndex], mac: backendMACs[index][backendIndex].map { "\($0)" } ?? "unknown")
             }
-            return [
-                "name": balancer.name, "vip": "\(balancer.vip)", "port": balancer.port,
-                "proto": balancer.proto == 6 ? "tcp" : "udp", "mac": "\(balancer.mac)", "backends": backends,
-            ]
+            return ControlAnswer.Balancers.Balancer(
+                name: balancer.name, vip: "\(balancer.vip)", port: balancer.port, proto: balancer.proto == 6 ? "tcp" : "udp",
+                mac: "\(balancer.mac)", backends: backends)
         }
-        return ["load_balancers": list]
+        return ControlAnswer.Balancers(switch: topology.name, loadBalancers: list)
     }
 
-    func stats() -> [String: Any] {
-        var ports: [String: Any] = [:]
+    func stats() -> ControlAnswer.Stats {
+        var ports: [String: ControlAnswer.Stats.Port] = [:]
         for (index, port) in topology.ports.enumerated() where index < counters.ports.count {
             let c = counters.ports[index]
             var drops: [String: UInt64] = [:]
             for reason in DropReason.allCases where c.drops[reason.index] > 0 { drops[reason.name] = c.drops[reason.index] }
-            ports[port.name] = [
-                "frames_in": c.framesIn, "frames_out": c.framesOut, "bytes_in": c.bytesIn, "bytes_out": c.bytesOut,
-                "drops": drops,
-            ]
+            ports[port.name] = .init(framesIn: c.framesIn, framesOut: c.framesOut, bytesIn: c.bytesIn, bytesOut: c.bytesOut, drops: drops)
         }
         var drops: [String: UInt64] = [:]
         for reason in DropReason.allCases { drops[reason.name] = counters.drops[reason] ?? 0 }
-        return [
-            "ports": ports, "drops": drops,
-            "mac_table": ["entries": macEntries, "learned": counters.macLearned, "moved": counters.macMoved,
-                "evicted": counters.macEvicted],
-            "connections": ["tracked": counters.connections, "created": counters.connectionsCreated,
-                "evicted": counters.connectionsEvicted, "related": counters.relatedPassed],
-            "load_balancers": ["answers": counters.loadBalancerAnswers, "held_for_arp": counters.backendUnresolved],
-            "control": ["longest_pause_seconds": Double(longestControlPause) / 1e9, "longest_work_seconds": Double(longestControlWork) / 1e9],
-            "rules": ruleRows().map { ["rule": $0["rule"]!, "location": $0["location"]!, "connections": $0["connections"]!] },
-        ]
+        return ControlAnswer.Stats(
+            switch: topology.name, ports: ports, drops: drops,
+            macTable: .init(entries: macEntries, learned: counters.macLearned, moved: counters.macMoved, evicted: counters.macEvicted),
+            connections: .init(
+                tracked: counters.connections, created: counters.connectionsCreated, evicted: counters.connectionsEvicted,
+                related: counters.relatedPassed),
+            loadBalancers: .init(answers: counters.loadBalancerAnswers, heldForARP: counters.backendUnresolved),
+            control: .init(
+                longestPauseSeconds: Double(longestControlPause) / 1e9, longestWorkSeconds: Double(longestControlWork) / 1e9),
+            rules: ruleRows().map { .init(rule: $0.rule, location: $0.location, connections: $0.connections) })
     }
 
     /// The firewall's rules in order, then `default`: each with where it is written, its text,
     /// and the new connections it decided.
-    func rules() -> [String: Any] {
-        guard let firewall = topology.firewall else { return ["firewall": false, "rules": [Any]()] }
-        return ["firewall": true, "default": firewall.defaultAction.rawValue, "rules": ruleRows()]
+    func rules() -> ControlAnswer.Rules {
+        ControlAnswer.Rules(
+            switch: topology.name, firewall: topology.firewall != nil, default: topology.firewall?.defaultAction.rawValue,
+            rules: ruleRows())
     }
 
-    func ruleRows() -> [[String: Any]] {
+    func ruleRows() -> [ControlAnswer.Rules.Row] {
         guard let firewall = topology.firewall else { return [] }
         func decided(_ slot: Int) -> UInt64 { slot < counters.ruleDecisions.count ? counters.ruleDecisions[slot] : 0 }
-        var rows: [[String: Any]] = firewall.rules.enumerated().map { index, rule in
-            [
-                "rule": "\(index + 1)", "location": rule.location, "text": rule.text, "action": rule.action.rawValue,
-                "log": rule.log, "connections": decided(index),
-            ]
+        var rows = firewall.rules.enumerated().map { index, rule in
+            ControlAnswer.Rules.Row(
+                rule: "\(index + 1)", location: rule.location, text: rule.text, action: rule.action.rawValue, log: rule.log,
+                connections: decided(index))
         }
-        rows.append([
-            "rule": "default", "location": "-", "text": "default: \(firewall.defaultAction.rawValue)",
-            "action": firewall.defaultAction.rawValue, "log": firewall.logDefault, "connections": decided(firewall.rules.count),
-        ])
+        rows.append(
+            ControlAnswer.Rules.Row(
+                rule: "default", location: "-", text: "default: \(firewall.defaultAction.rawValue)",
+                action: firewall.defaultAction.rawValue, log: firewall.logDefault, connections: decided(firewall.rules.count)))
         return rows
     }
 }

@@ -1,5 +1,6 @@
 import CTapestryLinux
 import Foundation
+import TapestryControl
 import TapestryTopology
 
 #if canImport(Glibc)

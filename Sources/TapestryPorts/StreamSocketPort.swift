@@ -1,5 +1,6 @@
 import CTapestryLinux
 import Foundation
+import TapestryControl
 import TapestryDatapath
 import TapestryTopology
 import TapestryWire

@@ -1,4 +1,3 @@
-import CTapestryLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,7 +6,7 @@ import Glibc
 /// (`tapestry ctl`) share.
 public enum UnixSocketAddress {
     /// Calls `body` with `path` as a socket address.
-    static func with<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+    public static func with<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { bytes in
