@@ -158,10 +158,10 @@ import TapestryWire
         #expect(!trace.contains("flood"), "\(trace)")
     }
 
-    /// `trace` says which rule decided (as written, with FILE:LINE) and which kind of `invalid`
-    /// it was, from what the stage recorded when it decided.
-    @Test func traceNamesTheRuleAndTheKindOfInvalid() throws {
-        let topology = try TopologyLoader.parse(
+    /// Ports a and b in one network behind a firewall with `default: drop` and `rules` (lines
+    /// indented by 4; the first rule is on line 9 of fw.yaml).
+    static func firewall(rules: String) throws -> Topology {
+        try TopologyLoader.parse(
             yaml: """
                 name: fw
                 networks: { lan: { vlan: 7 } }
@@ -171,10 +171,18 @@ import TapestryWire
                 firewall:
                   default: drop
                   rules:
-                    - { action: allow, proto: tcp, dport: [80, 443] }
-                    - { action: drop, proto: udp, dport: 53 }
+                \(rules)
                 """, file: "fw.yaml"
         ).get()
+    }
+
+    /// `trace` says which rule decided (as written, with FILE:LINE) and which kind of `invalid`
+    /// it was, from what the stage recorded when it decided.
+    @Test func traceNamesTheRuleAndTheKindOfInvalid() throws {
+        let topology = try Self.firewall(rules: """
+                - { action: allow, proto: tcp, dport: [80, 443] }
+                - { action: drop, proto: udp, dport: 53 }
+            """)
         let dir = Repository.temporaryDirectory("trace-causes")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -199,19 +207,7 @@ import TapestryWire
     /// The log's rate limit holds when capture times go back and forth: a rule's second only
     /// moves forward.
     @Test func theLogRateHoldsWhenTimeGoesBack() throws {
-        let topology = try TopologyLoader.parse(
-            yaml: """
-                name: fw
-                networks: { lan: { vlan: 7 } }
-                ports:
-                  a: { tap: ta, network: lan }
-                  b: { tap: tb, network: lan }
-                firewall:
-                  default: drop
-                  rules:
-                    - { action: drop, proto: udp, dport: 53, log: true }
-                """, file: "fw.yaml"
-        ).get()
+        let topology = try Self.firewall(rules: "    - { action: drop, proto: udp, dport: 53, log: true }")
         let dir = Repository.temporaryDirectory("log-rate")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
