@@ -93,3 +93,13 @@ enum LivePort {
         }
     }
 }
+
+/// One port of the running switch: its device or socket, and what the loop knows about it.
+struct PortSlot {
+    var port: LivePort
+    /// Frames are read from and sent to it: a TAP or interface port while its device works, a
+    /// socket port while a VM is there.
+    var isUp: Bool
+    /// A socket port's descriptor is watched for EPOLLOUT too (its backlog holds frames).
+    var watchingWritable = false
+}

@@ -158,7 +158,8 @@ extension LiveSwitch {
         let balancers = configuration.loadBalancers
         return SwitchSnapshot(
             generation: reloads, now: Self.wallClock(), topology: topology, configuration: configuration,
-            counters: datapath.counters, up: up, peers: ports.map(\.peer), refused: ports.map(\.refusedConnections),
+            counters: datapath.counters, up: slots.map(\.isUp), peers: slots.map(\.port.peer),
+            refused: slots.map(\.port.refusedConnections),
             macEntries: datapath.macTable.count,
             drained: balancers.indices.map { b in balancers[b].backends.indices.map { datapath.isDrained(balancer: b, backend: $0) } },
             backendMACs: balancers.indices.map { b in balancers[b].backends.indices.map { datapath.backendMAC(balancer: b, backend: $0) } },

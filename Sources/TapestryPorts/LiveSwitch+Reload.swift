@@ -33,9 +33,7 @@ extension LiveSwitch {
         }
 
         // Ports: keep the ones whose attachment and namespace are unchanged, open the new ones.
-        var newPorts: [LivePort] = []
-        var newUp: [Bool] = []
-        var newWritable: [Bool] = []
+        var newSlots: [PortSlot] = []
         var opened: [(name: String, port: LivePort)] = []
         var kept = Set<Int>()
         var reopenedPorts: [(old: Int, port: LivePort)] = []
@@ -44,27 +42,21 @@ extension LiveSwitch {
                 !kept.contains($0) && topology.ports[$0].attachment == port.attachment && topology.ports[$0].netns == port.netns
             }) {
                 kept.insert(index)
-                if !up[index], ports[index].startsUp, let reopened = try? LivePort.open(
+                if !slots[index].isUp, slots[index].port.startsUp, let reopened = try? LivePort.open(
                     port, offloads: offloads, maxFrameLength: Self.maxFrameLength)
                 {
                     // Down because its device went away (a VM stopped): its device is back.
                     reopenedPorts.append((index, reopened))
-                    newPorts.append(reopened)
-                    newUp.append(true)
-                    newWritable.append(false)
+                    newSlots.append(PortSlot(port: reopened, isUp: true))
                     continue
                 }
-                newPorts.append(ports[index])
-                newUp.append(up[index])
-                newWritable.append(watchingWritable[index])
+                newSlots.append(slots[index])
                 continue
             }
             do {
                 let live = try LivePort.open(port, offloads: offloads, maxFrameLength: Self.maxFrameLength)
                 opened.append((port.name, live))
-                newPorts.append(live)
-                newUp.append(live.startsUp)
-                newWritable.append(false)
+                newSlots.append(PortSlot(port: live, isUp: live.startsUp))
             } catch {
                 opened.forEach { $0.port.close() }
                 reopenedPorts.forEach { $0.port.close() }
@@ -74,23 +66,19 @@ extension LiveSwitch {
 
 
         // Re-register the descriptors under their new port indices; close the removed ports.
-        for port in ports { unwatch(port) }
-        let removed = ports.indices.filter { !kept.contains($0) }
-        for index in removed { ports[index].close() }
-        for (old, _) in reopenedPorts { ports[old].close() }
-        for (index, port) in newPorts.enumerated() where newUp[index] || !port.startsUp {
+        for slot in slots { unwatch(slot.port) }
+        let removed = slots.indices.filter { !kept.contains($0) }
+        for index in removed { slots[index].port.close() }
+        for (old, _) in reopenedPorts { slots[old].port.close() }
+        for (index, slot) in newSlots.enumerated() where slot.isUp || !slot.port.startsUp {
+            let port = slot.port
             try? watch(port, index: index, name: new.ports[index].name)
-            guard newWritable[index] else { continue }
-            var event = epoll_event()
-            event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue
-            event.data.u32 = UInt32(index)
+            guard slot.watchingWritable else { continue }
             switch port {
             case .stream(let socket):
-                epoll_ctl(epoll, EPOLL_CTL_MOD, socket.connection, &event)
+                rewatch(socket.connection, tag: .port(index, .frames), events: EPOLLIN.rawValue | EPOLLOUT.rawValue)
             case .datagram(let socket):
-                event.events = EPOLLOUT.rawValue
-                event.data.u32 = UInt32(index) | Self.sendingBit
-                epoll_ctl(epoll, EPOLL_CTL_MOD, socket.sender, &event)
+                rewatch(socket.sender, tag: .port(index, .sending), events: EPOLLOUT.rawValue)
             case .tap, .packet:
                 break
             }
@@ -101,15 +89,13 @@ extension LiveSwitch {
         // The old datapath's log lines, quoted with the old rules, before it goes.
         core.drainFirewallLog(now: Self.wallClock()) { log($0) }
         let adoption = core.reload(to: new, now: Self.wallClock())
-        ports = newPorts
-        up = newUp
-        watchingWritable = newWritable
+        slots = newSlots
         reloads += 1
         var parts = ["reloaded '\(new.name)'"]
         // Kept socket ports take the new `peers` (checked from the next connection on; a
         // connected VM stays) and their socket file the new mode and group.
-        for (index, port) in newPorts.enumerated() {
-            switch port {
+        for (index, slot) in newSlots.enumerated() {
+            switch slot.port {
             case .stream(let socket):
                 socket.access = new.ports[index].access
                 if let path = socket.endpoint.path, let failure = SocketFile.apply(socket.access, to: path) {

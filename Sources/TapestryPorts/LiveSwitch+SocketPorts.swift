@@ -18,14 +18,14 @@ extension LiveSwitch {
 
     /// A datagram port's VM drained its queue: send what waits.
     func datagramWritable(_ port: PortID) {
-        guard case .datagram(let socket) = ports[Int(port)] else { return }
+        guard case .datagram(let socket) = slots[Int(port)].port else { return }
         let waiting = socket.backlogBytes
         if case .peerGone(let why) = socket.flushBacklog(datapath, port) {
             datagramPeerGone(port, why)
         } else if waiting > 0, socket.backlogBytes == waiting, socket.sender >= 0 {
             // Writable, yet nothing went: `sender` is connected to a VM that restarted on the same
             // path. Connect it to the new one.
-            watchingWritable[Int(port)] = false
+            slots[Int(port)].watchingWritable = false
             if socket.reconnectSender() {
                 watchSender(port, socket)
             } else {
@@ -40,7 +40,7 @@ extension LiveSwitch {
     func watchSender(_ port: PortID, _ socket: DatagramSocketPort) {
         guard socket.sender >= 0 else { return }
         do {
-            try watch(socket.sender, tag: UInt32(port) | Self.sendingBit, port: topology.ports[Int(port)].name, events: 0)
+            try watch(socket.sender, tag: .port(Int(port), .sending), port: topology.ports[Int(port)].name, events: 0)
         } catch {
             log("port '\(topology.ports[Int(port)].name)': cannot watch the socket to the VM: \(error)")
         }
@@ -49,49 +49,49 @@ extension LiveSwitch {
     /// A connection to a stream port: its VM, which brings it up, or one it refuses (a second
     /// connection while a VM is connected, a source outside `peers`), closed at once.
     func acceptVM(port index: Int) {
-        guard case .stream(let socket) = ports[index], let accepted = socket.accept() else { return }
+        guard case .stream(let socket) = slots[index].port, let accepted = socket.accept() else { return }
         let name = topology.ports[index].name
         switch accepted {
         case .refused(let reason):
-            if let reason { log("port '\(name)' (\(ports[index].label)) refused a connection: \(reason)") }
+            if let reason { log("port '\(name)' (\(slots[index].port.label)) refused a connection: \(reason)") }
         case .connected(let fd):
-            watchingWritable[index] = false
+            slots[index].watchingWritable = false
             do {
-                try watch(fd, tag: UInt32(index), port: name)
+                try watch(fd, tag: .port(index, .frames), port: name)
             } catch {
                 streamClosed(PortID(index), "cannot watch the new connection: \(error)")
                 return
             }
-            up[index] = true
-            log("port '\(name)' (\(ports[index].label)) is up: a VM connected (\(socket.peer))")
+            slots[index].isUp = true
+            log("port '\(name)' (\(slots[index].port.label)) is up: a VM connected (\(socket.peer))")
         }
     }
 
     /// A stream port's VM went away or broke the framing: the port is down until one connects.
     func streamClosed(_ port: PortID, _ reason: String) {
-        guard case .stream(let socket) = ports[Int(port)] else { return }
+        guard case .stream(let socket) = slots[Int(port)].port else { return }
         if socket.isConnected { epoll_ctl(epoll, EPOLL_CTL_DEL, socket.connection, nil) }
         socket.disconnect { length in datapath.countTransmitDrop(on: port, .portDown, bytes: length) }
-        watchingWritable[Int(port)] = false
-        guard up[Int(port)] else { return }
-        up[Int(port)] = false
+        slots[Int(port)].watchingWritable = false
+        guard slots[Int(port)].isUp else { return }
+        slots[Int(port)].isUp = false
         datapath.macTable.flush(port: port)
-        log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is down: \(reason); waiting for a VM to connect")
+        log("port '\(topology.ports[Int(port)].name)' (\(slots[Int(port)].port.label)) is down: \(reason); waiting for a VM to connect")
     }
 
     /// A datagram port's VM went away: down until it sends again (its socket stays watched).
     func datagramPeerGone(_ port: PortID, _ why: String) {
-        guard up[Int(port)] else { return }
-        up[Int(port)] = false
+        guard slots[Int(port)].isUp else { return }
+        slots[Int(port)].isUp = false
         datapath.macTable.flush(port: port)
-        log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is down: \(why); it comes back when the VM sends again")
+        log("port '\(topology.ports[Int(port)].name)' (\(slots[Int(port)].port.label)) is down: \(why); it comes back when the VM sends again")
     }
 
     /// Watches a socket port for EPOLLOUT exactly while its backlog holds frames.
     func updateWritableInterest(_ port: PortID) {
         let fd: Int32
         let wants: Bool
-        switch ports[Int(port)] {
+        switch slots[Int(port)].port {
         case .stream(let socket):
             guard socket.isConnected else { return }
             (fd, wants) = (socket.connection, socket.wantsWritable)
@@ -101,36 +101,32 @@ extension LiveSwitch {
         case .tap, .packet:
             return
         }
-        guard wants != watchingWritable[Int(port)] else { return }
-        var event = epoll_event()
-        if case .datagram = ports[Int(port)] {
-            event.events = wants ? EPOLLOUT.rawValue : 0
-            event.data.u32 = UInt32(port) | Self.sendingBit
+        guard wants != slots[Int(port)].watchingWritable else { return }
+        if case .datagram = slots[Int(port)].port {
+            rewatch(fd, tag: .port(Int(port), .sending), events: wants ? EPOLLOUT.rawValue : 0)
         } else {
-            event.events = EPOLLIN.rawValue | (wants ? EPOLLOUT.rawValue : 0)
-            event.data.u32 = UInt32(port)
+            rewatch(fd, tag: .port(Int(port), .frames), events: EPOLLIN.rawValue | (wants ? EPOLLOUT.rawValue : 0))
         }
-        epoll_ctl(epoll, EPOLL_CTL_MOD, fd, &event)
-        watchingWritable[Int(port)] = wants
+        slots[Int(port)].watchingWritable = wants
     }
 
     func datagramsWaiting() -> Bool {
-        for port in ports {
-            if case .datagram(let socket) = port, socket.needsRetry { return true }
+        for slot in slots {
+            if case .datagram(let socket) = slot.port, socket.needsRetry { return true }
         }
         return false
     }
 
     func hasBufferedInput() -> Bool {
-        for port in ports {
-            if case .stream(let socket) = port, socket.hasBufferedFrame { return true }
+        for slot in slots {
+            if case .stream(let socket) = slot.port, socket.hasBufferedFrame { return true }
         }
         return false
     }
 
     func serviceBufferedInput() {
-        for index in ports.indices {
-            if case .stream(let socket) = ports[index], socket.hasBufferedFrame {
+        for index in slots.indices {
+            if case .stream(let socket) = slots[index].port, socket.hasBufferedFrame {
                 service(port: PortID(index), events: EPOLLIN.rawValue)
             }
         }

@@ -27,10 +27,9 @@ public final class LiveSwitch {
     /// Where `reload` reads the topology again (nil: reload refused).
     public var topologyPath: String?
     let offloads: Bool
-    var ports: [LivePort]
-    var up: [Bool]
-    /// Whether each stream port's connection is watched for EPOLLOUT too.
-    var watchingWritable: [Bool]
+    /// The ports in topology order, each with what the loop knows about it (one array of
+    /// values, rebuilt as one by a reload).
+    var slots: [PortSlot] = []
     let epoll: Int32
     private let stopSignals: Int32
     private let reloadSignals: Int32
@@ -43,7 +42,7 @@ public final class LiveSwitch {
     var reloads = 0
     private var control: SocketListener?
     private var metrics: SocketListener?
-    /// Jobs from the control thread and answers back; its eventfd is watched under `controlTag`.
+    /// Jobs from the control thread and answers back; its eventfd is watched under `EventTag.control`.
     let channel: ControlChannel
     /// Jobs were left for the next turn (the time budget ran out).
     var controlBacklog = false
@@ -51,11 +50,6 @@ public final class LiveSwitch {
     var longestControlPause: Int64 = 0
     /// The most CPU time one turn of control jobs took on the datapath thread, in ns.
     var longestControlWork: Int64 = 0
-    private static let controlTag = UInt32.max - 1
-    private static let reloadTag = UInt32.max - 3
-    /// Port tags carry the port index in their low 24 bits, and these bits for the descriptor's role.
-    static let listeningBit: UInt32 = 1 << 24
-    static let sendingBit: UInt32 = 1 << 25
     /// A stream port whose connection ended while frames it sent were in the batch: closed after
     /// the batch ran, so those frames' MACs are flushed with the port.
     var closing: (port: PortID, reason: String)?
@@ -96,22 +90,17 @@ public final class LiveSwitch {
             Glibc.close(stopSignals)
             throw PortError(port: "", operation: "epoll_create1", errno: errno)
         }
-        ports = []
-        up = []
-        watchingWritable = []
         do throws(PortError) {
             for port in topology.ports {
                 let live = try LivePort.open(port, offloads: offloads, maxFrameLength: Self.maxFrameLength)
-                ports.append(live)
-                up.append(live.startsUp)
-                watchingWritable.append(false)
-                try watch(live, index: ports.count - 1, name: port.name)
+                slots.append(PortSlot(port: live, isUp: live.startsUp))
+                try watch(live, index: slots.count - 1, name: port.name)
             }
-            try watch(stopSignals, tag: UInt32.max, port: "")
-            try watch(reloadSignals, tag: Self.reloadTag, port: "")
-            try watch(channel.datapathWake, tag: Self.controlTag, port: "")
+            try watch(stopSignals, tag: .stop, port: "")
+            try watch(reloadSignals, tag: .reload, port: "")
+            try watch(channel.datapathWake, tag: .control, port: "")
         } catch {
-            for port in ports { port.close() }
+            for slot in slots { slot.port.close() }
             Glibc.close(epoll)
             Glibc.close(stopSignals)
             throw error
@@ -119,16 +108,16 @@ public final class LiveSwitch {
     }
 
     deinit {
-        for port in ports { port.close() }
+        for slot in slots { slot.port.close() }
         Glibc.close(epoll)
         Glibc.close(stopSignals)
         Glibc.close(reloadSignals)
     }
 
-    func watch(_ fd: Int32, tag: UInt32, port: String, events: UInt32 = EPOLLIN.rawValue) throws(PortError) {
+    func watch(_ fd: Int32, tag: EventTag, port: String, events: UInt32 = EPOLLIN.rawValue) throws(PortError) {
         var event = epoll_event()
         event.events = events
-        event.data.u32 = tag
+        event.data.u32 = tag.raw
         guard epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0 else {
             throw PortError(port: port, operation: "epoll_ctl", errno: errno)
         }
@@ -137,12 +126,17 @@ public final class LiveSwitch {
     /// Watches every descriptor of `port` under its index.
     func watch(_ port: LivePort, index: Int, name: String) throws(PortError) {
         for (fd, role) in port.descriptors {
-            switch role {
-            case .frames: try watch(fd, tag: UInt32(index), port: name)
-            case .listening: try watch(fd, tag: UInt32(index) | Self.listeningBit, port: name)
-            case .sending: try watch(fd, tag: UInt32(index) | Self.sendingBit, port: name, events: 0)
-            }
+            // A datagram port's socket to the VM is watched for EPOLLOUT only while output waits.
+            try watch(fd, tag: .port(index, role), port: name, events: role == .sending ? 0 : EPOLLIN.rawValue)
         }
+    }
+
+    /// Changes what `fd`, registered under `tag`, is watched for.
+    func rewatch(_ fd: Int32, tag: EventTag, events: UInt32) {
+        var event = epoll_event()
+        event.events = events
+        event.data.u32 = tag.raw
+        epoll_ctl(epoll, EPOLL_CTL_MOD, fd, &event)
     }
 
     func unwatch(_ port: LivePort) {
@@ -181,26 +175,23 @@ public final class LiveSwitch {
             // Control jobs run after this wait's batches, so a request never comes before frames.
             var controlDue = controlBacklog
             for index in 0..<Int(ready) {
-                let tag = events[index].data.u32
-                if tag == Self.controlTag {
+                switch EventTag(raw: events[index].data.u32) {
+                case .control:
                     controlDue = true
-                } else if tag == UInt32.max {
+                case .stop:
                     var info = signalfd_siginfo()
                     _ = read(stopSignals, &info, MemoryLayout<signalfd_siginfo>.size)
                     return info.ssi_signo == UInt32(SIGINT) ? "SIGINT" : "SIGTERM"
-                } else if tag == Self.reloadTag {
+                case .reload:
                     var info = signalfd_siginfo()
                     _ = read(reloadSignals, &info, MemoryLayout<signalfd_siginfo>.size)
                     log(reload().message)
-                } else {
-                    let port = Int(tag & (Self.listeningBit - 1))
-                    guard port < ports.count else { continue }
-                    if tag & Self.listeningBit != 0 {
-                        acceptVM(port: port)
-                    } else if tag & Self.sendingBit != 0 {
-                        datagramWritable(PortID(port))
-                    } else {
-                        service(port: PortID(port), events: events[index].events)
+                case .port(let port, let role):
+                    guard port < slots.count else { continue }
+                    switch role {
+                    case .listening: acceptVM(port: port)
+                    case .sending: datagramWritable(PortID(port))
+                    case .frames: service(port: PortID(port), events: events[index].events)
                     }
                 }
                 // After a reload the other events of this wait name old port indices: wait again
@@ -209,8 +200,8 @@ public final class LiveSwitch {
             }
             if buffered, reloads == generation { serviceBufferedInput() }
             if retrying, reloads == generation {
-                for index in ports.indices {
-                    if case .datagram(let socket) = ports[index], socket.needsRetry { datagramWritable(PortID(index)) }
+                for index in slots.indices {
+                    if case .datagram(let socket) = slots[index].port, socket.needsRetry { datagramWritable(PortID(index)) }
                 }
             }
             if controlDue { serveControl() }
@@ -221,16 +212,16 @@ public final class LiveSwitch {
     /// Closes every port (removing the TAP devices and socket files this process created) and
     /// the control socket.
     public func detach() {
-        for port in ports { port.close() }
+        for slot in slots { slot.port.close() }
         control = nil
         metrics = nil
     }
 
-    func isUp(_ port: PortID) -> Bool { up[Int(port)] }
+    func isUp(_ port: PortID) -> Bool { slots[Int(port)].isUp }
 
     /// Reads one batch from a ready port, runs it, and writes the results.
     func service(port: PortID, events: UInt32) {
-        if events & EPOLLOUT.rawValue != 0, case .stream(let socket) = ports[Int(port)] {
+        if events & EPOLLOUT.rawValue != 0, case .stream(let socket) = slots[Int(port)].port {
             if let broken = socket.flushBacklog() { streamClosed(port, broken) }
             updateWritableInterest(port)
             if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) == 0 { return }
@@ -248,7 +239,7 @@ public final class LiveSwitch {
     func receive(_ port: PortID, limit: Int) {
         core.begin(port: port)
         let batch = core.batch
-        switch ports[Int(port)] {
+        switch slots[Int(port)].port {
         case .tap(let device):
             var taken = 0
             while taken < limit {
@@ -281,12 +272,12 @@ public final class LiveSwitch {
                 socket.forget(datapath, port)
                 portDown(port, reason)
             case .newPeer(let path)?:
-                let wasUp = up[Int(port)]
-                watchingWritable[Int(port)] = false
+                let wasUp = slots[Int(port)].isUp
+                slots[Int(port)].watchingWritable = false
                 watchSender(port, socket)
                 if wasUp { datapath.macTable.flush(port: port) }
-                up[Int(port)] = true
-                log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is up: the VM sends from \(path)" + (wasUp ? " (a new socket: the VM restarted)" : ""))
+                slots[Int(port)].isUp = true
+                log("port '\(topology.ports[Int(port)].name)' (\(slots[Int(port)].port.label)) is up: the VM sends from \(path)" + (wasUp ? " (a new socket: the VM restarted)" : ""))
             case .unreachable(let why)?:
                 datagramPeerGone(port, why)
             case .ok?:
@@ -304,13 +295,13 @@ public final class LiveSwitch {
 
     /// Sends what the batch queued for `port` (the core calls this once per port with frames).
     func transmit(_ port: PortID, _ queues: TransmitQueues) {
-        guard up[Int(port)] else {
+        guard slots[Int(port)].isUp else {
             for index in 0..<queues.count(port) {
                 datapath.countTransmitDrop(on: port, .portDown, bytes: queues.frame(port, index).count)
             }
             return
         }
-        switch ports[Int(port)] {
+        switch slots[Int(port)].port {
         case .tap(let device):
             transmit(queues, port, device)
         case .stream(let socket):
@@ -374,11 +365,11 @@ public final class LiveSwitch {
 
     /// Takes a port down for good (until a reload): its descriptors are no longer watched.
     private func portDown(_ port: PortID, _ reason: String) {
-        guard up[Int(port)] else { return }
-        up[Int(port)] = false
-        unwatch(ports[Int(port)])
+        guard slots[Int(port)].isUp else { return }
+        slots[Int(port)].isUp = false
+        unwatch(slots[Int(port)].port)
         datapath.macTable.flush(port: port)
-        log("port '\(topology.ports[Int(port)].name)' (\(ports[Int(port)].label)) is down: \(reason); the other ports keep running")
+        log("port '\(topology.ports[Int(port)].name)' (\(slots[Int(port)].port.label)) is down: \(reason); the other ports keep running")
     }
 
     static func wallClock() -> Timestamp {
