@@ -9,8 +9,8 @@ import TapestryWire
 /// one port and one timestamp, any timestamp a capture can hold (backwards, before 1970, both
 /// ends of PcapReader's range).
 ///
-/// The topology has access and trunk ports (with a native VLAN), a firewall with rules and a
-/// small connection table, and two load balancers (TCP and UDP); a second variant tracks
+/// The topology has access and trunk ports (with a native VLAN), a firewall with rules (lists
+/// among them, two rules and the default logged) and a small connection table, and two load balancers (TCP and UDP); a second variant tracks
 /// connections for the load balancer only, a third is plain L2. Small MAC and connection tables
 /// so that eviction and "table full" are reached.
 ///
@@ -24,7 +24,8 @@ import TapestryWire
 /// (forward or flood) leaves at least once, at most once per port. Every output frame parses
 /// without a malformation; when inputs had valid checksums, every output's IPv4 header and
 /// TCP/UDP/ICMP checksums are valid (the load balancer's rewrites update them). The MAC and
-/// connection tables stay within their sizes. Outputs with offloads go through the software
+/// connection tables stay within their sizes. The firewall log's lines name rules the topology
+/// has and render. Outputs with offloads go through the software
 /// segmentation checks too (what a socket port would do with them).
 enum DatapathTarget {
     static let yaml = """
@@ -50,6 +51,9 @@ enum DatapathTarget {
             - { action: drop, proto: tcp, src: 10.0.20.0/24 }
             - { action: allow, proto: tcp, dport: "1000-2000", network: dmz }
             - { action: allow, proto: udp, src: "fd00::/8", sport: 5000 }
+            - { action: allow, proto: tcp, dst: [10.0.10.11, 10.0.10.12, "fd00::/16"], dport: [22, 80, "8000-8099"], log: true }
+            - { action: drop, proto: udp, src: [10.0.20.0/24, "fd00:20::/32"], sport: [1, "100-200"], log: true }
+          log_default: true
         load_balancers:
           web:
             network: lan
@@ -91,6 +95,23 @@ enum DatapathTarget {
     static let batchCapacity = 8
     static let maxFrameLength = 2048
 
+    /// The firewall log after a batch: at most its ring's worth of lines, each naming a rule the
+    /// topology has (or `default`), a "not logged" line counting at least one connection, and
+    /// every line renders.
+    static func checkLog(_ datapath: Datapath, topology: Topology, now: Int64) throws(InvariantViolation) {
+        var lines = 0
+        var violation: InvariantViolation?
+        let rules = topology.firewall?.rules.count ?? 0
+        datapath.drainFirewallLog(now: Timestamp(nanoseconds: now)) { entry in
+            lines += 1
+            if entry.rule < -1 || entry.rule >= rules { violation = InvariantViolation("log line for rule \(entry.rule) of \(rules)") }
+            if case .notLogged(let count) = entry.kind, count == 0 { violation = InvariantViolation("a 'not logged' line of 0") }
+            if FirewallLogText.line(entry, topology: topology).isEmpty { violation = InvariantViolation("an empty log line") }
+        }
+        if let violation { throw violation }
+        try require(lines <= 256 + rules + 1, "\(lines) log lines after one batch")
+    }
+
     static func run(_ data: UnsafeRawBufferPointer) throws(InvariantViolation) {
         var input = ByteReader(data)
         let mode = input.u8()
@@ -111,6 +132,7 @@ enum DatapathTarget {
             datapath.process(batch, now: Timestamp(nanoseconds: batchTime))
             let after = datapath.counters
             try checkBatch(datapath, batch, before, after, portCount: portCount, fixChecksums: fixChecksums)
+            try checkLog(datapath, topology: topologies[Int(mode & 3) % topologies.count], now: batchTime)
             for index in 0..<batch.count where batch.verdicts[index].isDrop { expectedDrops += 1 }
             datapath.transmitQueues.removeAll()
             batch.removeAll()
