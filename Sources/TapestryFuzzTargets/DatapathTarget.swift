@@ -15,7 +15,8 @@ import TapestryWire
 /// so that eviction and "table full" are reached.
 ///
 /// Input: byte 0 picks the variant (bits 0-1) and whether every frame's IPv4, TCP, UDP and ICMP
-/// checksums are made valid before it goes in (bit 2). Then records:
+/// checksums are made valid before it goes in (bit 2), and whether batches run with tracing on
+/// (bit 3: every frame then has trace lines, and a dropped frame's name its drop reason). Then records:
 /// `port, time step, flags, length (2 bytes), frame`; a time step of 255 is followed by an
 /// absolute 8-byte timestamp; flags bit 0 puts a virtio-net header (10 more bytes) on the frame.
 ///
@@ -112,6 +113,27 @@ enum DatapathTarget {
         try require(lines <= 256 + rules + 1, "\(lines) log lines after one batch")
     }
 
+    /// Every frame of a traced batch has events, and each one the pipeline dropped renders a
+    /// line naming its drop reason (the stage that dropped it recorded why).
+    static func checkTrace(
+        _ datapath: Datapath, _ batch: FrameBatch, _ originals: [[UInt8]], topology: Topology
+    ) throws(InvariantViolation) {
+        let events = datapath.traceEvents
+        for event in events { try require(Int(event.frame) < batch.count, "an event for frame \(event.frame) of \(batch.count)") }
+        guard datapath.traceEventsLost == 0 else { return }
+        for index in 0..<batch.count {
+            let lines = TraceText.describe(
+                frame: index, events: events, original: originals[index], ingress: batch.ingressPort,
+                configuration: datapath.configuration, topology: topology)
+            try require(!lines.isEmpty, "frame \(index) of a traced batch has no trace lines")
+            if case .drop(let reason) = batch.verdicts[index] {
+                try require(
+                    lines.contains { $0.contains("dropped (\(reason.name))") },
+                    "frame \(index) dropped (\(reason.name)) but its trace says:\n\(lines.joined(separator: "\n"))")
+            }
+        }
+    }
+
     static func run(_ data: UnsafeRawBufferPointer) throws(InvariantViolation) {
         var input = ByteReader(data)
         let mode = input.u8()
@@ -126,11 +148,14 @@ enum DatapathTarget {
         var expectedDrops: UInt64 = 0
         var fed: UInt64 = 0
 
+        let tracing = mode & 8 != 0
         func flush() throws(InvariantViolation) {
             guard !batch.isEmpty else { return }
             let before = datapath.counters
-            datapath.process(batch, now: Timestamp(nanoseconds: batchTime))
+            let originals = tracing ? (0..<batch.count).map { Array(batch.frame($0)) } : []
+            datapath.process(batch, now: Timestamp(nanoseconds: batchTime), tracing: tracing)
             let after = datapath.counters
+            if tracing { try checkTrace(datapath, batch, originals, topology: topologies[Int(mode & 3) % topologies.count]) }
             try checkBatch(datapath, batch, before, after, portCount: portCount, fixChecksums: fixChecksums)
             try checkLog(datapath, topology: topologies[Int(mode & 3) % topologies.count], now: batchTime)
             for index in 0..<batch.count where batch.verdicts[index].isDrop { expectedDrops += 1 }

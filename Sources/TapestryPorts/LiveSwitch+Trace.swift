@@ -9,8 +9,8 @@ import Glibc
 
 /// Live tracing: `ctl trace PORT [COUNT] [SECONDS]` explains, stage by stage, the next COUNT
 /// frames (default 10, at most 1000) arriving on PORT within SECONDS (default 10, at most 60).
-/// While it is armed that port is read one frame per batch, so each frame is explained on its
-/// own; other ports and untraced time run exactly as without tracing.
+/// While it is armed, that port's batches run with tracing on (the stages record what they
+/// decide) at the usual batch size; other ports and untraced time run with tracing off.
 extension LiveSwitch {
     struct PendingTrace {
         /// The control thread's client that asked (its answer goes back through the channel).
@@ -20,7 +20,6 @@ extension LiveSwitch {
         var deadline: Int64
         var lines: [String] = []
         var frames = 0
-        var lastState: [Int32: String] = [:]
     }
 
     /// Arms a trace of `count` frames on the port named `name` within `seconds` (both already
@@ -39,25 +38,28 @@ extension LiveSwitch {
 
     func serviceTraced(port: PortID) {
         guard var trace = pendingTrace else { return }
-        let names = topology.ports.map(\.name)
-        while trace.remaining > 0 {
-            receive(port, limit: 1)
-            guard !batch.isEmpty else { break }
-            defer { finishClosing() }
-            let original = Array(batch.frame(0))
-            let now = Self.wallClock()
+        let name = topology.ports[Int(port)].name
+        receive(port, limit: batch.capacity)
+        defer { finishClosing() }
+        guard !batch.isEmpty else { return }
+        let now = Self.wallClock()
+        // Copies of the frames as they arrived, before any stage rewrites them (only those traced).
+        let traced = min(trace.remaining, batch.count)
+        let originals = (0..<traced).map { Array(batch.frame($0)) }
+        core.run(now: now, tracing: true) { port, queues in transmit(port, queues) }
+        let events = datapath.traceEvents
+        for (index, original) in originals.enumerated() {
             trace.frames += 1
-            trace.remaining -= 1
-            trace.lines.append("frame \(trace.frames): port \(names[Int(port)]), t=\(now), \(original.count) bytes, \(TraceText.summary(original))")
-            var decided = false
-            let topology = core.topology
-            core.run(now: now, observe: { step in
-                guard !decided else { return }
-                trace.lines.append(contentsOf: TraceText.describe(step, self.datapath, self.batch, topology, &trace.lastState))
-                if self.batch.verdicts[0].isDrop { decided = true }
-            }, transmit: { port, queues in self.transmit(port, queues) })
+            trace.lines.append("frame \(trace.frames): port \(name), t=\(now), \(original.count) bytes, \(TraceText.summary(original))")
+            trace.lines.append(
+                contentsOf: TraceText.describe(
+                    frame: index, events: events, original: original, ingress: port, configuration: core.configuration,
+                    topology: core.topology))
         }
-        finishClosing()
+        if datapath.traceEventsLost > 0 {
+            trace.lines.append("  (\(datapath.traceEventsLost) trace events of this batch did not fit and are not shown)")
+        }
+        trace.remaining -= traced
         pendingTrace = trace
         if trace.remaining == 0 { finishTrace() }
     }

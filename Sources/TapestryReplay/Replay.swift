@@ -82,7 +82,7 @@ public struct Replay {
         var recorded: [PortID: [(Int64, [UInt8])]] = [:]
         for port in expected.keys { recorded[port] = [] }
         do {
-            try feed(readers, into: core) { port, frame, timestamp in
+            try Self.feed(readers, into: core, log: log) { port, frame, timestamp in
                 writers[Int(port)].write(frame, timestampNanoseconds: timestamp)
                 if recorded[port] != nil { recorded[port]!.append((timestamp, Array(frame))) }
             }
@@ -128,10 +128,20 @@ public struct Replay {
         }
     }
 
-    /// Merges the inputs by timestamp and runs them through the switch in batches.
-    private func feed(
-        _ readers: [(port: PortID, reader: PcapReader)], into core: SwitchCore,
-        emit: (PortID, UnsafeRawBufferPointer, Int64) -> Void
+    /// What `trace` watches while `feed` runs: frames as they are appended to the batch (before
+    /// any stage rewrites them), frames the driver drops before the pipeline, and each batch
+    /// right after it ran with tracing on (`core.datapath.traceEvents`).
+    struct Watcher {
+        var appended: (PortID, PcapReader.Record) -> Void
+        var dropped: (PortID, PcapReader.Record, DropReason) -> Void
+        var ran: (SwitchCore) -> Void
+    }
+
+    /// Merges the inputs by timestamp and runs them through the switch in batches (the one loop
+    /// `replay` and `trace` share).
+    static func feed(
+        _ readers: [(port: PortID, reader: PcapReader)], into core: SwitchCore, log: ((String) -> Void)?,
+        watcher: Watcher? = nil, emit: (PortID, UnsafeRawBufferPointer, Int64) -> Void
     ) throws(PcapError) {
         var merge = try CaptureMerge(readers)
         let batch = core.batch
@@ -145,9 +155,11 @@ public struct Replay {
         }
 
         func flush() {
-            core.run(now: Timestamp(nanoseconds: batchTime)) { port, queues in
+            let ran = !batch.isEmpty
+            core.run(now: Timestamp(nanoseconds: batchTime), tracing: watcher != nil) { port, queues in
                 for index in 0..<queues.count(port) { emit(port, queues.frame(port, index), batchTime) }
             }
+            if ran { watcher?.ran(core) }
             writeLog(at: batchTime)
             core.begin(port: batch.ingressPort)
         }
@@ -162,10 +174,12 @@ public struct Replay {
                 flush()
                 let reason: DropReason = record.bytes.count < record.originalLength ? .captureTruncated : .oversize
                 core.countDrop(on: port, reason, bytes: record.bytes.count)
+                watcher?.dropped(port, record, reason)
             } else {
                 if batch.isEmpty { core.begin(port: port) }
                 batchTime = record.timestampNanoseconds
                 core.append(record.bytes)
+                watcher?.appended(port, record)
             }
         }
         flush()

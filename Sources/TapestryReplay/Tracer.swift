@@ -5,9 +5,9 @@ import TapestrySwitchCore
 import TapestryTopology
 import TapestryWire
 
-/// `tapestry trace`: replays captures like `Replay` (the same merge, the same `SwitchCore`), one
-/// frame per batch, and says for every frame what each stage decided and why, through the
-/// datapath's observer hook, so what it explains is what `replay` and `run` do.
+/// `tapestry trace`: replays captures exactly as `Replay` does (the same merge, batches and
+/// `SwitchCore`, through `Replay.feed`) with tracing on, and renders for every frame what each
+/// stage recorded deciding it, so what it explains is what `replay` and `run` do.
 public struct Tracer {
     public var topology: Topology
     public var inputs: [Replay.Input]
@@ -19,7 +19,7 @@ public struct Tracer {
 
     /// The trace of every frame (or only frame `only`, counted from 1 in merged order), as text.
     public func run(only: Int? = nil) throws -> String {
-        let core = SwitchCore(topology: topology, batchCapacity: 1)
+        let core = SwitchCore(topology: topology)
         let names = core.portNames
         var readers: [(port: PortID, reader: PcapReader)] = []
         for input in inputs {
@@ -28,40 +28,49 @@ public struct Tracer {
             }
             do { readers.append((port, try PcapReader(path: input.path))) } catch { throw ReplayError.capture(error) }
         }
-        var merge: CaptureMerge
-        do { merge = try CaptureMerge(readers) } catch { throw ReplayError.capture(error) }
         var output: [String] = []
         var number = 0
-        /// The TCP state each connection was left in, for "before -> after".
-        var lastState: [Int32: String] = [:]
-        while true {
-            let next: (port: PortID, record: PcapReader.Record)?
-            do { next = try merge.next() } catch { throw ReplayError.capture(error) }
-            guard let (port, record) = next else { break }
-            number += 1
-            let now = Timestamp(nanoseconds: record.timestampNanoseconds)
-            var lines: [String] = []
-            let original = Array(record.bytes)
-            core.begin(port: port)
-            if record.bytes.count < record.originalLength {
-                // As replay: the switch cannot send bytes the capture does not have.
-                lines.append("  dropped (capture-truncated): the capture holds \(record.bytes.count) of its \(record.originalLength) bytes")
-            } else if record.bytes.count > Replay.maxFrameLength || !core.append(record.bytes) {
-                lines.append("  dropped (oversize): longer than the switch's frame buffers")
-            } else {
-                var decided = false  // a stage dropped it: later stages skip it
-                let topology = core.topology
-                core.run(now: now, observe: { step in
-                    guard !decided else { return }
-                    lines.append(contentsOf: TraceText.describe(step, core.datapath, core.batch, topology, &lastState))
-                    if core.batch.verdicts[0].isDrop { decided = true }
-                }, transmit: { _, _ in })
-            }
-            if only == nil || only == number {
-                output.append("frame \(number): port \(names[Int(port)]), t=\(Replay.seconds(record.timestampNanoseconds)), \(original.count) bytes, \(TraceText.summary(original))")
-                output.append(contentsOf: lines)
-            }
+        func header(_ port: PortID, _ time: Int64, _ bytes: [UInt8]) -> String {
+            "frame \(number): port \(names[Int(port)]), t=\(Replay.seconds(time)), \(bytes.count) bytes, \(TraceText.summary(bytes))"
         }
+        /// The frames of the batch being filled, as they arrived: (number, time, bytes).
+        var pending: [(number: Int, time: Int64, bytes: [UInt8])] = []
+        let watcher = Replay.Watcher(
+            appended: { _, record in
+                number += 1
+                if only == nil || only == number {
+                    pending.append((number, record.timestampNanoseconds, Array(record.bytes)))
+                } else {
+                    pending.append((number, record.timestampNanoseconds, []))
+                }
+            },
+            dropped: { port, record, reason in
+                number += 1
+                guard only == nil || only == number else { return }
+                output.append(header(port, record.timestampNanoseconds, Array(record.bytes)))
+                output.append(
+                    reason == .captureTruncated
+                        ? "  dropped (capture-truncated): the capture holds \(record.bytes.count) of its \(record.originalLength) bytes"
+                        : "  dropped (oversize): longer than the switch's frame buffers")
+            },
+            ran: { core in
+                let events = core.datapath.traceEvents
+                for (index, frame) in pending.enumerated() where only == nil || only == frame.number {
+                    output.append(
+                        "frame \(frame.number): port \(names[Int(core.batch.ingressPort)]), t=\(Replay.seconds(frame.time)), \(frame.bytes.count) bytes, \(TraceText.summary(frame.bytes))")
+                    output.append(
+                        contentsOf: TraceText.describe(
+                            frame: index, events: events, original: frame.bytes, ingress: core.batch.ingressPort,
+                            configuration: core.configuration, topology: core.topology))
+                }
+                if core.datapath.traceEventsLost > 0 {
+                    output.append("  (\(core.datapath.traceEventsLost) trace events of this batch did not fit and are not shown)")
+                }
+                pending.removeAll(keepingCapacity: true)
+            })
+        do {
+            try Replay.feed(readers, into: core, log: nil, watcher: watcher) { _, _, _ in }
+        } catch { throw ReplayError.capture(error) }
         if let only, only > number { output.append("no frame \(only): the captures hold \(number) frames") }
         return output.joined(separator: "\n")
     }

@@ -29,7 +29,7 @@ public final class SwitchCore {
     public var configuration: DatapathConfiguration { datapath.configuration }
 
     /// - Parameters:
-    ///   - batchCapacity: `trace` explains one frame at a time with a batch of one.
+    ///   - batchCapacity: frames per batch (tests may choose another size).
     ///   - hashKey: the tables' secret; random live, fixed offline (no result depends on it).
     public init(topology: Topology, batchCapacity: Int = SwitchCore.batchCapacity, hashKey: HashKey = .fixed) {
         self.topology = topology
@@ -60,13 +60,12 @@ public final class SwitchCore {
     /// Runs the batch at `now`, then calls `transmit` once for every port with frames queued
     /// (the frames are `queues.frame(port, 0..<queues.count(port))`), then empties the queues.
     /// The batch keeps its frames and verdicts until the next `begin`.
-    /// - Parameter observe: called after each stage (tracing).
+    /// - Parameter tracing: the stages record their decisions (`datapath.traceEvents`, read them
+    ///   before the next traced batch).
     @inline(__always)
-    public func run(
-        now: Timestamp, observe: ((Datapath.Step) -> Void)? = nil, transmit: (PortID, TransmitQueues) -> Void
-    ) {
+    public func run(now: Timestamp, tracing: Bool = false, transmit: (PortID, TransmitQueues) -> Void) {
         guard !batch.isEmpty else { return }
-        datapath.process(batch, now: now, observe: observe)
+        datapath.process(batch, now: now, tracing: tracing)
         let queues = datapath.transmitQueues
         for active in 0..<queues.activeCount { transmit(queues.activePort(active), queues) }
         queues.removeAll()

@@ -29,109 +29,151 @@ public enum TraceText {
         return text
     }
 
-    /// What `step` decided for the first frame of `batch` (a batch of one frame), as lines.
-    /// `lastState` remembers each connection's state between frames, for "before -> after".
+    /// What the stages recorded about frame `frame` of the last traced batch (`events`, in the
+    /// order they were recorded), as one or more lines per stage. `original` is the frame as it
+    /// arrived (a malformed header is quoted from it).
     public static func describe(
-        _ step: Datapath.Step, _ datapath: Datapath, _ batch: FrameBatch, _ topology: Topology,
-        _ lastState: inout [Int32: String]
+        frame: Int, events: UnsafeBufferPointer<TraceEvent>, original: [UInt8], ingress: PortID,
+        configuration: DatapathConfiguration, topology: Topology
     ) -> [String] {
-        let configuration = datapath.configuration
-        let verdict = batch.verdicts[0]
-        let metadata = batch.metadata[0]
-        let name = step.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)
-        let network = configuration.networks.indices.contains(Int(metadata.network))
-            ? configuration.networks[Int(metadata.network)] : nil
-        func dropped(_ reason: DropReason, _ why: String) -> [String] { ["  \(name)dropped (\(reason.name)): \(why)"] }
-        switch step {
-        case .vlan:
-            if case .drop(let reason) = verdict {
-                if reason == .invalid, let malformation = metadata.parsed.malformation {
-                    return dropped(reason, "\(malformation)")
-                }
-                let port = configuration.ports[Int(batch.ingressPort)]
-                let tag = metadata.parsed.tagCount == 0 ? "untagged" : metadata.parsed.tagCount > 1 ? "double-tagged, outer TPID 0x\(String(metadata.parsed.outerTPID, radix: 16))" : "outer tag TPID 0x\(String(metadata.parsed.outerTPID, radix: 16)) VID \(metadata.parsed.outerTCI & 0xFFF)"
-                return dropped(reason, "\(tag), not accepted on \(port.mode.isAccess ? "access" : "trunk") port \(port.name)")
-            }
-            let how = metadata.consumedTag ? (metadata.parsed.outerTCI & 0xFFF == 0 ? "priority-tagged" : "tagged VID \(metadata.parsed.outerTCI & 0xFFF)") : "untagged"
-            return ["  \(name)\(how) on port \(configuration.ports[Int(batch.ingressPort)].name) -> network \(network?.name ?? "?") (VLAN \(network?.vid ?? 0))"]
-        case .firewall:
-            if case .drop(let reason) = verdict {
-                return dropped(reason, explain(metadata, topology))
-            }
-            guard metadata.parsed.layer3 == .ipv4 || metadata.parsed.layer3 == .ipv6 else {
-                return ["  \(name)not IP: passes untracked"]
-            }
-            guard metadata.connection >= 0, let table = datapath.connectionTable else {
-                return ["  \(name)passes untracked (neighbour discovery, a related ICMP error, or tracking only VIP traffic)"]
-            }
-            let entry = table.entry(Int(metadata.connection)).pointee
-            let state = entry.kind == .tcp ? "\(entry.tcpState)" : (entry.replied ? "replied" : "unreplied")
-            let before = metadata.isNewConnection ? "none" : (lastState[metadata.connection] ?? "?")
-            lastState[metadata.connection] = state
-            let direction = metadata.isReply ? "reply" : "original"
-            var text = "  \(name)connection #\(metadata.connection) (\(direction) direction): \(before) -> \(state)"
-            if metadata.isNewConnection {
-                text += entry.rule < 0 ? "; new, allowed by default" : "; new, allowed by \(topology.firewall?.quote(rule: Int(entry.rule)) ?? "rule \(entry.rule + 1)")"
-            }
-            return [text]
-        case .loadBalancer:
-            if case .drop(let reason) = verdict {
-                return dropped(reason, explain(metadata, topology))
-            }
-            switch verdict {
-            case .forward: return ["  \(name)answered for the VIP (ARP or ping), sent back out of the ingress port"]
-            case .floodAll: return ["  \(name)backend MAC unknown: frame replaced by an ARP request from the VIP to every port"]
-            case .consume: return ["  \(name)ARP reply to the VIP: taken by the switch (backend MAC learned)"]
-            default: break
-            }
-            guard metadata.connection >= 0, let table = datapath.connectionTable else { return ["  \(name)not for a VIP"] }
-            let entry = table.entry(Int(metadata.connection)).pointee
-            guard entry.backend >= 0 else { return ["  \(name)not for a VIP"] }
-            let balancer = configuration.loadBalancers[Int(entry.balancer)]
-            let backend = balancer.backends[Int(entry.backend)]
-            if metadata.isReply {
-                return ["  \(name)reply from backend \(backend.address):\(backend.port): source rewritten to \(balancer.vip):\(balancer.port)"]
-            }
-            let why = metadata.isNewConnection ? "new connection, next in round robin" : "the connection's backend"
-            return ["  \(name)\(balancer.name): to backend \(backend.address):\(backend.port) (\(why)); destination rewritten"]
-        case .l2:
-            switch verdict {
-            case .drop(let reason):
-                return dropped(reason, reason == .hairpin ? "destination was learned on the ingress port" : "source MAC is a group address")
-            case .forward(let port):
-                if metadata.skipLearning && port == batch.ingressPort {
-                    return ["  \(name)the switch's own answer: not looked up, its source not learned"]
-                }
-                return ["  \(name)destination \(UnsafeRawBufferPointer(batch.frame(0)).mac(0)) learned on \(configuration.ports[Int(port)].name) -> forward"]
-            case .flood:
-                let destination = UnsafeRawBufferPointer(batch.frame(0)).mac(0)
-                return ["  \(name)destination \(destination) is \(destination.isMulticast ? (destination.isBroadcast ? "broadcast" : "multicast") : "unknown") -> flood"]
-            default:
-                return []
-            }
-        case .egress:
-            if case .drop(let reason) = verdict { return dropped(reason, "no other port in the network") }
-            let queues = datapath.transmitQueues
-            var outs: [String] = []
-            for active in 0..<queues.activeCount {
-                let port = queues.activePort(active)
-                let fields = FrameFields(Array(queues.frame(port, 0))).fields
-                let vid = fields.first { $0.name == "vlan.vid" }?.value
-                outs.append("\(configuration.ports[Int(port)].name) (\(vid.map { "tagged VID \($0)" } ?? "untagged"))")
-            }
-            if outs.isEmpty { return ["  \(name)nothing sent"] }
-            return ["  \(name)out \(outs.joined(separator: ", "))"]
+        var lines: [String] = []
+        var outs: [String] = []
+        func line(_ step: Datapath.Step, _ text: String) {
+            lines.append("  \(step.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0))\(text)")
         }
+        func portName(_ port: Int32) -> String {
+            configuration.ports.indices.contains(Int(port)) ? configuration.ports[Int(port)].name : "port \(port)"
+        }
+        func networkName(_ network: Int32) -> String {
+            configuration.networks.indices.contains(Int(network))
+                ? "network \(configuration.networks[Int(network)].name) (VLAN \(configuration.networks[Int(network)].vid))"
+                : "network \(network)"
+        }
+        func backend(_ balancer: Int32, _ backend: Int32) -> (name: String, address: String)? {
+            guard configuration.loadBalancers.indices.contains(Int(balancer)) else { return nil }
+            let service = configuration.loadBalancers[Int(balancer)]
+            guard service.backends.indices.contains(Int(backend)) else { return nil }
+            return (service.name, "\(service.backends[Int(backend)].address):\(service.backends[Int(backend)].port)")
+        }
+        let ingressName = portName(Int32(ingress))
+        let ingressMode = configuration.ports.indices.contains(Int(ingress))
+            ? (configuration.ports[Int(ingress)].mode.isAccess ? "access" : "trunk") : "?"
+        for event in events where Int(event.frame) == frame {
+            switch event.kind {
+            case .malformed:
+                let malformation = Malformation(rawValue: UInt8(truncatingIfNeeded: event.c)) ?? .runt
+                let why = original.withUnsafeBytes {
+                    malformation.explain($0, offset: Int(event.a), length: Int(UInt32(bitPattern: event.b)))
+                }
+                line(.vlan, "dropped (invalid): \(why)")
+            case .classified:
+                let how = event.c == 0 ? "untagged" : event.c == 2 ? "priority-tagged" : "tagged VID \(event.b)"
+                line(.vlan, "\(how) on port \(ingressName) -> \(networkName(event.a))")
+            case .serviceTagRefused:
+                line(.vlan, "dropped (vlan): outer tag TPID 0x\(String(event.a, radix: 16)) is not 802.1Q (0x8100), not accepted on \(ingressMode) port \(ingressName)")
+            case .doubleTagOnAccess:
+                line(.vlan, "dropped (vlan): double-tagged, not accepted on access port \(ingressName)")
+            case .tagOnAccess:
+                line(.vlan, "dropped (vlan): tagged VID \(event.a), not accepted on access port \(ingressName)")
+            case .vidNotOnTrunk:
+                line(.vlan, event.a == 0
+                    ? "dropped (vlan): untagged, and trunk port \(ingressName) has no native network"
+                    : "dropped (vlan): VID \(event.a) is not one of trunk port \(ingressName)'s networks")
+            case .notIP:
+                line(.firewall, "not IP: passes untracked")
+            case .neighbourDiscovery:
+                line(.firewall, "ICMPv6 type \(event.a) (neighbour discovery or MLD): passes untracked")
+            case .relatedError:
+                line(.firewall, "ICMP error (type \(event.a)) about a tracked connection: passes as related")
+            case .notService:
+                line(.firewall, "no firewall section and not to a VIP service: passes untracked")
+            case .fragmentPassed:
+                line(.firewall, "a later fragment (identification \(UInt32(bitPattern: event.a))) whose first fragment passed")
+            case .connectionOpened:
+                let kind = ConnectionEntry.Kind(rawValue: UInt8(truncatingIfNeeded: event.c >> 24)) ?? .other
+                let after = state(kind, event.c)
+                let rule = topology.firewall == nil ? "tracked for the load balancer (no firewall section)"
+                    : event.b < 0 ? "allowed by default"
+                    : "allowed by \(topology.firewall?.quote(rule: Int(event.b)) ?? "rule \(event.b + 1)")"
+                line(.firewall, "connection #\(event.a) (original direction): none -> \(after); new, \(rule)")
+            case .connectionUpdated:
+                let kind = ConnectionEntry.Kind(rawValue: UInt8(truncatingIfNeeded: event.c >> 24)) ?? .other
+                let direction = event.c & 0x10000 != 0 ? "reply" : "original"
+                line(.firewall, "connection #\(event.a) (\(direction) direction): \(state(kind, event.b)) -> \(state(kind, event.c))")
+            case .dropped, .invalidIgnored:
+                let cause = DropCause(rawValue: UInt8(truncatingIfNeeded: event.c)) ?? .none
+                let why = explain(cause, detail: UInt32(bitPattern: event.a), rule: event.b, topology)
+                if event.kind == .invalidIgnored {
+                    line(.firewall, "\(why); not enforced (no firewall section: only VIP connections are tracked)")
+                } else {
+                    line(event.step, "dropped (\(cause.reason.name)): \(why)")
+                }
+            case .vipAnswered:
+                line(.loadBalancer, "answered for the VIP (ARP or ping), sent back out of the ingress port")
+            case .vipARPReplyTaken:
+                line(.loadBalancer, "ARP reply to the VIP: taken by the switch (backend MAC learned)")
+            case .replyRewritten:
+                if let (_, address) = backend(event.a, event.b) {
+                    let service = configuration.loadBalancers[Int(event.a)]
+                    line(.loadBalancer, "reply from backend \(address): source rewritten to \(service.vip):\(service.port)")
+                }
+            case .backendChosen:
+                if let (name, address) = backend(event.a, event.b) {
+                    let why = event.c == 0 ? "the connection's backend"
+                        : event.c == 1 ? "new connection, next in round robin"
+                        : "new connection, next in round robin; \(event.c - 1) drained skipped"
+                    line(.loadBalancer, "\(name): to backend \(address) (\(why)); destination rewritten")
+                }
+            case .backendUnresolved:
+                if let (_, address) = backend(event.a, event.b) {
+                    line(.loadBalancer, "backend \(address) MAC unknown: frame replaced by an ARP request from the VIP to every port")
+                }
+            case .learned:
+                switch event.a {
+                case 1: line(.l2, "source learned on \(ingressName)")
+                case 2: line(.l2, "source moved from \(portName(event.b)) to \(ingressName)")
+                case 3: line(.l2, "source learned on \(ingressName), evicting another entry (table or mac_limit full)")
+                default: break  // refreshed: nothing new to say
+                }
+            case .learningSkipped:
+                line(.l2, "the switch's own frame: source not learned")
+            case .alreadyDecided:
+                line(.l2, "destination decided by the load balancer: no lookup")
+            case .fdbHit:
+                line(.l2, "destination \(destination(original)) learned on \(portName(event.a)) -> forward")
+            case .flooded:
+                let what = event.a == 1 ? "broadcast" : event.a == 2 ? "multicast" : "unknown"
+                line(.l2, "destination \(destination(original)) is \(what) -> flood")
+            case .hairpin:
+                line(.l2, "dropped (hairpin): destination \(destination(original)) was learned on the ingress port")
+            case .multicastSource:
+                line(.l2, "dropped (multicast-source): source MAC is a group address")
+            case .sent:
+                outs.append("\(portName(event.a)) (\(event.b == 0 ? "untagged" : "tagged VID \(event.b)"))")
+            case .noDestination:
+                line(.egress, "dropped (no-destination): no other port in the network")
+            }
+        }
+        if !outs.isEmpty { line(.egress, "out \(outs.joined(separator: ", "))") }
+        return lines
+    }
+
+    private static func state(_ kind: ConnectionEntry.Kind, _ bits: Int32) -> String {
+        if kind == .tcp { return TCPConnectionState(rawValue: UInt8(truncatingIfNeeded: bits)).map { "\($0)" } ?? "?" }
+        return bits & 0x100 != 0 ? "replied" : "unreplied"
+    }
+
+    private static func destination(_ frame: [UInt8]) -> String {
+        frame.count >= 6 ? frame.withUnsafeBytes { "\($0.mac(0))" } : "?"
     }
 
     /// What the stage that dropped the frame recorded about why (`DropCause`), in words.
-    static func explain(_ metadata: FrameMetadata, _ topology: Topology) -> String {
+    static func explain(_ cause: DropCause, detail: UInt32, rule ruleIndex: Int32, _ topology: Topology) -> String {
         func rule() -> String {
-            metadata.rule < 0 ? "no rule matched and default is drop"
-                : "\(topology.firewall?.quote(rule: Int(metadata.rule)) ?? "rule \(metadata.rule + 1)") matched first"
+            ruleIndex < 0 ? "no rule matched and default is drop"
+                : "\(topology.firewall?.quote(rule: Int(ruleIndex)) ?? "rule \(ruleIndex + 1)") matched first"
         }
-        let detail = metadata.causeDetail
-        switch metadata.cause {
+        switch cause {
         case .tcpWithoutConnection:
             return "TCP \(tcpFlags(UInt8(truncatingIfNeeded: detail))) without a connection (only a SYN opens one)"
         case .tcpOutOfState:

@@ -59,6 +59,28 @@ public final class EmbeddedSwitch {
         pending.removeAll()
     }
 
+    /// Runs `frames` from `port` as one batch with tracing on, as `ctl trace` does, and returns
+    /// each frame's trace lines (`TraceText.describe`); what they send stays on the ports.
+    public func trace(_ frames: [[UInt8]], on port: String) -> [[String]] {
+        runUntilIdle()
+        guard let id = core.port(named: port) else { fatalError("no port \(port)") }
+        core.begin(port: id)
+        for frame in frames {
+            let appended = frame.withUnsafeBytes { core.append($0) }
+            precondition(appended, "more frames than a batch holds, or one larger than the switch's buffers")
+        }
+        core.run(now: clock.now, tracing: true) { port, queues in
+            for frame in 0..<queues.count(port) { ports[Int(port)].outbound.append(Array(queues.frame(port, frame))) }
+        }
+        takeFirewallLog()
+        let events = datapath.traceEvents
+        return frames.indices.map {
+            TraceText.describe(
+                frame: $0, events: events, original: frames[$0], ingress: id, configuration: core.configuration,
+                topology: core.topology)
+        }
+    }
+
     /// The firewall log's lines so far (rules with `log: true`, `log_default`).
     public private(set) var firewallLog: [String] = []
 

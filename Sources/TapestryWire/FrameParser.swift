@@ -7,7 +7,7 @@ public enum FrameParser {
     public static func parse(_ bytes: UnsafeRawBufferPointer) -> ParsedFrame {
         var parsed = ParsedFrame()
         guard let ethernet = EthernetView(validating: bytes) else {
-            parsed.malformation = .runt
+            parsed.fail(.runt, at: 0, length: bytes.count)
             return parsed
         }
         var type = ethernet.etherType
@@ -16,7 +16,7 @@ public enum FrameParser {
             guard let tag = VLANTagView(validating: UnsafeRawBufferPointer(rebasing: bytes[offset...])),
                 bytes.count >= offset + 6
             else {
-                parsed.malformation = .truncatedTag
+                parsed.fail(.truncatedTag, at: offset, length: bytes.count - offset)
                 return parsed
             }
             if parsed.tagCount == 0 {
@@ -37,7 +37,7 @@ public enum FrameParser {
         switch type {
         case EtherType.arp:
             guard ARPView(validating: rest) != nil else {
-                parsed.malformation = .truncatedARP
+                parsed.fail(.truncatedARP, at: l3, length: rest.count)
                 return parsed
             }
             parsed.layer3 = .arp
@@ -54,7 +54,7 @@ public enum FrameParser {
 
     private static func parseIPv4(_ bytes: UnsafeRawBufferPointer, at l3: Int, into parsed: inout ParsedFrame) {
         guard let ip = IPv4View(validating: bytes) else {
-            parsed.malformation = .badIPv4Header
+            parsed.fail(.badIPv4Header, at: l3, length: bytes.count)
             return
         }
         parsed.layer3 = .ipv4
@@ -70,7 +70,7 @@ public enum FrameParser {
 
     private static func parseIPv6(_ bytes: UnsafeRawBufferPointer, at l3: Int, into parsed: inout ParsedFrame) {
         guard let ip = IPv6View(validating: bytes) else {
-            parsed.malformation = .badIPv6Header
+            parsed.fail(.badIPv6Header, at: l3, length: bytes.count)
             return
         }
         parsed.layer3 = .ipv6
@@ -83,19 +83,19 @@ public enum FrameParser {
             switch next {
             case 0, 43, 60:  // hop-by-hop, routing, destination options: (len + 1) * 8 bytes
                 guard offset + 8 <= end else {
-                    parsed.malformation = .truncatedIPv6ExtensionHeader
+                    parsed.fail(.truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset)
                     return
                 }
                 let length = (Int(bytes[offset + 1]) + 1) * 8
                 guard offset + length <= end else {
-                    parsed.malformation = .truncatedIPv6ExtensionHeader
+                    parsed.fail(.truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset)
                     return
                 }
                 next = bytes[offset]
                 offset += length
             case 44:  // fragment header, 8 bytes
                 guard offset + 8 <= end else {
-                    parsed.malformation = .truncatedIPv6ExtensionHeader
+                    parsed.fail(.truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset)
                     return
                 }
                 let offsetAndFlags = bytes.u16(offset + 2)
@@ -109,12 +109,12 @@ public enum FrameParser {
                 if offsetAndFlags & 1 != 0 { parsed.fragment = .first }
             case 51:  // authentication header: (len + 2) * 4 bytes
                 guard offset + 8 <= end else {
-                    parsed.malformation = .truncatedIPv6ExtensionHeader
+                    parsed.fail(.truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset)
                     return
                 }
                 let length = (Int(bytes[offset + 1]) + 2) * 4
                 guard offset + length <= end else {
-                    parsed.malformation = .truncatedIPv6ExtensionHeader
+                    parsed.fail(.truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset)
                     return
                 }
                 next = bytes[offset]
@@ -135,19 +135,19 @@ public enum FrameParser {
         switch proto {
         case IPProtocol.tcp:
             guard TCPView(validating: bytes) != nil else {
-                parsed.malformation = .badTCPHeader
+                parsed.fail(.badTCPHeader, at: l4, length: bytes.count)
                 return
             }
         case IPProtocol.udp:
             // A first fragment holds the UDP header, but its length field covers the whole datagram.
             let valid = parsed.fragment == .first ? bytes.count >= UDPView.length : UDPView(validating: bytes) != nil
             guard valid else {
-                parsed.malformation = .badUDPHeader
+                parsed.fail(.badUDPHeader, at: l4, length: bytes.count)
                 return
             }
         case IPProtocol.icmp, IPProtocol.icmpv6:
             guard ICMPView(validating: bytes) != nil else {
-                parsed.malformation = .truncatedICMP
+                parsed.fail(.truncatedICMP, at: l4, length: bytes.count)
                 return
             }
         default:
@@ -156,7 +156,7 @@ public enum FrameParser {
         // IPv6 extension headers can push the upper-layer header of a jumbo-sized frame past what
         // a 16-bit offset holds (and `absent` is reserved): such a frame is malformed, not a trap.
         guard l4 < Int(ParsedFrame.absent) else {
-            parsed.malformation = .headerBeyondOffsetLimit
+            parsed.fail(.headerBeyondOffsetLimit, at: l4, length: bytes.count)
             return
         }
         parsed.l4Offset = UInt16(truncatingIfNeeded: l4)

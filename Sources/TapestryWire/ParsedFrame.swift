@@ -32,10 +32,22 @@ public struct ParsedFrame: Equatable, Sendable {
     public var fragment: Fragment = .none
     /// Why the frame is malformed, when it is.
     public var malformation: Malformation? = nil
+    /// Where the malformed header starts and how many bytes it had to live in (for `trace` to
+    /// name the field and value, `Malformation.explain`); 0 for a valid frame.
+    public var problemOffset: UInt32 = 0
+    public var problemLength: UInt32 = 0
 
     public init() {}
 
     public var isValid: Bool { malformation == nil }
+
+    /// Marks the frame malformed by the header at `offset`, which had `length` bytes to live in.
+    @inline(__always)
+    mutating func fail(_ malformation: Malformation, at offset: Int, length: Int) {
+        self.malformation = malformation
+        problemOffset = UInt32(truncatingIfNeeded: max(0, offset))
+        problemLength = UInt32(truncatingIfNeeded: max(0, length))
+    }
     public var hasL4: Bool { l4Offset != Self.absent }
 }
 

@@ -204,6 +204,39 @@ import TapestryWire
         #expect(trace.contains("dropped (invalid): TCP FIN+ACK does not fit its connection's state SYN_SENT"), "\(trace)")
     }
 
+    /// Frames of one port with one timestamp share a batch in `trace` as in `replay`, and each
+    /// frame's lines are what the stages recorded for that frame, not for the batch's first.
+    @Test func traceExplainsEveryFrameOfABatch() throws {
+        let topology = try Self.firewall(rules: """
+                - { action: allow, proto: tcp, dport: [80, 443] }
+                - { action: drop, proto: udp, dport: 53 }
+            """)
+        let dir = Repository.temporaryDirectory("trace-batch")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("a.pcap").path
+        let a = IPv4Address("10.0.0.1")!
+        let b = IPv4Address("10.0.0.2")!
+        let syn = FrameBuilder.tcp4(dst: Self.hostB, src: Self.hostA, from: a, to: b, sport: 40000, dport: 80, flags: .syn)
+        var badHeader = FrameBuilder.udp4(dst: Self.hostB, src: Self.hostA, from: a, to: b, dport: 5000)
+        badHeader[14] = 0x44  // version 4, header length 4 words
+        try writeCapture(path, [
+            (1, syn), (1, syn),
+            (1, FrameBuilder.udp4(dst: Self.hostB, src: Self.hostA, from: a, to: b, dport: 53)),
+            (1, badHeader),
+        ])
+        let trace = try Tracer(topology: topology, inputs: [.init(port: "a", path: path)]).run()
+        let frames = trace.components(separatedBy: "frame ").dropFirst().map { "frame " + $0 }
+        try #require(frames.count == 4, "\(trace)")
+        #expect(frames[0].contains("connection #0 (original direction): none -> SYN_SENT; new, allowed by rule 1"), "\(trace)")
+        #expect(frames[0].contains("out b (untagged)") || frames[0].contains("-> flood"), "\(trace)")
+        #expect(frames[1].contains("connection #0 (original direction): SYN_SENT -> SYN_SENT"), "\(trace)")
+        #expect(!frames[1].contains("none ->"), "\(trace)")
+        #expect(frames[2].contains("dropped (firewall): new connection; rule 2 (fw.yaml:10"), "\(trace)")
+        #expect(!frames[2].contains("egress"), "\(trace)")
+        #expect(frames[3].contains("dropped (invalid): IPv4 header length 4 is below 5"), "\(trace)")
+    }
+
     /// The log's rate limit holds when capture times go back and forth: a rule's second only
     /// moves forward.
     @Test func theLogRateHoldsWhenTimeGoesBack() throws {

@@ -42,6 +42,11 @@ public final class Datapath {
     private let l2: L2ForwardingStage
     private let vlanEgress: VLANEgressStage
     private let accessPorts: UnsafeMutablePointer<Bool>
+    /// The events of the last batch run with `tracing` (`traceEvents`): at most `traceCapacity`,
+    /// then counted in `traceEventsLost`.
+    private let traceStorage: UnsafeMutablePointer<TraceEvent>
+    private let traceCounts: UnsafeMutablePointer<(count: Int, lost: Int)>
+    public let traceCapacity: Int
 
     // Counters as flat arrays so the per-frame path does plain stores.
     private let framesIn: UnsafeMutablePointer<UInt64>
@@ -111,6 +116,12 @@ public final class Datapath {
         drops = .allocate(capacity: portCount * DropReason.count)
         for counter in [framesIn, bytesIn, framesOut, bytesOut] { counter.initialize(repeating: 0, count: portCount) }
         drops.initialize(repeating: 0, count: portCount * DropReason.count)
+        // A frame records a few events per stage, and one per port egress queues it on.
+        traceCapacity = batchCapacity * 16 + 256
+        traceStorage = .allocate(capacity: traceCapacity)
+        traceStorage.initialize(repeating: TraceEvent(frame: 0, .notIP), count: traceCapacity)
+        traceCounts = .allocate(capacity: 1)
+        traceCounts.initialize(to: (0, 0))
     }
 
     deinit {
@@ -120,6 +131,8 @@ public final class Datapath {
         accessPorts.deallocate()
         events.deallocate()
         firewallEvents.deallocate()
+        traceStorage.deallocate()
+        traceCounts.deallocate()
     }
 
     /// A batch sized for this datapath.
@@ -127,16 +140,37 @@ public final class Datapath {
         FrameBatch(capacity: batchCapacity, maxFrameLength: maxFrameLength)
     }
 
-    /// Runs one batch through the pipeline. Output lands in `transmitQueues`, which the caller drains
-    /// and clears before the next batch.
-    /// The stages, as `process` reports them to an observer (tracing).
+    /// The stages, as trace events name them.
     public enum Step: String, Sendable, CaseIterable {
         case vlan, firewall, loadBalancer = "load-balancer", l2, egress
     }
 
-    /// - Parameter observe: called after each stage with the batch as that stage left it, for
-    ///   `tapestry trace`. Nil (the default) costs one check per stage per batch, nothing per frame.
-    public func process(_ batch: FrameBatch, now: Timestamp, observe: ((Step) -> Void)? = nil) {
+    /// Runs one batch through the pipeline. Output lands in `transmitQueues`, which the caller
+    /// drains and clears before the next batch.
+    /// - Parameter tracing: the stages record what they decide about each frame (`traceEvents`).
+    ///   Off, the stages run specialized without recording: one check per batch, nothing per frame.
+    public func process(_ batch: FrameBatch, now: Timestamp, tracing: Bool = false) {
+        if tracing {
+            var recorder = TraceRecorder(events: traceStorage, capacity: traceCapacity)
+            run(batch, now: now, trace: &recorder)
+            traceCounts.pointee = (recorder.count, recorder.lost)
+        } else {
+            var none = NoTrace()
+            run(batch, now: now, trace: &none)
+        }
+    }
+
+    /// What the stages recorded about the last batch run with `tracing`, in the order they
+    /// recorded it (stage by stage; `TraceEvent.frame` says which frame).
+    public var traceEvents: UnsafeBufferPointer<TraceEvent> {
+        UnsafeBufferPointer(start: traceStorage, count: traceCounts.pointee.count)
+    }
+
+    /// Events of that batch that did not fit in `traceCapacity`.
+    public var traceEventsLost: Int { traceCounts.pointee.lost }
+
+    @inline(__always)
+    private func run<Trace: TraceSink>(_ batch: FrameBatch, now: Timestamp, trace: inout Trace) {
         precondition(batch.count <= batchCapacity, "batch larger than the transmit queues")
         let port = Int(batch.ingressPort)
         var bytes: UInt64 = 0
@@ -144,20 +178,11 @@ public final class Datapath {
         framesIn[port] &+= UInt64(batch.count)
         bytesIn[port] &+= bytes
 
-        vlanIngress.process(batch, accessPort: accessPorts[port])
-        observe?(.vlan)
-        if let firewall {
-            firewall.process(batch, now: now, events: &firewallEvents.pointee)
-            observe?(.firewall)
-        }
-        if let loadBalancer {
-            loadBalancer.process(batch, now: now)
-            observe?(.loadBalancer)
-        }
-        l2.process(batch, now: now, events: &events.pointee)
-        observe?(.l2)
-        vlanEgress.process(batch, into: transmitQueues)
-        observe?(.egress)
+        vlanIngress.process(batch, accessPort: accessPorts[port], trace: &trace)
+        firewall?.process(batch, now: now, events: &firewallEvents.pointee, trace: &trace)
+        loadBalancer?.process(batch, now: now, trace: &trace)
+        l2.process(batch, now: now, events: &events.pointee, trace: &trace)
+        vlanEgress.process(batch, into: transmitQueues, trace: &trace)
 
         let dropRow = drops + port * DropReason.count
         for index in 0..<batch.count {

@@ -33,3 +33,17 @@ public enum DropCause: UInt8, Sendable {
     /// `invalid`: to a VIP service, but no connection was tracked for it.
     case untrackedServiceTraffic
 }
+
+extension DropCause {
+    /// The drop reason (the counter) a frame dropped for this cause is counted under.
+    public var reason: DropReason {
+        switch self {
+        case .none, .tcpWithoutConnection, .tcpOutOfState, .unsolicitedEchoReply, .unrelatedICMPError, .strayFragment,
+            .untrackedServiceTraffic:
+            return .invalid
+        case .refusedByRule, .refusedAfterReload, .tooManyTags: return .firewall
+        case .tableFull: return .tableFull
+        case .notServed, .allBackendsDrained: return .noService
+        }
+    }
+}

@@ -59,7 +59,7 @@ struct FirewallStage {
         var destinationPort: UInt16 = 0
     }
 
-    func process(_ batch: FrameBatch, now: Timestamp, events: inout Events) {
+    func process<Trace: TraceSink>(_ batch: FrameBatch, now: Timestamp, events: inout Events, trace: inout Trace) {
         let now = now.nanoseconds
         for index in 0..<batch.count where !batch.verdicts[index].isDrop {
             let parsed = batch.metadata[index].parsed
@@ -69,15 +69,28 @@ struct FirewallStage {
                 if enforce && parsed.tagCount == 2 && parsed.etherType == 0 {
                     batch.verdicts[index] = .drop(.firewall)
                     batch.metadata[index].cause = .tooManyTags
+                    if Trace.isRecording {
+                        trace.record(TraceEvent(frame: index, .dropped, b: -1, c: Int32(DropCause.tooManyTags.rawValue)))
+                    }
+                } else if Trace.isRecording {
+                    trace.record(TraceEvent(frame: index, .notIP))
                 }
                 continue
             }
             let frame = UnsafeRawBufferPointer(batch.frame(index))
             let metadata = batch.metadata + index
-            if let reason = decide(frame, parsed, metadata, port: batch.ingressPort, now: now, events: &events),
-                enforce || reason == .tableFull
+            if let reason = decide(
+                frame, parsed, metadata, index: index, port: batch.ingressPort, now: now, events: &events, trace: &trace)
             {
-                batch.verdicts[index] = .drop(reason)
+                let enforced = enforce || reason == .tableFull
+                if enforced { batch.verdicts[index] = .drop(reason) }
+                if Trace.isRecording {
+                    trace.record(
+                        TraceEvent(
+                            frame: index, enforced ? .dropped : .invalidIgnored,
+                            a: Int32(bitPattern: metadata.pointee.causeDetail), b: metadata.pointee.rule,
+                            c: Int32(metadata.pointee.cause.rawValue)))
+                }
             }
         }
         table.sweep(now: now, budget: 32)
@@ -85,9 +98,9 @@ struct FirewallStage {
 
     /// Nil to pass the frame, else the drop reason.
     @inline(__always)
-    private func decide(
+    private func decide<Trace: TraceSink>(
         _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame, _ metadata: UnsafeMutablePointer<FrameMetadata>,
-        port: PortID, now: Int64, events: inout Events
+        index: Int, port: PortID, now: Int64, events: inout Events, trace: inout Trace
     ) -> DropReason? {
         let network = metadata.pointee.network
         let isIPv6 = parsed.layer3 == .ipv6
@@ -96,7 +109,12 @@ struct FirewallStage {
         if parsed.fragment == .later {
             let key = fragmentKey(packet, network: network, proto: proto, isIPv6: isIPv6)
             let identification = fragmentIdentification(frame, parsed)
-            if fragments.contains(key, identification: identification, now: now) { return nil }
+            if fragments.contains(key, identification: identification, now: now) {
+                if Trace.isRecording {
+                    trace.record(TraceEvent(frame: index, .fragmentPassed, a: Int32(bitPattern: identification)))
+                }
+                return nil
+            }
             return drop(.invalid, .strayFragment, identification, metadata)
         }
         if parsed.hasL4 {
@@ -119,11 +137,15 @@ struct FirewallStage {
                 if isV6 ? (1...4).contains(type) : (type == 3 || type == 4 || type == 5 || type == 11 || type == 12) {
                     if isRelated(frame, icmpAt: l4, packet, network: network, now: now) {
                         events.related &+= 1
+                        if Trace.isRecording { trace.record(TraceEvent(frame: index, .relatedError, a: Int32(type))) }
                         return nil
                     }
                     return drop(.invalid, .unrelatedICMPError, UInt32(type), metadata)
                 }
-                if isV6 && ((130...137).contains(type) || type == 143) { return nil }  // MLD, ND
+                if isV6 && ((130...137).contains(type) || type == 143) {  // MLD, ND
+                    if Trace.isRecording { trace.record(TraceEvent(frame: index, .neighbourDiscovery, a: Int32(type))) }
+                    return nil
+                }
                 let echoRequest: UInt8 = isV6 ? 128 : 8
                 let echoReply: UInt8 = isV6 ? 129 : 0
                 if type == echoRequest || type == echoReply {
@@ -146,6 +168,7 @@ struct FirewallStage {
         let length = UInt64(frame.count)
         if let id = table.lookup(packet.key, now: now) {
             let entry = table.entry(id)
+            let before = Int32(entry.pointee.tcpState.rawValue) | (entry.pointee.replied ? 0x100 : 0)
             if entry.pointee.needsRecheck, let refusing = recheck(id, entry, network: network) {
                 metadata.pointee.rule = Int32(refusing)
                 return drop(.firewall, .refusedAfterReload, 0, metadata)
@@ -170,7 +193,9 @@ struct FirewallStage {
                         .invalid, .tcpOutOfState, UInt32(packet.tcpFlags) | UInt32(entry.pointee.tcpState.rawValue) << 8,
                         metadata)
                 case .reopen:
-                    return open(packet, frame, parsed, metadata, port: port, now: now, replacing: id, events: &events)
+                    return open(
+                        packet, frame, parsed, metadata, index: index, port: port, now: now, replacing: id,
+                        events: &events, trace: &trace)
                 case .move(let state, let newCloser):
                     entry.pointee.tcpState = state
                     entry.pointee.closer = newCloser.map { $0 == .original ? 1 : 2 } ?? 0
@@ -194,9 +219,18 @@ struct FirewallStage {
             metadata.pointee.isReply = direction == .reply
             metadata.pointee.isNewConnection = false
             if parsed.fragment == .first { rememberFragment(frame, parsed, packet, network: network, now: now) }
+            if Trace.isRecording {
+                let after = Int32(entry.pointee.tcpState.rawValue) | (entry.pointee.replied ? 0x100 : 0)
+                trace.record(
+                    TraceEvent(
+                        frame: index, .connectionUpdated, a: Int32(id), b: before,
+                        c: after | (direction == .reply ? 0x10000 : 0) | Int32(entry.pointee.kind.rawValue) << 24))
+            }
             return nil
         }
-        return open(packet, frame, parsed, metadata, port: port, now: now, replacing: nil, events: &events)
+        return open(
+            packet, frame, parsed, metadata, index: index, port: port, now: now, replacing: nil, events: &events,
+            trace: &trace)
     }
 
     /// A connection carried across a reload meets the new rules at its first packet: the rules
@@ -238,16 +272,20 @@ struct FirewallStage {
 
     /// A packet of no live connection: may it open one? `replacing` is a closed connection on the
     /// same flow (a SYN after TIME_WAIT or CLOSE): it gives way only if the rules allow the new one.
-    private func open(
+    private func open<Trace: TraceSink>(
         _ packet: Packet, _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame,
-        _ metadata: UnsafeMutablePointer<FrameMetadata>, port: PortID, now: Int64, replacing: Int?, events: inout Events
+        _ metadata: UnsafeMutablePointer<FrameMetadata>, index: Int, port: PortID, now: Int64, replacing: Int?,
+        events: inout Events, trace: inout Trace
     ) -> DropReason? {
         let network = metadata.pointee.network
         if packet.isTCP && !TCPConnectionState.isOpening(packet.tcpFlags) {
             return drop(.invalid, .tcpWithoutConnection, UInt32(packet.tcpFlags), metadata)
         }
         if packet.isEchoReply { return drop(.invalid, .unsolicitedEchoReply, 0, metadata) }
-        if !enforce && !isService(packet, proto: parsed.ipProtocol, network: network) { return nil }
+        if !enforce && !isService(packet, proto: parsed.ipProtocol, network: network) {
+            if Trace.isRecording { trace.record(TraceEvent(frame: index, .notService)) }
+            return nil
+        }
         let (action, rule) = enforce ? evaluate(packet, proto: parsed.ipProtocol, network: network) : (.allow, -1)
         metadata.pointee.rule = Int32(rule)
         guard action == .allow else {
@@ -289,6 +327,12 @@ struct FirewallStage {
         events.created &+= 1
         if enforce { decided(rule, action, packet, proto: parsed.ipProtocol, port: port, network: network, now: now) }
         if parsed.fragment == .first { rememberFragment(frame, parsed, packet, network: network, now: now) }
+        if Trace.isRecording {
+            trace.record(
+                TraceEvent(
+                    frame: index, .connectionOpened, a: metadata.pointee.connection, b: Int32(rule),
+                    c: Int32(TCPConnectionState.synSent.rawValue) | Int32(kind.rawValue) << 24))
+        }
         return nil
     }
 

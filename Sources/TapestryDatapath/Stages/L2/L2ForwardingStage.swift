@@ -19,33 +19,55 @@ struct L2ForwardingStage {
         var evicted: UInt64 = 0
     }
 
-    func process(_ batch: FrameBatch, now: Timestamp, events: inout Events) {
+    func process<Trace: TraceSink>(_ batch: FrameBatch, now: Timestamp, events: inout Events, trace: inout Trace) {
         let ingress = batch.ingressPort
         for index in 0..<batch.count where !batch.verdicts[index].isDrop {
             let frame = UnsafeRawBufferPointer(batch.frame(index))
             let source = frame.mac(6)
             if source.isMulticast {
                 batch.verdicts[index] = .drop(.multicastSource)
+                if Trace.isRecording { trace.record(TraceEvent(frame: index, .multicastSource)) }
                 continue
             }
             let network = batch.metadata[index].network
             if !batch.metadata[index].skipLearning {
-                switch table.learn(network, source, port: ingress, now: now) {
+                let result = table.learn(network, source, port: ingress, now: now)
+                switch result {
                 case .refreshed: break
                 case .learned: events.learned &+= 1
                 case .moved: events.moved &+= 1
                 case .learnedAfterEviction: events.learned &+= 1; events.evicted &+= 1
                 }
+                if Trace.isRecording {
+                    switch result {
+                    case .refreshed: trace.record(TraceEvent(frame: index, .learned, a: 0))
+                    case .learned: trace.record(TraceEvent(frame: index, .learned, a: 1))
+                    case .moved(let from): trace.record(TraceEvent(frame: index, .learned, a: 2, b: Int32(from)))
+                    case .learnedAfterEviction: trace.record(TraceEvent(frame: index, .learned, a: 3))
+                    }
+                }
+            } else if Trace.isRecording {
+                trace.record(TraceEvent(frame: index, .learningSkipped))
             }
             // An earlier stage already decided where this frame goes (a load balancer's answer).
-            guard case .pass = batch.verdicts[index] else { continue }
+            guard case .pass = batch.verdicts[index] else {
+                if Trace.isRecording { trace.record(TraceEvent(frame: index, .alreadyDecided)) }
+                continue
+            }
             let destination = frame.mac(0)
             if destination.isMulticast {
                 batch.verdicts[index] = .flood
+                if Trace.isRecording {
+                    trace.record(TraceEvent(frame: index, .flooded, a: destination.isBroadcast ? 1 : 2))
+                }
             } else if let port = table.lookup(network, destination, now: now) {
                 batch.verdicts[index] = port == ingress ? .drop(.hairpin) : .forward(port)
+                if Trace.isRecording {
+                    trace.record(TraceEvent(frame: index, port == ingress ? .hairpin : .fdbHit, a: Int32(port)))
+                }
             } else {
                 batch.verdicts[index] = .flood
+                if Trace.isRecording { trace.record(TraceEvent(frame: index, .flooded, a: 0)) }
             }
         }
     }

@@ -90,7 +90,7 @@ final class LoadBalancerStage {
     var unresolved: UInt64 { counters.pointee.unresolved }
     var answered: UInt64 { counters.pointee.answered }
 
-    func process(_ batch: FrameBatch, now: Timestamp) {
+    func process<Trace: TraceSink>(_ batch: FrameBatch, now: Timestamp, trace: inout Trace) {
         let now = now.nanoseconds
         let ingress = batch.ingressPort
         for index in 0..<batch.count {
@@ -101,9 +101,10 @@ final class LoadBalancerStage {
             let frame = batch.frame(index)
             switch parsed.layer3 {
             case .arp:
-                handleARP(frame, parsed, network: network, index: index, batch: batch, ingress: ingress, now: now)
+                handleARP(
+                    frame, parsed, network: network, index: index, batch: batch, ingress: ingress, now: now, trace: &trace)
             case .ipv4:
-                handleIPv4(frame, parsed, metadata, index: index, batch: batch, ingress: ingress, now: now)
+                handleIPv4(frame, parsed, metadata, index: index, batch: batch, ingress: ingress, now: now, trace: &trace)
             default:
                 continue
             }
@@ -112,9 +113,9 @@ final class LoadBalancerStage {
 
     // MARK: ARP
 
-    private func handleARP(
+    private func handleARP<Trace: TraceSink>(
         _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, network: NetworkID, index frameIndex: Int,
-        batch: FrameBatch, ingress: PortID, now: Int64
+        batch: FrameBatch, ingress: PortID, now: Int64, trace: inout Trace
     ) {
         let l3 = Int(parsed.l3Offset)
         guard let arp = ARPView(validating: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(frame)[l3...])),
@@ -138,8 +139,10 @@ final class LoadBalancerStage {
                 batch.verdicts[frameIndex] = .forward(ingress)
                 batch.metadata[frameIndex].skipLearning = true
                 counters.pointee.answered &+= 1
+                if Trace.isRecording { trace.record(TraceEvent(frame: frameIndex, .vipAnswered, a: Int32(index))) }
             } else {
                 batch.verdicts[frameIndex] = .consume  // a backend answering our ARP request
+                if Trace.isRecording { trace.record(TraceEvent(frame: frameIndex, .vipARPReplyTaken, a: Int32(index))) }
             }
             return
         }
@@ -147,9 +150,9 @@ final class LoadBalancerStage {
 
     // MARK: IPv4
 
-    private func handleIPv4(
+    private func handleIPv4<Trace: TraceSink>(
         _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, _ metadata: UnsafeMutablePointer<FrameMetadata>,
-        index: Int, batch: FrameBatch, ingress: PortID, now: Int64
+        index: Int, batch: FrameBatch, ingress: PortID, now: Int64, trace: inout Trace
     ) {
         let l3 = Int(parsed.l3Offset)
         let network = metadata.pointee.network
@@ -168,6 +171,10 @@ final class LoadBalancerStage {
             _ = FrameRewriter.setPort(frame, parsed, .source, service.port)
             frame.setMAC(6, service.mac)
             metadata.pointee.skipLearning = true
+            if Trace.isRecording {
+                trace.record(
+                    TraceEvent(frame: index, .replyRewritten, a: Int32(entry.pointee.balancer), b: Int32(entry.pointee.backend)))
+            }
             return
         }
 
@@ -186,31 +193,31 @@ final class LoadBalancerStage {
         guard isVIP else { return }
         if serviceIndex < 0 {
             if proto == IPProtocol.icmp, parsed.hasL4, frame[Int(parsed.l4Offset)] == 8 {
-                let service = services[(0..<serviceCount).first { services[$0].network == network && services[$0].vip == destination }!]
-                answerEcho(frame, parsed, mac: service.mac)
+                let first = (0..<serviceCount).first { services[$0].network == network && services[$0].vip == destination }!
+                answerEcho(frame, parsed, mac: services[first].mac)
                 batch.verdicts[index] = .forward(ingress)
                 metadata.pointee.skipLearning = true
                 counters.pointee.answered &+= 1
+                if Trace.isRecording { trace.record(TraceEvent(frame: index, .vipAnswered, a: Int32(first))) }
             } else {
-                batch.verdicts[index] = .drop(.noService)
-                metadata.pointee.cause = .notServed
+                drop(.noService, .notServed, index, batch, &trace)
             }
             return
         }
         let service = services[serviceIndex]
         guard metadata.pointee.connection >= 0 else {
-            batch.verdicts[index] = .drop(.invalid)
-            metadata.pointee.cause = .untrackedServiceTraffic
+            drop(.invalid, .untrackedServiceTraffic, index, batch, &trace)
             return
         }
         let id = Int(metadata.pointee.connection)
         let entry = table.entry(id)
+        var why: Int32 = 0  // the connection's backend
         if entry.pointee.backend < 0 {
             guard let chosen = schedulers[serviceIndex].next() else {
-                batch.verdicts[index] = .drop(.noService)
-                metadata.pointee.cause = .allBackendsDrained
+                drop(.noService, .allBackendsDrained, index, batch, &trace)
                 return
             }
+            if Trace.isRecording { why = 1 + Int32(schedulers[serviceIndex].drained.lazy.filter { $0 }.count) }
             entry.pointee.balancer = Int16(serviceIndex)
             entry.pointee.backend = Int16(chosen)
             selectionCounts[service.firstBackend + chosen] &+= 1
@@ -225,15 +232,32 @@ final class LoadBalancerStage {
             table.addAlias(id: id, key: key, backendIsA: backendIsA)
         }
         let backend = backends[service.firstBackend + Int(entry.pointee.backend)]
+        if Trace.isRecording {
+            trace.record(
+                TraceEvent(frame: index, .backendChosen, a: Int32(serviceIndex), b: Int32(entry.pointee.backend), c: why))
+        }
         guard backend.mac != .zero else {
             askForBackend(frame, batch: batch, index: index, service: service, backend: backend.address)
             metadata.pointee.skipLearning = true
             counters.pointee.unresolved &+= 1
+            if Trace.isRecording {
+                trace.record(
+                    TraceEvent(frame: index, .backendUnresolved, a: Int32(serviceIndex), b: Int32(entry.pointee.backend)))
+            }
             return
         }
         _ = FrameRewriter.setIPv4Address(frame, parsed, .destination, backend.address)
         _ = FrameRewriter.setPort(frame, parsed, .destination, backend.port)
         frame.setMAC(0, backend.mac)
+    }
+
+    @inline(__always)
+    private func drop<Trace: TraceSink>(
+        _ reason: DropReason, _ cause: DropCause, _ index: Int, _ batch: FrameBatch, _ trace: inout Trace
+    ) {
+        batch.verdicts[index] = .drop(reason)
+        batch.metadata[index].cause = cause
+        if Trace.isRecording { trace.record(TraceEvent(frame: index, .dropped, b: -1, c: Int32(cause.rawValue))) }
     }
 
     /// Turns an echo request to the VIP into the VIP's echo reply, in place.

@@ -53,24 +53,27 @@ struct VLANEgressStage {
         memberStart.deallocate()
     }
 
-    func process(_ batch: FrameBatch, into queues: TransmitQueues) {
+    func process<Trace: TraceSink>(_ batch: FrameBatch, into queues: TransmitQueues, trace: inout Trace) {
         let ingress = batch.ingressPort
         for index in 0..<batch.count {
             switch batch.verdicts[index] {
             case .forward(let port):
-                emit(batch, index, to: port, queues)
+                emit(batch, index, to: port, queues, &trace)
             case .flood:
                 let network = Int(batch.metadata[index].network)
                 var sent = false
                 for member in memberStart[network]..<memberStart[network + 1] where members[member] != ingress {
-                    emit(batch, index, to: members[member], queues)
+                    emit(batch, index, to: members[member], queues, &trace)
                     sent = true
                 }
-                if !sent { batch.verdicts[index] = .drop(.noDestination) }
+                if !sent {
+                    batch.verdicts[index] = .drop(.noDestination)
+                    if Trace.isRecording { trace.record(TraceEvent(frame: index, .noDestination)) }
+                }
             case .floodAll:
                 let network = Int(batch.metadata[index].network)
                 for member in memberStart[network]..<memberStart[network + 1] {
-                    emit(batch, index, to: members[member], queues)
+                    emit(batch, index, to: members[member], queues, &trace)
                 }
             case .pass, .drop, .consume:
                 break
@@ -79,7 +82,9 @@ struct VLANEgressStage {
     }
 
     @inline(__always)
-    private func emit(_ batch: FrameBatch, _ index: Int, to port: PortID, _ queues: TransmitQueues) {
+    private func emit<Trace: TraceSink>(
+        _ batch: FrameBatch, _ index: Int, to port: PortID, _ queues: TransmitQueues, _ trace: inout Trace
+    ) {
         let frame = batch.frame(index)
         let metadata = batch.metadata[index]
         let source = frame.baseAddress.unsafelyUnwrapped
@@ -100,5 +105,6 @@ struct VLANEgressStage {
         // The virtio-net header sits in the 12 bytes before the frame; its offsets move with a tag.
         metadata.offload.shifted(by: length - skip).store(to: destination - VirtioNetHeader.length)
         queues.finish(port, length: length + rest)
+        if Trace.isRecording { trace.record(TraceEvent(frame: index, .sent, a: Int32(port), b: Int32(vid))) }
     }
 }

@@ -38,7 +38,7 @@ struct VLANIngressStage {
 
     func deallocate() { classification.deallocate() }
 
-    func process(_ batch: FrameBatch, accessPort: Bool) {
+    func process<Trace: TraceSink>(_ batch: FrameBatch, accessPort: Bool, trace: inout Trace) {
         let row = classification + Int(batch.ingressPort) * 4096
         for index in 0..<batch.count {
             let parsed = FrameParser.parse(UnsafeRawBufferPointer(batch.frame(index)))
@@ -47,6 +47,7 @@ struct VLANIngressStage {
             batch.metadata[index].skipLearning = false
             if !parsed.isValid {
                 batch.verdicts[index] = .drop(.invalid)
+                if Trace.isRecording { trace.record(Self.malformed(index, parsed)) }
                 continue
             }
             // Most frames carry no offload: two byte loads decide. (`parsed` stays a `let`: a
@@ -55,6 +56,7 @@ struct VLANIngressStage {
             if (offload.flags | offload.gsoType) != 0 && !offload.fits(parsed) {
                 batch.metadata[index].parsed.malformation = .offloadMismatch
                 batch.verdicts[index] = .drop(.invalid)
+                if Trace.isRecording { trace.record(Self.malformed(index, batch.metadata[index].parsed)) }
                 continue
             }
             var vid: UInt16 = 0
@@ -64,6 +66,12 @@ struct VLANIngressStage {
                 // an access port takes no second tag behind a priority tag either.
                 if parsed.outerTPID != EtherType.vlan || (accessPort && parsed.tagCount > 1) {
                     batch.verdicts[index] = .drop(.vlan)
+                    if Trace.isRecording {
+                        trace.record(
+                            parsed.outerTPID != EtherType.vlan
+                                ? TraceEvent(frame: index, .serviceTagRefused, a: Int32(parsed.outerTPID))
+                                : TraceEvent(frame: index, .doubleTagOnAccess))
+                    }
                     continue
                 }
                 vid = parsed.outerTCI & 0x0FFF
@@ -72,11 +80,25 @@ struct VLANIngressStage {
             let network = row[Int(vid)]
             if network == Self.unclassified {
                 batch.verdicts[index] = .drop(.vlan)
+                if Trace.isRecording {
+                    trace.record(TraceEvent(frame: index, accessPort ? .tagOnAccess : .vidNotOnTrunk, a: Int32(vid)))
+                }
                 continue
             }
             batch.metadata[index].network = network
             batch.metadata[index].consumedTag = consumed
             batch.metadata[index].priorityBits = consumed ? parsed.outerTCI & 0xF000 : 0
+            if Trace.isRecording {
+                trace.record(
+                    TraceEvent(
+                        frame: index, .classified, a: Int32(network), b: Int32(vid), c: !consumed ? 0 : vid == 0 ? 2 : 1))
+            }
         }
+    }
+
+    private static func malformed(_ index: Int, _ parsed: ParsedFrame) -> TraceEvent {
+        TraceEvent(
+            frame: index, .malformed, a: Int32(truncatingIfNeeded: parsed.problemOffset),
+            b: Int32(truncatingIfNeeded: parsed.problemLength), c: Int32(parsed.malformation?.rawValue ?? 0))
     }
 }
