@@ -118,7 +118,7 @@ final class DatagramSocketPort {
 
     /// Receives up to `limit` frames into `batch`; a datagram longer than `maxFrameLength` is
     /// dropped as `oversize`. Returns nil when the socket failed (the reason is in errno).
-    func receive(into batch: FrameBatch, limit: Int, _ datapath: Datapath, _ portID: PortID) -> Received? {
+    func receive(into batch: FrameBatch, limit: Int, _ drops: PortDrops) -> Received? {
         var wanted = 0
         while wanted < min(limit, Int(TAPESTRY_BATCH_MAX)), let area = batch.freeFrameArea(ahead: wanted) {
             messages[wanted] = tapestry_message(
@@ -138,7 +138,7 @@ final class DatagramSocketPort {
         for index in 0..<Int(received) {
             let message = messages[index]
             if message.flags & TAPESTRY_RX_TRUNCATED != 0 {
-                datapath.countDrop(on: portID, .oversize, bytes: Int(message.length))
+                drops.received(.oversize, bytes: Int(message.length))
                 moved += 1
                 continue
             }
@@ -149,14 +149,14 @@ final class DatagramSocketPort {
         }
         if named != 0, strcmp(peerBuffer, peerBytes) != 0 || (peer == nil && !refused) {
             strcpy(peerBytes, peerBuffer)
-            return follow(String(cString: peerBuffer), datapath, portID)
+            return follow(String(cString: peerBuffer), drops)
         }
         return .ok
     }
 
     /// Sends to `path` from now on, through a new socket connected to it.
-    private func follow(_ path: String, _ datapath: Datapath, _ portID: PortID) -> Received {
-        discardBacklog(datapath, portID)
+    private func follow(_ path: String, _ drops: PortDrops) -> Received {
+        discardBacklog(drops)
         closeSender()
         peer = nil
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
@@ -195,20 +195,20 @@ final class DatagramSocketPort {
     }
 
     /// Sends `portID`'s transmit queue to the peer, one datagram per frame (TSO segments cut).
-    func transmit(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> Sent {
+    func transmit(_ queues: TransmitQueues, _ portID: PortID, _ drops: PortDrops) -> Sent {
         var result = Sent.ok
-        plain.gather(queues, portID, datapath) {
-            result = send(queues, portID, datapath)
+        plain.gather(queues, portID, drops) {
+            result = send(queues, portID, drops)
             if case .peerGone = result { return false }
             return true
         }
         return result
     }
 
-    private func send(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> Sent {
+    private func send(_ queues: TransmitQueues, _ portID: PortID, _ drops: PortDrops) -> Sent {
         guard plain.count > 0 else { return .ok }
         guard peer != nil else {
-            plain.countDropped(from: 0, .portDown, queues, portID, datapath)
+            plain.countDropped(from: 0, .portDown, queues, portID, drops)
             return .ok
         }
         var first = 0
@@ -227,8 +227,8 @@ final class DatagramSocketPort {
                 }
                 if -sent == EINTR { continue }
                 if -sent == EAGAIN || -sent == ENOBUFS { break }
-                plain.countDropped(from: first, .portDown, queues, portID, datapath)
-                return peerGone(-sent, datapath, portID)
+                plain.countDropped(from: first, .portDown, queues, portID, drops)
+                return peerGone(-sent, drops)
             }
             if first == plain.count { return .ok }
         }
@@ -251,10 +251,10 @@ final class DatagramSocketPort {
                 backlogEnd += 8 + length
             } else {
                 last = plain.sources[i]
-                datapath.countTransmitDrop(on: portID, .txFull, bytes: queues.frame(portID, last).count)
+                drops.unsent(.txFull, bytes: queues.frame(portID, last).count)
             }
         }
-        return flushBacklog(datapath, portID)
+        return flushBacklog(drops)
     }
 
     /// Connects `sender` afresh to the VM's path: after EPOLLOUT with nothing sent, `sender` may
@@ -275,14 +275,14 @@ final class DatagramSocketPort {
     }
 
     /// Forgets the VM and what waits for it (the port went down for another reason).
-    func forget(_ datapath: Datapath, _ portID: PortID) {
-        discardBacklog(datapath, portID)
+    func forget(_ drops: PortDrops) {
+        discardBacklog(drops)
         closeSender()
         peer = nil
     }
 
     /// Sends what the backlog holds, as far as the VM's queue takes it.
-    func flushBacklog(_ datapath: Datapath, _ portID: PortID) -> Sent {
+    func flushBacklog(_ drops: PortDrops) -> Sent {
         guard peer != nil else { return .ok }
         while backlogEnd > backlogStart {
             var count = 0
@@ -302,7 +302,7 @@ final class DatagramSocketPort {
             }
             if -sent == EINTR { continue }
             if -sent == EAGAIN || -sent == ENOBUFS { break }
-            return peerGone(-sent, datapath, portID)
+            return peerGone(-sent, drops)
         }
         if backlogStart == backlogEnd {
             backlogStart = 0
@@ -312,23 +312,23 @@ final class DatagramSocketPort {
     }
 
     /// The VM's socket is gone (or refuses us): forget it until it sends again.
-    private func peerGone(_ code: Int32, _ datapath: Datapath, _ portID: PortID) -> Sent {
+    private func peerGone(_ code: Int32, _ drops: PortDrops) -> Sent {
         let path = peer ?? "?"
         peer = nil
-        discardBacklog(datapath, portID)
+        discardBacklog(drops)
         closeSender()
         return .peerGone(Self.reason(code, path))
     }
 
     /// Empties the backlog, counting each frame in it as `port-down`.
-    private func discardBacklog(_ datapath: Datapath, _ portID: PortID) {
+    private func discardBacklog(_ drops: PortDrops) {
         var offset = backlogStart
         while offset < backlogEnd {
             let header = backlog.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
             let length = Int(header & ~Self.lastPiece)
             if header & Self.lastPiece != 0 {
                 let frameBytes = Int(backlog.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
-                datapath.countTransmitDrop(on: portID, .portDown, bytes: frameBytes)
+                drops.unsent(.portDown, bytes: frameBytes)
             }
             offset += 8 + length
         }

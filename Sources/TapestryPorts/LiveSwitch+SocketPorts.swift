@@ -19,8 +19,9 @@ extension LiveSwitch {
     /// A datagram port's VM drained its queue: send what waits.
     func datagramWritable(_ port: PortID) {
         guard case .datagram(let socket) = slots[Int(port)].port else { return }
+        defer { drops.settle(on: port, into: datapath) }
         let waiting = socket.backlogBytes
-        if case .peerGone(let why) = socket.flushBacklog(datapath, port) {
+        if case .peerGone(let why) = socket.flushBacklog(drops) {
             datagramPeerGone(port, why)
         } else if waiting > 0, socket.backlogBytes == waiting, socket.sender >= 0 {
             // Writable, yet nothing went: `sender` is connected to a VM that restarted on the same
@@ -29,7 +30,7 @@ extension LiveSwitch {
             if socket.reconnectSender() {
                 watchSender(port, socket)
             } else {
-                socket.forget(datapath, port)
+                socket.forget(drops)
                 datagramPeerGone(port, "the VM's socket is gone")
             }
         }
@@ -70,8 +71,9 @@ extension LiveSwitch {
     /// A stream port's VM went away or broke the framing: the port is down until one connects.
     func streamClosed(_ port: PortID, _ reason: String) {
         guard case .stream(let socket) = slots[Int(port)].port else { return }
+        defer { drops.settle(on: port, into: datapath) }
         if socket.isConnected { epoll_ctl(epoll, EPOLL_CTL_DEL, socket.connection, nil) }
-        socket.disconnect { length in datapath.countTransmitDrop(on: port, .portDown, bytes: length) }
+        socket.disconnect { length in drops.unsent(.portDown, bytes: length) }
         slots[Int(port)].watchingWritable = false
         guard slots[Int(port)].isUp else { return }
         slots[Int(port)].isUp = false

@@ -35,6 +35,8 @@ public final class LiveSwitch {
     private let reloadSignals: Int32
     /// TAP ports without offloads (`--no-offloads`) take plain frames, like QEMU's sockets.
     let plainForTaps = PlainFrames(gap: 0)
+    /// What ports report dropping; settled into the datapath's counters after each receive and send.
+    let drops = PortDrops()
     let log: @Sendable (String) -> Void
     /// A `ctl trace` waiting for frames on one port (its client stays connected until it ends).
     var pendingTrace: PendingTrace?
@@ -223,6 +225,7 @@ public final class LiveSwitch {
     func service(port: PortID, events: UInt32) {
         if events & EPOLLOUT.rawValue != 0, case .stream(let socket) = slots[Int(port)].port {
             if let broken = socket.flushBacklog() { streamClosed(port, broken) }
+            drops.settle(on: port, into: datapath)
             updateWritableInterest(port)
             if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) == 0 { return }
         }
@@ -237,39 +240,22 @@ public final class LiveSwitch {
 
     /// Fills the batch with up to `limit` frames from `port`. A port that fails is taken down.
     func receive(_ port: PortID, limit: Int) {
+        defer { drops.settle(on: port, into: datapath) }
         core.begin(port: port)
         let batch = core.batch
         switch slots[Int(port)].port {
         case .tap(let device):
-            var taken = 0
-            while taken < limit {
-                let area = device.offloads ? batch.nextFreeAreaWithVirtioHeader() : batch.nextFreeFrameArea()
-                guard let area else { break }
-                let count = Glibc.read(device.fileDescriptor, area.baseAddress, area.count)
-                if count < 0 {
-                    if errno == EINTR { continue }
-                    if errno != EAGAIN { portDown(port, "read failed: \(String(cString: strerror(errno)))") }
-                    break
-                }
-                taken += 1
-                if device.offloads {
-                    if !batch.commitWithVirtioHeader(readLength: count) {
-                        datapath.countDrop(on: port, .invalid, bytes: count)
-                    }
-                } else {
-                    batch.commit(length: count)
-                }
-            }
+            if let failure = device.receive(into: batch, limit: limit, drops) { portDown(port, failure) }
         case .stream(let socket):
             if case .closed(let why, let broken) = socket.receive(into: batch, limit: limit) {
-                if let broken { datapath.countDrop(on: port, .invalid, bytes: broken) }
+                if let broken { drops.received(.invalid, bytes: broken) }
                 closing = (port, why)
             }
         case .datagram(let socket):
-            switch socket.receive(into: batch, limit: limit, datapath, port) {
+            switch socket.receive(into: batch, limit: limit, drops) {
             case nil:
                 let reason = "receive failed: \(String(cString: strerror(errno)))"
-                socket.forget(datapath, port)
+                socket.forget(drops)
                 portDown(port, reason)
             case .newPeer(let path)?:
                 let wasUp = slots[Int(port)].isUp
@@ -284,7 +270,7 @@ public final class LiveSwitch {
                 break
             }
         case .packet(let socket):
-            if let code = socket.receive(into: batch, limit: limit, datapath, port) {
+            if let code = socket.receive(into: batch, limit: limit, drops) {
                 // ENETDOWN while the interface exists only means its link went down for a moment.
                 if code != ENETDOWN || !socket.exists {
                     portDown(port, socket.exists ? "receive failed: \(String(cString: strerror(code)))" : "the interface is gone")
@@ -295,70 +281,30 @@ public final class LiveSwitch {
 
     /// Sends what the batch queued for `port` (the core calls this once per port with frames).
     func transmit(_ port: PortID, _ queues: TransmitQueues) {
+        defer { drops.settle(on: port, into: datapath) }
         guard slots[Int(port)].isUp else {
             for index in 0..<queues.count(port) {
-                datapath.countTransmitDrop(on: port, .portDown, bytes: queues.frame(port, index).count)
+                drops.unsent(.portDown, bytes: queues.frame(port, index).count)
             }
             return
         }
         switch slots[Int(port)].port {
         case .tap(let device):
-            transmit(queues, port, device)
+            if let failure = device.transmit(queues, port, drops, plain: plainForTaps) { portDown(port, failure) }
         case .stream(let socket):
-            if let broken = socket.transmit(queues, port, datapath) {
+            if let broken = socket.transmit(queues, port, drops) {
                 streamClosed(port, broken)
             } else {
                 updateWritableInterest(port)
             }
         case .datagram(let socket):
-            if case .peerGone(let why) = socket.transmit(queues, port, datapath) {
+            if case .peerGone(let why) = socket.transmit(queues, port, drops) {
                 datagramPeerGone(port, why)
             }
             updateWritableInterest(port)
         case .packet(let socket):
-            if case .failed(let code) = socket.transmit(queues, port, datapath), !socket.exists || code != ENETDOWN {
+            if case .failed(let code) = socket.transmit(queues, port, drops), !socket.exists || code != ENETDOWN {
                 portDown(port, socket.exists ? "send failed: \(String(cString: strerror(code)))" : "the interface is gone")
-            }
-        }
-    }
-
-    private func transmit(_ queues: TransmitQueues, _ port: PortID, _ device: TAPDevice) {
-        guard device.offloads else {
-            // `--no-offloads`: checksums completed and TSO segments (from interface ports) cut here.
-            plainForTaps.gather(queues, port, datapath) {
-                var last = -1
-                for piece in 0..<plainForTaps.count where plainForTaps.sources[piece] != last {
-                    var written = Glibc.write(device.fileDescriptor, plainForTaps.starts[piece], plainForTaps.lengths[piece])
-                    while written < 0, errno == EINTR {
-                        written = Glibc.write(device.fileDescriptor, plainForTaps.starts[piece], plainForTaps.lengths[piece])
-                    }
-                    guard written < 0 else { continue }
-                    let failed = errno
-                    last = plainForTaps.sources[piece]
-                    if failed == EAGAIN || failed == ENOBUFS {
-                        datapath.countTransmitDrop(on: port, .txFull, bytes: queues.frame(port, last).count)
-                        continue
-                    }
-                    // The device is gone: this and every other gathered frame are lost with it.
-                    plainForTaps.countDropped(from: piece, .portDown, queues, port, datapath)
-                    portDown(port, "write failed: \(String(cString: strerror(failed)))")
-                    return false
-                }
-                return true
-            }
-            return
-        }
-        for index in 0..<queues.count(port) {
-            let bytes = queues.frameWithVirtioHeader(port, index)
-            let written = Glibc.write(device.fileDescriptor, bytes.baseAddress, bytes.count)
-            if written < 0 {
-                let length = bytes.count - VirtioNetHeader.length
-                if errno == EAGAIN || errno == ENOBUFS {
-                    datapath.countTransmitDrop(on: port, .txFull, bytes: length)
-                } else if errno != EINTR {
-                    datapath.countTransmitDrop(on: port, .portDown, bytes: length)
-                    portDown(port, "write failed: \(String(cString: strerror(errno)))")
-                }
             }
         }
     }

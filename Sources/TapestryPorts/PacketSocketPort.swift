@@ -70,7 +70,7 @@ final class PacketSocketPort {
 
     /// Receives up to `limit` frames into `batch` with their virtio-net headers. Returns the
     /// error (a positive errno) when the socket failed, else nil.
-    func receive(into batch: FrameBatch, limit: Int, _ datapath: Datapath, _ portID: PortID) -> Int32? {
+    func receive(into batch: FrameBatch, limit: Int, _ drops: PortDrops) -> Int32? {
         var wanted = 0
         while wanted < min(limit, Int(TAPESTRY_BATCH_MAX)), let area = batch.freeFrameArea(ahead: wanted) {
             messages[wanted] = tapestry_message(
@@ -90,7 +90,7 @@ final class PacketSocketPort {
                 continue
             }
             if message.flags & TAPESTRY_RX_TRUNCATED != 0 {
-                datapath.countDrop(on: portID, .oversize, bytes: length)
+                drops.received(.oversize, bytes: length)
                 skipped += 1
                 continue
             }
@@ -125,7 +125,7 @@ final class PacketSocketPort {
 
     /// Sends `portID`'s transmit queue with one sendmmsg per batch; the kernel segments TSO
     /// frames itself. A frame over the interface's MTU is dropped as `oversize`.
-    func transmit(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> Sent {
+    func transmit(_ queues: TransmitQueues, _ portID: PortID, _ drops: PortDrops) -> Sent {
         let queued = queues.count(portID)
         var first = 0
         while first < queued {
@@ -147,13 +147,13 @@ final class PacketSocketPort {
             case EINTR:
                 continue
             case EMSGSIZE, EINVAL:
-                datapath.countTransmitDrop(on: portID, code == EMSGSIZE ? .oversize : .invalid, bytes: queues.frame(portID, first).count)
+                drops.unsent(code == EMSGSIZE ? .oversize : .invalid, bytes: queues.frame(portID, first).count)
                 first += 1
             case EAGAIN, ENOBUFS:
-                for i in first..<queued { datapath.countTransmitDrop(on: portID, .txFull, bytes: queues.frame(portID, i).count) }
+                for i in first..<queued { drops.unsent(.txFull, bytes: queues.frame(portID, i).count) }
                 return .ok
             default:
-                for i in first..<queued { datapath.countTransmitDrop(on: portID, .portDown, bytes: queues.frame(portID, i).count) }
+                for i in first..<queued { drops.unsent(.portDown, bytes: queues.frame(portID, i).count) }
                 return .failed(code)
             }
         }

@@ -50,7 +50,7 @@ final class PlainFrames {
     /// Gathers every queued frame of `port`, calling `send` whenever room runs out and once at the
     /// end (it sends what is gathered); stops early when `send` returns false. A frame that cannot
     /// be made plain is counted as `offload-unsupported`.
-    func gather(_ queues: TransmitQueues, _ port: PortID, _ datapath: Datapath, send: () -> Bool) {
+    func gather(_ queues: TransmitQueues, _ port: PortID, _ drops: PortDrops, send: () -> Bool) {
         removeAll()
         var index = 0
         let queued = queues.count(port)
@@ -59,16 +59,16 @@ final class PlainFrames {
             case .added:
                 index += 1
             case .unsupported:
-                datapath.countTransmitDrop(on: port, .offloadUnsupported, bytes: queues.frame(port, index).count)
+                drops.unsent(.offloadUnsupported, bytes: queues.frame(port, index).count)
                 index += 1
             case .oversize:
-                datapath.countTransmitDrop(on: port, .oversize, bytes: queues.frame(port, index).count)
+                drops.unsent(.oversize, bytes: queues.frame(port, index).count)
                 index += 1
             case .full:
                 guard send() else {
                     // The connection broke: what was not gathered yet is lost with it.
                     for rest in index..<queued {
-                        datapath.countTransmitDrop(on: port, .portDown, bytes: queues.frame(port, rest).count)
+                        drops.unsent(.portDown, bytes: queues.frame(port, rest).count)
                     }
                     return
                 }
@@ -81,12 +81,12 @@ final class PlainFrames {
     /// Counts the queued frames behind gathered frames `first...` as dropped, once each (a
     /// segmented frame's pieces are contiguous).
     func countDropped(
-        from first: Int, _ reason: DropReason, _ queues: TransmitQueues, _ port: PortID, _ datapath: Datapath
+        from first: Int, _ reason: DropReason, _ queues: TransmitQueues, _ port: PortID, _ drops: PortDrops
     ) {
         var last = -1
         for i in first..<count where sources[i] != last {
             last = sources[i]
-            datapath.countTransmitDrop(on: port, reason, bytes: queues.frame(port, last).count)
+            drops.unsent(reason, bytes: queues.frame(port, last).count)
         }
     }
 

@@ -267,10 +267,10 @@ final class StreamSocketPort {
     }
 
     /// Sends `port`'s transmit queue. Returns a reason when the connection broke.
-    func transmit(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> String? {
+    func transmit(_ queues: TransmitQueues, _ portID: PortID, _ drops: PortDrops) -> String? {
         var broken: String?
-        plain.gather(queues, portID, datapath) {
-            broken = send(queues, portID, datapath)
+        plain.gather(queues, portID, drops) {
+            broken = send(queues, portID, drops)
             return broken == nil
         }
         return broken
@@ -278,7 +278,7 @@ final class StreamSocketPort {
 
     /// Writes the gathered frames: straight to the socket when nothing is waiting, else (and for
     /// what the socket does not take) into the backlog.
-    private func send(_ queues: TransmitQueues, _ portID: PortID, _ datapath: Datapath) -> String? {
+    private func send(_ queues: TransmitQueues, _ portID: PortID, _ drops: PortDrops) -> String? {
         let count = plain.count
         guard count > 0 else { return nil }
         var first = 0
@@ -294,7 +294,7 @@ final class StreamSocketPort {
             if written < 0 {
                 guard errno == EAGAIN else {
                     let reason = "write failed: \(String(cString: strerror(errno)))"
-                    plain.countDropped(from: 0, .portDown, queues, portID, datapath)
+                    plain.countDropped(from: 0, .portDown, queues, portID, drops)
                     return reason
                 }
                 written = 0
@@ -329,7 +329,7 @@ final class StreamSocketPort {
                 pendingCount += 1
             } else {
                 lastCounted = plain.sources[i]
-                datapath.countTransmitDrop(on: portID, .txFull, bytes: queues.frame(portID, plain.sources[i]).count)
+                drops.unsent(.txFull, bytes: queues.frame(portID, plain.sources[i]).count)
             }
         }
         return flushBacklog()

@@ -199,17 +199,27 @@ public final class Datapath {
 
     /// Counts a frame the driver dropped before it reached the pipeline (too large for a slot, say).
     public func countDrop(on port: PortID, _ reason: DropReason, bytes: Int) {
-        framesIn[Int(port)] &+= 1
-        bytesIn[Int(port)] &+= UInt64(bytes)
-        drops[Int(port) * DropReason.count + reason.index] &+= 1
+        countDrops(on: port, reason, frames: 1, bytes: UInt64(max(0, bytes)))
+    }
+
+    /// Counts `frames` frames (`bytes` in all) the driver dropped before they reached the pipeline.
+    public func countDrops(on port: PortID, _ reason: DropReason, frames: UInt64, bytes: UInt64) {
+        framesIn[Int(port)] &+= frames
+        bytesIn[Int(port)] &+= bytes
+        drops[Int(port) * DropReason.count + reason.index] &+= frames
     }
 
     /// Counts a frame the pipeline queued on `port` that the driver could not send (queue full,
     /// port down): it moves from the port's "out" counters to its drops.
     public func countTransmitDrop(on port: PortID, _ reason: DropReason, bytes: Int) {
-        framesOut[Int(port)] &-= 1
-        bytesOut[Int(port)] &-= UInt64(bytes)
-        drops[Int(port) * DropReason.count + reason.index] &+= 1
+        countTransmitDrops(on: port, reason, frames: 1, bytes: UInt64(max(0, bytes)))
+    }
+
+    /// `countTransmitDrop` for `frames` frames, `bytes` in all.
+    public func countTransmitDrops(on port: PortID, _ reason: DropReason, frames: UInt64, bytes: UInt64) {
+        framesOut[Int(port)] &-= frames
+        bytesOut[Int(port)] &-= bytes
+        drops[Int(port) * DropReason.count + reason.index] &+= frames
     }
 
     /// A copy of all counters (allocates; for summaries and control, not the datapath).
