@@ -84,7 +84,7 @@ let package = Package(
         ),
         .testTarget(name: "TapestryCLITests", dependencies: ["tapestry"]),
         .testTarget(name: "TapestryControlTests", dependencies: ["TapestryControl"]),
-        .testTarget(name: "TapestryPortsTests", dependencies: ["TapestryPorts", "TapestryWire"]),
+        .testTarget(name: "TapestryPortsTests", dependencies: ["TapestryPorts", "TapestryWire", "TapestryDatapath", "TapestryTopology"]),
         .testTarget(name: "TapestryLiveTests", dependencies: ["tapestry", "TapestryLab", "TapestryProcess"]),
         .testTarget(name: "TapestryProcessTests", dependencies: ["TapestryProcess"]),
         .testTarget(name: "TapestryFuzzTests", dependencies: ["TapestryFuzzTargets"]),

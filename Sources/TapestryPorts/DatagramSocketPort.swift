@@ -27,8 +27,11 @@ final class DatagramSocketPort {
     let path: String
     let descriptor: Int32
     let maxFrameLength: Int
-    /// Where replies go: the path of the VM's socket, learned from what it sends.
+    /// Where replies go: the path of the VM's socket, learned from what it sends (nil while
+    /// there is none to send to).
     private(set) var peer: String?
+    /// Whether the port has its VM (`SocketPortLifecycle`).
+    private(set) var lifecycle = SocketPortLifecycle()
     /// A socket connected to `peer`, only for epoll to report when the VM's queue drains (-1
     /// while no VM is known).
     private(set) var sender: Int32 = -1
@@ -58,9 +61,9 @@ final class DatagramSocketPort {
         case ok
         /// A datagram came from a new path (the port comes up, or follows a restarted VM);
         /// `sender` is new.
-        case newPeer(String)
-        /// A datagram came from a path the switch cannot send to (the reason).
-        case unreachable(String)
+        case newPeer(SocketPortLifecycle.Change)
+        /// A datagram came from a path the switch cannot send to (the port goes down if it was up).
+        case unreachable(SocketPortLifecycle.Change)
     }
 
     init(port: String, path: String, access: Topology.SocketAccess, maxFrameLength: Int) throws(PortError) {
@@ -168,7 +171,7 @@ final class DatagramSocketPort {
             // Not allowed to write there: say so once. Gone (ECONNREFUSED, ENOENT): try again at the
             // next datagram from that path, which may come from a VM restarted on it.
             refused = -status == EACCES
-            return .unreachable(Self.reason(-status, path))
+            return .unreachable(lifecycle.peerGone(Self.reason(-status, path)))
         }
         refused = false
         if status == 0 {
@@ -177,7 +180,7 @@ final class DatagramSocketPort {
             Glibc.close(fd)
         }
         peer = path
-        return .newPeer(path)
+        return .newPeer(lifecycle.datagram(from: path))
     }
 
     static let lastPiece: UInt32 = 1 << 31
@@ -191,7 +194,7 @@ final class DatagramSocketPort {
     enum Sent {
         case ok
         /// The VM's socket is gone: the port is down until it sends again.
-        case peerGone(String)
+        case peerGone(SocketPortLifecycle.Change)
     }
 
     /// Sends `portID`'s transmit queue to the peer, one datagram per frame (TSO segments cut).
@@ -274,11 +277,12 @@ final class DatagramSocketPort {
         return -status == EPERM
     }
 
-    /// Forgets the VM and what waits for it (the port went down for another reason).
-    func forget(_ drops: PortDrops) {
+    /// Forgets the VM and what waits for it, for `reason` (its socket is gone, or the port's own failed).
+    func forget(_ reason: String, _ drops: PortDrops) -> SocketPortLifecycle.Change {
         discardBacklog(drops)
         closeSender()
         peer = nil
+        return lifecycle.peerGone(reason)
     }
 
     /// Sends what the backlog holds, as far as the VM's queue takes it.
@@ -314,10 +318,7 @@ final class DatagramSocketPort {
     /// The VM's socket is gone (or refuses us): forget it until it sends again.
     private func peerGone(_ code: Int32, _ drops: PortDrops) -> Sent {
         let path = peer ?? "?"
-        peer = nil
-        discardBacklog(drops)
-        closeSender()
-        return .peerGone(Self.reason(code, path))
+        return .peerGone(forget(Self.reason(code, path), drops))
     }
 
     /// Empties the backlog, counting each frame in it as `port-down`.

@@ -9,11 +9,37 @@ import Glibc
 /// VMs' sockets, and output that waits for a VM to read (EPOLLOUT interest, retries, frames
 /// already read but not yet run).
 extension LiveSwitch {
-    /// Closes the stream connection `receive` found ended, now that its last frames have run.
-    func finishClosing() {
-        guard let (port, reason) = closing else { return }
-        closing = nil
-        streamClosed(port, reason)
+    /// A stream port whose connection `receive` found ended goes down now that the batch with
+    /// its last frames has run (so those frames' MACs are flushed with the port).
+    func finishClosing(_ port: PortID) {
+        guard case .stream(let socket) = slots[Int(port)].port else { return }
+        apply(socket.batchRan(drops), to: port)
+        drops.settle(on: port, into: datapath)
+    }
+
+    /// Carries out what a socket port's lifecycle decided: up or down, the MAC entries of a VM
+    /// that left or was replaced flushed, and the log line.
+    func apply(_ change: SocketPortLifecycle.Change, to port: PortID) {
+        let index = Int(port)
+        let name = "port '\(topology.ports[index].name)' (\(slots[index].port.label))"
+        switch change {
+        case .none:
+            return
+        case .up(let peer, let replacing):
+            if replacing != nil { datapath.macTable.flush(port: port) }
+            slots[index].isUp = true
+            if case .stream = slots[index].port {
+                log("\(name) is up: a VM connected (\(peer))")
+            } else {
+                log("\(name) is up: the VM sends from \(peer)" + (replacing != nil ? " (a new socket: the VM restarted)" : ""))
+            }
+        case .down(let reason, let until):
+            slots[index].watchingWritable = false
+            guard slots[index].isUp else { return }
+            slots[index].isUp = false
+            datapath.macTable.flush(port: port)
+            log("\(name) is down: \(reason); \(until)")
+        }
     }
 
     /// A datagram port's VM drained its queue: send what waits.
@@ -21,8 +47,8 @@ extension LiveSwitch {
         guard case .datagram(let socket) = slots[Int(port)].port else { return }
         defer { drops.settle(on: port, into: datapath) }
         let waiting = socket.backlogBytes
-        if case .peerGone(let why) = socket.flushBacklog(drops) {
-            datagramPeerGone(port, why)
+        if case .peerGone(let change) = socket.flushBacklog(drops) {
+            apply(change, to: port)
         } else if waiting > 0, socket.backlogBytes == waiting, socket.sender >= 0 {
             // Writable, yet nothing went: `sender` is connected to a VM that restarted on the same
             // path. Connect it to the new one.
@@ -30,8 +56,7 @@ extension LiveSwitch {
             if socket.reconnectSender() {
                 watchSender(port, socket)
             } else {
-                socket.forget(drops)
-                datagramPeerGone(port, "the VM's socket is gone")
+                apply(socket.forget("the VM's socket is gone", drops), to: port)
             }
         }
         updateWritableInterest(port)
@@ -55,38 +80,18 @@ extension LiveSwitch {
         switch accepted {
         case .refused(let reason):
             if let reason { log("port '\(name)' (\(slots[index].port.label)) refused a connection: \(reason)") }
-        case .connected(let fd):
+        case .connected(let fd, let change):
             slots[index].watchingWritable = false
             do {
                 try watch(fd, tag: .port(index, .frames), port: name)
             } catch {
-                streamClosed(PortID(index), "cannot watch the new connection: \(error)")
+                _ = socket.broke("cannot watch the new connection", drops)
+                drops.settle(on: PortID(index), into: datapath)
+                log("port '\(name)' (\(slots[index].port.label)) refused a connection: cannot watch it: \(error)")
                 return
             }
-            slots[index].isUp = true
-            log("port '\(name)' (\(slots[index].port.label)) is up: a VM connected (\(socket.peer))")
+            apply(change, to: PortID(index))
         }
-    }
-
-    /// A stream port's VM went away or broke the framing: the port is down until one connects.
-    func streamClosed(_ port: PortID, _ reason: String) {
-        guard case .stream(let socket) = slots[Int(port)].port else { return }
-        defer { drops.settle(on: port, into: datapath) }
-        if socket.isConnected { epoll_ctl(epoll, EPOLL_CTL_DEL, socket.connection, nil) }
-        socket.disconnect { length in drops.unsent(.portDown, bytes: length) }
-        slots[Int(port)].watchingWritable = false
-        guard slots[Int(port)].isUp else { return }
-        slots[Int(port)].isUp = false
-        datapath.macTable.flush(port: port)
-        log("port '\(topology.ports[Int(port)].name)' (\(slots[Int(port)].port.label)) is down: \(reason); waiting for a VM to connect")
-    }
-
-    /// A datagram port's VM went away: down until it sends again (its socket stays watched).
-    func datagramPeerGone(_ port: PortID, _ why: String) {
-        guard slots[Int(port)].isUp else { return }
-        slots[Int(port)].isUp = false
-        datapath.macTable.flush(port: port)
-        log("port '\(topology.ports[Int(port)].name)' (\(slots[Int(port)].port.label)) is down: \(why); it comes back when the VM sends again")
     }
 
     /// Watches a socket port for EPOLLOUT exactly while its backlog holds frames.

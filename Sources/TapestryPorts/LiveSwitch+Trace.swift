@@ -40,7 +40,7 @@ extension LiveSwitch {
         guard var trace = pendingTrace else { return }
         let name = topology.ports[Int(port)].name
         receive(port, limit: batch.capacity)
-        defer { finishClosing() }
+        defer { finishClosing(port) }
         guard !batch.isEmpty else { return }
         let now = Self.wallClock()
         // Copies of the frames as they arrived, before any stage rewrites them (only those traced).

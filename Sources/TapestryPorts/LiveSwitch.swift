@@ -52,9 +52,6 @@ public final class LiveSwitch {
     var longestControlPause: Int64 = 0
     /// The most CPU time one turn of control jobs took on the datapath thread, in ns.
     var longestControlWork: Int64 = 0
-    /// A stream port whose connection ended while frames it sent were in the batch: closed after
-    /// the batch ran, so those frames' MACs are flushed with the port.
-    var closing: (port: PortID, reason: String)?
 
     /// Largest frame a port takes: a 64 KB GSO segment plus Ethernet and one tag.
     public static let maxFrameLength = SwitchCore.maxFrameLength
@@ -224,7 +221,7 @@ public final class LiveSwitch {
     /// Reads one batch from a ready port, runs it, and writes the results.
     func service(port: PortID, events: UInt32) {
         if events & EPOLLOUT.rawValue != 0, case .stream(let socket) = slots[Int(port)].port {
-            if let broken = socket.flushBacklog() { streamClosed(port, broken) }
+            if let broken = socket.flushBacklog() { apply(socket.broke(broken, drops), to: port) }
             drops.settle(on: port, into: datapath)
             updateWritableInterest(port)
             if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) == 0 { return }
@@ -235,7 +232,7 @@ public final class LiveSwitch {
         }
         receive(port, limit: batch.capacity)
         if !batch.isEmpty { core.run(now: Self.wallClock()) { port, queues in transmit(port, queues) } }
-        finishClosing()
+        finishClosing(port)
     }
 
     /// Fills the batch with up to `limit` frames from `port`. A port that fails is taken down.
@@ -247,25 +244,19 @@ public final class LiveSwitch {
         case .tap(let device):
             if let failure = device.receive(into: batch, limit: limit, drops) { portDown(port, failure) }
         case .stream(let socket):
-            if case .closed(let why, let broken) = socket.receive(into: batch, limit: limit) {
-                if let broken { drops.received(.invalid, bytes: broken) }
-                closing = (port, why)
-            }
+            socket.receive(into: batch, limit: limit, drops)
         case .datagram(let socket):
             switch socket.receive(into: batch, limit: limit, drops) {
             case nil:
                 let reason = "receive failed: \(String(cString: strerror(errno)))"
-                socket.forget(drops)
+                _ = socket.forget(reason, drops)
                 portDown(port, reason)
-            case .newPeer(let path)?:
-                let wasUp = slots[Int(port)].isUp
+            case .newPeer(let change)?:
                 slots[Int(port)].watchingWritable = false
                 watchSender(port, socket)
-                if wasUp { datapath.macTable.flush(port: port) }
-                slots[Int(port)].isUp = true
-                log("port '\(topology.ports[Int(port)].name)' (\(slots[Int(port)].port.label)) is up: the VM sends from \(path)" + (wasUp ? " (a new socket: the VM restarted)" : ""))
-            case .unreachable(let why)?:
-                datagramPeerGone(port, why)
+                apply(change, to: port)
+            case .unreachable(let change)?:
+                apply(change, to: port)
             case .ok?:
                 break
             }
@@ -293,14 +284,12 @@ public final class LiveSwitch {
             if let failure = device.transmit(queues, port, drops, plain: plainForTaps) { portDown(port, failure) }
         case .stream(let socket):
             if let broken = socket.transmit(queues, port, drops) {
-                streamClosed(port, broken)
+                apply(socket.broke(broken, drops), to: port)
             } else {
                 updateWritableInterest(port)
             }
         case .datagram(let socket):
-            if case .peerGone(let why) = socket.transmit(queues, port, drops) {
-                datagramPeerGone(port, why)
-            }
+            if case .peerGone(let change) = socket.transmit(queues, port, drops) { apply(change, to: port) }
             updateWritableInterest(port)
         case .packet(let socket):
             if case .failed(let code) = socket.transmit(queues, port, drops), !socket.exists || code != ENETDOWN {

@@ -32,7 +32,10 @@ final class StreamSocketPort {
     private var lastRefusalLog: Int64 = .min
     private var unloggedRefusals = 0
     private(set) var connection: Int32 = -1
-    private(set) var peer = ""
+    /// Whether the port has its VM (`SocketPortLifecycle`): decides refusals, and when a closed
+    /// connection takes the port down.
+    private(set) var lifecycle = SocketPortLifecycle()
+    var peer: String { lifecycle.peer ?? "" }
     let maxFrameLength: Int
     /// Whether the connection is also watched for EPOLLOUT (the backlog is not empty).
     private(set) var wantsWritable = false
@@ -63,13 +66,6 @@ final class StreamSocketPort {
     private let vectors: UnsafeMutablePointer<iovec>
     let plain = PlainFrames(gap: 4)
 
-    enum Received {
-        case ok
-        /// The connection ended (the reason is logged; the port goes down until the next VM).
-        /// `brokenFrame`: the bytes of a frame it left unfinished or announced too long, counted
-        /// as an `invalid` drop.
-        case closed(String, brokenFrame: Int?)
-    }
 
     init(port: String, endpoint: Topology.SocketEndpoint, access: Topology.SocketAccess, maxFrameLength: Int) throws(PortError) {
         self.port = port
@@ -105,8 +101,8 @@ final class StreamSocketPort {
     var isConnected: Bool { connection >= 0 }
 
     enum Accepted {
-        /// The VM's connection (the port comes up).
-        case connected(Int32)
+        /// The VM's connection (the port comes up: `change`).
+        case connected(Int32, SocketPortLifecycle.Change)
         /// Accepted and closed at once; the reason, for the log when it is due (nil: not yet,
         /// the refusal is counted into the next line).
         case refused(String?)
@@ -126,13 +122,10 @@ final class StreamSocketPort {
         let isTCP: Bool
         if case .tcpStream = endpoint { isTCP = true } else { isTCP = false }
         let who = isTCP ? Self.describe(&address) : "a unix client"
-        var reason: String?
-        if isTCP, !access.peers.isEmpty, !Self.source(&address, isIn: access.peers) {
-            reason = "\(who) is not in the port's peers (\(access.peers.map(\.description).joined(separator: ", ")))"
-        } else if isConnected {
-            reason = "\(who) connected while \(peer) is: one VM per port"
-        }
-        if let reason {
+        let allowed = !isTCP || access.peers.isEmpty || Self.source(&address, isIn: access.peers)
+        if let reason = lifecycle.refusal(
+            of: who, allowedSource: allowed, peers: access.peers.map(\.description).joined(separator: ", "))
+        {
             Glibc.close(fd)
             refused &+= 1
             var clock = timespec()
@@ -147,17 +140,28 @@ final class StreamSocketPort {
             unloggedRefusals = 0
             return .refused(reason + more)
         }
+        adopt(fd)
+        if isTCP { Self.keepAlive(fd) }
+        return .connected(fd, lifecycle.connected(who))
+    }
+
+    /// Takes `fd`, a connected stream socket, as the VM's connection (socket options for a VM's
+    /// traffic). Tests hand it one end of a socketpair.
+    func adopt(_ fd: Int32) {
         connection = fd
         var size: Int32 = 4 << 20
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        if isTCP {
+        if case .tcpStream = endpoint {
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            Self.keepAlive(fd)
         }
-        peer = who
-        return .connected(fd)
+    }
+
+    /// For tests: a connection handed over by `adopt` from `who` comes up as `accept` would.
+    func adoptForTesting(_ fd: Int32, from who: String) -> SocketPortLifecycle.Change {
+        adopt(fd)
+        return lifecycle.connected(who)
     }
 
     /// A TCP peer that went away without closing (a host that lost power, a cut link) would hold
@@ -201,9 +205,25 @@ final class StreamSocketPort {
         return prefixes.contains { $0.contains(ip) }
     }
 
+    /// The batch holding a closed connection's last frames has run: a closing port goes down
+    /// now, its backlog reported lost (`port-down`).
+    func batchRan(_ drops: PortDrops) -> SocketPortLifecycle.Change {
+        let change = lifecycle.batchRan()
+        if case .down = change { disconnect { drops.unsent(.portDown, bytes: $0) } }
+        return change
+    }
+
+    /// The connection broke while sending (or the loop cannot watch it): down at once, its
+    /// backlog reported lost.
+    func broke(_ reason: String, _ drops: PortDrops) -> SocketPortLifecycle.Change {
+        let change = lifecycle.connectionBroke(reason)
+        disconnect { drops.unsent(.portDown, bytes: $0) }
+        return change
+    }
+
     /// Closes the connection and forgets its buffered bytes (a partial frame cannot be finished);
     /// `lost` is called with the length of each frame the backlog still held.
-    func disconnect(lost: (Int) -> Void = { _ in }) {
+    private func disconnect(lost: (Int) -> Void = { _ in }) {
         if connection >= 0 { Glibc.close(connection) }
         connection = -1
         input.reset()
@@ -225,8 +245,14 @@ final class StreamSocketPort {
 
     /// Moves up to `limit` frames into `batch`, reading the socket when no whole frame is
     /// buffered. A length over `maxFrameLength` ends the connection: the stream cannot be trusted.
-    func receive(into batch: FrameBatch, limit: Int) -> Received {
-        guard isConnected else { return .ok }
+    /// When the connection ends the lifecycle is `closing` (the port goes down after the batch
+    /// ran, `batchRan`) and a frame it left unfinished is reported as `invalid`.
+    func receive(into batch: FrameBatch, limit: Int, _ drops: PortDrops) {
+        guard isConnected, case .up = lifecycle.state else { return }
+        func closed(_ reason: String, brokenFrame: Int?) {
+            if let brokenFrame { drops.received(.invalid, bytes: brokenFrame) }
+            lifecycle.inputEnded(reason)
+        }
         var taken = 0
         var mayRead = true
         while taken < limit, !batch.isFull {
@@ -236,7 +262,7 @@ final class StreamSocketPort {
                 taken += 1
                 continue
             case .tooLong(let length):
-                return .closed(
+                return closed(
                     "the peer announced a \(length)-byte frame, more than \(maxFrameLength); the stream is not QEMU's framing",
                     brokenFrame: input.buffered)
             case .needMore:
@@ -253,17 +279,16 @@ final class StreamSocketPort {
             }
             if count == 0 {
                 let pending = input.buffered
-                if pending == 0 { return .closed("the peer closed the connection", brokenFrame: nil) }
+                if pending == 0 { return closed("the peer closed the connection", brokenFrame: nil) }
                 let wanted = input.announcedLength.map { "\(4 + $0)" } ?? "at least 4"
-                return .closed(
+                return closed(
                     "the peer closed the connection in the middle of a frame (\(pending) of \(wanted) bytes; the partial frame is dropped)",
                     brokenFrame: pending)
             }
             if errno == EINTR { continue }
             if errno == EAGAIN { break }
-            return .closed("read failed: \(String(cString: strerror(errno)))", brokenFrame: nil)
+            return closed("read failed: \(String(cString: strerror(errno)))", brokenFrame: nil)
         }
-        return .ok
     }
 
     /// Sends `port`'s transmit queue. Returns a reason when the connection broke.
