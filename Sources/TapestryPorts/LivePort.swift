@@ -1,3 +1,4 @@
+import CTapestryLinux
 import TapestryTopology
 
 #if canImport(Glibc)
@@ -47,6 +48,16 @@ enum LivePort {
             return [(socket.descriptor, .frames)] + (socket.sender >= 0 ? [(socket.sender, .sending)] : [])
         case .stream(let socket):
             return [(socket.listener, .listening)] + (socket.isConnected ? [(socket.connection, .frames)] : [])
+        }
+    }
+
+    /// The descriptor role that is also watched for EPOLLOUT while output waits in a backlog: a
+    /// stream connection itself, a datagram port's socket to the VM; none for TAP and interface ports.
+    var writableRole: Role? {
+        switch self {
+        case .stream: return .frames
+        case .datagram: return .sending
+        case .tap, .packet: return nil
         }
     }
 
@@ -102,4 +113,12 @@ struct PortSlot {
     var isUp: Bool
     /// A socket port's descriptor is watched for EPOLLOUT too (its backlog holds frames).
     var watchingWritable = false
+
+    /// What epoll watches the port's descriptor in `role` for: input (not on a datagram port's
+    /// socket to the VM, which only says when the VM's queue drained), and output on the
+    /// `writableRole` descriptor while `watchingWritable`.
+    func interest(_ role: LivePort.Role) -> UInt32 {
+        let input = role == .sending ? 0 : EPOLLIN.rawValue
+        return input | (watchingWritable && role == port.writableRole ? EPOLLOUT.rawValue : 0)
+    }
 }

@@ -71,17 +71,7 @@ extension LiveSwitch {
         for index in removed { slots[index].port.close() }
         for (old, _) in reopenedPorts { slots[old].port.close() }
         for (index, slot) in newSlots.enumerated() where slot.isUp || !slot.port.startsUp {
-            let port = slot.port
-            try? watch(port, index: index, name: new.ports[index].name)
-            guard slot.watchingWritable else { continue }
-            switch port {
-            case .stream(let socket):
-                rewatch(socket.connection, tag: .port(index, .frames), events: EPOLLIN.rawValue | EPOLLOUT.rawValue)
-            case .datagram(let socket):
-                rewatch(socket.sender, tag: .port(index, .sending), events: EPOLLOUT.rawValue)
-            case .tap, .packet:
-                break
-            }
+            try? watch(slot, index: index, name: new.ports[index].name)
         }
         let added = opened.map(\.name)
         let gone = removed.map { topology.ports[$0].name }

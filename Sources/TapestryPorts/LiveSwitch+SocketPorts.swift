@@ -66,7 +66,9 @@ extension LiveSwitch {
     func watchSender(_ port: PortID, _ socket: DatagramSocketPort) {
         guard socket.sender >= 0 else { return }
         do {
-            try watch(socket.sender, tag: .port(Int(port), .sending), port: topology.ports[Int(port)].name, events: 0)
+            try watch(
+                socket.sender, tag: .port(Int(port), .sending), port: topology.ports[Int(port)].name,
+                events: slots[Int(port)].interest(.sending))
         } catch {
             log("port '\(topology.ports[Int(port)].name)': cannot watch the socket to the VM: \(error)")
         }
@@ -83,7 +85,7 @@ extension LiveSwitch {
         case .connected(let fd, let change):
             slots[index].watchingWritable = false
             do {
-                try watch(fd, tag: .port(index, .frames), port: name)
+                try watch(fd, tag: .port(index, .frames), port: name, events: slots[index].interest(.frames))
             } catch {
                 _ = socket.broke("cannot watch the new connection", drops)
                 drops.settle(on: PortID(index), into: datapath)
@@ -96,25 +98,18 @@ extension LiveSwitch {
 
     /// Watches a socket port for EPOLLOUT exactly while its backlog holds frames.
     func updateWritableInterest(_ port: PortID) {
-        let fd: Int32
+        let slot = slots[Int(port)]
         let wants: Bool
-        switch slots[Int(port)].port {
-        case .stream(let socket):
-            guard socket.isConnected else { return }
-            (fd, wants) = (socket.connection, socket.wantsWritable)
-        case .datagram(let socket):
-            guard socket.sender >= 0 else { return }
-            (fd, wants) = (socket.sender, socket.wantsWritable)
-        case .tap, .packet:
-            return
+        switch slot.port {
+        case .stream(let socket): wants = socket.wantsWritable
+        case .datagram(let socket): wants = socket.wantsWritable
+        case .tap, .packet: return
         }
-        guard wants != slots[Int(port)].watchingWritable else { return }
-        if case .datagram = slots[Int(port)].port {
-            rewatch(fd, tag: .port(Int(port), .sending), events: wants ? EPOLLOUT.rawValue : 0)
-        } else {
-            rewatch(fd, tag: .port(Int(port), .frames), events: EPOLLIN.rawValue | (wants ? EPOLLOUT.rawValue : 0))
-        }
+        guard wants != slot.watchingWritable, let role = slot.port.writableRole,
+            let fd = slot.port.descriptors.first(where: { $0.role == role })?.fd
+        else { return }
         slots[Int(port)].watchingWritable = wants
+        rewatch(fd, tag: .port(Int(port), role), events: slots[Int(port)].interest(role))
     }
 
     func datagramsWaiting() -> Bool {

@@ -93,7 +93,7 @@ public final class LiveSwitch {
             for port in topology.ports {
                 let live = try LivePort.open(port, offloads: offloads, maxFrameLength: Self.maxFrameLength)
                 slots.append(PortSlot(port: live, isUp: live.startsUp))
-                try watch(live, index: slots.count - 1, name: port.name)
+                try watch(slots[slots.count - 1], index: slots.count - 1, name: port.name)
             }
             try watch(stopSignals, tag: .stop, port: "")
             try watch(reloadSignals, tag: .reload, port: "")
@@ -122,11 +122,10 @@ public final class LiveSwitch {
         }
     }
 
-    /// Watches every descriptor of `port` under its index.
-    func watch(_ port: LivePort, index: Int, name: String) throws(PortError) {
-        for (fd, role) in port.descriptors {
-            // A datagram port's socket to the VM is watched for EPOLLOUT only while output waits.
-            try watch(fd, tag: .port(index, role), port: name, events: role == .sending ? 0 : EPOLLIN.rawValue)
+    /// Watches every descriptor of `slot`'s port under its index, for what `interest` says.
+    func watch(_ slot: PortSlot, index: Int, name: String) throws(PortError) {
+        for (fd, role) in slot.port.descriptors {
+            try watch(fd, tag: .port(index, role), port: name, events: slot.interest(role))
         }
     }
 
