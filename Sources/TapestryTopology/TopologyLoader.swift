@@ -20,14 +20,36 @@ public enum TopologyLoader {
     public static func parse(yaml: String, file: String) -> Result<Topology, TopologyErrors> {
         // Before Yams sees it: aliases used as keys or repeating too much make compose and the
         // validator take exponential time (YAMLBudget says why).
-        if let problem = YAMLBudget.check(yaml, file: file) { return .failure(TopologyErrors([problem])) }
+        let findings = YAMLBudget.check(yaml, file: file)
+        if let problem = findings.problem { return .failure(TopologyErrors([problem])) }
         var text = yaml
         var diagnostics: [Diagnostic] = []
         var root: Node? = nil
-        // Yams stops at the first duplicated key. To still report every problem at once, each
-        // duplicate is reported, overwritten in place with a marker of the same length (so every
-        // position stays put) that the validator skips, and the text is parsed again.
-        for attempt in 0..<64 {
+        // Yams stops at the first duplicated key. To still report every problem at once, every
+        // duplicate the budget pass found is reported and overwritten in place with a marker of
+        // the same length (so every position stays put) that the validator skips; then Yams
+        // composes the file once.
+        let duplicates = findings.duplicates.prefix(YAMLBudget.duplicateLimit)
+        diagnostics = duplicates.map { duplicate in
+            let key = duplicate.key
+            return Diagnostic(
+                file: file, line: duplicate.second.line, column: duplicate.second.column,
+                message: "duplicate key '\(key.count > 64 ? key.prefix(64) + "..." : key)' (first at line \(duplicate.first.line), column \(duplicate.first.column))")
+        }
+        if findings.duplicates.count > YAMLBudget.duplicateLimit {
+            diagnostics.append(
+                Diagnostic(
+                    file: file, line: diagnostics.last?.line ?? 1, column: diagnostics.last?.column ?? 1,
+                    message: "more than \(YAMLBudget.duplicateLimit) duplicate keys; the rest are not listed"))
+            return .failure(TopologyErrors(diagnostics))
+        }
+        guard let patched = overwrite(duplicates: Array(duplicates), in: text) else {
+            return .failure(TopologyErrors(diagnostics))
+        }
+        text = patched
+        // A duplicate the budget pass did not see as one (Yams compares tagged nodes) is
+        // reported and overwritten the old way, one compose per duplicate.
+        for attempt in duplicates.count..<YAMLBudget.duplicateLimit {
             do {
                 root = try Yams.compose(yaml: text)
                 break
@@ -57,6 +79,24 @@ public enum TopologyLoader {
         diagnostics += validator.reader.diagnostics
         if let topology, diagnostics.isEmpty { return .success(topology) }
         return .failure(TopologyErrors(diagnostics))
+    }
+
+    /// Overwrites the character at each duplicate's `patchColumn` with a private-use scalar of
+    /// its own (the duplicate's index), keeping every position. Nil when one has nothing to overwrite.
+    static func overwrite(duplicates: [YAMLBudget.Duplicate], in text: String) -> String? {
+        guard !duplicates.isEmpty else { return text }
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.unicodeScalars) }
+        for (index, duplicate) in duplicates.enumerated() {
+            guard let column = duplicate.patchColumn, duplicate.second.line >= 1, duplicate.second.line <= lines.count,
+                column >= 1, column <= lines[duplicate.second.line - 1].count,
+                // The character there must be the key's first (not an escape, not a line split
+                // differently from libyaml's, such as a CR LF).
+                lines[duplicate.second.line - 1][column - 1] == duplicate.key.unicodeScalars.first,
+                let marker = Unicode.Scalar(0xE000 + UInt32(index))
+            else { return nil }
+            lines[duplicate.second.line - 1][column - 1] = marker
+        }
+        return lines.map { String(String.UnicodeScalarView($0)) }.joined(separator: "\n")
     }
 
     /// Replaces the first character of `key` at (line, column) with a private-use scalar unique to

@@ -14,29 +14,55 @@ import CYaml
 ///   names, and only such keys make the duplicate check costly;
 /// - aliases that together repeat more than `aliasBudget` nodes.
 /// A file without aliases is never refused here, whatever its size.
+///
+/// The same pass finds every duplicated key (Yams stops at the first), so the loader reports
+/// them all and composes the file once, not once per duplicate.
 enum YAMLBudget {
+    /// A key written twice in one mapping: where it is first and where again (1-based), and the
+    /// column of the character the loader overwrites to hide the second one from Yams (nil when
+    /// it has none to overwrite: an empty quoted key).
+    struct Duplicate: Equatable {
+        var key: String
+        var first: (line: Int, column: Int)
+        var second: (line: Int, column: Int)
+        var patchColumn: Int?
+
+        static func == (a: Duplicate, b: Duplicate) -> Bool {
+            a.key == b.key && a.first == b.first && a.second == b.second && a.patchColumn == b.patchColumn
+        }
+    }
+
+    struct Findings {
+        /// The first problem that stops the file here (nil: within bounds, or libyaml cannot
+        /// parse it and Yams reports the syntax error).
+        var problem: Diagnostic?
+        /// Duplicated keys, in file order; at most `duplicateLimit + 1` are kept.
+        var duplicates: [Duplicate] = []
+    }
+
+    /// Duplicates reported one by one; past this the file is refused with a count.
+    static let duplicateLimit = 64
     /// Nodes that aliases may add in all. A topology rarely uses aliases at all; 100,000 repeated
     /// nodes is far beyond a hand-written file (a port is about ten) and takes the validator
     /// well under a second.
     static let aliasBudget = 100_000
 
-    /// The first problem, or nil when the file is within bounds or libyaml cannot parse it (Yams
-    /// then reports the syntax error).
-    static func check(_ text: String, file: String) -> Diagnostic? {
+    /// The first problem and the duplicated keys (see `Findings`).
+    static func check(_ text: String, file: String) -> Findings {
         var utf8 = Array(text.utf8)
-        if utf8.isEmpty { return nil }
-        return utf8.withUnsafeMutableBufferPointer { buffer -> Diagnostic? in
+        if utf8.isEmpty { return Findings() }
+        return utf8.withUnsafeMutableBufferPointer { buffer -> Findings in
             var parser = yaml_parser_t()
-            guard yaml_parser_initialize(&parser) == 1 else { return nil }
+            guard yaml_parser_initialize(&parser) == 1 else { return Findings() }
             defer { yaml_parser_delete(&parser) }
             yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count)
             var walk = Walk(file: file)
             while true {
                 var event = yaml_event_t()
-                guard yaml_parser_parse(&parser, &event) == 1 else { return nil }
+                guard yaml_parser_parse(&parser, &event) == 1 else { return Findings(duplicates: walk.duplicates) }
                 defer { yaml_event_delete(&event) }
-                if event.type == YAML_STREAM_END_EVENT { return nil }
-                if let problem = walk.step(event) { return problem }
+                if event.type == YAML_STREAM_END_EVENT { return Findings(duplicates: walk.duplicates) }
+                if let problem = walk.step(event) { return Findings(problem: problem) }
             }
         }
     }
@@ -51,8 +77,11 @@ enum YAMLBudget {
             /// Nodes it expands to, counting what its aliases stand for (saturates past the budget).
             var size = 1
             var anchor: String?
+            /// A mapping's keys so far, with where each was first written (libyaml's 0-based mark).
+            var keys: [String: yaml_mark_t] = [:]
         }
         var open: [Open] = []
+        var duplicates: [Duplicate] = []
         var anchors: [String: Int] = [:]
         var repeated = 0
 
@@ -70,6 +99,7 @@ enum YAMLBudget {
             case YAML_DOCUMENT_START_EVENT:
                 anchors = [:]  // anchors are per document
             case YAML_SCALAR_EVENT:
+                if atKey { noteKey(event) }
                 finish(size: 1, anchor: Self.name(event.data.scalar.anchor))
             case YAML_ALIAS_EVENT:
                 let name = Self.name(event.data.alias.anchor) ?? ""
@@ -99,6 +129,28 @@ enum YAMLBudget {
                 break
             }
             return nil
+        }
+
+        /// A scalar key of the innermost mapping: remembered, or a duplicate.
+        mutating func noteKey(_ event: yaml_event_t) {
+            let scalar = event.data.scalar
+            let key = scalar.value.map {
+                String(decoding: UnsafeBufferPointer(start: $0, count: scalar.length), as: UTF8.self)
+            } ?? ""
+            let mark = event.start_mark
+            guard let first = open[open.count - 1].keys[key] else {
+                open[open.count - 1].keys[key] = mark
+                return
+            }
+            guard duplicates.count <= YAMLBudget.duplicateLimit else { return }
+            // A quoted key starts with its quote: overwrite the first character inside it.
+            let quoted = scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE || scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE
+            let plain = scalar.style == YAML_PLAIN_SCALAR_STYLE
+            let column = Int(mark.column) + 1 + (quoted ? 1 : 0)
+            duplicates.append(
+                Duplicate(
+                    key: key, first: (Int(first.line) + 1, Int(first.column) + 1), second: (Int(mark.line) + 1, Int(mark.column) + 1),
+                    patchColumn: (plain || quoted) && !key.isEmpty ? column : nil))
         }
 
         /// A node of `size` expanded nodes ended: remember it under its anchor, add it to its parent.
