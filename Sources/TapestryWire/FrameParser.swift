@@ -5,9 +5,24 @@
 /// (802.1ad S-tag then 802.1Q C-tag); a third tag leaves the frame as opaque L2.
 public enum FrameParser {
     public static func parse(_ bytes: UnsafeRawBufferPointer) -> ParsedFrame {
+        var ignored = IgnoredProblem()
+        return parse(bytes, &ignored)
+    }
+
+    /// `parse`, and where the malformed header is when the frame is malformed (for `trace`).
+    public static func parseLocatingProblem(_ bytes: UnsafeRawBufferPointer) -> (ParsedFrame, ProblemLocation) {
+        var location = ProblemLocation()
+        let parsed = parse(bytes, &location)
+        return (parsed, location)
+    }
+
+    @inline(__always)
+    private static func parse<Recorder: ProblemRecorder>(
+        _ bytes: UnsafeRawBufferPointer, _ problem: inout Recorder
+    ) -> ParsedFrame {
         var parsed = ParsedFrame()
         guard let ethernet = EthernetView(validating: bytes) else {
-            parsed.fail(.runt, at: 0, length: bytes.count)
+            fail(&parsed, .runt, at: 0, length: bytes.count, &problem)
             return parsed
         }
         var type = ethernet.etherType
@@ -16,7 +31,7 @@ public enum FrameParser {
             guard let tag = VLANTagView(validating: UnsafeRawBufferPointer(rebasing: bytes[offset...])),
                 bytes.count >= offset + 6
             else {
-                parsed.fail(.truncatedTag, at: offset, length: bytes.count - offset)
+                fail(&parsed, .truncatedTag, at: offset, length: bytes.count - offset, &problem)
                 return parsed
             }
             if parsed.tagCount == 0 {
@@ -37,24 +52,26 @@ public enum FrameParser {
         switch type {
         case EtherType.arp:
             guard ARPView(validating: rest) != nil else {
-                parsed.fail(.truncatedARP, at: l3, length: rest.count)
+                fail(&parsed, .truncatedARP, at: l3, length: rest.count, &problem)
                 return parsed
             }
             parsed.layer3 = .arp
             parsed.l3Offset = UInt16(truncatingIfNeeded: l3)  // at most 14 + 2 tags
         case EtherType.ipv4:
-            parseIPv4(rest, at: l3, into: &parsed)
+            parseIPv4(rest, at: l3, into: &parsed, &problem)
         case EtherType.ipv6:
-            parseIPv6(rest, at: l3, into: &parsed)
+            parseIPv6(rest, at: l3, into: &parsed, &problem)
         default:
             break
         }
         return parsed
     }
 
-    private static func parseIPv4(_ bytes: UnsafeRawBufferPointer, at l3: Int, into parsed: inout ParsedFrame) {
+    private static func parseIPv4<Recorder: ProblemRecorder>(
+        _ bytes: UnsafeRawBufferPointer, at l3: Int, into parsed: inout ParsedFrame, _ problem: inout Recorder
+    ) {
         guard let ip = IPv4View(validating: bytes) else {
-            parsed.fail(.badIPv4Header, at: l3, length: bytes.count)
+            fail(&parsed, .badIPv4Header, at: l3, length: bytes.count, &problem)
             return
         }
         parsed.layer3 = .ipv4
@@ -65,12 +82,14 @@ public enum FrameParser {
             return
         }
         if ip.moreFragments { parsed.fragment = .first }
-        parseL4(ip.payload, at: l3 + ip.headerLength, proto: ip.proto, into: &parsed)
+        parseL4(ip.payload, at: l3 + ip.headerLength, proto: ip.proto, into: &parsed, &problem)
     }
 
-    private static func parseIPv6(_ bytes: UnsafeRawBufferPointer, at l3: Int, into parsed: inout ParsedFrame) {
+    private static func parseIPv6<Recorder: ProblemRecorder>(
+        _ bytes: UnsafeRawBufferPointer, at l3: Int, into parsed: inout ParsedFrame, _ problem: inout Recorder
+    ) {
         guard let ip = IPv6View(validating: bytes) else {
-            parsed.fail(.badIPv6Header, at: l3, length: bytes.count)
+            fail(&parsed, .badIPv6Header, at: l3, length: bytes.count, &problem)
             return
         }
         parsed.layer3 = .ipv6
@@ -83,19 +102,19 @@ public enum FrameParser {
             switch next {
             case 0, 43, 60:  // hop-by-hop, routing, destination options: (len + 1) * 8 bytes
                 guard offset + 8 <= end else {
-                    parsed.fail(.truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset)
+                    fail(&parsed, .truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset, &problem)
                     return
                 }
                 let length = (Int(bytes[offset + 1]) + 1) * 8
                 guard offset + length <= end else {
-                    parsed.fail(.truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset)
+                    fail(&parsed, .truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset, &problem)
                     return
                 }
                 next = bytes[offset]
                 offset += length
             case 44:  // fragment header, 8 bytes
                 guard offset + 8 <= end else {
-                    parsed.fail(.truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset)
+                    fail(&parsed, .truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset, &problem)
                     return
                 }
                 let offsetAndFlags = bytes.u16(offset + 2)
@@ -109,12 +128,12 @@ public enum FrameParser {
                 if offsetAndFlags & 1 != 0 { parsed.fragment = .first }
             case 51:  // authentication header: (len + 2) * 4 bytes
                 guard offset + 8 <= end else {
-                    parsed.fail(.truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset)
+                    fail(&parsed, .truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset, &problem)
                     return
                 }
                 let length = (Int(bytes[offset + 1]) + 2) * 4
                 guard offset + length <= end else {
-                    parsed.fail(.truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset)
+                    fail(&parsed, .truncatedIPv6ExtensionHeader, at: l3 + offset, length: end - offset, &problem)
                     return
                 }
                 next = bytes[offset]
@@ -123,31 +142,32 @@ public enum FrameParser {
                 parsed.ipProtocol = next
                 parseL4(
                     UnsafeRawBufferPointer(rebasing: bytes[offset..<end]), at: l3 + offset, proto: next,
-                    into: &parsed)
+                    into: &parsed, &problem)
                 return
             }
         }
     }
 
-    private static func parseL4(
-        _ bytes: UnsafeRawBufferPointer, at l4: Int, proto: UInt8, into parsed: inout ParsedFrame
+    private static func parseL4<Recorder: ProblemRecorder>(
+        _ bytes: UnsafeRawBufferPointer, at l4: Int, proto: UInt8, into parsed: inout ParsedFrame,
+        _ problem: inout Recorder
     ) {
         switch proto {
         case IPProtocol.tcp:
             guard TCPView(validating: bytes) != nil else {
-                parsed.fail(.badTCPHeader, at: l4, length: bytes.count)
+                fail(&parsed, .badTCPHeader, at: l4, length: bytes.count, &problem)
                 return
             }
         case IPProtocol.udp:
             // A first fragment holds the UDP header, but its length field covers the whole datagram.
             let valid = parsed.fragment == .first ? bytes.count >= UDPView.length : UDPView(validating: bytes) != nil
             guard valid else {
-                parsed.fail(.badUDPHeader, at: l4, length: bytes.count)
+                fail(&parsed, .badUDPHeader, at: l4, length: bytes.count, &problem)
                 return
             }
         case IPProtocol.icmp, IPProtocol.icmpv6:
             guard ICMPView(validating: bytes) != nil else {
-                parsed.fail(.truncatedICMP, at: l4, length: bytes.count)
+                fail(&parsed, .truncatedICMP, at: l4, length: bytes.count, &problem)
                 return
             }
         default:
@@ -156,9 +176,18 @@ public enum FrameParser {
         // IPv6 extension headers can push the upper-layer header of a jumbo-sized frame past what
         // a 16-bit offset holds (and `absent` is reserved): such a frame is malformed, not a trap.
         guard l4 < Int(ParsedFrame.absent) else {
-            parsed.fail(.headerBeyondOffsetLimit, at: l4, length: bytes.count)
+            fail(&parsed, .headerBeyondOffsetLimit, at: l4, length: bytes.count, &problem)
             return
         }
         parsed.l4Offset = UInt16(truncatingIfNeeded: l4)
+    }
+
+    /// Marks the frame malformed by the header at `offset`, which had `length` bytes to live in.
+    @inline(__always)
+    private static func fail<Recorder: ProblemRecorder>(
+        _ parsed: inout ParsedFrame, _ malformation: Malformation, at offset: Int, length: Int, _ problem: inout Recorder
+    ) {
+        parsed.malformation = malformation
+        problem.record(offset: offset, length: length)
     }
 }

@@ -32,22 +32,11 @@ public struct ParsedFrame: Equatable, Sendable {
     public var fragment: Fragment = .none
     /// Why the frame is malformed, when it is.
     public var malformation: Malformation? = nil
-    /// Where the malformed header starts and how many bytes it had to live in (for `trace` to
-    /// name the field and value, `Malformation.explain`); 0 for a valid frame.
-    public var problemOffset: UInt32 = 0
-    public var problemLength: UInt32 = 0
 
     public init() {}
 
     public var isValid: Bool { malformation == nil }
 
-    /// Marks the frame malformed by the header at `offset`, which had `length` bytes to live in.
-    @inline(__always)
-    mutating func fail(_ malformation: Malformation, at offset: Int, length: Int) {
-        self.malformation = malformation
-        problemOffset = UInt32(truncatingIfNeeded: max(0, offset))
-        problemLength = UInt32(truncatingIfNeeded: max(0, length))
-    }
     public var hasL4: Bool { l4Offset != Self.absent }
 }
 
@@ -80,5 +69,30 @@ public enum Malformation: UInt8, Sendable, CaseIterable, CustomStringConvertible
         case .offloadMismatch:
             return "virtio-net header does not match the frame (checksum start/offset or GSO type)"
         }
+    }
+}
+
+/// Where a malformed frame's bad header starts and how many bytes it had to live in, for `trace`
+/// to name the field and value (`Malformation.explain`). `FrameParser.parseLocatingProblem` fills
+/// it; the per-frame `parse` does not (the datapath asks again only for a traced frame).
+public struct ProblemLocation: Equatable, Sendable {
+    public var offset = 0
+    public var length = 0
+    public init() {}
+}
+
+/// What the parser does with a problem's location: nothing on the per-frame path, keep it for `trace`.
+protocol ProblemRecorder {
+    mutating func record(offset: Int, length: Int)
+}
+
+struct IgnoredProblem: ProblemRecorder {
+    @inline(__always) mutating func record(offset: Int, length: Int) {}
+}
+
+extension ProblemLocation: ProblemRecorder {
+    mutating func record(offset: Int, length: Int) {
+        self.offset = max(0, offset)
+        self.length = max(0, length)
     }
 }

@@ -47,7 +47,7 @@ struct VLANIngressStage {
             batch.metadata[index].skipLearning = false
             if !parsed.isValid {
                 batch.verdicts[index] = .drop(.invalid)
-                if Trace.isRecording { trace.record(Self.malformed(index, parsed)) }
+                if Trace.isRecording { trace.record(Self.malformed(index, batch)) }
                 continue
             }
             // Most frames carry no offload: two byte loads decide. (`parsed` stays a `let`: a
@@ -56,7 +56,9 @@ struct VLANIngressStage {
             if (offload.flags | offload.gsoType) != 0 && !offload.fits(parsed) {
                 batch.metadata[index].parsed.malformation = .offloadMismatch
                 batch.verdicts[index] = .drop(.invalid)
-                if Trace.isRecording { trace.record(Self.malformed(index, batch.metadata[index].parsed)) }
+                if Trace.isRecording {
+                    trace.record(TraceEvent(frame: index, .malformed, c: Int32(Malformation.offloadMismatch.rawValue)))
+                }
                 continue
             }
             var vid: UInt16 = 0
@@ -96,9 +98,11 @@ struct VLANIngressStage {
         }
     }
 
-    private static func malformed(_ index: Int, _ parsed: ParsedFrame) -> TraceEvent {
-        TraceEvent(
-            frame: index, .malformed, a: Int32(truncatingIfNeeded: parsed.problemOffset),
-            b: Int32(truncatingIfNeeded: parsed.problemLength), c: Int32(parsed.malformation?.rawValue ?? 0))
+    /// A traced malformed frame: parsed again to locate the bad header (the per-frame parse does not).
+    private static func malformed(_ index: Int, _ batch: FrameBatch) -> TraceEvent {
+        let (parsed, location) = FrameParser.parseLocatingProblem(UnsafeRawBufferPointer(batch.frame(index)))
+        return TraceEvent(
+            frame: index, .malformed, a: Int32(truncatingIfNeeded: location.offset),
+            b: Int32(truncatingIfNeeded: location.length), c: Int32(parsed.malformation?.rawValue ?? 0))
     }
 }
