@@ -1,4 +1,5 @@
 import CTapestryLinux
+import TapestryDatapath
 import TapestryTopology
 
 #if canImport(Glibc)
@@ -37,6 +38,53 @@ enum LivePort {
         case listening
         /// A datagram port's sending socket: watched only for output while its backlog holds frames.
         case sending
+    }
+
+    /// Receives up to `limit` frames into `batch`, reporting what it drops to `drops`: the one
+    /// receive of every port kind.
+    func receive(into batch: FrameBatch, limit: Int, _ drops: PortDrops) -> PortOutcome {
+        switch self {
+        case .tap(let device):
+            return device.receive(into: batch, limit: limit, drops).map { .failed($0) } ?? .ok
+        case .stream(let socket):
+            socket.receive(into: batch, limit: limit, drops)  // an end shows after the batch ran
+            return .ok
+        case .datagram(let socket):
+            switch socket.receive(into: batch, limit: limit, drops) {
+            case nil:
+                let reason = "receive failed: \(String(cString: strerror(errno)))"
+                _ = socket.forget(reason, drops)
+                return .failed(reason)
+            case .newPeer(let change)?: return .newSender(change)
+            case .unreachable(let change)?: return .lifecycle(change)
+            case .ok?: return .ok
+            }
+        case .packet(let socket):
+            guard let code = socket.receive(into: batch, limit: limit, drops) else { return .ok }
+            // ENETDOWN while the interface exists only means its link went down for a moment.
+            guard code != ENETDOWN || !socket.exists else { return .ok }
+            return .failed(socket.exists ? "receive failed: \(String(cString: strerror(code)))" : "the interface is gone")
+        }
+    }
+
+    /// Sends `port`'s transmit queue, reporting what it could not send to `drops`: the one send of
+    /// every port kind. `plain` is the TAP ports' scratch for `--no-offloads`.
+    func transmit(_ queues: TransmitQueues, _ port: PortID, _ drops: PortDrops, plain: PlainFrames) -> PortOutcome {
+        switch self {
+        case .tap(let device):
+            return device.transmit(queues, port, drops, plain: plain).map { .failed($0) } ?? .ok
+        case .stream(let socket):
+            guard let broken = socket.transmit(queues, port, drops) else { return .ok }
+            return .lifecycle(socket.broke(broken, drops))
+        case .datagram(let socket):
+            if case .peerGone(let change) = socket.transmit(queues, port, drops) { return .lifecycle(change) }
+            return .ok
+        case .packet(let socket):
+            guard case .failed(let code) = socket.transmit(queues, port, drops), !socket.exists || code != ENETDOWN else {
+                return .ok
+            }
+            return .failed(socket.exists ? "send failed: \(String(cString: strerror(code)))" : "the interface is gone")
+        }
     }
 
     /// What epoll watches for this port now.
@@ -103,6 +151,17 @@ enum LivePort {
         case .datagram(let socket): socket.close()
         }
     }
+}
+
+/// What a port's receive or send asks of the loop.
+enum PortOutcome: Equatable {
+    case ok
+    /// The device or socket failed: the port is down until a reload.
+    case failed(String)
+    /// A socket port's VM came or went (`LiveSwitch.apply` carries it out).
+    case lifecycle(SocketPortLifecycle.Change)
+    /// A datagram port has a new socket to its VM, to watch for drain notifications, and the change.
+    case newSender(SocketPortLifecycle.Change)
 }
 
 /// One port of the running switch: its device or socket, and what the loop knows about it.

@@ -238,35 +238,7 @@ public final class LiveSwitch {
     func receive(_ port: PortID, limit: Int) {
         defer { drops.settle(on: port, into: datapath) }
         core.begin(port: port)
-        let batch = core.batch
-        switch slots[Int(port)].port {
-        case .tap(let device):
-            if let failure = device.receive(into: batch, limit: limit, drops) { portDown(port, failure) }
-        case .stream(let socket):
-            socket.receive(into: batch, limit: limit, drops)
-        case .datagram(let socket):
-            switch socket.receive(into: batch, limit: limit, drops) {
-            case nil:
-                let reason = "receive failed: \(String(cString: strerror(errno)))"
-                _ = socket.forget(reason, drops)
-                portDown(port, reason)
-            case .newPeer(let change)?:
-                slots[Int(port)].watchingWritable = false
-                watchSender(port, socket)
-                apply(change, to: port)
-            case .unreachable(let change)?:
-                apply(change, to: port)
-            case .ok?:
-                break
-            }
-        case .packet(let socket):
-            if let code = socket.receive(into: batch, limit: limit, drops) {
-                // ENETDOWN while the interface exists only means its link went down for a moment.
-                if code != ENETDOWN || !socket.exists {
-                    portDown(port, socket.exists ? "receive failed: \(String(cString: strerror(code)))" : "the interface is gone")
-                }
-            }
-        }
+        handle(slots[Int(port)].port.receive(into: core.batch, limit: limit, drops), on: port)
     }
 
     /// Sends what the batch queued for `port` (the core calls this once per port with frames).
@@ -278,22 +250,23 @@ public final class LiveSwitch {
             }
             return
         }
-        switch slots[Int(port)].port {
-        case .tap(let device):
-            if let failure = device.transmit(queues, port, drops, plain: plainForTaps) { portDown(port, failure) }
-        case .stream(let socket):
-            if let broken = socket.transmit(queues, port, drops) {
-                apply(socket.broke(broken, drops), to: port)
-            } else {
-                updateWritableInterest(port)
-            }
-        case .datagram(let socket):
-            if case .peerGone(let change) = socket.transmit(queues, port, drops) { apply(change, to: port) }
-            updateWritableInterest(port)
-        case .packet(let socket):
-            if case .failed(let code) = socket.transmit(queues, port, drops), !socket.exists || code != ENETDOWN {
-                portDown(port, socket.exists ? "send failed: \(String(cString: strerror(code)))" : "the interface is gone")
-            }
+        handle(slots[Int(port)].port.transmit(queues, port, drops, plain: plainForTaps), on: port)
+        updateWritableInterest(port)
+    }
+
+    /// Does what a port's receive or send asked of the loop.
+    private func handle(_ outcome: PortOutcome, on port: PortID) {
+        switch outcome {
+        case .ok:
+            break
+        case .failed(let reason):
+            portDown(port, reason)
+        case .lifecycle(let change):
+            apply(change, to: port)
+        case .newSender(let change):
+            slots[Int(port)].watchingWritable = false
+            if case .datagram(let socket) = slots[Int(port)].port { watchSender(port, socket) }
+            apply(change, to: port)
         }
     }
 
