@@ -33,6 +33,9 @@ public struct Replay {
     /// Receives the firewall log's lines (rules with `log: true`, `log_default`), each starting
     /// with the capture time of the batch that decided it: `t=SECONDS firewall: ...`.
     public var log: ((String) -> Void)?
+    /// `--drops FILE.pcapng`: every dropped frame, as it arrived, with a frame comment
+    /// `port PORT: STAGE: REASON: CAUSE` (batches then run with tracing on, to know the cause).
+    public var dropsPath: String?
 
     /// Frames up to this length are replayed; longer ones are dropped as `oversize`.
     public static let maxFrameLength = SwitchCore.maxFrameLength
@@ -81,12 +84,24 @@ public struct Replay {
         }
         var recorded: [PortID: [(Int64, [UInt8])]] = [:]
         for port in expected.keys { recorded[port] = [] }
+        var dropsWriter: PcapngWriter?
+        if let dropsPath {
+            do {
+                dropsWriter = try PcapngWriter(path: dropsPath, interfaces: portNames)
+            } catch {
+                writers.forEach { $0.discard() }
+                if createdDirectory { try? FileManager.default.removeItem(atPath: outputDirectory) }
+                throw ReplayError.capture(error)
+            }
+        }
         do {
-            try Self.feed(readers, into: core, log: log) { port, frame, timestamp in
+            let watcher = dropsWriter.map { Self.dropWatcher($0, portNames: portNames) }
+            try Self.feed(readers, into: core, log: log, watcher: watcher) { port, frame, timestamp in
                 writers[Int(port)].write(frame, timestampNanoseconds: timestamp)
                 if recorded[port] != nil { recorded[port]!.append((timestamp, Array(frame))) }
             }
             for writer in writers { try writer.commit() }
+            try dropsWriter?.commit()
             let counters = core.datapath.counters
             var summary = ReplaySummary(
                 topology: topology.name,
@@ -123,6 +138,7 @@ public struct Replay {
             return summary
         } catch {
             writers.forEach { $0.discard() }
+            dropsWriter?.discard()
             if createdDirectory { try? FileManager.default.removeItem(atPath: outputDirectory) }
             throw ReplayError.capture(error)
         }
@@ -135,6 +151,42 @@ public struct Replay {
         var appended: (PortID, PcapReader.Record) -> Void
         var dropped: (PortID, PcapReader.Record, DropReason) -> Void
         var ran: (SwitchCore) -> Void
+    }
+
+    /// Writes every dropped frame to `writer` with its cause as the frame comment: frames the
+    /// driver dropped (oversize, capture-truncated) as they come, a batch's drops after it ran,
+    /// from the trace events of the stage that dropped them.
+    static func dropWatcher(_ writer: PcapngWriter, portNames: [String]) -> Watcher {
+        final class Pending {
+            var frames: [(time: Int64, bytes: [UInt8])] = []
+        }
+        let pending = Pending()
+        return Watcher(
+            appended: { _, record in pending.frames.append((record.timestampNanoseconds, Array(record.bytes))) },
+            dropped: { port, record, reason in
+                let cause = reason == .captureTruncated
+                    ? "the capture holds \(record.bytes.count) of its \(record.originalLength) bytes"
+                    : "longer than the switch's frame buffers (\(record.bytes.count) bytes)"
+                writer.write(
+                    record.bytes, interface: Int(port), timestampNanoseconds: record.timestampNanoseconds,
+                    comment: "port \(portNames[Int(port)]): replay: \(reason.name): \(cause)")
+            },
+            ran: { core in
+                let batch = core.batch
+                let events = core.datapath.traceEvents
+                for (index, frame) in pending.frames.enumerated() where index < batch.count {
+                    guard case .drop(let reason) = batch.verdicts[index] else { continue }
+                    let drop = TraceText.drop(
+                        frame: index, events: events, original: frame.bytes, ingress: batch.ingressPort,
+                        configuration: core.configuration, topology: core.topology)
+                    let what = drop.map { "\($0.step.rawValue): \($0.reason): \($0.cause)" }
+                        ?? "?: \(reason.name): (its trace events did not fit the buffer)"
+                    writer.write(
+                        frame.bytes, interface: Int(batch.ingressPort), timestampNanoseconds: frame.time,
+                        comment: "port \(portNames[Int(batch.ingressPort)]): \(what)")
+                }
+                pending.frames.removeAll(keepingCapacity: true)
+            })
     }
 
     /// Merges the inputs by timestamp and runs them through the switch in batches (the one loop

@@ -36,10 +36,37 @@ public enum TraceText {
         frame: Int, events: UnsafeBufferPointer<TraceEvent>, original: [UInt8], ingress: PortID,
         configuration: DatapathConfiguration, topology: Topology
     ) -> [String] {
+        render(
+            frame: frame, events: events, original: original, ingress: ingress, configuration: configuration,
+            topology: topology
+        ).lines
+    }
+
+    /// Why frame `frame` of the last traced batch was dropped: the stage, the drop reason's name
+    /// and the cause in words (what `replay --drops` writes as a frame comment); nil if it was not.
+    public static func drop(
+        frame: Int, events: UnsafeBufferPointer<TraceEvent>, original: [UInt8], ingress: PortID,
+        configuration: DatapathConfiguration, topology: Topology
+    ) -> (step: Datapath.Step, reason: String, cause: String)? {
+        render(
+            frame: frame, events: events, original: original, ingress: ingress, configuration: configuration,
+            topology: topology
+        ).drop
+    }
+
+    private static func render(
+        frame: Int, events: UnsafeBufferPointer<TraceEvent>, original: [UInt8], ingress: PortID,
+        configuration: DatapathConfiguration, topology: Topology
+    ) -> (lines: [String], drop: (step: Datapath.Step, reason: String, cause: String)?) {
         var lines: [String] = []
         var outs: [String] = []
+        var drop: (step: Datapath.Step, reason: String, cause: String)?
         func line(_ step: Datapath.Step, _ text: String) {
             lines.append("  \(step.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0))\(text)")
+        }
+        func dropped(_ step: Datapath.Step, _ reason: String, _ cause: String) {
+            line(step, "dropped (\(reason)): \(cause)")
+            drop = (step, reason, cause)
         }
         func portName(_ port: Int32) -> String {
             configuration.ports.indices.contains(Int(port)) ? configuration.ports[Int(port)].name : "port \(port)"
@@ -65,20 +92,20 @@ public enum TraceText {
                 let why = original.withUnsafeBytes {
                     malformation.explain($0, offset: Int(event.a), length: Int(UInt32(bitPattern: event.b)))
                 }
-                line(.vlan, "dropped (invalid): \(why)")
+                dropped(.vlan, "invalid", why)
             case .classified:
                 let how = event.c == 0 ? "untagged" : event.c == 2 ? "priority-tagged" : "tagged VID \(event.b)"
                 line(.vlan, "\(how) on port \(ingressName) -> \(networkName(event.a))")
             case .serviceTagRefused:
-                line(.vlan, "dropped (vlan): outer tag TPID 0x\(String(event.a, radix: 16)) is not 802.1Q (0x8100), not accepted on \(ingressMode) port \(ingressName)")
+                dropped(.vlan, "vlan", "outer tag TPID 0x\(String(event.a, radix: 16)) is not 802.1Q (0x8100), not accepted on \(ingressMode) port \(ingressName)")
             case .doubleTagOnAccess:
-                line(.vlan, "dropped (vlan): double-tagged, not accepted on access port \(ingressName)")
+                dropped(.vlan, "vlan", "double-tagged, not accepted on access port \(ingressName)")
             case .tagOnAccess:
-                line(.vlan, "dropped (vlan): tagged VID \(event.a), not accepted on access port \(ingressName)")
+                dropped(.vlan, "vlan", "tagged VID \(event.a), not accepted on access port \(ingressName)")
             case .vidNotOnTrunk:
-                line(.vlan, event.a == 0
-                    ? "dropped (vlan): untagged, and trunk port \(ingressName) has no native network"
-                    : "dropped (vlan): VID \(event.a) is not one of trunk port \(ingressName)'s networks")
+                dropped(.vlan, "vlan", event.a == 0
+                    ? "untagged, and trunk port \(ingressName) has no native network"
+                    : "VID \(event.a) is not one of trunk port \(ingressName)'s networks")
             case .notIP:
                 line(.firewall, "not IP: passes untracked")
             case .neighbourDiscovery:
@@ -106,7 +133,7 @@ public enum TraceText {
                 if event.kind == .invalidIgnored {
                     line(.firewall, "\(why); not enforced (no firewall section: only VIP connections are tracked)")
                 } else {
-                    line(event.step, "dropped (\(cause.reason.name)): \(why)")
+                    dropped(event.step, cause.reason.name, why)
                 }
             case .vipAnswered:
                 line(.loadBalancer, "answered for the VIP (ARP or ping), sent back out of the ingress port")
@@ -145,17 +172,17 @@ public enum TraceText {
                 let what = event.a == 1 ? "broadcast" : event.a == 2 ? "multicast" : "unknown"
                 line(.l2, "destination \(destination(original)) is \(what) -> flood")
             case .hairpin:
-                line(.l2, "dropped (hairpin): destination \(destination(original)) was learned on the ingress port")
+                dropped(.l2, "hairpin", "destination \(destination(original)) was learned on the ingress port")
             case .multicastSource:
-                line(.l2, "dropped (multicast-source): source MAC is a group address")
+                dropped(.l2, "multicast-source", "source MAC is a group address")
             case .sent:
                 outs.append("\(portName(event.a)) (\(event.b == 0 ? "untagged" : "tagged VID \(event.b)"))")
             case .noDestination:
-                line(.egress, "dropped (no-destination): no other port in the network")
+                dropped(.egress, "no-destination", "no other port in the network")
             }
         }
         if !outs.isEmpty { line(.egress, "out \(outs.joined(separator: ", "))") }
-        return lines
+        return (lines, drop)
     }
 
     private static func state(_ kind: ConnectionEntry.Kind, _ bits: Int32) -> String {

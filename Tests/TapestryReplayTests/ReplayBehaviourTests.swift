@@ -237,6 +237,60 @@ import TapestryWire
         #expect(frames[3].contains("dropped (invalid): IPv4 header length 4 is below 5"), "\(trace)")
     }
 
+    /// `--drops`: every dropped frame, as it arrived, in a pcapng that libpcap and tshark read,
+    /// with the stage, reason and cause as its comment.
+    @Test func dropsAreWrittenWithTheirCause() throws {
+        let topology = try Self.firewall(rules: "    - { action: allow, proto: tcp, dport: 80 }")
+        let dir = Repository.temporaryDirectory("replay-drops")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("a.pcap").path
+        let a = IPv4Address("10.0.0.1")!
+        let b = IPv4Address("10.0.0.2")!
+        var badHeader = FrameBuilder.udp4(dst: Self.hostB, src: Self.hostA, from: a, to: b, dport: 5000)
+        badHeader[14] = 0x44
+        let dropped = [
+            FrameBuilder.tcp4(dst: Self.hostB, src: Self.hostA, from: a, to: b, sport: 40001, dport: 80, flags: .ack),
+            FrameBuilder.udp4(dst: Self.hostB, src: Self.hostA, from: a, to: b, dport: 53),
+            badHeader,
+        ]
+        try writeCapture(path, [
+            (1, FrameBuilder.tcp4(dst: Self.hostB, src: Self.hostA, from: a, to: b, sport: 40000, dport: 80, flags: .syn)),
+            (2, dropped[0]), (3, dropped[1]), (3, dropped[2]),
+        ])
+        let drops = dir.appendingPathComponent("drops.pcapng").path
+        var replay = Replay(topology: topology, inputs: [.init(port: "a", path: path)], outputDirectory: dir.appendingPathComponent("out").path)
+        replay.dropsPath = drops
+        let summary = try replay.run()
+        #expect(summary.drops == [.invalid: 2, .firewall: 1])
+        let expected = [
+            "port a: firewall: invalid: TCP ACK without a connection (only a SYN opens one)",
+            "port a: firewall: firewall: new connection; no rule matched and default is drop",
+            "port a: vlan: invalid: IPv4 header length 4 is below 5",
+        ]
+        #expect(try PcapngComments.read(drops) == expected)
+        let reader = try PcapReader(path: drops)
+        var frames: [(Int64, [UInt8])] = []
+        while let record = try reader.next() { frames.append((record.timestampNanoseconds, Array(record.bytes))) }
+        #expect(frames.map(\.1) == dropped, "the frames as they arrived")
+        #expect(frames.map(\.0) == [2, 3, 3])
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/tshark") else {
+            print("skipping the tshark check of dropsAreWrittenWithTheirCause: /usr/bin/tshark is not installed (scripts/setup-debian.sh installs it)")
+            return
+        }
+        let tshark = Process()
+        tshark.executableURL = URL(fileURLWithPath: "/usr/bin/tshark")
+        tshark.arguments = ["-r", drops, "-T", "fields", "-e", "frame.comment"]
+        let output = Pipe()
+        tshark.standardOutput = output
+        tshark.standardError = FileHandle.nullDevice
+        try tshark.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        tshark.waitUntilExit()
+        #expect(tshark.terminationStatus == 0)
+        #expect(text.split(separator: "\n").map(String.init) == expected, "\(text)")
+    }
+
     /// The log's rate limit holds when capture times go back and forth: a rule's second only
     /// moves forward.
     @Test func theLogRateHoldsWhenTimeGoesBack() throws {
@@ -286,4 +340,33 @@ final class LockedLines: @unchecked Sendable {
     private var lines: [String] = []
     func append(_ line: String) { lock.withLock { lines.append(line) } }
     var all: [String] { lock.withLock { lines } }
+}
+
+/// The frame comments of a pcapng file written on this machine (its byte order), in order.
+enum PcapngComments {
+    static func read(_ path: String) throws -> [String] {
+        let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        func u32(_ at: Int) -> Int { data.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: at, as: UInt32.self)) } }
+        func u16(_ at: Int) -> Int { data.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: at, as: UInt16.self)) } }
+        var comments: [String] = []
+        var offset = 0
+        while offset + 12 <= data.count {
+            let type = u32(offset)
+            let length = u32(offset + 4)
+            guard length >= 12, offset + length <= data.count else { break }
+            if type == 6 {
+                let captured = u32(offset + 20)
+                var option = offset + 28 + (captured + 3) / 4 * 4
+                while option + 4 <= offset + length - 4 {
+                    let code = u16(option)
+                    let size = u16(option + 2)
+                    if code == 0 { break }
+                    if code == 1 { comments.append(String(decoding: data[(option + 4)..<(option + 4 + size)], as: UTF8.self)) }
+                    option += 4 + (size + 3) / 4 * 4
+                }
+            }
+            offset += length
+        }
+        return comments
+    }
 }

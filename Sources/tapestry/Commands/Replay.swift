@@ -26,6 +26,13 @@ extension Tapestry {
         @Option(name: .customLong("expect"), help: ArgumentHelp("A capture a port's output must equal.", valueName: "PORT=FILE.pcap"))
         var expectations: [String] = []
 
+        @Option(
+            name: .customLong("drops"),
+            help: ArgumentHelp(
+                "Also write every dropped frame to this pcapng file, each with the comment 'port PORT: STAGE: REASON: CAUSE'.",
+                valueName: "FILE.pcapng"))
+        var dropsPath: String?
+
         @Flag(help: "Print the summary as JSON.")
         var json = false
 
@@ -59,6 +66,7 @@ extension Tapestry {
                 topology: loaded, inputs: inputs.compactMap(Self.split), outputDirectory: outputDirectory,
                 expectations: expectations.compactMap(Self.split))
             replay.log = { printError($0) }
+            replay.dropsPath = dropsPath
             let summary: ReplaySummary
             do {
                 summary = try replay.run()
