@@ -243,28 +243,8 @@ public struct Replay {
     /// `if_tsoffset` reaches before 1970): `-1.500000000` before 1970, no trap at Int64.min.
     public static func seconds(_ nanoseconds: Int64) -> String { Timestamp(nanoseconds: nanoseconds).description }
 
-    /// Differences between an expected and an actual capture of one port: the frame count, then
-    /// for each frame its timestamp and its first differing field.
-    public static func compare(port: String, expected: [(Int64, [UInt8])], actual: [(Int64, [UInt8])]) -> [String] {
-        var differences: [String] = []
-        for index in 0..<min(expected.count, actual.count) {
-            if expected[index].0 != actual[index].0 {
-                differences.append(
-                    "port \(port), frame \(index): timestamp expected \(Self.seconds(expected[index].0)), got \(Self.seconds(actual[index].0))"
-                )
-            }
-            if let difference = FrameFields.firstDifference(expected: expected[index].1, actual: actual[index].1) {
-                differences.append("port \(port), frame \(index): \(difference)")
-            }
-        }
-        if expected.count != actual.count {
-            let extra = expected.count > actual.count ? "missing" : "unexpected"
-            let first = min(expected.count, actual.count)
-            let frame = expected.count > actual.count ? expected[first].1 : actual[first].1
-            let fields = FrameFields(frame).fields.prefix(4).map { "\($0.name) \($0.value)" }.joined(separator: ", ")
-            differences.append(
-                "port \(port): expected \(expected.count) frames, got \(actual.count); first \(extra) frame \(first): \(fields)")
-        }
-        return differences
+    /// Differences between an expected and an actual capture of one port, aligned by content.
+    public static func compare(port: String, expected: [(Int64, [UInt8])], actual: [(Int64, [UInt8])]) -> [ExpectDifference] {
+        ExpectComparison.compare(port: port, expected: expected, actual: actual)
     }
 }

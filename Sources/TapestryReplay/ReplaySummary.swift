@@ -41,8 +41,8 @@ public struct ReplaySummary: Sendable, Equatable {
         public var related: UInt64
         public var tracked: Int
     }
-    /// One line per difference found by `--expect` (empty when all matched or none was given).
-    public var differences: [String]
+    /// What `--expect` found (empty when all matched or none was given).
+    public var differences: [ExpectDifference]
     public var expectationsChecked: Int
 
     public var framesIn: UInt64 { ports.reduce(0) { $0 + $1.framesIn } }
@@ -86,7 +86,7 @@ public struct ReplaySummary: Sendable, Equatable {
                 lines.append("expect: all \(expectationsChecked) port capture\(expectationsChecked == 1 ? "" : "s") match")
             } else {
                 lines.append("expect: \(differences.count) difference\(differences.count == 1 ? "" : "s"):")
-                lines.append(contentsOf: differences.map { "  " + $0 })
+                lines.append(contentsOf: differences.map { "  " + $0.text })
             }
         }
         return lines.joined(separator: "\n")
@@ -124,7 +124,7 @@ public struct ReplaySummary: Sendable, Equatable {
             ]
         }
         if expectationsChecked > 0 {
-            object["expect"] = ["checked": expectationsChecked, "match": differences.isEmpty, "differences": differences]
+            object["expect"] = ["checked": expectationsChecked, "match": differences.isEmpty, "differences": differences.map(\.object)]
         }
         let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
         return String(decoding: data, as: UTF8.self)

@@ -15,7 +15,7 @@ public enum TraceText {
                 : " ARP \(fields["arp.spa"] ?? "?") is-at \(fields["arp.sha"] ?? "?")"
         } else if let src = fields["ipv4.src"] ?? fields["ipv6.src"], let dst = fields["ipv4.dst"] ?? fields["ipv6.dst"] {
             if let sport = fields["tcp.sport"], let dport = fields["tcp.dport"] {
-                text += " TCP \(src):\(sport) > \(dst):\(dport) flags \(fields["tcp.flags"] ?? "")"
+                text += " TCP \(src):\(sport) > \(dst):\(dport) flags \(letters(fields["tcp.flags"]))"
             } else if let sport = fields["udp.sport"], let dport = fields["udp.dport"] {
                 text += " UDP \(src):\(sport) > \(dst):\(dport)"
             } else if let type = fields["icmp.type"] ?? fields["icmpv6.type"] {
@@ -220,6 +220,14 @@ public enum TraceText {
         case .untrackedServiceTraffic: return "to a VIP service, but belongs to no tracked connection"
         case .none: return "no cause recorded"
         }
+    }
+
+    /// TCP flags (FrameFields' hex) as the letters test files use: `S`, `SA`, `FA`, `.` for none.
+    static func letters(_ hex: String?) -> String {
+        guard let hex, let flags = UInt8(hex.dropFirst(2), radix: 16) else { return hex ?? "?" }
+        let names: [(UInt8, Character)] = [(0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "A"), (0x20, "U"), (0x40, "E"), (0x80, "C")]
+        let set = String(names.filter { flags & $0.0 != 0 }.map(\.1))
+        return set.isEmpty ? "." : set
     }
 
     /// `SYN`, `ACK`, `FIN+ACK`, `none`...

@@ -82,21 +82,50 @@ public enum TopologyLoader {
     }
 
     /// Overwrites the character at each duplicate's `patchColumn` with a private-use scalar of
-    /// its own (the duplicate's index), keeping every position. Nil when one has nothing to overwrite.
+    /// its own (the duplicate's index), keeping every position. Lines and columns are counted as
+    /// libyaml counts them (breaks: LF, CR, CR LF, U+0085, U+2028, U+2029; a column per scalar).
+    /// Nil when a position does not hold the key's first character.
     static func overwrite(duplicates: [YAMLBudget.Duplicate], in text: String) -> String? {
         guard !duplicates.isEmpty else { return text }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.unicodeScalars) }
+        var targets: [Int: [(column: Int, expected: Unicode.Scalar, marker: Unicode.Scalar)]] = [:]
         for (index, duplicate) in duplicates.enumerated() {
-            guard let column = duplicate.patchColumn, duplicate.second.line >= 1, duplicate.second.line <= lines.count,
-                column >= 1, column <= lines[duplicate.second.line - 1].count,
-                // The character there must be the key's first (not an escape, not a line split
-                // differently from libyaml's, such as a CR LF).
-                lines[duplicate.second.line - 1][column - 1] == duplicate.key.unicodeScalars.first,
+            guard let column = duplicate.patchColumn, let first = duplicate.key.unicodeScalars.first,
                 let marker = Unicode.Scalar(0xE000 + UInt32(index))
             else { return nil }
-            lines[duplicate.second.line - 1][column - 1] = marker
+            targets[duplicate.second.line, default: []].append((column, first, marker))
         }
-        return lines.map { String(String.UnicodeScalarView($0)) }.joined(separator: "\n")
+        var out = String.UnicodeScalarView()
+        var line = 1
+        var column = 1
+        var patched = 0
+        var previousWasCR = false
+        for (offset, scalar) in text.unicodeScalars.enumerated() {
+            if offset == 0 && scalar.value == 0xFEFF {  // libyaml drops a byte-order mark uncounted
+                out.append(scalar)
+                continue
+            }
+            if scalar == "\n" && previousWasCR {  // the LF of a CR LF: the break was counted at the CR
+                out.append(scalar)
+                previousWasCR = false
+                continue
+            }
+            previousWasCR = scalar == "\r"
+            if scalar == "\n" || scalar == "\r" || scalar.value == 0x85 || scalar.value == 0x2028 || scalar.value == 0x2029 {
+                out.append(scalar)
+                line += 1
+                column = 1
+                continue
+            }
+            if let target = targets[line]?.first(where: { $0.column == column }) {
+                guard scalar == target.expected else { return nil }
+                out.append(target.marker)
+                patched += 1
+            } else {
+                out.append(scalar)
+            }
+            column += 1
+        }
+        return patched == duplicates.count ? String(out) : nil
     }
 
     /// Replaces the first character of `key` at (line, column) with a private-use scalar unique to

@@ -99,7 +99,7 @@ enum YAMLBudget {
             case YAML_DOCUMENT_START_EVENT:
                 anchors = [:]  // anchors are per document
             case YAML_SCALAR_EVENT:
-                if atKey { noteKey(event) }
+                if atKey, let problem = noteKey(event) { return problem }
                 finish(size: 1, anchor: Self.name(event.data.scalar.anchor))
             case YAML_ALIAS_EVENT:
                 let name = Self.name(event.data.alias.anchor) ?? ""
@@ -132,25 +132,36 @@ enum YAMLBudget {
         }
 
         /// A scalar key of the innermost mapping: remembered, or a duplicate.
-        mutating func noteKey(_ event: yaml_event_t) {
+        /// A scalar key of the innermost mapping: remembered, or a duplicate. A key starting with
+        /// a character of the loader's marker range is refused (the marker must be unambiguous).
+        mutating func noteKey(_ event: yaml_event_t) -> Diagnostic? {
             let scalar = event.data.scalar
             let key = scalar.value.map {
                 String(decoding: UnsafeBufferPointer(start: $0, count: scalar.length), as: UTF8.self)
             } ?? ""
             let mark = event.start_mark
+            if let initial = key.unicodeScalars.first, YAMLReader.isDuplicateMarker(initial) {
+                return diagnostic(
+                    mark, "a mapping key may not start with U+\(String(initial.value, radix: 16, uppercase: true)) (a private-use character)")
+            }
             guard let first = open[open.count - 1].keys[key] else {
                 open[open.count - 1].keys[key] = mark
-                return
+                return nil
             }
-            guard duplicates.count <= YAMLBudget.duplicateLimit else { return }
-            // A quoted key starts with its quote: overwrite the first character inside it.
+            guard duplicates.count <= YAMLBudget.duplicateLimit else { return nil }
+            // The loader hides the second occurrence from Yams by overwriting its first character:
+            // possible for a plain key, or a quoted one whose value does not start with an escape,
+            // written without an anchor or tag before it (libyaml's mark is at the `&` or `!`).
             let quoted = scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE || scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE
             let plain = scalar.style == YAML_PLAIN_SCALAR_STYLE
-            let column = Int(mark.column) + 1 + (quoted ? 1 : 0)
+            let decorated = scalar.anchor != nil || (scalar.tag != nil && scalar.plain_implicit == 0 && scalar.quoted_implicit == 0)
+            let escaped = key.unicodeScalars.first.map { $0 == "'" || $0 == "\"" || $0 == "\\" } ?? true
+            let patchable = (plain || (quoted && !escaped)) && !decorated && !key.isEmpty
             duplicates.append(
                 Duplicate(
                     key: key, first: (Int(first.line) + 1, Int(first.column) + 1), second: (Int(mark.line) + 1, Int(mark.column) + 1),
-                    patchColumn: (plain || quoted) && !key.isEmpty ? column : nil))
+                    patchColumn: patchable ? Int(mark.column) + 1 + (quoted ? 1 : 0) : nil))
+            return nil
         }
 
         /// A node of `size` expanded nodes ended: remember it under its anchor, add it to its parent.

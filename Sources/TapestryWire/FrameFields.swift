@@ -118,22 +118,31 @@ public struct FrameFields: Equatable, Sendable {
     /// The first field whose name or value differs, then (if all fields agree) the first differing
     /// byte; nil when the frames are identical.
     public static func firstDifference(expected: [UInt8], actual: [UInt8]) -> String? {
+        guard let difference = firstDifferenceDetail(expected: expected, actual: actual) else { return nil }
+        return "field \(difference.field): expected \(difference.expected ?? "absent"), got \(difference.actual ?? "absent")"
+    }
+
+    /// The first field that differs, with both values (nil: the field is not in that frame; a
+    /// field of another name in its place is given as `NAME = VALUE`).
+    public static func firstDifferenceDetail(
+        expected: [UInt8], actual: [UInt8]
+    ) -> (field: String, expected: String?, actual: String?)? {
         if expected == actual { return nil }
         let lhs = FrameFields(expected).fields
         let rhs = FrameFields(actual).fields
         for index in 0..<min(lhs.count, rhs.count) where lhs[index] != rhs[index] {
             if lhs[index].name != rhs[index].name {
-                return "field \(lhs[index].name): expected \(lhs[index].value), got field \(rhs[index].name) = \(rhs[index].value)"
+                return (lhs[index].name, lhs[index].value, "field \(rhs[index].name) = \(rhs[index].value)")
             }
-            return "field \(lhs[index].name): expected \(lhs[index].value), got \(rhs[index].value)"
+            return (lhs[index].name, lhs[index].value, rhs[index].value)
         }
         if lhs.count != rhs.count {
             let longer = lhs.count > rhs.count ? lhs[rhs.count] : rhs[lhs.count]
-            return "field \(longer.name): present in only one of the frames"
+            return lhs.count > rhs.count ? (longer.name, longer.value, nil) : (longer.name, nil, longer.value)
         }
         let offset = zip(expected, actual).enumerated().first { $0.element.0 != $0.element.1 }?.offset
             ?? min(expected.count, actual.count)
         func byte(_ bytes: [UInt8]) -> String { offset < bytes.count ? "0x" + String(bytes[offset], radix: 16) : "end of frame" }
-        return "payload byte \(offset): expected \(byte(expected)), got \(byte(actual))"
+        return ("payload byte \(offset)", byte(expected), byte(actual))
     }
 }

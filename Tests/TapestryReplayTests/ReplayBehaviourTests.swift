@@ -92,9 +92,40 @@ import TapestryWire
                            .init(port: "c", path: dir.appendingPathComponent("c.pcap").path)]
         ).run()
         #expect(summary.differences.count == 2)
-        #expect(summary.differences.first == "port b, frame 0: field ipv4.dst: expected 10.0.0.9, got 10.0.0.2")
-        #expect(summary.differences.last?.hasPrefix("port c: expected 0 frames, got 1; first unexpected frame 0") == true)
+        #expect(summary.differences.first?.text == "port b, frame 1: field ipv4.dst: expected 10.0.0.9, got 10.0.0.2")
+        #expect(summary.differences.first == ExpectDifference(
+            port: "b", frame: 1, kind: .field, field: "ipv4.dst", expected: "10.0.0.9", actual: "10.0.0.2"))
+        #expect(summary.differences.last?.text.hasPrefix("port c: unexpected frame 1: 02:00:00:00:00:0a > ff:ff:ff:ff:ff:ff UDP 10.0.0.1:") == true,
+                "\(summary.differences.map(\.text))")
         #expect(summary.text.contains("expect: 2 differences"))
+        #expect(summary.json.contains("\"kind\" : \"unexpected\""), "\(summary.json)")
+    }
+
+    /// `--expect` aligns by content: one frame missing from the output is reported once, as itself,
+    /// and the frames after it still match; an extra frame likewise.
+    @Test func expectAlignsByContent() {
+        let a = IPv4Address("10.0.0.1")!
+        let b = IPv4Address("10.0.0.2")!
+        func tcp(_ flags: TCPFlags, _ payload: [UInt8] = [], dport: UInt16 = 80) -> [UInt8] {
+            FrameBuilder.tcp4(dst: Self.hostB, src: Self.hostA, from: a, to: b, sport: 40000, dport: dport, flags: flags, payload: payload)
+        }
+        let conversation = [tcp(.syn), tcp([.syn, .ack]), tcp(.ack), tcp([.psh, .ack], [1]), tcp([.fin, .ack], [2])]
+        let timed = conversation.enumerated().map { (Int64($0.offset), $0.element) }
+        var lost = timed
+        lost.remove(at: 1)
+        let missing = Replay.compare(port: "db1", expected: timed, actual: lost)
+        #expect(missing.map(\.text) == ["port db1: missing expected frame 2: 02:00:00:00:00:0a > 02:00:00:00:00:0b TCP 10.0.0.1:40000 > 10.0.0.2:80 flags SA, 60 bytes"])
+        var extra = timed
+        extra.insert((2, tcp(.rst)), at: 3)
+        let unexpected = Replay.compare(port: "db1", expected: timed, actual: extra)
+        #expect(unexpected.map(\.kind) == [.unexpected] && unexpected.first?.frame == 4, "\(unexpected.map(\.text))")
+        #expect(unexpected.first?.text.hasSuffix("TCP 10.0.0.1:40000 > 10.0.0.2:80 flags R, 60 bytes") == true)
+        // A frame changed in place is a field difference at its own number, not a missing and an extra.
+        var changed = timed
+        changed[3] = (3, tcp([.psh, .ack], [1], dport: 81))
+        let field = Replay.compare(port: "db1", expected: timed, actual: changed)
+        #expect(field == [ExpectDifference(port: "db1", frame: 4, kind: .field, field: "tcp.dport", expected: "80", actual: "81")],
+                "\(field.map(\.text))")
     }
 
     /// Bad input: a clear error, and no output directory contents left behind.

@@ -96,7 +96,7 @@ struct Scenario {
         let summary = try scenario.run(hashKey: hashKey)
         #expect(summary.expectationsChecked == scenario.pcaps("expect").count)
         #expect(summary.expectationsChecked > 0)
-        #expect(summary.differences == [], "\(scenario.name): \(summary.differences.joined(separator: "\n"))")
+        #expect(summary.differences == [], "\(scenario.name): \(summary.differences.map(\.text).joined(separator: "\n"))")
         let drops = Dictionary(uniqueKeysWithValues: summary.drops.map { ($0.key.name, $0.value) })
         #expect(drops == scenario.expectedDrops, "\(scenario.name) drops")
         if let unresolved = scenario.expectedSummary["lb_unresolved"] as? Int {

@@ -118,4 +118,30 @@ import Testing
             "mix.yaml:7:3: error: duplicate key 'c' (first at line 6, column 3)",
         ], "\(errors)")
     }
+
+    /// Found by an attacker's review: keys that already start with a marker character made the
+    /// loader compose the file once per duplicate again (42 s for 400 KB), and one such key
+    /// (U+E000 "firewall") was silently skipped; lines broken by a lone CR, U+0085 or U+2028 sent
+    /// the overwrite to another key; an anchor before a duplicate turned into a syntax error.
+    @Test func hostileDuplicateKeys() {
+        func messages(_ yaml: String) -> [String] {
+            guard case .failure(let errors) = TopologyLoader.parse(yaml: yaml, file: "d.yaml") else { return ["loaded"] }
+            return errors.diagnostics.map(\.description)
+        }
+        let ports = "networks:\n  lan: { vlan: 10 }\nbogus: 1\nports:\n  a: { tap: t-a, network: lan }\n"
+        #expect(messages("name: x\n\u{E000}firewall: {default: drop}\n" + ports)
+            == ["d.yaml:2:1: error: a mapping key may not start with U+E000 (a private-use character)"])
+        for separator in ["\r", "\r\n", "\u{85}", "\u{2028}"] {
+            #expect(messages("name: x\(separator)name: y\n" + ports) == [
+                "d.yaml:2:1: error: duplicate key 'name' (first at line 1, column 1)",
+                "d.yaml:5:1: error: unknown key 'bogus' in the topology; allowed: version, name, mac_aging, mac_table_size, control, metrics, networks, ports, firewall, load_balancers",
+            ], "separator \(separator.unicodeScalars.map { $0.value })")
+        }
+        #expect(messages("&x \"xname\": x\n&y \"xname\": y\n") == ["d.yaml:2:1: error: duplicate key 'xname' (first at line 1, column 1)"])
+        let start = ContinuousClock.now
+        let markers = (0..<64).map { String(UnicodeScalar(0xE000 + $0)!) + "a: 1" }.joined(separator: "\n")
+        let big = "name: t\n" + markers + "\nz: [" + Array(repeating: "1", count: 100_000).joined(separator: ",") + "]\n\u{E000}a: 2\n"
+        #expect(messages(big).first?.hasSuffix("a mapping key may not start with U+E000 (a private-use character)") == true)
+        #expect(ContinuousClock.now - start < .seconds(2))
+    }
 }

@@ -116,8 +116,9 @@ public final class Datapath {
         drops = .allocate(capacity: portCount * DropReason.count)
         for counter in [framesIn, bytesIn, framesOut, bytesOut] { counter.initialize(repeating: 0, count: portCount) }
         drops.initialize(repeating: 0, count: portCount * DropReason.count)
-        // A frame records a few events per stage, and one per port egress queues it on.
-        traceCapacity = batchCapacity * 16 + 256
+        // A frame records at most seven events in the stages before egress, and one per port
+        // egress queues it on: this never fills (`traceEventsLost` stays a safeguard).
+        traceCapacity = batchCapacity * (8 + configuration.ports.count)
         traceStorage = .allocate(capacity: traceCapacity)
         traceStorage.initialize(repeating: TraceEvent(frame: 0, .notIP), count: traceCapacity)
         traceCounts = .allocate(capacity: 1)
