@@ -45,6 +45,10 @@ let package = Package(
         .target(name: "TapestryDatapath", dependencies: ["TapestryWire"]),
         .target(name: "TapestrySwitchCore", dependencies: ["TapestryDatapath", "TapestryTopology", "TapestryWire"]),
         .target(
+            name: "TapestryFrameSyntax",
+            dependencies: ["TapestryWire", "TapestryTopology", .product(name: "Yams", package: "Yams")]
+        ),
+        .target(
             name: "TapestryReplay",
             dependencies: ["TapestryDatapath", "TapestryPcap", "TapestrySwitchCore", "TapestryTopology", "TapestryWire"]
         ),
@@ -55,14 +59,14 @@ let package = Package(
         .target(
             name: "TapestryFuzzTargets",
             dependencies: [
-                "TapestryControl", "TapestryDatapath", "TapestryPcap", "TapestryPorts", "TapestryReplay", "TapestrySwitchCore",
-                "TapestryTopology", "TapestryWire",
+                "TapestryControl", "TapestryDatapath", "TapestryFrameSyntax", "TapestryPcap", "TapestryPorts", "TapestryReplay",
+                "TapestrySwitchCore", "TapestryTopology", "TapestryWire",
             ]
         ),
         .executableTarget(
             name: "tapestry",
             dependencies: [
-                "TapestryControl", "TapestryLab", "TapestryReplay", "TapestryTopology", "TapestryPorts",
+                "TapestryControl", "TapestryFrameSyntax", "TapestryLab", "TapestryReplay", "TapestryTopology", "TapestryPorts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -83,6 +87,10 @@ let package = Package(
             exclude: ["Scenarios"]
         ),
         .testTarget(name: "TapestryCLITests", dependencies: ["tapestry"]),
+        .testTarget(
+            name: "TapestryFrameSyntaxTests",
+            dependencies: ["TapestryFrameSyntax", "TapestryPcap", "TapestryTestSupport", "TapestryTopology", "TapestryWire",
+                           .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "TapestryControlTests", dependencies: ["TapestryControl"]),
         .testTarget(name: "TapestryPortsTests", dependencies: ["TapestryPorts", "TapestryWire", "TapestryDatapath", "TapestryTopology"]),
         .testTarget(name: "TapestryLiveTests", dependencies: ["tapestry", "TapestryLab", "TapestryProcess"]),

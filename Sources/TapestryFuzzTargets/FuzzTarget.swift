@@ -12,6 +12,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case stream
     case segmentation
     case control
+    case frameSyntax = "frame-syntax"
 
     /// Runs one input. Throws when an invariant fails (the driver turns that into a crash, which
     /// libFuzzer saves); a trap in the code under test crashes by itself.
@@ -24,6 +25,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .stream: try StreamTarget.run(data)
         case .segmentation: try SegmentationTarget.run(data)
         case .control: try ControlRequestTarget.run(data)
+        case .frameSyntax: try FrameSyntaxTarget.run(data)
         }
     }
 

@@ -18,10 +18,25 @@ public enum TopologyLoader {
     }
 
     public static func parse(yaml: String, file: String) -> Result<Topology, TopologyErrors> {
+        let (root, composeDiagnostics) = compose(yaml: yaml, file: file)
+        guard let root else { return .failure(TopologyErrors(composeDiagnostics)) }
+        var diagnostics = composeDiagnostics
+        var validator = TopologyValidator(reader: YAMLReader(file: file))
+        let topology = validator.topology(root)
+        diagnostics += validator.reader.diagnostics
+        if let topology, diagnostics.isEmpty { return .success(topology) }
+        return .failure(TopologyErrors(diagnostics))
+    }
+
+    /// Untrusted YAML text composed into a tree, within YAMLBudget's bounds, with every duplicated
+    /// key reported and hidden from Yams (each second occurrence's key starts with a marker
+    /// `YAMLReader` skips), so a validator can still report every other problem. Nil root: the
+    /// diagnostics say why (also "file is empty"). Test files use it as topologies do.
+    package static func compose(yaml: String, file: String) -> (root: Node?, diagnostics: [Diagnostic]) {
         // Before Yams sees it: aliases used as keys or repeating too much make compose and the
         // validator take exponential time (YAMLBudget says why).
         let findings = YAMLBudget.check(yaml, file: file)
-        if let problem = findings.problem { return .failure(TopologyErrors([problem])) }
+        if let problem = findings.problem { return (nil, [problem]) }
         var text = yaml
         var diagnostics: [Diagnostic] = []
         var root: Node? = nil
@@ -41,10 +56,10 @@ public enum TopologyLoader {
                 Diagnostic(
                     file: file, line: diagnostics.last?.line ?? 1, column: diagnostics.last?.column ?? 1,
                     message: "more than \(YAMLBudget.duplicateLimit) duplicate keys; the rest are not listed"))
-            return .failure(TopologyErrors(diagnostics))
+            return (nil, diagnostics)
         }
         guard let patched = overwrite(duplicates: Array(duplicates), in: text) else {
-            return .failure(TopologyErrors(diagnostics))
+            return (nil, diagnostics)
         }
         text = patched
         // A duplicate the budget pass did not see as one (Yams compares tagged nodes) is
@@ -60,25 +75,21 @@ public enum TopologyLoader {
                     let second = secondOccurrence(of: key, after: context.mark, in: text),
                     let patched = overwrite(key: key, at: second, in: text, marker: attempt)
                 else {
-                    return .failure(TopologyErrors(diagnostics))
+                    return (nil, diagnostics)
                 }
                 text = patched
             } catch {
                 diagnostics.append(Diagnostic(file: file, line: 1, column: 1, message: "\(error)"))
-                return .failure(TopologyErrors(diagnostics))
+                return (nil, diagnostics)
             }
         }
         guard let root else {
             if diagnostics.isEmpty {
                 diagnostics.append(Diagnostic(file: file, line: 1, column: 1, message: "file is empty"))
             }
-            return .failure(TopologyErrors(diagnostics))
+            return (nil, diagnostics)
         }
-        var validator = TopologyValidator(reader: YAMLReader(file: file))
-        let topology = validator.topology(root)
-        diagnostics += validator.reader.diagnostics
-        if let topology, diagnostics.isEmpty { return .success(topology) }
-        return .failure(TopologyErrors(diagnostics))
+        return (root, diagnostics)
     }
 
     /// Overwrites the character at each duplicate's `patchColumn` with a private-use scalar of

@@ -2,31 +2,31 @@ import Yams
 
 /// Walks a composed YAML tree and records every problem with its position, instead of stopping
 /// at the first (as `Codable` decoding would).
-struct YAMLReader {
-    let file: String
-    private(set) var diagnostics: [Diagnostic] = []
+package struct YAMLReader {
+    package let file: String
+    package private(set) var diagnostics: [Diagnostic] = []
 
-    init(file: String) { self.file = file }
+    package init(file: String) { self.file = file }
 
-    mutating func error(_ node: Node?, _ message: String) {
+    package mutating func error(_ node: Node?, _ message: String) {
         let mark = node?.mark
         diagnostics.append(Diagnostic(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, message: message))
     }
 
-    mutating func error(at mark: Mark?, _ message: String) {
+    package mutating func error(at mark: Mark?, _ message: String) {
         diagnostics.append(Diagnostic(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, message: message))
     }
 
     /// A mapping entry with its key as text.
-    struct Entry {
-        var key: String
-        var keyNode: Node
-        var value: Node
+    package struct Entry {
+        package var key: String
+        package var keyNode: Node
+        package var value: Node
     }
 
     /// The entries of a mapping; an error (and nil) when `node` is not one. Keys that are not plain
     /// scalars are reported and skipped.
-    mutating func entries(_ node: Node, what: String) -> [Entry]? {
+    package mutating func entries(_ node: Node, what: String) -> [Entry]? {
         guard case .mapping(let mapping) = node else {
             error(node, "\(what) must be a mapping (key: value pairs), not \(describe(node))")
             return nil
@@ -45,7 +45,7 @@ struct YAMLReader {
     }
 
     /// Entries of a mapping that may only use `allowed` keys; unknown keys are errors.
-    mutating func entries(_ node: Node, what: String, allowed: [String]) -> [String: Entry]? {
+    package mutating func entries(_ node: Node, what: String, allowed: [String]) -> [String: Entry]? {
         guard let list = entries(node, what: what) else { return nil }
         var result: [String: Entry] = [:]
         for entry in list {
@@ -62,9 +62,9 @@ struct YAMLReader {
     }
 
     /// Private-use scalars the loader writes over a duplicated key so parsing can go on.
-    static func isDuplicateMarker(_ scalar: Unicode.Scalar) -> Bool { (0xE000...0xEFFF).contains(scalar.value) }
+    package static func isDuplicateMarker(_ scalar: Unicode.Scalar) -> Bool { (0xE000...0xEFFF).contains(scalar.value) }
 
-    mutating func sequence(_ node: Node, what: String) -> [Node]? {
+    package mutating func sequence(_ node: Node, what: String) -> [Node]? {
         guard case .sequence(let sequence) = node else {
             error(node, "\(what) must be a list, not \(describe(node))")
             return nil
@@ -72,7 +72,7 @@ struct YAMLReader {
         return Array(sequence)
     }
 
-    mutating func string(_ node: Node, what: String) -> String? {
+    package mutating func string(_ node: Node, what: String) -> String? {
         guard case .scalar(let scalar) = node, !isNull(node) else {
             error(node, "\(what) must be a text value, not \(describe(node))")
             return nil
@@ -85,7 +85,7 @@ struct YAMLReader {
     }
 
     /// An integer written as a plain (unquoted) YAML scalar within `range`.
-    mutating func integer(_ node: Node, what: String, range: ClosedRange<Int>) -> Int? {
+    package mutating func integer(_ node: Node, what: String, range: ClosedRange<Int>) -> Int? {
         guard case .scalar(let scalar) = node, scalar.style == .plain, let value = Int(scalar.string) else {
             error(node, "\(what) must be a whole number, not \(describe(node))")
             return nil
@@ -98,7 +98,7 @@ struct YAMLReader {
     }
 
     /// `true` or `false`, written plain.
-    mutating func boolean(_ node: Node, what: String) -> Bool? {
+    package mutating func boolean(_ node: Node, what: String) -> Bool? {
         if case .scalar(let scalar) = node, scalar.style == .plain {
             if scalar.string == "true" { return true }
             if scalar.string == "false" { return false }
@@ -107,12 +107,12 @@ struct YAMLReader {
         return nil
     }
 
-    func isNull(_ node: Node) -> Bool {
+    package func isNull(_ node: Node) -> Bool {
         guard case .scalar(let scalar) = node, scalar.style == .plain else { return false }
         return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
     }
 
-    func describe(_ node: Node) -> String {
+    package func describe(_ node: Node) -> String {
         switch node {
         case .mapping: return "a mapping"
         case .sequence: return "a list"
@@ -124,7 +124,7 @@ struct YAMLReader {
     }
 
     /// The allowed word nearest to a misspelling (edit distance at most 2), for "did you mean".
-    func closest(_ word: String, in candidates: [String]) -> String? {
+    package func closest(_ word: String, in candidates: [String]) -> String? {
         func distance(_ a: [Character], _ b: [Character]) -> Int {
             var previous = Array(0...b.count)
             for (i, ca) in a.enumerated() {

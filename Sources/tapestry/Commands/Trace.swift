@@ -7,10 +7,11 @@ extension Tapestry {
         static let configuration = CommandConfiguration(
             abstract: "Show, stage by stage, what the pipeline decides for each frame of some captures, and why.",
             discussion: """
-                Replays the captures like `replay` (merged by timestamp, the clock is the frame's time) one \
-                frame at a time, and prints for each frame the VLAN decision, the connection and its state \
-                before and after, the rule that decided a new connection, the backend a load balancer chose, \
-                the MAC table's answer, the output ports, and every drop with its reason. Writes no captures.
+                Replays the captures exactly as `replay` does (merged by timestamp, the clock is the frame's \
+                time, the same batches) and prints for each frame what each stage recorded deciding it: the \
+                VLAN decision, the connection and its state before and after, the rule that decided a new \
+                connection, the backend a load balancer chose and why, the MAC table's answer, the output \
+                ports, and every drop with its reason and cause. Writes no captures.
                 """
         )
 

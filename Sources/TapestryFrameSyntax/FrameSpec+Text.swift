@@ -1,0 +1,120 @@
+import TapestryWire
+
+extension FrameSpec {
+    /// The spec as the YAML of a frame in a test file: one `layer: { field: value, ... }` line
+    /// per layer, every field given. `indent` goes before every line but the first.
+    public func text(indent: String = "") -> String {
+        lines().joined(separator: "\n" + indent)
+    }
+
+    func lines() -> [String] {
+        if let raw { return ["raw: \(hex(raw))"] }
+        var lines: [String] = []
+        var eth: [String] = []
+        if let src = self.eth.src { eth.append("src: \(src)") }
+        if let dst = self.eth.dst { eth.append("dst: \(dst)") }
+        if let type = self.eth.type { eth.append("type: \(hex16(type))") }
+        lines.append("eth: { \(eth.joined(separator: ", ")) }")
+        let tags = vlans.map { "{ vid: \($0.vid), pcp: \($0.pcp), dei: \($0.dei), tpid: \(hex16($0.tpid)) }" }
+        if tags.count == 1 { lines.append("vlan: \(tags[0])") }
+        if tags.count > 1 { lines.append("vlan: [\(tags.joined(separator: ", "))]") }
+        lines += upperLines()
+        if !pad { lines.append("pad: false") }
+        return lines
+    }
+
+    /// The lines from the IP (or ARP) layer on, also an ICMP quote's.
+    func upperLines() -> [String] {
+        var lines: [String] = []
+        switch network {
+        case .arp(let arp)?:
+            let op = arp.op == 1 ? "request" : arp.op == 2 ? "reply" : "\(arp.op)"
+            lines.append("arp: { op: \(op), sha: \(arp.sha.map { "\($0)" } ?? "\(eth.src ?? .zero)"), spa: \(arp.spa), tha: \(arp.tha), tpa: \(arp.tpa) }")
+        case .ipv4(let ip)?:
+            var fields = ["src: \(ip.src)", "dst: \(ip.dst)", "ttl: \(ip.ttl)", "tos: \(ip.tos)", "id: \(ip.id)", "df: \(ip.df)", "mf: \(ip.mf)", "frag: \(ip.frag)"]
+            if let proto = ip.proto { fields.append("proto: \(proto)") }
+            if let checksum = ip.checksum { fields.append("checksum: \(hex16(checksum))") }
+            if !ip.options.isEmpty { fields.append("options: { hex: \"\(hex(ip.options))\" }") }
+            lines.append("ipv4: { \(fields.joined(separator: ", ")) }")
+        case .ipv6(let ip)?:
+            var fields = ["src: \"\(ip.src)\"", "dst: \"\(ip.dst)\"", "hlim: \(ip.hlim)", "tc: \(ip.tc)", "flow: \(ip.flow)"]
+            if let nh = ip.nh { fields.append("nh: \(nh)") }
+            if let frag = ip.frag { fields.append("frag: { id: \(frag.id), offset: \(frag.offset), more: \(frag.more) }") }
+            lines.append("ipv6: { \(fields.joined(separator: ", ")) }")
+        case nil:
+            break
+        }
+        switch transport {
+        case .tcp(let tcp)?:
+            var fields = ["sport: \(tcp.sport)", "dport: \(tcp.dport)", "seq: \(tcp.seq)", "ack: \(tcp.ack)", "flags: \(Self.flagLetters(tcp.flags))", "window: \(tcp.window)"]
+            if let checksum = tcp.checksum { fields.append("checksum: \(hex16(checksum))") }
+            if !tcp.options.isEmpty { fields.append("options: { hex: \"\(hex(tcp.options))\" }") }
+            lines.append("tcp: { \(fields.joined(separator: ", ")) }")
+        case .udp(let udp)?:
+            var fields = ["sport: \(udp.sport)", "dport: \(udp.dport)"]
+            if let checksum = udp.checksum { fields.append("checksum: \(hex16(checksum))") }
+            lines.append("udp: { \(fields.joined(separator: ", ")) }")
+        case .icmp(let icmp)?:
+            lines.append("icmp: { \(icmpFields(icmp, v6: false).joined(separator: ", ")) }")
+        case .icmpv6(let icmp)?:
+            lines.append("icmpv6: { \(icmpFields(icmp, v6: true).joined(separator: ", ")) }")
+        case nil:
+            break
+        }
+        if !payload.isEmpty { lines.append("payload: \(Self.payloadText(payload))") }
+        return lines
+    }
+
+    private func icmpFields(_ icmp: ICMP, v6: Bool) -> [String] {
+        var fields = ["type: \(Self.icmpTypeName(icmp.type, v6: v6) ?? "\(icmp.type)")", "code: \(icmp.code)"]
+        if let quote = icmp.quote {
+            fields.append("quote: { \(quote.spec.upperLines().joined(separator: ", ")) }")
+        } else if let target = icmp.target {
+            fields.append("target: \"\(target)\"")
+        } else {
+            fields += ["id: \(icmp.id)", "seq: \(icmp.seq)"]
+        }
+        if let checksum = icmp.checksum { fields.append("checksum: \(hex16(checksum))") }
+        return fields
+    }
+
+    /// The contract's letters, FSRPAUEC in that order.
+    public static func flagLetters(_ flags: UInt8) -> String {
+        let letters: [(UInt8, Character)] = [(0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "A"), (0x20, "U"), (0x40, "E"), (0x80, "C")]
+        let set = String(letters.filter { flags & $0.0 != 0 }.map(\.1))
+        return set.isEmpty ? "\"\"" : set
+    }
+
+    static let icmpTypes: [(name: String, v4: UInt8, v6: UInt8?)] = [
+        ("echo-request", 8, 128), ("echo-reply", 0, 129), ("dest-unreach", 3, 1), ("time-exceeded", 11, 3),
+        ("neighbor-solicit", 255, 135), ("neighbor-advert", 255, 136),
+    ]
+
+    static func icmpTypeName(_ type: UInt8, v6: Bool) -> String? {
+        icmpTypes.first { v6 ? $0.v6 == type : ($0.v4 == type && $0.v4 != 255) }?.name
+    }
+
+    /// Printable ASCII as a quoted string, anything else as `{ hex: "..." }`.
+    static func payloadText(_ payload: [UInt8]) -> String {
+        if payload.allSatisfy({ (0x20...0x7E).contains($0) && $0 != 0x22 && $0 != 0x5C }) {
+            return "\"\(String(decoding: payload, as: UTF8.self))\""
+        }
+        return "{ hex: \"\(hex(payload))\" }"
+    }
+}
+
+func hex(_ bytes: [UInt8]) -> String {
+    let digits = Array("0123456789abcdef")
+    var text = ""
+    text.reserveCapacity(bytes.count * 2)
+    for byte in bytes {
+        text.append(digits[Int(byte >> 4)])
+        text.append(digits[Int(byte & 0x0F)])
+    }
+    return text
+}
+
+func hex16(_ value: UInt16) -> String {
+    let digits = String(value, radix: 16)
+    return "0x" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+}
