@@ -40,7 +40,8 @@ public struct ExpectDifference: Equatable, Sendable {
         case .timestamp: return "port \(port), frame \(frame): timestamp expected \(expected ?? ""), got \(actual ?? "")"
         case .field:
             guard let field else { return "port \(port), frame \(frame): differs" }
-            return "port \(port), frame \(frame): field \(field): expected \(expected ?? "absent"), got \(actual ?? "absent")"
+            let name = field.hasPrefix("payload byte") ? field : "field \(field)"
+            return "port \(port), frame \(frame): \(name): expected \(expected ?? "absent"), got \(actual ?? "absent")"
         }
     }
 

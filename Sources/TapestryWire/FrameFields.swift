@@ -119,7 +119,8 @@ public struct FrameFields: Equatable, Sendable {
     /// byte; nil when the frames are identical.
     public static func firstDifference(expected: [UInt8], actual: [UInt8]) -> String? {
         guard let difference = firstDifferenceDetail(expected: expected, actual: actual) else { return nil }
-        return "field \(difference.field): expected \(difference.expected ?? "absent"), got \(difference.actual ?? "absent")"
+        let name = difference.field.hasPrefix("payload byte") ? difference.field : "field \(difference.field)"
+        return "\(name): expected \(difference.expected ?? "absent"), got \(difference.actual ?? "absent")"
     }
 
     /// The first field that differs, with both values (nil: the field is not in that frame; a
