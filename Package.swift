@@ -49,6 +49,11 @@ let package = Package(
             dependencies: ["TapestryWire", "TapestryTopology", .product(name: "Yams", package: "Yams")]
         ),
         .target(
+            name: "TapestryPacketTest",
+            dependencies: ["TapestryDatapath", "TapestryFrameSyntax", "TapestrySwitchCore", "TapestryTopology", "TapestryWire",
+                           .product(name: "Yams", package: "Yams")]
+        ),
+        .target(
             name: "TapestryReplay",
             dependencies: ["TapestryDatapath", "TapestryPcap", "TapestrySwitchCore", "TapestryTopology", "TapestryWire"]
         ),
@@ -59,14 +64,14 @@ let package = Package(
         .target(
             name: "TapestryFuzzTargets",
             dependencies: [
-                "TapestryControl", "TapestryDatapath", "TapestryFrameSyntax", "TapestryPcap", "TapestryPorts", "TapestryReplay",
+                "TapestryControl", "TapestryDatapath", "TapestryFrameSyntax", "TapestryPacketTest", "TapestryPcap", "TapestryPorts", "TapestryReplay",
                 "TapestrySwitchCore", "TapestryTopology", "TapestryWire",
             ]
         ),
         .executableTarget(
             name: "tapestry",
             dependencies: [
-                "TapestryControl", "TapestryFrameSyntax", "TapestryLab", "TapestryReplay", "TapestryTopology", "TapestryPorts",
+                "TapestryControl", "TapestryFrameSyntax", "TapestryLab", "TapestryPacketTest", "TapestryReplay", "TapestryTopology", "TapestryPorts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -87,6 +92,7 @@ let package = Package(
             exclude: ["Scenarios"]
         ),
         .testTarget(name: "TapestryCLITests", dependencies: ["tapestry"]),
+        .testTarget(name: "TapestryPacketTestTests", dependencies: ["TapestryPacketTest"]),
         .testTarget(
             name: "TapestryFrameSyntaxTests",
             dependencies: ["TapestryFrameSyntax", "TapestryPcap", "TapestryTestSupport", "TapestryTopology", "TapestryWire",

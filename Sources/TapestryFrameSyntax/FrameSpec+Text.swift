@@ -9,72 +9,94 @@ extension FrameSpec {
 
     func lines() -> [String] {
         if let raw { return ["raw: \(hex(raw))"] }
-        var lines: [String] = []
-        var eth: [String] = []
-        if let src = self.eth.src { eth.append("src: \(src)") }
-        if let dst = self.eth.dst { eth.append("dst: \(dst)") }
-        if let type = self.eth.type { eth.append("type: \(hex16(type))") }
-        lines.append("eth: { \(eth.joined(separator: ", ")) }")
-        let tags = vlans.map { "{ vid: \($0.vid), pcp: \($0.pcp), dei: \($0.dei), tpid: \(hex16($0.tpid)) }" }
-        if tags.count == 1 { lines.append("vlan: \(tags[0])") }
-        if tags.count > 1 { lines.append("vlan: [\(tags.joined(separator: ", "))]") }
-        lines += upperLines()
+        var lines = layerFields().map { layer in
+            layer.name == "payload" ? "payload: \(layer.fields[0].value)" : "\(layer.name): { \(layer.fields.map { "\($0.name): \($0.value)" }.joined(separator: ", ")) }"
+        }
+        if vlans.count > 1 {  // two tags print as one list
+            let tags = lines.filter { $0.hasPrefix("vlan: ") }.map { String($0.dropFirst(6)) }
+            let first = lines.firstIndex { $0.hasPrefix("vlan: ") }!
+            lines.removeAll { $0.hasPrefix("vlan: ") }
+            lines.insert("vlan: [\(tags.joined(separator: ", "))]", at: first)
+        }
         if !pad { lines.append("pad: false") }
         return lines
     }
 
+    /// The layers in order with their fields as `decode` prints them (the values are the text the
+    /// syntax reads back): `eth`, each `vlan` tag, the network and transport layers, `payload`.
+    /// Patterns compare frames through this too.
+    public func layerFields() -> [(name: String, fields: [(name: String, value: String)])] {
+        var layers: [(name: String, fields: [(name: String, value: String)])] = []
+        var eth: [(String, String)] = []
+        if let src = self.eth.src { eth.append(("src", "\(src)")) }
+        if let dst = self.eth.dst { eth.append(("dst", "\(dst)")) }
+        if let type = self.eth.type { eth.append(("type", hex16(type))) }
+        layers.append(("eth", eth))
+        for tag in vlans {
+            layers.append(("vlan", [("vid", "\(tag.vid)"), ("pcp", "\(tag.pcp)"), ("dei", "\(tag.dei)"), ("tpid", hex16(tag.tpid))]))
+        }
+        layers += upperLayerFields()
+        return layers
+    }
+
     /// The lines from the IP (or ARP) layer on, also an ICMP quote's.
     func upperLines() -> [String] {
-        var lines: [String] = []
+        upperLayerFields().map { layer in
+            layer.name == "payload" ? "payload: \(layer.fields[0].value)" : "\(layer.name): { \(layer.fields.map { "\($0.name): \($0.value)" }.joined(separator: ", ")) }"
+        }
+    }
+
+    func upperLayerFields() -> [(name: String, fields: [(name: String, value: String)])] {
+        var layers: [(name: String, fields: [(name: String, value: String)])] = []
         switch network {
         case .arp(let arp)?:
             let op = arp.op == 1 ? "request" : arp.op == 2 ? "reply" : "\(arp.op)"
-            lines.append("arp: { op: \(op), sha: \(arp.sha.map { "\($0)" } ?? "\(eth.src ?? .zero)"), spa: \(arp.spa), tha: \(arp.tha), tpa: \(arp.tpa) }")
+            layers.append(("arp", [("op", op), ("sha", "\(arp.sha ?? eth.src ?? .zero)"), ("spa", "\(arp.spa)"), ("tha", "\(arp.tha)"), ("tpa", "\(arp.tpa)")]))
         case .ipv4(let ip)?:
-            var fields = ["src: \(ip.src)", "dst: \(ip.dst)", "ttl: \(ip.ttl)", "tos: \(ip.tos)", "id: \(ip.id)", "df: \(ip.df)", "mf: \(ip.mf)", "frag: \(ip.frag)"]
-            if let proto = ip.proto { fields.append("proto: \(proto)") }
-            if let checksum = ip.checksum { fields.append("checksum: \(hex16(checksum))") }
-            if !ip.options.isEmpty { fields.append("options: { hex: \"\(hex(ip.options))\" }") }
-            lines.append("ipv4: { \(fields.joined(separator: ", ")) }")
+            var fields: [(String, String)] = [("src", "\(ip.src)"), ("dst", "\(ip.dst)"), ("ttl", "\(ip.ttl)"), ("tos", "\(ip.tos)"), ("id", "\(ip.id)"), ("df", "\(ip.df)"), ("mf", "\(ip.mf)"), ("frag", "\(ip.frag)")]
+            if let proto = ip.proto { fields.append(("proto", "\(proto)")) }
+            if let checksum = ip.checksum { fields.append(("checksum", hex16(checksum))) }
+            if !ip.options.isEmpty { fields.append(("options", "{ hex: \"\(hex(ip.options))\" }")) }
+            layers.append(("ipv4", fields))
         case .ipv6(let ip)?:
-            var fields = ["src: \"\(ip.src)\"", "dst: \"\(ip.dst)\"", "hlim: \(ip.hlim)", "tc: \(ip.tc)", "flow: \(ip.flow)"]
-            if let nh = ip.nh { fields.append("nh: \(nh)") }
-            if let frag = ip.frag { fields.append("frag: { id: \(frag.id), offset: \(frag.offset), more: \(frag.more) }") }
-            lines.append("ipv6: { \(fields.joined(separator: ", ")) }")
+            var fields: [(String, String)] = [("src", "\"\(ip.src)\""), ("dst", "\"\(ip.dst)\""), ("hlim", "\(ip.hlim)"), ("tc", "\(ip.tc)"), ("flow", "\(ip.flow)")]
+            if let nh = ip.nh { fields.append(("nh", "\(nh)")) }
+            if let frag = ip.frag { fields.append(("frag", "{ id: \(frag.id), offset: \(frag.offset), more: \(frag.more) }")) }
+            layers.append(("ipv6", fields))
         case nil:
             break
         }
         switch transport {
         case .tcp(let tcp)?:
-            var fields = ["sport: \(tcp.sport)", "dport: \(tcp.dport)", "seq: \(tcp.seq)", "ack: \(tcp.ack)", "flags: \(Self.flagLetters(tcp.flags))", "window: \(tcp.window)"]
-            if let checksum = tcp.checksum { fields.append("checksum: \(hex16(checksum))") }
-            if !tcp.options.isEmpty { fields.append("options: { hex: \"\(hex(tcp.options))\" }") }
-            lines.append("tcp: { \(fields.joined(separator: ", ")) }")
+            var fields: [(String, String)] = [("sport", "\(tcp.sport)"), ("dport", "\(tcp.dport)"), ("seq", "\(tcp.seq)"), ("ack", "\(tcp.ack)"), ("flags", Self.flagLetters(tcp.flags)), ("window", "\(tcp.window)")]
+            if let checksum = tcp.checksum { fields.append(("checksum", hex16(checksum))) }
+            if !tcp.options.isEmpty { fields.append(("options", "{ hex: \"\(hex(tcp.options))\" }")) }
+            layers.append(("tcp", fields))
         case .udp(let udp)?:
-            var fields = ["sport: \(udp.sport)", "dport: \(udp.dport)"]
-            if let checksum = udp.checksum { fields.append("checksum: \(hex16(checksum))") }
-            lines.append("udp: { \(fields.joined(separator: ", ")) }")
+            var fields: [(String, String)] = [("sport", "\(udp.sport)"), ("dport", "\(udp.dport)")]
+            if let checksum = udp.checksum { fields.append(("checksum", hex16(checksum))) }
+            layers.append(("udp", fields))
         case .icmp(let icmp)?:
-            lines.append("icmp: { \(icmpFields(icmp, v6: false).joined(separator: ", ")) }")
+            layers.append(("icmp", icmpFields(icmp, v6: false)))
         case .icmpv6(let icmp)?:
-            lines.append("icmpv6: { \(icmpFields(icmp, v6: true).joined(separator: ", ")) }")
+            layers.append(("icmpv6", icmpFields(icmp, v6: true)))
         case nil:
             break
         }
-        if !payload.isEmpty { lines.append("payload: \(Self.payloadText(payload))") }
-        return lines
+        if !payload.isEmpty { layers.append(("payload", [("payload", Self.payloadText(payload))])) }
+        return layers
     }
 
-    private func icmpFields(_ icmp: ICMP, v6: Bool) -> [String] {
-        var fields = ["type: \(Self.icmpTypeName(icmp.type, v6: v6) ?? "\(icmp.type)")", "code: \(icmp.code)"]
+    private func icmpFields(_ icmp: ICMP, v6: Bool) -> [(name: String, value: String)] {
+        var fields: [(name: String, value: String)] = [("type", Self.icmpTypeName(icmp.type, v6: v6) ?? "\(icmp.type)"), ("code", "\(icmp.code)")]
         if let quote = icmp.quote {
-            fields.append("quote: { \(quote.spec.upperLines().joined(separator: ", ")) }")
+            fields.append(("quote", "{ \(quote.spec.upperLines().joined(separator: ", ")) }"))
         } else if let target = icmp.target {
-            fields.append("target: \"\(target)\"")
+            fields.append(("target", "\"\(target)\""))
         } else {
-            fields += ["id: \(icmp.id)", "seq: \(icmp.seq)"]
+            fields += [("id", "\(icmp.id)"), ("seq", "\(icmp.seq)")]
         }
-        if let checksum = icmp.checksum { fields.append("checksum: \(hex16(checksum))") }
+        if let checksum = icmp.checksum { fields.append(("checksum", hex16(checksum))) }
         return fields
     }
 

@@ -6,6 +6,11 @@ import Yams
 /// and column (and a suggestion for a misspelt key or layer).
 package struct FrameSpecReader {
     package var reader: YAMLReader
+    /// Reading an expected frame (`pattern`): layers may be skipped, `checksum: valid` is allowed,
+    /// nothing is built.
+    private var readingPattern = false
+    /// Layers whose `checksum: valid` a pattern asks for.
+    private var validChecksums: Set<String> = []
 
     package init(file: String) { reader = YAMLReader(file: file) }
 
@@ -31,7 +36,7 @@ package struct FrameSpecReader {
                 }
             }
         } else {
-            if let eth = fields["eth"] { spec.eth = ethernet(eth.value) ?? spec.eth } else {
+            if let eth = fields["eth"] { spec.eth = ethernet(eth.value) ?? spec.eth } else if !readingPattern {
                 reader.error(node, "\(what) needs an eth layer (or raw)")
             }
             if let vlan = fields["vlan"] { spec.vlans = tags(vlan.value) }
@@ -45,20 +50,55 @@ package struct FrameSpecReader {
             if let pad = fields["pad"] { spec.pad = reader.boolean(pad.value, what: "pad") ?? true }
         }
         guard reader.diagnostics.count == before else { return nil }
-        do {
-            _ = try spec.build()
-        } catch {
-            reader.error(node, "this frame cannot be built: \(error)")
-            return nil
+        if !readingPattern {
+            do {
+                _ = try spec.build()
+            } catch {
+                reader.error(node, "this frame cannot be built: \(error)")
+                return nil
+            }
         }
         return (spec, fields.filter { extra.contains($0.key) })
+    }
+
+    /// An expected frame: the same keys as a frame, each field written must be equal, fields not
+    /// written are not compared; `checksum: valid` asks for a correct checksum; `{}` is any frame.
+    package mutating func pattern(_ node: Node, what: String = "an expected frame") -> FramePattern? {
+        readingPattern = true
+        validChecksums = []
+        defer { readingPattern = false }
+        guard let (spec, _) = frame(node, what: what) else { return nil }
+        var pattern = FramePattern(spec: spec)
+        pattern.validChecksums = validChecksums
+        guard case .mapping(let mapping) = node else { return pattern }
+        for (key, value) in mapping {
+            guard case .scalar(let layer) = key, Self.layers.contains(layer.string), layer.string != "pad" else { continue }
+            pattern.layers.append(layer.string)
+            func subkeys(_ node: Node, index: Int?) {
+                guard case .mapping(let fields) = node else { return }
+                for (field, _) in fields {
+                    guard case .scalar(let name) = field, name.string != "checksum" || !validChecksums.contains(layer.string) else { continue }
+                    pattern.written.insert("\(layer.string)\(index.map { "\($0)" } ?? "").\(name.string)")
+                }
+            }
+            if case .sequence(let tags) = value, layer.string == "vlan" {
+                for (index, tag) in tags.enumerated() { subkeys(tag, index: index) }
+            } else if layer.string == "vlan" {
+                subkeys(value, index: 0)
+            } else if layer.string == "payload" {
+                pattern.written.insert("payload")
+            } else {
+                subkeys(value, index: nil)
+            }
+        }
+        return pattern
     }
 
     private mutating func transport(_ fields: [String: YAMLReader.Entry], after network: String?, isIPv6: Bool) -> FrameSpec.Transport? {
         let present = ["tcp", "udp", "icmp", "icmpv6"].filter { fields[$0] != nil }
         guard let first = present.first, let entry = fields[first] else { return nil }
         if present.count > 1 { reader.error(fields[present[1]]!.keyNode, "one of tcp, udp, icmp, icmpv6, not \(present.joined(separator: " and "))") }
-        guard network == "ipv4" || network == "ipv6" else {
+        guard network == "ipv4" || network == "ipv6" || readingPattern else {
             reader.error(entry.keyNode, "a \(first) layer needs an ipv4 or ipv6 layer")
             return nil
         }
@@ -69,7 +109,7 @@ package struct FrameSpecReader {
             if isIPv6 { reader.error(entry.keyNode, "over ipv6 the layer is icmpv6") }
             return icmp(entry.value, v6: false).map { .icmp($0) }
         default:
-            if !isIPv6 { reader.error(entry.keyNode, "over ipv4 the layer is icmp") }
+            if !isIPv6 && !(readingPattern && network == nil) { reader.error(entry.keyNode, "over ipv4 the layer is icmp") }
             return icmp(entry.value, v6: true).map { .icmpv6($0) }
         }
     }
@@ -274,7 +314,11 @@ package struct FrameSpecReader {
     }
 
     private mutating func checksum(_ node: Node, what: String) -> UInt16? {
-        number(node, what: what, max: 0xFFFF).map { UInt16($0) }
+        if readingPattern, case .scalar(let scalar) = node, scalar.string == "valid" {
+            validChecksums.insert(String(what.prefix { $0 != "." }))
+            return nil
+        }
+        return number(node, what: what, max: 0xFFFF).map { UInt16($0) }
     }
 
     private mutating func mac(_ node: Node, what: String) -> MACAddress? {

@@ -6,10 +6,32 @@ import Yams
 /// with the file, line and column of the YAML node it is about; nothing is returned unless the
 /// whole file is valid, so an invalid file can never be half applied.
 public enum TopologyLoader {
+    /// The largest topology or test file read: far beyond any written by hand, and a bound for a
+    /// test file that names `/dev/zero` or a huge file as its topology.
+    public static let maxFileBytes = 16 << 20
+
+    /// The bytes of a regular file of at most `maxFileBytes`, or why not.
+    package static func readBounded(path: String) -> Result<Data, Diagnostic> {
+        func problem(_ message: String) -> Result<Data, Diagnostic> {
+            .failure(Diagnostic(file: path, line: 1, column: 1, message: message))
+        }
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else {
+            return problem(FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file")
+        }
+        guard attributes[.type] as? FileAttributeType == .typeRegular else { return problem("is not a regular file") }
+        let size = (attributes[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= maxFileBytes else { return problem("is \(size) bytes; at most \(maxFileBytes) are read") }
+        guard let data = FileManager.default.contents(atPath: path), data.count <= maxFileBytes else {
+            return problem("cannot be read")
+        }
+        return .success(data)
+    }
+
     public static func load(path: String) -> Result<Topology, TopologyErrors> {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file"
-            return .failure(TopologyErrors([Diagnostic(file: path, line: 1, column: 1, message: "\(reason)")]))
+        let data: Data
+        switch readBounded(path: path) {
+        case .success(let bytes): data = bytes
+        case .failure(let diagnostic): return .failure(TopologyErrors([diagnostic]))
         }
         guard let text = String(data: data, encoding: .utf8) else {
             return .failure(TopologyErrors([Diagnostic(file: path, line: 1, column: 1, message: "file is not UTF-8 text")]))
@@ -26,6 +48,15 @@ public enum TopologyLoader {
         diagnostics += validator.reader.diagnostics
         if let topology, diagnostics.isEmpty { return .success(topology) }
         return .failure(TopologyErrors(diagnostics))
+    }
+
+    /// A topology written inline in another file (a test file's `topology:` mapping), validated
+    /// as a topology file is, with positions in that file.
+    package static func topology(from node: Node, file: String) -> Result<Topology, TopologyErrors> {
+        var validator = TopologyValidator(reader: YAMLReader(file: file))
+        let topology = validator.topology(node)
+        if let topology, validator.reader.diagnostics.isEmpty { return .success(topology) }
+        return .failure(TopologyErrors(validator.reader.diagnostics))
     }
 
     /// Untrusted YAML text composed into a tree, within YAMLBudget's bounds, with every duplicated

@@ -1,0 +1,128 @@
+import Foundation
+import Testing
+import TapestryPacketTest
+
+/// `tapestry test`: the bundled examples pass, a failure names the port, the frame and the
+/// first differing field with both values, invalid files report every problem with its place.
+@Suite struct PacketTestTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static func file(_ name: String, _ text: String) throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-packet-tests-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let path = directory.appendingPathComponent(name).path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static let inline = """
+        topology:
+          name: lab
+          networks: { lan: { vlan: 10 } }
+          ports:
+            a: { tap: ta, network: lan }
+            b: { tap: tb, network: lan }
+            t: { tap: tt, trunk: [lan] }
+          firewall:
+            default: drop
+            rules: [{ action: allow, proto: tcp, dport: 80 }]
+
+        """
+
+    @Test func theBundledExamplesPass() throws {
+        let folder = Self.root.appendingPathComponent("examples/tests").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".test.yaml") }.sorted()
+        try #require(!files.isEmpty)
+        let report = PacketTestReport.run(files: files.map { folder + "/" + $0 })
+        #expect(report.failed == 0, "\(report.text)")
+        #expect(report.passed >= 4, "\(report.text)")
+    }
+
+    @Test func aFailureNamesPortFrameFieldAndBothValues() throws {
+        let path = try Self.file("fail.test.yaml", Self.inline + """
+            tests:
+              - name: syn to 80 is tagged on the trunk
+                frames:
+                  - { port: a, eth: { src: 02:00:00:00:00:01, dst: 02:00:00:00:00:02 }, ipv4: { src: 10.0.0.1, dst: 10.0.0.2 }, tcp: { dport: 80 } }
+                expect:
+                  b: [{ tcp: { dport: 81 } }]
+                  t: [{ vlan: { vid: 10 }, tcp: { dport: 80 } }]
+              - name: nothing comes out of b
+                frames:
+                  - { port: a, eth: { src: 02:00:00:00:00:01 }, ipv4: { src: 10.0.0.1, dst: 10.0.0.2 }, tcp: { dport: 80 } }
+                expect: { t: [{}] }
+                drops: { firewall: 1 }
+              - name: only this one runs with the filter
+                frames:
+                  - { port: a, eth: { src: 02:00:00:00:00:01 }, ipv4: { src: 10.0.0.1, dst: 10.0.0.2 }, udp: { dport: 53 } }
+                expect: {}
+                drops: { firewall: 1 }
+            """)
+        let report = PacketTestReport.run(files: [path])
+        #expect(report.passed == 1 && report.failed == 2, "\(report.text)")
+        let text = report.text
+        #expect(text.contains("FAIL \(path)::syn to 80 is tagged on the trunk: port b, frame 1: tcp.dport expected 81, got 80"), "\(text)")
+        #expect(text.contains("    port b sent 1 frame:\n      - eth: { src: 02:00:00:00:00:01, dst: 02:00:00:00:00:02, type: 0x0800 }"), "\(text)")
+        #expect(text.contains("FAIL \(path)::nothing comes out of b: port b: expected 0 frames, got 1"), "\(text)")
+        #expect(text.contains("also: drops firewall: expected 1, got 0"), "\(text)")
+        #expect(text.contains("PASS \(path)::only this one runs with the filter"))
+        #expect(text.hasSuffix("1 passed, 2 failed"))
+        let filtered = PacketTestReport.run(files: [path], filter: "only this")
+        #expect(filtered.passed == 1 && filtered.failed == 0)
+        let junit = path + ".xml"
+        try report.writeJUnit(to: junit)
+        let xml = try String(contentsOfFile: junit, encoding: .utf8)
+        #expect(xml.contains("<testsuite name=\"\(path)\" tests=\"3\" failures=\"2\">"), "\(xml)")
+        #expect(xml.contains("<failure message=\"port b, frame 1: tcp.dport expected 81, got 80\">"), "\(xml)")
+        #expect(report.json.contains("\"problem\" : \"port b, frame 1: tcp.dport expected 81, got 80\""), "\(report.json)")
+    }
+
+    @Test func theVLANAndChecksumsArePartOfThePattern() throws {
+        let path = try Self.file("vlan.test.yaml", Self.inline + """
+            tests:
+              - name: a pattern without vlan wants no tag
+                frames:
+                  - { port: a, eth: { src: 02:00:00:00:00:01 }, ipv4: { src: 10.0.0.1, dst: 10.0.0.2 }, tcp: { dport: 80, checksum: 0x1234 } }
+                ignore_ports: [b]
+                expect: { t: [{ tcp: { dport: 80 } }] }
+              - name: a forced wrong checksum is not valid
+                frames:
+                  - { port: a, eth: { src: 02:00:00:00:00:01 }, ipv4: { src: 10.0.0.1, dst: 10.0.0.2 }, tcp: { dport: 80, checksum: 0x1234 } }
+                ignore_ports: [b]
+                expect: { t: [{ vlan: { vid: 10 }, tcp: { checksum: valid } }] }
+            """)
+        let report = PacketTestReport.run(files: [path])
+        #expect(report.text.contains("a pattern without vlan wants no tag: port t, frame 1: vlan tags expected 0, got 1"), "\(report.text)")
+        #expect(report.text.contains("a forced wrong checksum is not valid: port t, frame 1: tcp.checksum expected valid, got 0x1234 (wrong)"), "\(report.text)")
+    }
+
+    @Test func anInvalidFileReportsEveryProblemAndTheOthersStillRun() throws {
+        let bad = try Self.file("bad.test.yaml", Self.inline + """
+            tests:
+              - name: typos
+                frames:
+                  - { port: c, eth: { src: 02:00:00:00:00:01 }, ipv4: { src: 10.0.0.1, dst: 10.0.0.2, tll: 1 }, tcp: { dport: 80 } }
+                expect: { b: [{ tcp: { dprot: 80 } }] }
+                drops: { firewal: 0 }
+                at: 3
+            """)
+        let good = try Self.file("good.test.yaml", Self.inline + """
+            tests:
+              - name: blocked
+                frames: [{ port: a, eth: { src: 02:00:00:00:00:01 }, ipv4: { src: 10.0.0.1, dst: 10.0.0.2 }, udp: { dport: 53 } }]
+                expect: {}
+                drops: { firewall: 1 }
+            """)
+        let report = PacketTestReport.run(files: [bad, good])
+        #expect(report.failed == 1 && report.passed == 1, "\(report.text)")
+        let lines = report.text.split(separator: "\n").map(String.init)
+        #expect(lines.prefix(5) == [
+            "\(bad):14:17: error: port 'c' is not in the topology (did you mean 'a'?); ports: a, b, t",
+            "\(bad):14:91: error: unknown key 'tll' in ipv4 (did you mean 'ttl'?); allowed: src, dst, ttl, tos, id, df, mf, frag, proto, checksum, options",
+            "\(bad):15:28: error: unknown key 'dprot' in tcp (did you mean 'dport'?); allowed: sport, dport, seq, ack, flags, window, checksum, options",
+            "\(bad):16:14: error: 'firewal' is not a drop reason (did you mean 'firewall'?); reasons: vlan, invalid, hairpin, multicast-source, no-destination, oversize, capture-truncated, tx-full, port-down, offload-unsupported, no-service, firewall, table-full",
+            "\(bad):17:5: error: unknown key 'at' in a test; allowed: name, frames, expect, drops, ignore_ports, down",
+        ], "\(report.text)")
+        #expect(report.text.contains("PASS \(good)::blocked"))
+    }
+}
