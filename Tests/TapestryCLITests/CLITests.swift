@@ -106,6 +106,27 @@ import Testing
         #expect(read.stdout.contains("vlan 20"), "tcpdump sees the tag the switch pushed: \(read.stdout)")
     }
 
+    @Test func packetTestsAndDecode() throws {
+        let junit = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-cli-junit-\(getpid()).xml")
+        defer { try? FileManager.default.removeItem(at: junit) }
+        let passing = try tapestry("test", "examples/tests", "--junit", junit.path)
+        #expect(passing.status == 0, "\(passing.stdout)\(passing.stderr)")
+        #expect(passing.stdout.hasSuffix("4 passed, 0 failed\n"), "\(passing.stdout)")
+        let xml = try String(contentsOf: junit, encoding: .utf8)
+        #expect(xml.contains("<testsuite name=\"examples/tests/web-db.test.yaml\" tests=\"4\" failures=\"0\">"), "\(xml)")
+        let filtered = try tapestry("test", "examples/tests", "--filter", "ssh", "--json")
+        #expect(filtered.status == 0 && filtered.stdout.contains("\"passed\" : 2"), "\(filtered.stdout)")
+        let missing = try tapestry("test", "no/such/folder")
+        #expect(missing.status == 1 && missing.stderr.contains("no/such/folder: no such file or folder"))
+        #expect(try tapestry("test").status == 64, "a path is required")
+        let decoded = try tapestry("decode", "examples/office/in/pc1.pcap", "--frame", "1")
+        #expect(decoded.status == 0 && decoded.stdout.hasPrefix("# frame 1: t="), "\(decoded.stdout)")
+        #expect(decoded.stdout.contains("\n- eth: { src: "), "\(decoded.stdout)")
+        let past = try tapestry("decode", "examples/office/in/pc1.pcap", "--frame", "999")
+        #expect(past.status == 1 && past.stderr.contains("there is no frame 999"), "\(past.stderr)")
+        #expect(try tapestry("decode", "topologies/office.yaml").status == 1, "not a capture")
+    }
+
     @Test func replayWithADifferenceExits1AndNamesTheField() throws {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-cli-diff-\(getpid())")
         defer { try? FileManager.default.removeItem(at: out) }
