@@ -16,6 +16,14 @@ public struct FramePattern: Sendable {
 
     public init(spec: FrameSpec) { self.spec = spec }
 
+    /// An ICMP error's quote, when the pattern gives one: compared as a pattern of its own.
+    public var quote: Nested?
+
+    public final class Nested: Sendable {
+        public let pattern: FramePattern
+        public init(_ pattern: FramePattern) { self.pattern = pattern }
+    }
+
     public var matchesAnyFrame: Bool { spec.raw == nil && layers.isEmpty }
 
     /// The first field in which `frame` differs from the pattern, with both values; nil when it matches.
@@ -28,28 +36,57 @@ public struct FramePattern: Sendable {
         if actual.raw != nil {
             return ("layers", layers.joined(separator: ", "), "a frame the syntax cannot say field by field: raw: \(hex(frame))")
         }
-        let expectedTags = spec.vlans.count
-        if expectedTags != actual.vlans.count {
-            return ("vlan tags", "\(expectedTags)", "\(actual.vlans.count)")
+        if spec.vlans.count != actual.vlans.count {
+            return ("vlan tags", "\(spec.vlans.count)", "\(actual.vlans.count)")
         }
-        let theirs = Self.fields(actual.layerFields())
-        let ours = Self.fields(spec.layerFields())
-        let present = Set(actual.layerFields().map(\.name))
-        for layer in layers where layer != "vlan" && !present.contains(layer) {
-            return (layer, "a \(layer) layer", "none (\(actual.layerFields().map(\.name).joined(separator: ", ")))")
+        return mismatch(actual, correct: FrameSpec.decodeForComparison(frame), prefix: "")
+    }
+
+    /// `actual` decoded with every checksum, `correct` with the correct ones left out.
+    func mismatch(_ actual: FrameSpec, correct: FrameSpec, prefix: String) -> (field: String, expected: String, actual: String)? {
+        let named = actual.layerFields().map(\.name)
+        for layer in layers where layer != "vlan" && layer != "payload" && !named.contains(layer) {
+            return (prefix + layer, "a \(layer) layer", "none (\(named.joined(separator: ", ")))")
         }
-        for name in written.sorted(by: Self.inFrameOrder) {
+        let theirs = Self.fields(actual)
+        let ours = Self.fields(spec)
+        for name in written.sorted(by: Self.inFrameOrder) where name != "payload" {
             let expected = ours[name] ?? "?"
             let got = theirs[name] ?? "absent"
-            if expected != got { return (Self.display(name), expected, got) }
+            if expected != got { return (prefix + display(name), expected, got) }
         }
-        if !validChecksums.isEmpty {
-            let correct = Self.fields(FrameSpec.decodeForComparison(frame).layerFields())
-            for layer in validChecksums.sorted() where correct["\(layer).checksum"] != nil {
-                return ("\(layer).checksum", "valid", "\(correct["\(layer).checksum"]!) (wrong)")
+        if written.contains("payload"), spec.payload != actual.payload {
+            return (prefix + "payload", FrameSpec.payloadText(spec.payload), actual.payload.isEmpty ? "none" : FrameSpec.payloadText(actual.payload))
+        }
+        let wrong = Self.fields(correct)
+        for layer in validChecksums.sorted() {
+            if let value = wrong["\(layer).checksum"] { return (prefix + "\(layer).checksum", "valid", "\(value) (wrong)") }
+        }
+        if let quote {
+            func quoted(_ spec: FrameSpec) -> FrameSpec? {
+                switch spec.transport {
+                case .icmp(let icmp)?, .icmpv6(let icmp)?: return icmp.quote?.spec
+                default: return nil
+                }
             }
+            let layer = named.contains("icmpv6") ? "icmpv6" : "icmp"
+            guard let inner = quoted(actual), let innerCorrect = quoted(correct) else {
+                return (prefix + "\(layer).quote", "a quoted packet", "none")
+            }
+            return quote.pattern.mismatch(inner, correct: innerCorrect, prefix: prefix + "\(layer).quote.")
         }
         return nil
+    }
+
+    /// "layer.field" -> value (the tags numbered from 0: "vlan0.vid"; "ipv6.frag.id"...).
+    static func fields(_ spec: FrameSpec) -> [String: String] {
+        var result = fields(spec.layerFields())
+        if case .ipv6(let ip)? = spec.network, let frag = ip.frag {
+            result["ipv6.frag.id"] = "\(frag.id)"
+            result["ipv6.frag.offset"] = "\(frag.offset)"
+            result["ipv6.frag.more"] = "\(frag.more)"
+        }
+        return result
     }
 
     /// "layer.field" -> value, the tags numbered from 0 ("vlan0.vid").

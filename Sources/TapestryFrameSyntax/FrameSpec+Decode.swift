@@ -25,7 +25,11 @@ extension FrameSpec {
         return spec
     }
 
-    private static func structured(_ bytes: [UInt8], keepingChecksums: Bool = false, trimming: Bool = false) -> FrameSpec? {
+    /// - Parameter quoting: an ICMP error's quote is decoded as a packet only at the outer level (a
+    ///   quote inside a quote stays payload: nesting made decoding cubic, then overflowed the stack).
+    private static func structured(
+        _ bytes: [UInt8], keepingChecksums: Bool = false, trimming: Bool = false, quoting: Bool = true
+    ) -> FrameSpec? {
         guard bytes.count >= 14 else { return nil }
         var spec = FrameSpec()
         spec.eth.dst = mac(bytes, 0)
@@ -76,7 +80,7 @@ extension FrameSpec {
             ip.dst = IPv4Address(rawValue: u32(l3, 16))
             ip.options = Array(l3[20..<headerLength])
             let region = Array(l3[headerLength..<total])
-            if ip.frag == 0, let (transport, payload) = upper(l3[9], region, isIPv6: false) {
+            if ip.frag == 0, let (transport, payload) = upper(l3[9], region, isIPv6: false, quoting: quoting) {
                 spec.transport = transport
                 spec.payload = payload
             } else {
@@ -108,7 +112,7 @@ extension FrameSpec {
                 ip.frag = fragment
             }
             ip.nh = next
-            if (ip.frag?.offset ?? 0) == 0, let (transport, payload) = upper(next, region, isIPv6: true) {
+            if (ip.frag?.offset ?? 0) == 0, let (transport, payload) = upper(next, region, isIPv6: true, quoting: quoting) {
                 spec.transport = transport
                 spec.payload = payload
             } else {
@@ -123,7 +127,7 @@ extension FrameSpec {
 
     /// The upper layer of an IP packet and its payload, nil for a protocol the syntax has no
     /// layer for (or a header too short for its layer).
-    private static func upper(_ proto: UInt8, _ region: [UInt8], isIPv6: Bool) -> (Transport, [UInt8])? {
+    private static func upper(_ proto: UInt8, _ region: [UInt8], isIPv6: Bool, quoting: Bool) -> (Transport, [UInt8])? {
         switch proto {
         case IPProtocol.tcp:
             guard region.count >= 20 else { return nil }
@@ -156,7 +160,7 @@ extension FrameSpec {
             icmp.id = u16(region, 4)
             icmp.seq = u16(region, 6)
             let isError = isIPv6 ? (1...4).contains(icmp.type) : [3, 4, 5, 11, 12].contains(icmp.type)
-            if isError, icmp.id == 0, icmp.seq == 0 {
+            if isError, quoting, icmp.id == 0, icmp.seq == 0 {
                 let inner = Array(region[8...])
                 if let quoted = quote(inner) {
                     icmp.quote = Quote(quoted)
@@ -179,7 +183,7 @@ extension FrameSpec {
     private static func quote(_ bytes: [UInt8]) -> FrameSpec? {
         guard let first = bytes.first else { return nil }
         let type: UInt16 = first >> 4 == 4 ? EtherType.ipv4 : first >> 4 == 6 ? EtherType.ipv6 : 0
-        guard type != 0, let spec = structured([UInt8](repeating: 0, count: 12) + be16(type) + bytes) else { return nil }
+        guard type != 0, let spec = structured([UInt8](repeating: 0, count: 12) + be16(type) + bytes, quoting: false) else { return nil }
         var quoted = FrameSpec()
         quoted.network = spec.network
         quoted.transport = spec.transport

@@ -11,6 +11,8 @@ package struct FrameSpecReader {
     private var readingPattern = false
     /// Layers whose `checksum: valid` a pattern asks for.
     private var validChecksums: Set<String> = []
+    /// Reading an ICMP error's quote: no quote inside it.
+    private var readingQuote = false
 
     package init(file: String) { reader = YAMLReader(file: file) }
 
@@ -71,13 +73,24 @@ package struct FrameSpecReader {
         var pattern = FramePattern(spec: spec)
         pattern.validChecksums = validChecksums
         guard case .mapping(let mapping) = node else { return pattern }
+        var quoteNode: Node?
         for (key, value) in mapping {
             guard case .scalar(let layer) = key, Self.layers.contains(layer.string), layer.string != "pad" else { continue }
             pattern.layers.append(layer.string)
             func subkeys(_ node: Node, index: Int?) {
                 guard case .mapping(let fields) = node else { return }
-                for (field, _) in fields {
+                for (field, subvalue) in fields {
                     guard case .scalar(let name) = field, name.string != "checksum" || !validChecksums.contains(layer.string) else { continue }
+                    if name.string == "quote" && (layer.string == "icmp" || layer.string == "icmpv6") {
+                        quoteNode = subvalue  // compared as a pattern of its own
+                        continue
+                    }
+                    if name.string == "frag" && layer.string == "ipv6", case .mapping(let parts) = subvalue {
+                        for (part, _) in parts {
+                            if case .scalar(let partName) = part { pattern.written.insert("ipv6.frag.\(partName.string)") }
+                        }
+                        continue
+                    }
                     pattern.written.insert("\(layer.string)\(index.map { "\($0)" } ?? "").\(name.string)")
                 }
             }
@@ -90,6 +103,19 @@ package struct FrameSpecReader {
             } else {
                 subkeys(value, index: nil)
             }
+        }
+        if let quoteNode {
+            if readingQuote {
+                reader.error(quoteNode, "a quote inside a quote is not supported; give the inner packet as payload")
+                return nil
+            }
+            readingQuote = true
+            defer { readingQuote = false }
+            let before = reader.diagnostics.count
+            let nested = self.pattern(quoteNode, what: "a quote")
+            readingPattern = true  // the nested read ended pattern mode
+            guard let nested, reader.diagnostics.count == before else { return nil }
+            pattern.quote = FramePattern.Nested(nested)
         }
         return pattern
     }
@@ -248,7 +274,7 @@ package struct FrameSpecReader {
         var icmp = FrameSpec.ICMP()
         icmp.type = v6 ? 128 : 8
         if let type = fields["type"] {
-            if case .scalar(let scalar) = type.value, Int(scalar.string) == nil {
+            if case .scalar(let scalar) = type.value, Int(scalar.string) == nil, !scalar.string.lowercased().hasPrefix("0x") {
                 let names = FrameSpec.icmpTypes.filter { v6 || $0.v4 != 255 }.map(\.name)
                 if let known = FrameSpec.icmpTypes.first(where: { $0.name == scalar.string }), v6 || known.v4 != 255 {
                     icmp.type = v6 ? known.v6 ?? 0 : known.v4
@@ -269,7 +295,13 @@ package struct FrameSpecReader {
             if fields["id"] != nil || fields["seq"] != nil || fields["target"] != nil {
                 reader.error(quote.keyNode, "\(layer).quote takes the place of id and seq (and target)")
             }
-            icmp.quote = quoted(quote.value, what: "\(layer).quote").map { FrameSpec.Quote($0) }
+            if readingQuote {
+                reader.error(quote.keyNode, "a quote inside a quote is not supported; give the inner packet as payload")
+            } else if !readingPattern {  // a pattern's quote is read as a pattern of its own
+                readingQuote = true
+                icmp.quote = quoted(quote.value, what: "\(layer).quote").map { FrameSpec.Quote($0) }
+                readingQuote = false
+            }
         }
         return icmp
     }
@@ -354,7 +386,7 @@ package struct FrameSpecReader {
             reader.error(node, "tcp.flags must be letters of FSRPAUEC or a number, not \(reader.describe(node))")
             return nil
         }
-        if scalar.style == .plain, let value = Int(scalar.string) ?? (scalar.string.hasPrefix("0x") ? Int(scalar.string.dropFirst(2), radix: 16) : nil) {
+        if scalar.style == .plain, let value = Int(scalar.string) ?? (scalar.string.lowercased().hasPrefix("0x") ? Int(scalar.string.dropFirst(2), radix: 16) : nil) {
             guard (0...255).contains(value) else {
                 reader.error(node, "tcp.flags \(value) is out of range 0...255")
                 return nil

@@ -66,8 +66,12 @@ public struct PacketTestFile: Sendable {
                 switch TopologyLoader.load(path: resolved) {
                 case .success(let loaded): topology = loaded
                 case .failure(let errors):
-                    // The topology's own problems, at their place in the topology file.
-                    diagnostics += errors.diagnostics
+                    // Not the topology's messages themselves: they quote its text, and a test file
+                    // (untrusted) could name any readable file to copy its lines into a CI log.
+                    let first = errors.diagnostics.first.map { " (its first at line \($0.line), column \($0.column))" } ?? ""
+                    frames.reader.error(
+                        entry.value,
+                        "topology \(relative) is not a valid topology: \(errors.diagnostics.count) problem\(errors.diagnostics.count == 1 ? "" : "s")\(first); tapestry check \(resolved) lists them")
                 }
             }
         } else {
@@ -99,10 +103,19 @@ public struct PacketTestFile: Sendable {
         guard let fields = reader.reader.entries(node, what: "a test", allowed: testKeys) else { return nil }
         let before = reader.diagnostics.count
         let ports = topology.map { Set($0.ports.map(\.name)) }
+        let sortedPorts = ports?.sorted() ?? []
+        var unknownPorts = 0
         func checkPort(_ name: String, _ node: Node) {
             guard let ports, !ports.contains(name) else { return }
-            let suggestion = reader.reader.closest(name, in: ports.sorted()).map { " (did you mean '\($0)'?)" } ?? ""
-            reader.reader.error(node, "port '\(name)' is not in the topology\(suggestion); ports: \(ports.sorted().joined(separator: ", "))")
+            unknownPorts += 1
+            // The list and suggestions for the first few only: each costs a pass over every port.
+            guard unknownPorts <= 8 else {
+                reader.reader.error(node, "port '\(String(name.prefix(64)))' is not in the topology")
+                return
+            }
+            let suggestion = reader.reader.closest(name, in: sortedPorts).map { " (did you mean '\($0)'?)" } ?? ""
+            let list = sortedPorts.count > 32 ? sortedPorts.prefix(32).joined(separator: ", ") + ", ..." : sortedPorts.joined(separator: ", ")
+            reader.reader.error(node, "port '\(String(name.prefix(64)))' is not in the topology\(suggestion); ports: \(list)")
         }
         var name = ""
         if let entry = fields["name"] { name = reader.reader.string(entry.value, what: "name") ?? "" } else {
@@ -164,6 +177,9 @@ public struct PacketTestFile: Sendable {
             for item in list {
                 guard let port = reader.reader.string(item, what: "ignore_ports") else { continue }
                 checkPort(port, item)
+                if expect[port] != nil {
+                    reader.reader.error(item, "port '\(port)' is both expected and ignored: one or the other")
+                }
                 ignored.insert(port)
             }
         }

@@ -16,8 +16,12 @@ public struct PacketTestReport: Sendable {
     /// Failed tests, and each invalid file once.
     public var failed: Int { files.reduce(0) { $0 + $1.results.filter { !$0.passed }.count + ($1.errors.isEmpty ? 0 : 1) } }
 
+    /// Tests run, passed or failed (a run of none fails: a filter or a folder that matched nothing).
+    public var ran: Int { files.reduce(0) { $0 + $1.results.count } }
+
     public static func run(files paths: [String], filter: String? = nil) -> PacketTestReport {
-        PacketTestReport(files: paths.map { path in
+        let filter = filter?.isEmpty == true ? nil : filter
+        return PacketTestReport(files: paths.map { path in
             switch PacketTestFile.load(path: path) {
             case .success(let file): return FileResult(path: path, errors: [], results: PacketTestRunner.run(file, filter: filter))
             case .failure(let errors): return FileResult(path: path, errors: errors.diagnostics, results: [])
@@ -31,15 +35,21 @@ public struct PacketTestReport: Sendable {
             lines += file.errors.map(\.description)
             for result in file.results {
                 if let problem = result.problem {
-                    lines.append("FAIL \(result.file)::\(result.name): \(problem)")
+                    lines.append("FAIL \(Self.printable(result.file))::\(Self.printable(result.name)): \(problem)")
                     lines += result.detail.map { "    " + $0 }
                 } else {
-                    lines.append("PASS \(result.file)::\(result.name)")
+                    lines.append("PASS \(Self.printable(result.file))::\(Self.printable(result.name))")
                 }
             }
         }
         lines.append("\(passed) passed, \(failed) failed")
+        if ran == 0 && files.allSatisfy(\.errors.isEmpty) { lines.append("no test ran") }
         return lines.joined(separator: "\n")
+    }
+
+    /// A name as a terminal shows it harmlessly: control characters (escape sequences) as '?'.
+    static func printable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.map { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) ? "?" : $0 }))
     }
 
     public var json: String {

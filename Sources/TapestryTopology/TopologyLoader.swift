@@ -21,9 +21,17 @@ public enum TopologyLoader {
         guard attributes[.type] as? FileAttributeType == .typeRegular else { return problem("is not a regular file") }
         let size = (attributes[.size] as? NSNumber)?.intValue ?? 0
         guard size <= maxFileBytes else { return problem("is \(size) bytes; at most \(maxFileBytes) are read") }
-        guard let data = FileManager.default.contents(atPath: path), data.count <= maxFileBytes else {
-            return problem("cannot be read")
+        // Read at most one byte past the bound: /proc files say size 0 and never end.
+        guard let handle = FileHandle(forReadingAtPath: path) else { return problem("cannot be read") }
+        defer { try? handle.close() }
+        var data = Data()
+        while data.count <= maxFileBytes {
+            let chunk: Data?
+            do { chunk = try handle.read(upToCount: 1 << 20) } catch { return problem("cannot be read") }
+            guard let chunk, !chunk.isEmpty else { break }  // nil or empty: the end of the file
+            data.append(chunk)
         }
+        guard data.count <= maxFileBytes else { return problem("is more than \(maxFileBytes) bytes; at most that many are read") }
         return .success(data)
     }
 

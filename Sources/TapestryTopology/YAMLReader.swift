@@ -55,7 +55,7 @@ package struct YAMLReader {
                 let suggestion = closest(entry.key, in: allowed).map { " (did you mean '\($0)'?)" } ?? ""
                 error(
                     entry.keyNode,
-                    "unknown key '\(entry.key)' in \(what)\(suggestion); allowed: \(allowed.joined(separator: ", "))")
+                    "unknown key '\(entry.key.count > 64 ? entry.key.prefix(64) + "..." : entry.key)' in \(what)\(suggestion); allowed: \(allowed.joined(separator: ", "))")
             }
         }
         return result
@@ -125,6 +125,8 @@ package struct YAMLReader {
 
     /// The allowed word nearest to a misspelling (edit distance at most 2), for "did you mean".
     package func closest(_ word: String, in candidates: [String]) -> String? {
+        // A suggestion is for a misspelt name; a long word is not one (and costs length x length).
+        guard word.count <= 64 else { return nil }
         func distance(_ a: [Character], _ b: [Character]) -> Int {
             var previous = Array(0...b.count)
             for (i, ca) in a.enumerated() {

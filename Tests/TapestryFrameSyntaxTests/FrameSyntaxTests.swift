@@ -139,6 +139,23 @@ import Yams
 }
 
 extension FrameSyntaxTests {
+    /// Found by an attacker's review: ICMP errors quoting ICMP errors 800 deep took decode cubic
+    /// time and then overflowed the stack. Only the outer quote is decoded as a packet now.
+    @Test func nestedQuotesDecodeQuickly() throws {
+        var inner: [UInt8] = [0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 2, 10, 0, 0, 9] + [0, 1, 0, 53, 0, 8, 0, 0]
+        for _ in 0..<800 {
+            let icmp: [UInt8] = [3, 0, 0, 0, 0, 0, 0, 0] + inner
+            let total = 20 + icmp.count
+            inner = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2] + icmp
+        }
+        let frame = [UInt8](repeating: 0xFF, count: 6) + [2, 0, 0, 0, 0, 1, 0x08, 0x00] + inner
+        let start = ContinuousClock.now
+        let spec = FrameSpec.decode(frame)
+        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(try spec.build() == frame)
+        #expect(spec.text().contains("quote: { ipv4:"), "the outer quote is a packet")
+    }
+
     static func checksumsValid(_ bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { frame in
             let parsed = FrameParser.parse(frame)

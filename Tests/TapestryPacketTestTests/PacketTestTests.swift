@@ -125,4 +125,59 @@ import TapestryPacketTest
         ], "\(report.text)")
         #expect(report.text.contains("PASS \(good)::blocked"))
     }
+
+    /// Found by an attacker's review: a quote or a fragment header compared as a whole text (its
+    /// unwritten defaults too), an empty payload that could never match, an expected port that
+    /// was also ignored (and so never checked), and a run of no tests that passed.
+    @Test func patternsCompareOnlyWhatIsWritten() throws {
+        let open = """
+            topology:
+              name: open
+              networks: { lan: { vlan: 10 } }
+              ports:
+                a: { tap: ta, network: lan }
+                b: { tap: tb, network: lan }
+                t: { tap: tt, trunk: [lan] }
+
+            """
+        let path = try Self.file("written.test.yaml", open + """
+            tests:
+              - name: a quote compares its written fields
+                frames:
+                  - { port: a, eth: { src: 02:00:00:00:00:01, dst: 02:00:00:00:00:02 }, ipv4: { src: 10.0.0.1, dst: 10.0.0.2 },
+                      icmp: { type: dest-unreach, quote: { ipv4: { src: 10.0.0.2, dst: 10.0.0.9 }, udp: { sport: 1, dport: 53 } } } }
+                ignore_ports: [t]
+                expect: { b: [{ icmp: { type: dest-unreach, quote: { ipv4: { dst: 10.0.0.9 }, udp: { dport: 53, checksum: valid } } } }] }
+              - name: a wrong quoted port fails
+                frames:
+                  - { port: a, eth: { src: 02:00:00:00:00:01, dst: 02:00:00:00:00:02 }, ipv4: { src: 10.0.0.1, dst: 10.0.0.2 },
+                      icmp: { type: dest-unreach, quote: { ipv4: { src: 10.0.0.2, dst: 10.0.0.9 }, udp: { sport: 1, dport: 53 } } } }
+                ignore_ports: [t]
+                expect: { b: [{ icmp: { quote: { udp: { dport: 54 } } } }] }
+              - name: one fragment field
+                frames:
+                  - { port: a, eth: { src: 02:00:00:00:00:01, dst: 02:00:00:00:00:02 }, ipv6: { src: "fe80::1", dst: "fe80::2", frag: { id: 7, offset: 8, more: true } }, payload: "12345678" }
+                ignore_ports: [t]
+                expect: { b: [{ ipv6: { frag: { more: true } } }] }
+              - name: an empty payload
+                frames:
+                  - { port: a, eth: { src: 02:00:00:00:00:01, dst: 02:00:00:00:00:02 }, ipv4: { src: 10.0.0.1, dst: 10.0.0.2 }, udp: { dport: 53 } }
+                ignore_ports: [t]
+                expect: { b: [{ udp: { dport: 53 }, payload: "" }] }
+            """)
+        let report = PacketTestReport.run(files: [path])
+        #expect(report.passed == 3 && report.failed == 1, "\(report.text)")
+        #expect(report.text.contains("FAIL \(path)::a wrong quoted port fails: port b, frame 1: icmp.quote.udp.dport expected 54, got 53"), "\(report.text)")
+        let both = try Self.file("both.test.yaml", Self.inline + """
+            tests:
+              - name: expected and ignored
+                frames: [{ port: a, eth: { src: 02:00:00:00:00:01 }, ipv4: { src: 10.0.0.1, dst: 10.0.0.2 }, udp: { dport: 53 } }]
+                ignore_ports: [t, b]
+                expect: { b: [{}, {}] }
+            """)
+        #expect(PacketTestReport.run(files: [both]).text.contains("error: port 'b' is both expected and ignored: one or the other"))
+        let none = PacketTestReport.run(files: [path], filter: "no such test")
+        #expect(none.ran == 0 && none.text.hasSuffix("no test ran"))
+        #expect(PacketTestReport.run(files: [path], filter: "").ran == 4, "an empty filter runs everything")
+    }
 }

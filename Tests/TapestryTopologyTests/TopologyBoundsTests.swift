@@ -144,4 +144,17 @@ import Testing
         #expect(messages(big).first?.hasSuffix("a mapping key may not start with U+E000 (a private-use character)") == true)
         #expect(ContinuousClock.now - start < .seconds(2))
     }
+
+    /// A test file names its topology, so the path is untrusted: /dev/zero never ends and /proc
+    /// files say they have 0 bytes; only regular files of at most 16 MiB are read, and only that far.
+    @Test func onlyBoundedRegularFilesAreRead() {
+        guard case .failure(let zero) = TopologyLoader.load(path: "/dev/zero") else {
+            Issue.record("loaded /dev/zero")
+            return
+        }
+        #expect(zero.description == "/dev/zero:1:1: error: is not a regular file")
+        let start = ContinuousClock.now
+        if case .success = TopologyLoader.load(path: "/proc/self/pagemap") { Issue.record("loaded /proc/self/pagemap") }
+        #expect(ContinuousClock.now - start < .seconds(10))
+    }
 }

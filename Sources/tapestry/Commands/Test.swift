@@ -10,7 +10,8 @@ extension Tapestry {
                 Runs test files and folders (every *.test.yaml below a folder, in path order). Prints PASS \
                 FILE::NAME or FAIL FILE::NAME: FIRST PROBLEM with each port's actual frames, then 'N passed, \
                 M failed'. An invalid test file is reported as FILE:LINE:COLUMN: error: MESSAGE and counts as \
-                failed; the other files still run. Exit 0 when every test passed, else 1.
+                failed; the other files still run. Exit 0 when every test passed, else 1 (also when no test \
+                ran: a filter or folder that matched nothing).
                 """
         )
 
@@ -50,7 +51,7 @@ extension Tapestry {
                     throw ExitCode(1)
                 }
             }
-            if report.failed > 0 { throw ExitCode(1) }
+            if report.failed > 0 || report.ran == 0 { throw ExitCode(1) }
         }
     }
 }
