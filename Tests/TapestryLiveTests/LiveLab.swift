@@ -73,6 +73,18 @@ final class LiveLab {
 
     var log: String { lab.log }
 
+    /// The switch's log once it contains `text`, or as it is after `seconds` (a loaded machine
+    /// may take longer than a fixed pause to notice a closed connection).
+    func log(containing text: String, within seconds: Double = 5) -> String {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let current = lab.log
+            if current.contains(text) { return current }
+            usleep(20_000)
+        }
+        return lab.log
+    }
+
     /// Gives host `short` an address on its TAP device.
     func address(_ short: String, _ cidr: String, mtu: Int? = nil) {
         sh("ip -n \(name(short)) addr add \(cidr) dev \(name(short))")
