@@ -45,17 +45,26 @@ import Glibc
 
     /// A stream port with a socketpair for its VM: frames in, a half frame and a close, the port
     /// down after the batch with the whole frame ran, the half frame counted.
-    @Test func aStreamPortThroughASocketpair() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-lifecycle-\(getpid())")
-        defer { try? FileManager.default.removeItem(at: directory) }
+    /// A stream port listening in a temporary folder (removed by `done`), and a socketpair whose
+    /// first end it adopts as its VM's connection; the second end is the VM.
+    static func portWithVM(_ name: String) throws -> (port: StreamSocketPort, vm: Int32, change: SocketPortLifecycle.Change, done: () -> Void) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-lifecycle-\(name)-\(getpid())")
         let port = try StreamSocketPort(
             port: "vm", endpoint: .unixStream(path: directory.appendingPathComponent("vm.sock").path),
             access: Topology.SocketAccess(), maxFrameLength: 1518)
-        defer { port.close() }
         var pair: [Int32] = [-1, -1]
         try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
-        let vm = pair[1]
-        #expect(port.adoptForTesting(pair[0], from: "a unix client") == .up(peer: "a unix client", replacing: nil))
+        let change = port.adoptForTesting(pair[0], from: "a unix client")
+        return (port, pair[1], change, {
+            port.close()
+            try? FileManager.default.removeItem(at: directory)
+        })
+    }
+
+    @Test func aStreamPortThroughASocketpair() throws {
+        let (port, vm, change, done) = try Self.portWithVM("frames")
+        defer { done() }
+        #expect(change == .up(peer: "a unix client", replacing: nil))
         let frame = [UInt8](repeating: 0xAB, count: 60)
         var bytes = [UInt8](repeating: 0, count: 4) + frame
         bytes[3] = 60
@@ -83,18 +92,11 @@ import Glibc
 
     /// A length over the port's frame size ends the connection: the stream is not QEMU's framing.
     @Test func aHostileLengthEndsTheConnection() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-lifecycle-long-\(getpid())")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let port = try StreamSocketPort(
-            port: "vm", endpoint: .unixStream(path: directory.appendingPathComponent("vm.sock").path),
-            access: Topology.SocketAccess(), maxFrameLength: 1518)
-        defer { port.close() }
-        var pair: [Int32] = [-1, -1]
-        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
-        defer { close(pair[1]) }
-        _ = port.adoptForTesting(pair[0], from: "a unix client")
+        let (port, vm, _, done) = try Self.portWithVM("long")
+        defer { done() }
+        defer { close(vm) }
         let announce: [UInt8] = [0x7F, 0xFF, 0xFF, 0xFF, 1, 2, 3]
-        #expect(Glibc.write(pair[1], announce, announce.count) == announce.count)
+        #expect(Glibc.write(vm, announce, announce.count) == announce.count)
         let batch = FrameBatch(capacity: 4, maxFrameLength: 1518)
         let drops = PortDrops()
         port.receive(into: batch, limit: 4, drops)
