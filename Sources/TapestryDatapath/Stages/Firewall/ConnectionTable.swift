@@ -56,8 +56,10 @@ public struct ConnectionEntry: Sendable {
 ///   queue can name them by id and generation.
 /// - Bounded: at `maxEntries` a new connection evicts the oldest unreplied (or expired) one, or is
 ///   refused; established connections are never evicted.
-/// - Memory: the slab and index are allocated once, with `calloc`, so pages are touched only as
-///   entries are used; `bytesPerEntry` says what a full table costs.
+/// - Memory: the slab and index are allocated once, with `calloc`, and ids are handed out in
+///   order before any is reused (`takeID`), so pages are touched only as entries are used and a
+///   new table costs nearly nothing (a test or a reload makes one); `bytesPerEntry` says what a
+///   full table costs.
 public final class ConnectionTable {
     public let maxEntries: Int
     private let entries: UnsafeMutablePointer<ConnectionEntry>
@@ -73,7 +75,9 @@ public final class ConnectionTable {
 
     private struct Bookkeeping {
         var count = 0
-        var freeCount = 0
+        /// Released ids on the `freeIDs` stack; ids from `neverUsed` on have not been handed out.
+        var released = 0
+        var neverUsed = 0
         var ringHead = 0
         var ringCount = 0
         var sweepCursor = 0
@@ -108,11 +112,23 @@ public final class ConnectionTable {
             to: ConnectionEntry.self, capacity: maxEntries)
         index = calloc(slots, MemoryLayout<UInt64>.stride)!.bindMemory(to: UInt64.self, capacity: slots)
         freeIDs = .allocate(capacity: maxEntries)
-        for id in 0..<maxEntries { freeIDs[id] = UInt32(maxEntries - 1 - id) }
         ringCapacity = maxEntries * 2
         evictionRing = .allocate(capacity: ringCapacity)
         state = .allocate(capacity: 1)
-        state.initialize(to: Bookkeeping(freeCount: maxEntries))
+        state.initialize(to: Bookkeeping())
+    }
+
+    /// An unused id: the last released one, else the next never handed out (as a stack of all ids
+    /// in order would give, without writing every id when the table is made: a table of
+    /// millions costs nothing until it fills). The caller has checked there is room.
+    @inline(__always)
+    private func takeID() -> Int {
+        if state.pointee.released > 0 {
+            state.pointee.released -= 1
+            return Int(freeIDs[state.pointee.released])
+        }
+        state.pointee.neverUsed += 1
+        return state.pointee.neverUsed - 1
     }
 
     deinit {
@@ -177,8 +193,7 @@ public final class ConnectionTable {
                 return .full
             }
         }
-        let id = Int(freeIDs[state.pointee.freeCount - 1])
-        state.pointee.freeCount -= 1
+        let id = takeID()
         state.pointee.count += 1
         var entry = ConnectionEntry()
         entry.key = key
@@ -202,8 +217,7 @@ public final class ConnectionTable {
     @discardableResult
     public func adopt(_ connection: ConnectionEntry) -> Bool {
         guard state.pointee.count < maxEntries else { return false }
-        let id = Int(freeIDs[state.pointee.freeCount - 1])
-        state.pointee.freeCount -= 1
+        let id = takeID()
         state.pointee.count += 1
         var entry = connection
         entry.inUse = true
@@ -293,8 +307,8 @@ public final class ConnectionTable {
 
     private func release(_ id: Int) {
         entries[id].inUse = false
-        freeIDs[state.pointee.freeCount] = UInt32(id)
-        state.pointee.freeCount += 1
+        freeIDs[state.pointee.released] = UInt32(id)
+        state.pointee.released += 1
         state.pointee.count -= 1
     }
 

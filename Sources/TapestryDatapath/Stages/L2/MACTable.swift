@@ -74,7 +74,9 @@ public final class MACTable {
     /// a class costs a dynamic exclusivity check per access, measured at a fifth of the frame time.
     private struct Bookkeeping {
         var count = 0
-        var freeCount = 0
+        /// Released ids on the `freeIDs` stack; ids from `neverUsed` on have not been handed out.
+        var released = 0
+        var neverUsed = 0
         var sweepPort = 0
     }
 
@@ -109,17 +111,29 @@ public final class MACTable {
         mask = cellCount - 1
         homeShift = UInt64(64 - cellCount.trailingZeroBitCount)
         state = .allocate(capacity: 1)
-        state.initialize(to: Bookkeeping(freeCount: maxEntries))
+        state.initialize(to: Bookkeeping())
         cells = calloc(cellCount, MemoryLayout<Cell>.stride)!.bindMemory(to: Cell.self, capacity: cellCount)
         slots = calloc(maxEntries, MemoryLayout<Slot>.stride)!.bindMemory(to: Slot.self, capacity: maxEntries)
         freeIDs = .allocate(capacity: maxEntries)
-        for id in 0..<maxEntries { freeIDs[id] = UInt32(truncatingIfNeeded: maxEntries - 1 - id) }
         lists = .allocate(capacity: portCount)
         lists.initialize(repeating: PortList(), count: portCount)
         for port in 0..<portCount {
             let limit = port < portLimits.count ? portLimits[port] : 0
             lists[port].limit = limit > 0 ? min(limit, maxEntries) : maxEntries
         }
+    }
+
+    /// An unused id: the last released one, else the next never handed out (as a stack of all ids
+    /// in order would give, without writing every id when the table is made: a table of
+    /// millions costs nothing until it fills). The caller has checked there is room.
+    @inline(__always)
+    private func takeID() -> Int {
+        if state.pointee.released > 0 {
+            state.pointee.released -= 1
+            return Int(freeIDs[state.pointee.released])
+        }
+        state.pointee.neverUsed += 1
+        return state.pointee.neverUsed - 1
     }
 
     deinit {
@@ -206,8 +220,7 @@ public final class MACTable {
                 evicted = true
             }
         }
-        let id = Int(freeIDs[state.pointee.freeCount - 1])
-        state.pointee.freeCount -= 1
+        let id = takeID()
         state.pointee.count += 1
         slots[id] = Slot(key: key, port: port, inUse: true)
         append(id, now: now)
@@ -340,8 +353,8 @@ public final class MACTable {
         unlink(id)
         removeCell(cell)
         slots[id].inUse = false
-        freeIDs[state.pointee.freeCount] = UInt32(truncatingIfNeeded: id)
-        state.pointee.freeCount += 1
+        freeIDs[state.pointee.released] = UInt32(truncatingIfNeeded: id)
+        state.pointee.released += 1
         state.pointee.count -= 1
     }
 
