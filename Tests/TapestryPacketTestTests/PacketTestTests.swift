@@ -35,7 +35,7 @@ import TapestryPacketTest
         try #require(!files.isEmpty)
         let report = PacketTestReport.run(files: files.map { folder + "/" + $0 })
         #expect(report.failed == 0, "\(report.text)")
-        #expect(report.passed >= 4, "\(report.text)")
+        #expect(report.passed >= 11, "\(report.text)")
     }
 
     @Test func aFailureNamesPortFrameFieldAndBothValues() throws {
