@@ -92,7 +92,7 @@ let package = Package(
             exclude: ["Scenarios"]
         ),
         .testTarget(name: "TapestryCLITests", dependencies: ["tapestry"]),
-        .testTarget(name: "TapestryPacketTestTests", dependencies: ["TapestryPacketTest"]),
+        .testTarget(name: "TapestryPacketTestTests", dependencies: ["TapestryPacketTest"], exclude: ["Scenarios"]),
         .testTarget(
             name: "TapestryFrameSyntaxTests",
             dependencies: ["TapestryFrameSyntax", "TapestryPcap", "TapestryTestSupport", "TapestryTopology", "TapestryWire",

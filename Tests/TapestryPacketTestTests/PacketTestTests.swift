@@ -38,6 +38,15 @@ import TapestryPacketTest
         #expect(report.passed >= 11, "\(report.text)")
     }
 
+    /// Replay scenarios written as packet tests (Scenarios/): the same behaviour, said in text.
+    @Test func scenariosAsPacketTests() throws {
+        let folder = Self.root.appendingPathComponent("Tests/TapestryPacketTestTests/Scenarios").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".test.yaml") }.sorted()
+        try #require(!files.isEmpty)
+        let report = PacketTestReport.run(files: files.map { folder + "/" + $0 })
+        #expect(report.failed == 0 && report.passed == files.count, "\(report.text)")
+    }
+
     @Test func aFailureNamesPortFrameFieldAndBothValues() throws {
         let path = try Self.file("fail.test.yaml", Self.inline + """
             tests:
