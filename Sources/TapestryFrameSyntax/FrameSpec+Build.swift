@@ -143,11 +143,10 @@ extension FrameSpec {
 
     /// The packet from its IP layer on, for an ICMP error's quote.
     func quotedBytes() throws(FrameSpecError) -> [UInt8] {
-        guard case .ipv4? = network ?? nil else {
-            if case .ipv6? = network { return try networkBytes().1 }
-            throw FrameSpecError("an icmp quote must start with an ipv4 or ipv6 layer")
+        switch network {
+        case .ipv4?, .ipv6?: return try networkBytes().1
+        case .arp?, nil: throw FrameSpecError("an icmp quote must start with an ipv4 or ipv6 layer")
         }
-        return try networkBytes().1
     }
 }
 
