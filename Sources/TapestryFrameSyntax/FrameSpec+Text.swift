@@ -102,9 +102,8 @@ extension FrameSpec {
 
     /// The contract's letters, FSRPAUEC in that order.
     public static func flagLetters(_ flags: UInt8) -> String {
-        let letters: [(UInt8, Character)] = [(0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "A"), (0x20, "U"), (0x40, "E"), (0x80, "C")]
-        let set = String(letters.filter { flags & $0.0 != 0 }.map(\.1))
-        return set.isEmpty ? "\"\"" : set
+        let letters = TCPFlags(rawValue: flags).letters
+        return letters.isEmpty ? "\"\"" : letters
     }
 
     static let icmpTypes: [(name: String, v4: UInt8, v6: UInt8?)] = [

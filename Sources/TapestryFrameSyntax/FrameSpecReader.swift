@@ -393,15 +393,12 @@ package struct FrameSpecReader {
             }
             return UInt8(value)
         }
-        var flags: UInt8 = 0
-        for letter in scalar.string {
-            guard let bit = Array("FSRPAUEC").firstIndex(of: letter) ?? Array("fsrpauec").firstIndex(of: letter) else {
-                reader.error(node, "tcp.flags '\(scalar.string)': '\(letter)' is not one of F S R P A U E C")
-                return nil
-            }
-            flags |= UInt8(1) << UInt8(bit)
+        guard let flags = TCPFlags(letters: scalar.string) else {
+            let letter = scalar.string.first { TCPFlags(letters: String($0)) == nil } ?? "?"
+            reader.error(node, "tcp.flags '\(scalar.string)': '\(letter)' is not one of F S R P A U E C")
+            return nil
         }
-        return flags
+        return flags.rawValue
     }
 
     /// Text (its UTF-8 bytes) or `{ hex: "..." }`.

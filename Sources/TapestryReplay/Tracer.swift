@@ -30,7 +30,7 @@ public struct Tracer {
         }
         var output: [String] = []
         var number = 0
-        func header(_ port: PortID, _ time: Int64, _ bytes: [UInt8]) -> String {
+        func header(_ number: Int, _ port: PortID, _ time: Int64, _ bytes: [UInt8]) -> String {
             "frame \(number): port \(names[Int(port)]), t=\(Replay.seconds(time)), \(bytes.count) bytes, \(TraceText.summary(bytes))"
         }
         /// The frames of the batch being filled, as they arrived: (number, time, bytes).
@@ -47,7 +47,7 @@ public struct Tracer {
             dropped: { port, record, reason in
                 number += 1
                 guard only == nil || only == number else { return }
-                output.append(header(port, record.timestampNanoseconds, Array(record.bytes)))
+                output.append(header(number, port, record.timestampNanoseconds, Array(record.bytes)))
                 output.append(
                     reason == .captureTruncated
                         ? "  dropped (capture-truncated): the capture holds \(record.bytes.count) of its \(record.originalLength) bytes"
@@ -56,8 +56,7 @@ public struct Tracer {
             ran: { core in
                 let events = core.datapath.traceEvents
                 for (index, frame) in pending.enumerated() where only == nil || only == frame.number {
-                    output.append(
-                        "frame \(frame.number): port \(names[Int(core.batch.ingressPort)]), t=\(Replay.seconds(frame.time)), \(frame.bytes.count) bytes, \(TraceText.summary(frame.bytes))")
+                    output.append(header(frame.number, core.batch.ingressPort, frame.time, frame.bytes))
                     output.append(
                         contentsOf: TraceText.describe(
                             frame: index, events: events, original: frame.bytes, ingress: core.batch.ingressPort,

@@ -225,9 +225,8 @@ public enum TraceText {
     /// TCP flags (FrameFields' hex) as the letters test files use: `S`, `SA`, `FA`, `.` for none.
     static func letters(_ hex: String?) -> String {
         guard let hex, let flags = UInt8(hex.dropFirst(2), radix: 16) else { return hex ?? "?" }
-        let names: [(UInt8, Character)] = [(0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "A"), (0x20, "U"), (0x40, "E"), (0x80, "C")]
-        let set = String(names.filter { flags & $0.0 != 0 }.map(\.1))
-        return set.isEmpty ? "." : set
+        let letters = TCPFlags(rawValue: flags).letters
+        return letters.isEmpty ? "." : letters
     }
 
     /// `SYN`, `ACK`, `FIN+ACK`, `none`...

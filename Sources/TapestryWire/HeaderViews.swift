@@ -160,6 +160,28 @@ public struct TCPFlags: OptionSet, Sendable, Hashable {
     public static let urg = TCPFlags(rawValue: 0x20)
     public static let ece = TCPFlags(rawValue: 0x40)
     public static let cwr = TCPFlags(rawValue: 0x80)
+
+    /// The flags as letters in FSRPAUEC order, as test files and `trace` write them ("SA");
+    /// "" for none.
+    public var letters: String {
+        String(Self.letterOrder.enumerated().filter { rawValue & (1 << $0.offset) != 0 }.map(\.element))
+    }
+
+    /// Flags from such letters, in any order and either case; nil for any other character.
+    public init?(letters: some StringProtocol) {
+        var value: UInt8 = 0
+        for letter in letters {
+            guard let bit = Self.letterOrder.firstIndex(of: letter) ?? Self.lowercaseOrder.firstIndex(of: letter) else {
+                return nil
+            }
+            value |= 1 << UInt8(bit)
+        }
+        self.init(rawValue: value)
+    }
+
+    /// Bit i is letter i.
+    private static let letterOrder = Array("FSRPAUEC")
+    private static let lowercaseOrder = Array("fsrpauec")
 }
 
 /// UDP header (RFC 768). Valid when its length field is at least 8 and fits in `bytes`.

@@ -119,8 +119,9 @@ public final class Datapath {
         // A frame records at most seven events in the stages before egress, and one per port
         // egress queues it on: this never fills (`traceEventsLost` stays a safeguard).
         traceCapacity = batchCapacity * (8 + configuration.ports.count)
+        // Not initialized: only events a traced batch wrote are read (a trivial type), so a new
+        // datapath (a reload, each packet test) does not write the buffer.
         traceStorage = .allocate(capacity: traceCapacity)
-        traceStorage.initialize(repeating: TraceEvent(frame: 0, .notIP), count: traceCapacity)
         traceCounts = .allocate(capacity: 1)
         traceCounts.initialize(to: (0, 0))
     }

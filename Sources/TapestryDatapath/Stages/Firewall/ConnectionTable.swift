@@ -57,7 +57,7 @@ public struct ConnectionEntry: Sendable {
 /// - Bounded: at `maxEntries` a new connection evicts the oldest unreplied (or expired) one, or is
 ///   refused; established connections are never evicted.
 /// - Memory: the slab and index are allocated once, with `calloc`, and ids are handed out in
-///   order before any is reused (`takeID`), so pages are touched only as entries are used and a
+///   order before any is reused (`EntryIDs`), so pages are touched only as entries are used and a
 ///   new table costs nearly nothing (a test or a reload makes one); `bytesPerEntry` says what a
 ///   full table costs.
 public final class ConnectionTable {
@@ -66,7 +66,7 @@ public final class ConnectionTable {
     /// Index cells: hash tag in the high 32 bits, entry id + 1 in the low 32 (0 = empty).
     private let index: UnsafeMutablePointer<UInt64>
     private let mask: Int
-    private let freeIDs: UnsafeMutablePointer<UInt32>
+    private let ids: EntryIDs
     /// Ring of (generation << 32 | id) in creation order, for eviction.
     private let evictionRing: UnsafeMutablePointer<UInt64>
     private let ringCapacity: Int
@@ -75,9 +75,6 @@ public final class ConnectionTable {
 
     private struct Bookkeeping {
         var count = 0
-        /// Released ids on the `freeIDs` stack; ids from `neverUsed` on have not been handed out.
-        var released = 0
-        var neverUsed = 0
         var ringHead = 0
         var ringCount = 0
         var sweepCursor = 0
@@ -111,30 +108,17 @@ public final class ConnectionTable {
         entries = calloc(maxEntries, MemoryLayout<ConnectionEntry>.stride)!.bindMemory(
             to: ConnectionEntry.self, capacity: maxEntries)
         index = calloc(slots, MemoryLayout<UInt64>.stride)!.bindMemory(to: UInt64.self, capacity: slots)
-        freeIDs = .allocate(capacity: maxEntries)
+        ids = EntryIDs(capacity: maxEntries)
         ringCapacity = maxEntries * 2
         evictionRing = .allocate(capacity: ringCapacity)
         state = .allocate(capacity: 1)
         state.initialize(to: Bookkeeping())
     }
 
-    /// An unused id: the last released one, else the next never handed out (as a stack of all ids
-    /// in order would give, without writing every id when the table is made: a table of
-    /// millions costs nothing until it fills). The caller has checked there is room.
-    @inline(__always)
-    private func takeID() -> Int {
-        if state.pointee.released > 0 {
-            state.pointee.released -= 1
-            return Int(freeIDs[state.pointee.released])
-        }
-        state.pointee.neverUsed += 1
-        return state.pointee.neverUsed - 1
-    }
-
     deinit {
         free(entries)
         free(index)
-        freeIDs.deallocate()
+        ids.deallocate()
         evictionRing.deallocate()
         state.deallocate()
     }
@@ -193,7 +177,7 @@ public final class ConnectionTable {
                 return .full
             }
         }
-        let id = takeID()
+        let id = ids.take()
         state.pointee.count += 1
         var entry = ConnectionEntry()
         entry.key = key
@@ -217,7 +201,7 @@ public final class ConnectionTable {
     @discardableResult
     public func adopt(_ connection: ConnectionEntry) -> Bool {
         guard state.pointee.count < maxEntries else { return false }
-        let id = takeID()
+        let id = ids.take()
         state.pointee.count += 1
         var entry = connection
         entry.inUse = true
@@ -307,8 +291,7 @@ public final class ConnectionTable {
 
     private func release(_ id: Int) {
         entries[id].inUse = false
-        freeIDs[state.pointee.released] = UInt32(id)
-        state.pointee.released += 1
+        ids.release(id)
         state.pointee.count -= 1
     }
 

@@ -168,7 +168,7 @@ struct FirewallStage {
         let length = UInt64(frame.count)
         if let id = table.lookup(packet.key, now: now) {
             let entry = table.entry(id)
-            let before = Int32(entry.pointee.tcpState.rawValue) | (entry.pointee.replied ? 0x100 : 0)
+            let before = Trace.isRecording ? Int32(entry.pointee.tcpState.rawValue) | (entry.pointee.replied ? 0x100 : 0) : 0
             if entry.pointee.needsRecheck, let refusing = recheck(id, entry, network: network) {
                 metadata.pointee.rule = Int32(refusing)
                 return drop(.firewall, .refusedAfterReload, 0, metadata)

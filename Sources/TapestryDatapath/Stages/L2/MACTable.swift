@@ -74,9 +74,6 @@ public final class MACTable {
     /// a class costs a dynamic exclusivity check per access, measured at a fifth of the frame time.
     private struct Bookkeeping {
         var count = 0
-        /// Released ids on the `freeIDs` stack; ids from `neverUsed` on have not been handed out.
-        var released = 0
-        var neverUsed = 0
         var sweepPort = 0
     }
 
@@ -89,7 +86,7 @@ public final class MACTable {
     /// The home cell is the top bits of the hash (multiply-shift: they depend on every key bit).
     private let homeShift: UInt64
     private let slots: UnsafeMutablePointer<Slot>
-    private let freeIDs: UnsafeMutablePointer<UInt32>
+    private let ids: EntryIDs
     private let lists: UnsafeMutablePointer<PortList>
     private let portCount: Int
 
@@ -114,7 +111,7 @@ public final class MACTable {
         state.initialize(to: Bookkeeping())
         cells = calloc(cellCount, MemoryLayout<Cell>.stride)!.bindMemory(to: Cell.self, capacity: cellCount)
         slots = calloc(maxEntries, MemoryLayout<Slot>.stride)!.bindMemory(to: Slot.self, capacity: maxEntries)
-        freeIDs = .allocate(capacity: maxEntries)
+        ids = EntryIDs(capacity: maxEntries)
         lists = .allocate(capacity: portCount)
         lists.initialize(repeating: PortList(), count: portCount)
         for port in 0..<portCount {
@@ -123,24 +120,11 @@ public final class MACTable {
         }
     }
 
-    /// An unused id: the last released one, else the next never handed out (as a stack of all ids
-    /// in order would give, without writing every id when the table is made: a table of
-    /// millions costs nothing until it fills). The caller has checked there is room.
-    @inline(__always)
-    private func takeID() -> Int {
-        if state.pointee.released > 0 {
-            state.pointee.released -= 1
-            return Int(freeIDs[state.pointee.released])
-        }
-        state.pointee.neverUsed += 1
-        return state.pointee.neverUsed - 1
-    }
-
     deinit {
         state.deallocate()
         free(cells)
         free(slots)
-        freeIDs.deallocate()
+        ids.deallocate()
         lists.deallocate()
     }
 
@@ -220,7 +204,7 @@ public final class MACTable {
                 evicted = true
             }
         }
-        let id = takeID()
+        let id = ids.take()
         state.pointee.count += 1
         slots[id] = Slot(key: key, port: port, inUse: true)
         append(id, now: now)
@@ -353,8 +337,7 @@ public final class MACTable {
         unlink(id)
         removeCell(cell)
         slots[id].inUse = false
-        freeIDs[state.pointee.released] = UInt32(truncatingIfNeeded: id)
-        state.pointee.released += 1
+        ids.release(id)
         state.pointee.count -= 1
     }
 
