@@ -105,7 +105,7 @@ public enum TopologyLoader {
         // reported and overwritten the old way, one compose per duplicate.
         for attempt in duplicates.count..<YAMLBudget.duplicateLimit {
             do {
-                root = try Yams.compose(yaml: text)
+                root = try Yams.compose(yaml: text, .basic)
                 break
             } catch let error as YamlError {
                 diagnostics.append(syntaxDiagnostic(error, yaml: text, file: file))

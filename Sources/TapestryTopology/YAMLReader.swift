@@ -126,19 +126,39 @@ package struct YAMLReader {
     /// The allowed word nearest to a misspelling (edit distance at most 2), for "did you mean".
     package func closest(_ word: String, in candidates: [String]) -> String? {
         // A suggestion is for a misspelt name; a long word is not one (and costs length x length).
-        guard word.count <= 64 else { return nil }
-        func distance(_ a: [Character], _ b: [Character]) -> Int {
-            var previous = Array(0...b.count)
-            for (i, ca) in a.enumerated() {
-                var current = [i + 1]
-                for (j, cb) in b.enumerated() {
-                    current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (ca == cb ? 0 : 1)))
-                }
-                previous = current
-            }
-            return previous[b.count]
+        let a = Array(word.utf8)
+        guard a.count <= 64 else { return nil }
+        var best: (name: String, distance: Int)?
+        for candidate in candidates {
+            let b = Array(candidate.utf8)
+            // More than two bytes apart in length is more than two edits apart.
+            guard abs(a.count - b.count) <= 2, let distance = Self.editDistance(a, b, limit: 2) else { continue }
+            if best == nil || distance < best!.distance { best = (candidate, distance) }
         }
-        let scored = candidates.map { ($0, distance(Array(word), Array($0))) }.filter { $0.1 <= 2 }
-        return scored.min { $0.1 < $1.1 }?.0
+        return best?.name
+    }
+
+    /// Edits (insert, delete, substitute, swap two neighbours) from `a` to `b`, nil above `limit`:
+    /// a swap counts as one, so `dprot` is one edit from `dport` and two from `proto`.
+    static func editDistance(_ a: [UInt8], _ b: [UInt8], limit: Int) -> Int? {
+        guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) <= limit ? max(a.count, b.count) : nil }
+        var older = [Int](repeating: 0, count: b.count + 1)
+        var previous = Array(0...b.count)
+        var current = [Int](repeating: 0, count: b.count + 1)
+        for i in 1...a.count {
+            current[0] = i
+            var rowBest = i
+            for j in 1...b.count {
+                let cost = a[i - 1] == b[j - 1] ? 0 : 1
+                var value = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { value = min(value, older[j - 2] + 1) }
+                current[j] = value
+                rowBest = min(rowBest, value)
+            }
+            // Every later row is at least this row's best: stop once it is over the limit.
+            if rowBest > limit { return nil }
+            (older, previous, current) = (previous, current, older)
+        }
+        return previous[b.count] <= limit ? previous[b.count] : nil
     }
 }

@@ -88,7 +88,8 @@ public final class Datapath {
             firewall = FirewallStage(
                 configuration: configuration.firewall
                     ?? FirewallConfiguration(defaultAction: .allow, maxConnections: configuration.trackingOnlyConnections),
-                enforce: configuration.firewall != nil, services: services, hashKey: hashKey)
+                enforce: configuration.firewall != nil, services: services,
+                fragmentSlots: configuration.fragmentSlots, hashKey: hashKey)
         } else {
             firewall = nil
         }
@@ -227,13 +228,14 @@ public final class Datapath {
     /// A copy of all counters (allocates; for summaries and control, not the datapath).
     public var counters: DatapathCounters {
         var result = DatapathCounters(ports: [])
+        result.ports.reserveCapacity(configuration.ports.count)
         for port in 0..<configuration.ports.count {
             var counters = DatapathCounters.PortCounters()
             counters.framesIn = framesIn[port]
             counters.bytesIn = bytesIn[port]
             counters.framesOut = framesOut[port]
             counters.bytesOut = bytesOut[port]
-            for reason in DropReason.allCases { counters.drops[reason.index] = drops[port * DropReason.count + reason.index] }
+            for index in 0..<DropReason.count { counters.drops[index] = drops[port * DropReason.count + index] }
             result.ports.append(counters)
         }
         result.macLearned = events.pointee.learned

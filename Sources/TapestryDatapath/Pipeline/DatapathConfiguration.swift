@@ -49,6 +49,10 @@ public struct DatapathConfiguration: Sendable {
     /// (the topology has no key for it; the fuzz target shrinks it so that a datapath is cheap to
     /// build per input and the table-full paths are reached).
     public var trackingOnlyConnections = FirewallConfiguration.defaultMaxConnections
+    /// The fragment table's slots (a power of two at least this; the topology has no key for it;
+    /// the fuzz target shrinks it, as it does the connection table, so that building a datapath
+    /// per input is cheap and collisions happen).
+    public var fragmentSlots = 4096
 
     public init(
         networks: [Network], ports: [Port], macAgingSeconds: Int = 300, macTableSize: Int = 8192,

@@ -32,7 +32,8 @@ struct FirewallStage {
 
     init(
         configuration: FirewallConfiguration, enforce: Bool = true,
-        services: [(network: NetworkID, vip: UInt64, proto: UInt8, port: UInt16)] = [], hashKey: HashKey = .fixed
+        services: [(network: NetworkID, vip: UInt64, proto: UInt8, port: UInt16)] = [], fragmentSlots: Int = 4096,
+        hashKey: HashKey = .fixed
     ) {
         self.configuration = configuration
         self.enforce = enforce
@@ -40,7 +41,7 @@ struct FirewallStage {
         rules = FirewallRules(configuration)
         table = ConnectionTable(
             maxEntries: configuration.maxConnections, allowsAliases: !services.isEmpty, hashKey: hashKey.derived(2))
-        fragments = FragmentTable(hashKey: hashKey.derived(3))
+        fragments = FragmentTable(capacity: fragmentSlots, hashKey: hashKey.derived(3))
     }
 
     /// What the stage learned about one packet, for its decision.
