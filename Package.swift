@@ -59,7 +59,7 @@ let package = Package(
         ),
         .target(
             name: "TapestryTestSupport",
-            dependencies: ["TapestryDatapath", "TapestryTopology", "TapestryWire", "TapestrySwitchCore"]
+            dependencies: ["TapestryDatapath", "TapestryFrameSyntax", "TapestryTopology", "TapestryWire", "TapestrySwitchCore"]
         ),
         .target(
             name: "TapestryFuzzTargets",

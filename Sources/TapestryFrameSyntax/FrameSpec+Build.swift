@@ -129,7 +129,7 @@ extension FrameSpec {
             let proto = v6 ? IPProtocol.icmpv6 : IPProtocol.icmp
             var bytes: [UInt8] = [icmp.type, icmp.code, 0, 0]
             if let quote = icmp.quote {
-                bytes += [0, 0, 0, 0] + (try quote.spec.quotedBytes())
+                bytes += [0, 0, 0, 0] + (try quote.spec.packet())
             } else if let target = icmp.target {
                 bytes += [0, 0, 0, 0] + target.bytes
             } else {
@@ -141,8 +141,9 @@ extension FrameSpec {
         }
     }
 
-    /// The packet from its IP layer on, for an ICMP error's quote.
-    func quotedBytes() throws(FrameSpecError) -> [UInt8] {
+    /// The packet from its IP layer on: what an ICMP error quotes, and what a test wraps in a
+    /// header of its own to craft a frame the layers cannot say.
+    public func packet() throws(FrameSpecError) -> [UInt8] {
         switch network {
         case .ipv4?, .ipv6?: return try networkBytes().1
         case .arp?, nil: throw FrameSpecError("an icmp quote must start with an ipv4 or ipv6 layer")

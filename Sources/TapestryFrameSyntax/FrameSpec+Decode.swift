@@ -188,7 +188,7 @@ extension FrameSpec {
         quoted.network = spec.network
         quoted.transport = spec.transport
         quoted.payload = spec.payload
-        guard (try? quoted.quotedBytes()) == bytes else { return nil }
+        guard (try? quoted.packet()) == bytes else { return nil }
         return quoted
     }
 

@@ -68,10 +68,11 @@ import TapestryWire
     /// ICMPv6 neighbour discovery passes untracked, but only inside IPv6: protocol 58 in an IPv4
     /// packet is just another protocol, which the rules refuse here.
     @Test func icmpv6InsideIPv4IsNotNeighbourDiscovery() {
-        let message = FrameBuilder.icmp(type: 135, identifier: 0, sequence: 0, payload: [UInt8](repeating: 0, count: 16))
-        let frame = FrameBuilder.ethernet(
-            dst: Self.s, src: Self.c, type: EtherType.ipv4,
-            payload: FrameBuilder.ipv4(src: Self.ipC, dst: Self.ipS, proto: IPProtocol.icmpv6, payload: message))
+        // A neighbour solicitation's bytes (type 135, then zeros) under IPv4 protocol 58.
+        let solicitation: [UInt8] = [135, 0, 0x78, 0xFF] + [UInt8](repeating: 0, count: 20)
+        let frame = FrameBuilder.frame(
+            dst: Self.s, src: Self.c, FrameBuilder.ipv4(src: Self.ipC, dst: Self.ipS, proto: IPProtocol.icmpv6),
+            payload: solicitation)
         #expect(run(frame, offload: VirtioNetHeader()).drops == [.firewall: 1])
     }
 

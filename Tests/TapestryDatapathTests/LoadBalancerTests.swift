@@ -102,10 +102,9 @@ import TapestryWire
     /// the incremental update; the right one is 0xFFFF.
     @Test func pingOfZerosGetsAValidReply() throws {
         let sw = makeSwitch()
-        let message = FrameBuilder.icmp(type: 8, identifier: 0, sequence: 0, payload: [UInt8](repeating: 0, count: 18))
-        let request = FrameBuilder.ethernet(
-            dst: Self.lbMAC, src: Self.client, type: EtherType.ipv4,
-            payload: FrameBuilder.ipv4(src: Self.ipClient, dst: Self.vip, proto: IPProtocol.icmp, payload: message))
+        let request = FrameBuilder.frame(
+            dst: Self.lbMAC, src: Self.client, FrameBuilder.ipv4(src: Self.ipClient, dst: Self.vip),
+            FrameBuilder.icmp(type: 8, identifier: 0, sequence: 0), payload: [UInt8](repeating: 0, count: 18))
         let reply = fields(try #require(sw.send(request, on: "c")["c"]?.first))
         #expect(reply["icmp.type"] == "0")
         #expect(reply["icmp.checksum"]?.hasSuffix("(valid)") == true, "\(reply["icmp.checksum"] ?? "none")")
@@ -205,9 +204,8 @@ import TapestryWire
         #expect(fields(out["t"]![0])["vlan.vid"] == "10")
         #expect(sw.counters.backendUnresolved == 1)
         // b1 answers the VIP: consumed, learned.
-        let answer = FrameBuilder.padded(FrameBuilder.ethernet(
-            dst: Self.lbMAC, src: Self.b1, type: EtherType.arp,
-            payload: FrameBuilder.arp(operation: 2, senderMAC: Self.b1, senderIP: Self.ipB1, targetMAC: Self.lbMAC, targetIP: Self.vip)))
+        let answer = FrameBuilder.arp(
+            dst: Self.lbMAC, src: Self.b1, operation: 2, senderIP: Self.ipB1, targetMAC: Self.lbMAC, targetIP: Self.vip)
         #expect(sw.send(answer, on: "b1").isEmpty, "an ARP reply to the VIP is the switch's")
         #expect(sw.datapath.backendMAC(balancer: 0, backend: 0) == Self.b1)
         #expect(sw.send(syn(50001), on: "c").keys.sorted() == ["b1"], "the retransmitted SYN goes to b1")

@@ -23,12 +23,11 @@ import TapestryWire
 
     /// UDP 10.0.10.1 -> 10.0.10.2:9999 on the trunk with `tags` VLAN 10 tags.
     static func udp(tags: Int) -> [UInt8] {
-        FrameBuilder.ethernet(
+        FrameBuilder.frame(
             dst: MACAddress("02:00:00:00:00:02")!, src: MACAddress("02:00:00:00:00:01")!,
-            tags: Array(repeating: .dot1q(10), count: tags), type: EtherType.ipv4,
-            payload: FrameBuilder.ipv4(
-                src: IPv4Address("10.0.10.1")!, dst: IPv4Address("10.0.10.2")!, proto: IPProtocol.udp,
-                payload: [0x04, 0xD2, 0x27, 0x0F, 0, 13, 0, 0, 104, 101, 108, 108, 111]))
+            tags: Array(repeating: .dot1q(10), count: tags),
+            FrameBuilder.ipv4(src: IPv4Address("10.0.10.1")!, dst: IPv4Address("10.0.10.2")!),
+            FrameBuilder.udp(sport: 1234, dport: 9999), payload: Array("hello".utf8), pad: false)
     }
 
     func outOfA(_ frame: [UInt8]) throws -> Int {

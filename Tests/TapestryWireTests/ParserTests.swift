@@ -44,18 +44,19 @@ func parse(_ frame: [UInt8]) -> ParsedFrame { frame.withUnsafeBytes { FrameParse
     }
 
     @Test func ipv4OptionsMoveTheL4Header() {
-        let segment = FrameBuilder.udp(sport: 1, dport: 2, payload: [9], pseudo: 0)
-        let packet = FrameBuilder.ipv4(src: ipA, dst: ipB, proto: IPProtocol.udp, payload: segment, options: [1, 1, 1, 0, 7, 4, 0, 0])
-        let parsed = parse(FrameBuilder.ethernet(dst: macB, src: macA, type: EtherType.ipv4, payload: packet))
+        let parsed = parse(FrameBuilder.frame(
+            dst: macB, src: macA, FrameBuilder.ipv4(src: ipA, dst: ipB, options: [1, 1, 1, 0, 7, 4, 0, 0]),
+            FrameBuilder.udp(sport: 1, dport: 2), payload: [9]))
         #expect(parsed.isValid && parsed.l4Offset == 14 + 28)
     }
 
     @Test func ipv4Fragments() {
-        let segment = FrameBuilder.udp(sport: 1, dport: 2, payload: Array(repeating: 7, count: 16), pseudo: 0)
-        let first = FrameBuilder.ipv4(src: ipA, dst: ipB, proto: IPProtocol.udp, payload: segment, flagsAndFragment: 0x2000)
-        let later = FrameBuilder.ipv4(src: ipA, dst: ipB, proto: IPProtocol.udp, payload: [1, 2, 3, 4], flagsAndFragment: 0x0003)
-        let parsedFirst = parse(FrameBuilder.ethernet(dst: macB, src: macA, type: EtherType.ipv4, payload: first))
-        let parsedLater = parse(FrameBuilder.ethernet(dst: macB, src: macA, type: EtherType.ipv4, payload: later))
+        let parsedFirst = parse(FrameBuilder.frame(
+            dst: macB, src: macA, FrameBuilder.ipv4(src: ipA, dst: ipB, dontFragment: false, moreFragments: true),
+            FrameBuilder.udp(sport: 1, dport: 2), payload: Array(repeating: 7, count: 16), pad: false))
+        let parsedLater = parse(FrameBuilder.frame(
+            dst: macB, src: macA, FrameBuilder.ipv4(src: ipA, dst: ipB, dontFragment: false, fragmentOffset: 24, proto: IPProtocol.udp),
+            payload: [1, 2, 3, 4], pad: false))
         #expect(parsedFirst.fragment == .first && parsedFirst.hasL4)
         #expect(parsedLater.isValid && parsedLater.fragment == .later && !parsedLater.hasL4)
         #expect(parsedLater.ipProtocol == IPProtocol.udp)

@@ -13,10 +13,9 @@ import TapestryWire
     /// A TSO frame as a TAP device hands it over: one TCP segment far larger than the MSS.
     static func bigIPv4(payload: [UInt8], flags: TCPFlags, tags: [FrameBuilder.Tag] = []) -> [UInt8] {
         let from = IPv4Address("10.0.0.1")!, to = IPv4Address("10.0.0.2")!
-        let pseudo = InternetChecksum.ipv4PseudoHeaderSum(source: from, destination: to, proto: IPProtocol.tcp, length: 20 + payload.count)
-        let tcp = FrameBuilder.tcp(sport: 40000, dport: 5201, flags: flags, seq: 0xFFFF_F000, ack: 77, payload: payload, pseudo: pseudo)
-        let ip = FrameBuilder.ipv4(src: from, dst: to, proto: IPProtocol.tcp, payload: tcp, identification: 0xFFFE)
-        return FrameBuilder.ethernet(dst: b, src: a, tags: tags, type: EtherType.ipv4, payload: ip)
+        return FrameBuilder.frame(
+            dst: b, src: a, tags: tags, FrameBuilder.ipv4(src: from, dst: to, identification: 0xFFFE),
+            FrameBuilder.tcp(sport: 40000, dport: 5201, flags: flags, seq: 0xFFFF_F000, ack: 77), payload: payload, pad: false)
     }
 
     static func segments(of frame: [UInt8], mss: Int, gap: Int = 4) -> [[UInt8]] {
@@ -67,11 +66,9 @@ import TapestryWire
     @Test func ipv6BehindAVLANTag() {
         let data = Self.payload(3000)
         let from = IPv6Address("fd00::1")!, to = IPv6Address("fd00::2")!
-        let pseudo = InternetChecksum.ipv6PseudoHeaderSum(source: from, destination: to, proto: IPProtocol.tcp, length: 20 + data.count)
-        let tcp = FrameBuilder.tcp(sport: 1, dport: 2, flags: [.ack], seq: 5, payload: data, pseudo: pseudo)
-        let frame = FrameBuilder.ethernet(
-            dst: Self.b, src: Self.a, tags: [.dot1q(20)], type: EtherType.ipv6,
-            payload: FrameBuilder.ipv6(src: from, dst: to, nextHeader: IPProtocol.tcp, payload: tcp))
+        let frame = FrameBuilder.frame(
+            dst: Self.b, src: Self.a, tags: [.dot1q(20)], FrameBuilder.ipv6(src: from, dst: to),
+            FrameBuilder.tcp(sport: 1, dport: 2, flags: [.ack], seq: 5), payload: data, pad: false)
         let parts = Self.segments(of: frame, mss: 1000)
         #expect(parts.count == 3)
         var joined: [UInt8] = []
