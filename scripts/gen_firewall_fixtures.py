@@ -511,62 +511,6 @@ HTTP_GET = b"GET / HTTP/1.1\r\nHost: 10.0.1.2\r\n\r\n"
 HTTP_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
 
-def s_tcp_lifecycle():
-    topo = FwTopology("fw-tcp-life", ["c", "s"], WEB_POLICY)
-    b = Builder()
-    t = Tcp(b, C, S, 40000, 80)
-    frames = [
-        (0.0, "c", b.arp_req(C, S)),             # non-IP passes under default drop
-        (0.001, "s", b.arp_rep(S, C)),
-        (1.0, "c", t.c("S")),                    # new: SYN_SENT
-        (1.001, "s", t.s("SA")),                 # SYN_RECV
-        (1.002, "c", t.c("A")),                  # ESTABLISHED
-        (1.003, "c", t.c("PA", HTTP_GET)),
-        (1.004, "s", t.s("A")),
-        (1.005, "s", t.s("PA", HTTP_OK)),
-        (1.006, "c", t.c("A")),
-        (2.0, "c", t.c("FA")),                   # FIN_WAIT, closer = client
-        (2.001, "s", t.s("A")),                  # CLOSE_WAIT
-        (2.002, "s", t.s("FA")),                 # LAST_ACK
-        (2.003, "c", t.c("A")),                  # TIME_WAIT
-        (2.5, "c", t.c("A", advance=False)),     # retransmitted last ACK: passes in TIME_WAIT
-    ]
-    t2 = Tcp(b, C, S, 40000, 80, cisn=2000000, sisn=7000000)
-    frames += [
-        (3.0, "c", t2.c("S")),                   # same 4-tuple reopened from TIME_WAIT
-        (3.001, "s", t2.s("SA")),
-        (3.002, "c", t2.c("A")),
-        (3.003, "c", t2.c("PA", HTTP_GET)),
-        (3.004, "s", t2.s("PA", HTTP_OK)),
-        (3.005, "c", t2.c("RA")),                # RST: CLOSE, passes
-    ]
-    return emit("fw-tcp-lifecycle", topo, frames,
-                "A TCP connection allowed by `dport: 80` goes through handshake, data, FIN teardown to TIME_WAIT, and a new SYN reopens the same 4-tuple; ARP passes under `default: drop`.")
-
-
-def s_blocked_port():
-    topo = FwTopology("fw-blocked", ["c", "s", "x"], WEB_POLICY)
-    b = Builder()
-    ssh = Tcp(b, C, S, 40022, 22)
-    stray = Tcp(b, C, S, 40099, 80, cisn=3000000, sisn=9000000)
-    t = Tcp(b, C, S, 40080, 80)
-    syn = t.c("S")
-    frames = [
-        (0.0, "c", ssh.c("S")),                   # port 22 not allowed: firewall (c not learned)
-        (0.001, "s", ssh.s("SA")),                # unsolicited SYN+ACK: invalid (s not learned)
-        (0.5, "c", stray.c("PA", HTTP_GET)),      # ACK to port 80 with no connection: invalid
-        (1.0, "c", syn),                          # allowed; s unknown to L2 -> floods s and x
-        (1.0005, "c", b.tcp(C, S, 40080, 80, "A", t.nxt["c"], 1)),  # ACK in SYN_SENT: invalid
-        (1.5, "c", t.c("S", seq=t.nxt["c"] - 1, advance=False)),  # retransmitted SYN: passes
-        (1.501, "s", t.s("SA")),                  # SYN_RECV; c learned -> c only
-        (1.502, "c", t.c("A")),
-        (1.503, "c", t.c("PA", HTTP_GET)),        # s learned -> s only
-        (1.504, "s", t.s("PA", HTTP_OK)),
-    ]
-    return emit("fw-blocked-port", topo, frames,
-                "Under `default: drop` + allow tcp/80: a SYN to port 22 is dropped `firewall`, its unsolicited SYN+ACK, a stray ACK and an ACK in SYN_SENT are `invalid`, and dropped frames are not learned (the first allowed SYN floods).")
-
-
 def s_unsolicited_reply():
     policy = {"default": "drop", "rules": [
         {"action": "allow", "proto": "tcp", "dst": "10.0.1.2", "dport": 80},
@@ -589,27 +533,6 @@ def s_unsolicited_reply():
     ]
     return emit("fw-unsolicited-reply", topo, frames,
                 "Unsolicited TCP SYN+ACK and ICMP echo replies are `invalid`; server-to-client UDP is dropped by rule (`firewall`) unless it is the reply of a client flow.")
-
-
-def s_udp_timeout():
-    policy = {"default": "drop", "rules": [
-        {"action": "allow", "proto": "udp", "src": "10.0.1.1", "dst": "10.0.1.2", "dport": 53}]}
-    topo = FwTopology("fw-udp-timeout", ["c", "s"], policy)
-    b = Builder()
-    frames = [
-        (0.0, "c", b.udp(C, S, 40000, 53, b"query-a")),        # flow A
-        (0.5, "s", b.udp(S, C, 53, 40000, b"answer-a")),       # A replied: udp_stream 120
-        (1.0, "c", b.udp(C, S, 40001, 53, b"query-b")),        # flow B, never replied
-        (2.0, "c", b.udp(C, S, 40002, 53, b"query-c")),        # flow C
-        (31.9, "s", b.udp(S, C, 53, 40002, b"answer-c")),      # 29.9 s later: still live, passes
-        (36.0, "s", b.udp(S, C, 53, 40001, b"answer-b")),      # 35 s later: B gone -> new, firewall
-        (100.5, "c", b.udp(C, S, 40000, 53, b"query-a2")),     # 100 s idle: A (stream) still live
-        (100.6, "s", b.udp(S, C, 53, 40000, b"answer-a2")),
-        (220.7, "s", b.udp(S, C, 53, 40000, b"late-a")),       # 120.1 s idle: A gone -> firewall
-        (221.0, "c", b.udp(C, S, 40003, 53, b"query-d")),      # fresh query still allowed
-    ]
-    return emit("fw-udp-timeout", topo, frames,
-                "UDP flows expire: an unreplied flow is gone after 30 s (its late answer is a new, denied flow: `firewall`), a replied flow (udp_stream) lives 120 s.")
 
 
 def s_icmp():
@@ -777,7 +700,7 @@ def s_default_allow():
 
 
 SCENARIOS = [
-    s_tcp_lifecycle, s_blocked_port, s_unsolicited_reply, s_udp_timeout, s_icmp,
+    s_unsolicited_reply, s_icmp,
     s_ipv6, s_fragments, s_table_full, s_syn_flood, s_default_allow,
 ]
 

@@ -487,19 +487,6 @@ def s_mac_aging():
                 "With mac_aging 10, an entry is used while less than 10 s old and is gone at exactly 10 s, so traffic to it floods again.")
 
 
-def s_mac_move():
-    topo = three_access("mac-move")
-    frames = [
-        (0, "a", arp_request(H1, IP1, IP2)),             # b, c; H1 on a
-        (1, "c", arp_reply(H2, IP2, H1, IP1)),           # a only
-        (2, "b", arp_request(H1, IP1, IP1)),             # gratuitous ARP from b: H1 moves; floods a, c
-        (3, "c", udp(H2, H1, IP2, IP1)),                 # b only
-        (4, "a", udp(H3, H1, IP3, IP1)),                 # b only
-    ]
-    return emit("mac-move", topo, frames,
-                "A MAC seen on another port moves there: later unicast to it goes only to the new port.")
-
-
 def s_hairpin():
     topo = Topology("hairpin", [("lan", 10)],
                     [("a", access("t-a", "lan")), ("b", access("t-b", "lan"))])
@@ -595,7 +582,7 @@ def s_no_destination():
 
 SCENARIOS = [
     s_access_learning, s_network_isolation, s_trunk_tagging, s_access_vlan_drops,
-    s_pcp_preserve, s_mac_aging, s_mac_move, s_hairpin, s_multicast_source,
+    s_pcp_preserve, s_mac_aging, s_hairpin, s_multicast_source,
     s_mac_table_full, s_invalid_frames, s_qinq_on_trunk, s_no_destination,
 ]
 

@@ -128,7 +128,13 @@ public struct PacketTestFile: Sendable {
                 // port and at first, so their problems are reported with the frame's own.
                 var portName: String?
                 var at = previous
-                if case .mapping(let mapping) = frameNode {
+                if case .mapping = frameNode {
+                    // Read with a scratch reader: reader.frame below reports the frame's problems once.
+                    var scratch = YAMLReader(file: reader.reader.file)
+                    var mapping: [String: Node] = [:]
+                    for entry in scratch.entries(frameNode, what: "a frame to send") ?? [] where mapping[entry.key] == nil {
+                        mapping[entry.key] = entry.value
+                    }
                     if let port = mapping["port"] {
                         portName = reader.reader.string(port, what: "port")
                         if let portName { checkPort(portName, port) }

@@ -5,16 +5,19 @@ import Yams
 package struct YAMLReader {
     package let file: String
     package private(set) var diagnostics: [Diagnostic] = []
+    /// What was reported, so a problem inside an anchor that is used (or merged) twice is said once.
+    private var reported: Set<String> = []
 
     package init(file: String) { self.file = file }
 
     package mutating func error(_ node: Node?, _ message: String) {
-        let mark = node?.mark
-        diagnostics.append(Diagnostic(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, message: message))
+        error(at: node?.mark, message)
     }
 
     package mutating func error(at mark: Mark?, _ message: String) {
-        diagnostics.append(Diagnostic(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, message: message))
+        let diagnostic = Diagnostic(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, message: message)
+        guard reported.insert("\(diagnostic.line):\(diagnostic.column):\(message)").inserted else { return }
+        diagnostics.append(diagnostic)
     }
 
     /// A mapping entry with its key as text.
@@ -22,16 +25,22 @@ package struct YAMLReader {
         package var key: String
         package var keyNode: Node
         package var value: Node
+        /// Brought in by a merge key (`<<`), not written in the mapping itself.
+        package var merged = false
     }
 
     /// The entries of a mapping; an error (and nil) when `node` is not one. Keys that are not plain
-    /// scalars are reported and skipped.
+    /// scalars are reported and skipped. A plain `<<` key is YAML's merge key (as docker-compose
+    /// and GitLab CI files use it): the entries of the mapping it names, or of each mapping of a
+    /// list, join this one's; a key written here wins over a merged one, and an earlier mapping of
+    /// the list over a later one. (What aliases may expand to is bounded before this: YAMLBudget.)
     package mutating func entries(_ node: Node, what: String) -> [Entry]? {
         guard case .mapping(let mapping) = node else {
             error(node, "\(what) must be a mapping (key: value pairs), not \(describe(node))")
             return nil
         }
         var result: [Entry] = []
+        var hasMerge = false
         for (key, value) in mapping {
             guard case .scalar(let scalar) = key else {
                 error(key, "keys of \(what) must be plain names")
@@ -39,9 +48,30 @@ package struct YAMLReader {
             }
             // A duplicate key already reported by the loader was renamed to start with this marker.
             if scalar.string.unicodeScalars.first.map(YAMLReader.isDuplicateMarker) == true { continue }
+            if scalar.string == "<<" && scalar.style == .plain {
+                hasMerge = true
+                let sources: [Node]
+                if case .sequence(let list) = value { sources = Array(list) } else { sources = [value] }
+                for source in sources {
+                    guard case .mapping = source else {
+                        error(source, "a merge key (<<) takes a mapping or a list of mappings, not \(describe(source))")
+                        continue
+                    }
+                    for var entry in entries(source, what: what) ?? [] {
+                        entry.merged = true
+                        result.append(entry)
+                    }
+                }
+                continue
+            }
             result.append(Entry(key: scalar.string, keyNode: key, value: value))
         }
-        return result
+        guard hasMerge else { return result }
+        let written = Set(result.lazy.filter { !$0.merged }.map(\.key))
+        var seen = Set<String>()
+        return result.filter { entry in
+            entry.merged ? !written.contains(entry.key) && seen.insert(entry.key).inserted : true
+        }
     }
 
     /// Entries of a mapping that may only use `allowed` keys; unknown keys are errors.

@@ -45,6 +45,7 @@ import TapestryPacketTest
         try #require(!files.isEmpty)
         let report = PacketTestReport.run(files: files.map { folder + "/" + $0 })
         #expect(report.failed == 0 && report.passed == files.count, "\(report.text)")
+        #expect(files.count >= 4, "\(files)")
     }
 
     @Test func aFailureNamesPortFrameFieldAndBothValues() throws {
