@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TARGETS=(frame-parser datapath pcap topology stream segmentation control frame-syntax)
+TARGETS=(frame-parser datapath pcap topology stream segmentation control frame-syntax vxlan)
 
 if [ $# -lt 2 ]; then
   echo "usage: scripts/fuzz.sh TARGET|all SECONDS [libFuzzer options...]  (targets: ${TARGETS[*]})" >&2
@@ -47,6 +47,7 @@ max_len() {
     segmentation) echo 4096 ;;
     control) echo 1024 ;;
     frame-syntax) echo 4096 ;;
+    vxlan) echo 2048 ;;
   esac
 }
 

@@ -216,11 +216,29 @@ def topology():
         shutil.copyfile(path, os.path.join(CORPUS, "topology", os.path.basename(os.path.dirname(path)) + "-" + os.path.basename(path)))
 
 
+def vxlan():
+    """Mode byte 0: a VXLAN payload; 1: an outer IPv4/UDP/VXLAN packet (the layout scapy builds)."""
+    inner = bytes.fromhex("02000000000202000000000108004500002a00014000401112c00a000a010a000a02"
+                          "9c4013880016195068656c6c6f207461706573747279")
+    header = bytes.fromhex("0800000000139200")  # I flag, VNI 5010
+    outer = bytes.fromhex("4500005c000040004011608e0a0063010a006302cb2012b500480000")
+    write("vxlan", "payload", b"\x00" + header + inner)
+    write("vxlan", "payload-gbp-flag", b"\x00" + bytes.fromhex("8800000000139200") + inner)
+    write("vxlan", "payload-short", b"\x00" + header + inner[:13])
+    write("vxlan", "underlay", b"\x01" + outer + header + inner)
+    fragment = bytearray(outer)
+    fragment[6] = 0x20
+    write("vxlan", "underlay-fragment", b"\x01" + bytes(fragment) + header + inner)
+
+
+# Targets whose seeds this script writes (control and frame-syntax seeds are kept as they are).
+GENERATED = ["frame-parser", "datapath", "pcap", "topology", "stream", "segmentation", "vxlan"]
+
+
 def main():
-    if os.path.isdir(CORPUS):
-        for target in os.listdir(CORPUS):
+    for target in GENERATED:
+        if os.path.isdir(os.path.join(CORPUS, target)):
             shutil.rmtree(os.path.join(CORPUS, target))
-    for target in ["frame-parser", "datapath", "pcap", "topology", "stream", "segmentation"]:
         os.makedirs(os.path.join(CORPUS, target), exist_ok=True)
     scenarios = scenario_inputs()
     frame_parser(scenarios)
@@ -229,6 +247,7 @@ def main():
     topology()
     stream(scenarios)
     segmentation()
+    vxlan()
     for target in sorted(os.listdir(CORPUS)):
         names = os.listdir(os.path.join(CORPUS, target))
         size = sum(os.path.getsize(os.path.join(CORPUS, target, n)) for n in names)

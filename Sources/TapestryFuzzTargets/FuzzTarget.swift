@@ -13,6 +13,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case segmentation
     case control
     case frameSyntax = "frame-syntax"
+    case vxlan
 
     /// Runs one input. Throws when an invariant fails (the driver turns that into a crash, which
     /// libFuzzer saves); a trap in the code under test crashes by itself.
@@ -26,6 +27,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .segmentation: try SegmentationTarget.run(data)
         case .control: try ControlRequestTarget.run(data)
         case .frameSyntax: try FrameSyntaxTarget.run(data)
+        case .vxlan: try VXLANTarget.run(data)
         }
     }
 
