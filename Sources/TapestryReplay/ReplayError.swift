@@ -5,6 +5,8 @@ public enum ReplayError: Error, CustomStringConvertible, Equatable {
     case unknownPort(String, known: [String])
     case capture(PcapError)
     case cannotCreateDirectory(String, String)
+    /// `trace --frame N` past the captures' end.
+    case noSuchFrame(Int, count: Int)
 
     public var description: String {
         switch self {
@@ -12,6 +14,7 @@ public enum ReplayError: Error, CustomStringConvertible, Equatable {
             return "no port named '\(name)' in the topology (ports: \(known.joined(separator: ", ")))"
         case .capture(let error): return error.description
         case .cannotCreateDirectory(let path, let reason): return "cannot create output directory \(path): \(reason)"
+        case .noSuchFrame(let frame, let count): return "the captures hold \(count) frames, there is no frame \(frame)"
         }
     }
 }

@@ -70,7 +70,7 @@ public struct Tracer {
         do {
             try Replay.feed(readers, into: core, log: nil, watcher: watcher) { _, _, _ in }
         } catch { throw ReplayError.capture(error) }
-        if let only, only > number { output.append("no frame \(only): the captures hold \(number) frames") }
+        if let only, only > number { throw ReplayError.noSuchFrame(only, count: number) }
         return output.joined(separator: "\n")
     }
 }

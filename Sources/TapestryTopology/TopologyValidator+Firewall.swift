@@ -146,7 +146,7 @@ extension TopologyValidator {
             if networks.contains(name) {
                 rule.network = name
             } else {
-                reader.error(entry.value, "network '\(name)' is not defined under 'networks'")
+                reader.undefinedNetwork(name, at: entry.value, networks: networks)
                 valid = false
             }
         }

@@ -25,7 +25,7 @@ extension TopologyValidator {
                 if networks.contains(text) {
                     network = text
                 } else {
-                    reader.error(value.value, "network '\(text)' is not defined under 'networks'")
+                    reader.undefinedNetwork(text, at: value.value, networks: networks)
                     valid = false
                 }
             }

@@ -299,7 +299,7 @@ struct TopologyValidator {
             }
             guard let name = reader.string(network.value, what: "network") else { return nil }
             guard networks.contains(name) else {
-                reader.error(network.value, "network '\(name)' is not defined under 'networks'")
+                reader.undefinedNetwork(name, at: network.value, networks: networks)
                 return nil
             }
             return .access(network: name)
@@ -317,7 +317,7 @@ struct TopologyValidator {
                     continue
                 }
                 if !networks.contains(name) {
-                    reader.error(item, "network '\(name)' is not defined under 'networks'")
+                    reader.undefinedNetwork(name, at: item, networks: networks)
                     valid = false
                 } else if names.contains(name) {
                     reader.error(item, "network '\(name)' is listed twice in this trunk")
@@ -329,7 +329,7 @@ struct TopologyValidator {
             var native: String?
             if let nativeEntry = fields["native"], let name = reader.string(nativeEntry.value, what: "native") {
                 if !networks.contains(name) {
-                    reader.error(nativeEntry.value, "network '\(name)' is not defined under 'networks'")
+                    reader.undefinedNetwork(name, at: nativeEntry.value, networks: networks)
                     valid = false
                 } else if !names.contains(name) && valid {
                     reader.error(nativeEntry.value, "native network '\(name)' must be one of the trunk's networks")

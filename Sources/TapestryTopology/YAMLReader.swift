@@ -7,6 +7,7 @@ package struct YAMLReader {
     package private(set) var diagnostics: [Diagnostic] = []
     /// What was reported, so a problem inside an anchor that is used (or merged) twice is said once.
     private var reported: Set<String> = []
+    private var undefinedNetworks = 0
 
     package init(file: String) { self.file = file }
 
@@ -117,7 +118,12 @@ package struct YAMLReader {
     /// An integer written as a plain (unquoted) YAML scalar within `range`.
     package mutating func integer(_ node: Node, what: String, range: ClosedRange<Int>) -> Int? {
         guard case .scalar(let scalar) = node, scalar.style == .plain, let value = Int(scalar.string) else {
-            error(node, "\(what) must be a whole number, not \(describe(node))")
+            // A quoted number is text in YAML: say how to write it.
+            if case .scalar(let scalar) = node, scalar.style != .plain, Int(scalar.string) != nil {
+                error(node, "\(what) must be a whole number, not the text \(describe(node)) (remove the quotes)")
+            } else {
+                error(node, "\(what) must be a whole number, not \(describe(node))")
+            }
             return nil
         }
         guard range.contains(value) else {
@@ -190,5 +196,15 @@ package struct YAMLReader {
             (older, previous, current) = (previous, current, older)
         }
         return previous[b.count] <= limit ? previous[b.count] : nil
+    }
+}
+
+extension YAMLReader {
+    /// A reference to a network the topology does not define, with the closest defined name for
+    /// the first eight (a file of thousands of such references must not cost a search each).
+    package mutating func undefinedNetwork(_ name: String, at node: Node, networks: some Collection<String>) {
+        undefinedNetworks += 1
+        let suggestion = undefinedNetworks > 8 ? "" : closest(name, in: networks.sorted()).map { " (did you mean '\($0)'?)" } ?? ""
+        error(node, "network '\(name.count > 64 ? name.prefix(64) + "..." : name)' is not defined under 'networks'\(suggestion)")
     }
 }

@@ -125,6 +125,8 @@ import Testing
         let past = try tapestry("decode", "examples/office/in/pc1.pcap", "--frame", "999")
         #expect(past.status == 1 && past.stderr.contains("there is no frame 999"), "\(past.stderr)")
         #expect(try tapestry("decode", "topologies/office.yaml").status == 1, "not a capture")
+        let tracedPast = try tapestry("trace", "examples/office/topology.yaml", "--in", "pc1=examples/office/in/pc1.pcap", "--frame", "999")
+        #expect(tracedPast.status == 1 && tracedPast.stderr.contains("there is no frame 999") && tracedPast.stdout.isEmpty, "\(tracedPast.stderr)")
     }
 
     @Test func replayWithADifferenceExits1AndNamesTheField() throws {

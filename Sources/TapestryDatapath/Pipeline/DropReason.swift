@@ -1,5 +1,5 @@
-/// Why a frame was dropped. Raw values are the names users see in summaries, `--json` and (later)
-/// `ctl stats`; counters are fixed arrays indexed by `index`.
+/// Why a frame was dropped. `name` is what users see (summaries, `--json`, `ctl stats`, metrics);
+/// counters are fixed arrays indexed by `index` (the raw value).
 public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     /// Tagged frame on an access port, VID not on a trunk, untagged frame on a trunk without native, 802.1ad S-tag.
     case vlan
