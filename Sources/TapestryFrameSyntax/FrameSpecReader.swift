@@ -72,33 +72,37 @@ package struct FrameSpecReader {
         guard let (spec, _) = frame(node, what: what) else { return nil }
         var pattern = FramePattern(spec: spec)
         pattern.validChecksums = validChecksums
-        guard case .mapping(let mapping) = node else { return pattern }
+        // Which layers and fields are written, read through entries (a scratch reader: frame()
+        // reported the problems) so that fields brought in by a merge key (<<) are compared too.
+        var scratch = YAMLReader(file: reader.file)
+        guard case .mapping = node, let top = scratch.entries(node, what: what) else { return pattern }
         var quoteNode: Node?
-        for (key, value) in mapping {
-            guard case .scalar(let layer) = key, Self.layers.contains(layer.string), layer.string != "pad" else { continue }
-            pattern.layers.append(layer.string)
+        for entry in top {
+            let layer = entry.key
+            let value = entry.value
+            guard Self.layers.contains(layer), layer != "pad" else { continue }
+            pattern.layers.append(layer)
             func subkeys(_ node: Node, index: Int?) {
-                guard case .mapping(let fields) = node else { return }
-                for (field, subvalue) in fields {
-                    guard case .scalar(let name) = field, name.string != "checksum" || !validChecksums.contains(layer.string) else { continue }
-                    if name.string == "quote" && (layer.string == "icmp" || layer.string == "icmpv6") {
-                        quoteNode = subvalue  // compared as a pattern of its own
+                guard case .mapping = node else { return }
+                for field in scratch.entries(node, what: layer) ?? [] {
+                    let name = field.key
+                    guard name != "checksum" || !validChecksums.contains(layer) else { continue }
+                    if name == "quote" && (layer == "icmp" || layer == "icmpv6") {
+                        quoteNode = field.value  // compared as a pattern of its own
                         continue
                     }
-                    if name.string == "frag" && layer.string == "ipv6", case .mapping(let parts) = subvalue {
-                        for (part, _) in parts {
-                            if case .scalar(let partName) = part { pattern.written.insert("ipv6.frag.\(partName.string)") }
-                        }
+                    if name == "frag" && layer == "ipv6", case .mapping = field.value {
+                        for part in scratch.entries(field.value, what: "ipv6.frag") ?? [] { pattern.written.insert("ipv6.frag.\(part.key)") }
                         continue
                     }
-                    pattern.written.insert("\(layer.string)\(index.map { "\($0)" } ?? "").\(name.string)")
+                    pattern.written.insert("\(layer)\(index.map { "\($0)" } ?? "").\(name)")
                 }
             }
-            if case .sequence(let tags) = value, layer.string == "vlan" {
+            if case .sequence(let tags) = value, layer == "vlan" {
                 for (index, tag) in tags.enumerated() { subkeys(tag, index: index) }
-            } else if layer.string == "vlan" {
+            } else if layer == "vlan" {
                 subkeys(value, index: 0)
-            } else if layer.string == "payload" {
+            } else if layer == "payload" {
                 pattern.written.insert("payload")
             } else {
                 subkeys(value, index: nil)

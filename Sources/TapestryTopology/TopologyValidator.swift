@@ -62,8 +62,11 @@ struct TopologyValidator {
         // Names declared under `networks`, valid or not: a network with a bad VLAN is reported once,
         // not again at every port that names it.
         var networkNames = Set(topology.networks.map(\.name))
-        if let entry = top["networks"], case .mapping(let mapping) = entry.value {
-            for key in mapping.keys { if let name = key.string { networkNames.insert(name) } }
+        if let entry = top["networks"], case .mapping = entry.value {
+            // Through entries (a scratch reader: networks() reported the problems): a merge key
+            // (<<) is not a network, the networks it brings in are.
+            var scratch = YAMLReader(file: reader.file)
+            for network in scratch.entries(entry.value, what: "networks") ?? [] { networkNames.insert(network.key) }
         }
         if let entry = top["ports"] {
             topology.ports = ports(entry.value, networks: networkNames)

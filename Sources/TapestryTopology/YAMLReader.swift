@@ -8,6 +8,7 @@ package struct YAMLReader {
     /// What was reported, so a problem inside an anchor that is used (or merged) twice is said once.
     private var reported: Set<String> = []
     private var undefinedNetworks = 0
+    private var unknownKeys = 0
 
     package init(file: String) { self.file = file }
 
@@ -83,7 +84,10 @@ package struct YAMLReader {
             if allowed.contains(entry.key) {
                 result[entry.key] = entry
             } else {
-                let suggestion = closest(entry.key, in: allowed).map { " (did you mean '\($0)'?)" } ?? ""
+                // Suggestions for the first eight unknown keys: a file of thousands must not cost a
+                // search each.
+                unknownKeys += 1
+                let suggestion = unknownKeys > 8 ? "" : closest(entry.key, in: allowed).map { " (did you mean '\($0)'?)" } ?? ""
                 error(
                     entry.keyNode,
                     "unknown key '\(entry.key.count > 64 ? entry.key.prefix(64) + "..." : entry.key)' in \(what)\(suggestion); allowed: \(allowed.joined(separator: ", "))")
@@ -155,7 +159,11 @@ package struct YAMLReader {
         case .alias: return "an alias"
         case .scalar(let scalar):
             if isNull(node) { return "an empty value" }
-            return "'\(scalar.string)'"
+            // A message quotes at most 64 bytes of a value: a huge one must not make every
+            // message that names it huge (and costly to build and compare).
+            let utf8 = scalar.string.utf8
+            guard utf8.count > 64 else { return "'\(scalar.string)'" }
+            return "'\(String(decoding: utf8.prefix(64), as: UTF8.self))...'"
         }
     }
 

@@ -48,6 +48,23 @@ import TapestryPacketTest
         #expect(files.count >= 4, "\(files)")
     }
 
+    /// Found by review: fields a pattern got through a merge key were never compared, so this
+    /// passed against a frame with another source and port.
+    @Test func mergedPatternFieldsAreCompared() throws {
+        let path = try Self.file("merged.test.yaml", Self.inline + """
+            tests:
+              - name: a merged pattern is a pattern
+                frames:
+                  - { port: a, eth: { src: 02:00:00:00:00:01, dst: 02:00:00:00:00:02 }, ipv4: { src: 10.0.0.1, dst: 10.0.0.2 }, tcp: { dport: 80 } }
+                expect:
+                  b: [{ <<: { eth: { src: 02:00:00:00:00:99 } } }]
+                  t: [{ vlan: { vid: 10 }, tcp: { sport: 0, <<: { dport: 81 } } }]
+            """)
+        let report = PacketTestReport.run(files: [path])
+        #expect(report.failed == 1, "\(report.text)")
+        #expect(report.text.contains("port b, frame 1: eth.src expected 02:00:00:00:00:99, got 02:00:00:00:00:01"), "\(report.text)")
+    }
+
     @Test func aFailureNamesPortFrameFieldAndBothValues() throws {
         let path = try Self.file("fail.test.yaml", Self.inline + """
             tests:

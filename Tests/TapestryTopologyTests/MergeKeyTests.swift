@@ -51,4 +51,44 @@ import Testing
         #expect(found.count == 2 && found[0].message.contains("port 'a'") && found[1].message.contains("port 'b'"), "\(errors)")
         #expect(found.allSatisfy { $0.line == 4 && $0.column == 36 }, "\(errors)")
     }
+
+    /// Found by review: network names were the raw keys of `networks`, so `<<` counted as a
+    /// network, a port on network "<<" loaded, and mapping it to the datapath trapped.
+    @Test func aMergeKeyIsNotANetwork() throws {
+        let merged = try TopologyLoader.parse(yaml: """
+            name: merge
+            networks:
+              <<: { lan: { vlan: 10 } }
+            ports:
+              b: { tap: tb, network: lan }
+            """, file: "merge.yaml").get()
+        #expect(merged.networks.map(\.name) == ["lan"])
+        let result = TopologyLoader.parse(yaml: """
+            name: merge
+            networks:
+              <<: { lan: { vlan: 10 } }
+            ports:
+              a: { tap: ta, network: "<<" }
+            """, file: "merge.yaml")
+        guard case .failure(let errors) = result else {
+            Issue.record("a port on network '<<' loaded")
+            return
+        }
+        #expect(errors.description.contains("merge.yaml:5:26: error: network '<<' is not defined under 'networks'"), "\(errors)")
+    }
+
+    /// Found by review: a value of a megabyte quoted in every message about it (here a merge of it
+    /// 20,000 times) made `check` take minutes; messages quote at most 64 bytes.
+    @Test func hugeValuesAreQuotedShort() {
+        let big = String(repeating: "x", count: 1 << 20)
+        let yaml = "name: merge\nnetworks: { lan: { vlan: 10 } }\nports:\n  a: &s \(big)\n  b: { <<: [\(Array(repeating: "*s", count: 20_000).joined(separator: ", "))], tap: tb, network: lan }\n"
+        let started = ContinuousClock.now
+        let result = TopologyLoader.parse(yaml: yaml, file: "big.yaml")
+        #expect(ContinuousClock.now - started < .seconds(10))
+        guard case .failure(let errors) = result else {
+            Issue.record("a merge of a scalar loaded")
+            return
+        }
+        #expect(errors.diagnostics.allSatisfy { $0.message.utf8.count < 400 }, "\(errors.diagnostics.first?.message.prefix(200) ?? "")")
+    }
 }
