@@ -72,10 +72,9 @@ package struct FrameSpecReader {
         guard let (spec, _) = frame(node, what: what) else { return nil }
         var pattern = FramePattern(spec: spec)
         pattern.validChecksums = validChecksums
-        // Which layers and fields are written, read through entries (a scratch reader: frame()
-        // reported the problems) so that fields brought in by a merge key (<<) are compared too.
-        var scratch = YAMLReader(file: reader.file)
-        guard case .mapping = node, let top = scratch.entries(node, what: what) else { return pattern }
+        // Which layers and fields are written, read through entries (quietly: frame() reported
+        // the problems) so that fields brought in by a merge key (<<) are compared too.
+        let top = reader.quietEntries(node)
         var quoteNode: Node?
         for entry in top {
             let layer = entry.key
@@ -83,8 +82,7 @@ package struct FrameSpecReader {
             guard Self.layers.contains(layer), layer != "pad" else { continue }
             pattern.layers.append(layer)
             func subkeys(_ node: Node, index: Int?) {
-                guard case .mapping = node else { return }
-                for field in scratch.entries(node, what: layer) ?? [] {
+                for field in reader.quietEntries(node) {
                     let name = field.key
                     guard name != "checksum" || !validChecksums.contains(layer) else { continue }
                     if name == "quote" && (layer == "icmp" || layer == "icmpv6") {
@@ -92,7 +90,7 @@ package struct FrameSpecReader {
                         continue
                     }
                     if name == "frag" && layer == "ipv6", case .mapping = field.value {
-                        for part in scratch.entries(field.value, what: "ipv6.frag") ?? [] { pattern.written.insert("ipv6.frag.\(part.key)") }
+                        for part in reader.quietEntries(field.value) { pattern.written.insert("ipv6.frag.\(part.key)") }
                         continue
                     }
                     pattern.written.insert("\(layer)\(index.map { "\($0)" } ?? "").\(name)")

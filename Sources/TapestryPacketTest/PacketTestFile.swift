@@ -129,10 +129,9 @@ public struct PacketTestFile: Sendable {
                 var portName: String?
                 var at = previous
                 if case .mapping = frameNode {
-                    // Read with a scratch reader: reader.frame below reports the frame's problems once.
-                    var scratch = YAMLReader(file: reader.reader.file)
+                    // Quietly: reader.frame below reports the frame's problems once.
                     var mapping: [String: Node] = [:]
-                    for entry in scratch.entries(frameNode, what: "a frame to send") ?? [] where mapping[entry.key] == nil {
+                    for entry in reader.reader.quietEntries(frameNode) where mapping[entry.key] == nil {
                         mapping[entry.key] = entry.value
                     }
                     if let port = mapping["port"] {

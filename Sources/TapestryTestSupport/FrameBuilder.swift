@@ -175,9 +175,13 @@ public enum FrameBuilder {
             return frame(dst: dst, src: src, ipv6(src: from, dst: to), udp(sport: sport, dport: dport), payload: payload, pad: false)
         }
         // The UDP datagram as the layers build it (its checksum over the IPv6 pseudo-header).
-        let datagram = Array(
-            build(bareIPv6(from, to, udp(sport: sport, dport: dport), payload)).dropFirst(14 + IPv6View.length))
-        var body = datagram
+        var spec = FrameSpec()
+        spec.network = ipv6(src: from, dst: to)
+        spec.transport = udp(sport: sport, dport: dport)
+        spec.payload = payload
+        let packet: [UInt8]
+        do { packet = try spec.packet() } catch { preconditionFailure("test datagram does not build: \(error)") }
+        var body = Array(packet.dropFirst(IPv6View.length))
         var next = IPProtocol.udp
         for (type, header) in extensionHeaders.reversed() {
             var bytes = header
@@ -186,15 +190,6 @@ public enum FrameBuilder {
             next = type
         }
         return frame(dst: dst, src: src, ipv6(src: from, dst: to, nextHeader: next), payload: body, pad: false)
-    }
-
-    private static func bareIPv6(_ from: IPv6Address, _ to: IPv6Address, _ transport: FrameSpec.Transport, _ payload: [UInt8]) -> FrameSpec {
-        var spec = FrameSpec()
-        spec.network = ipv6(src: from, dst: to)
-        spec.transport = transport
-        spec.payload = payload
-        spec.pad = false
-        return spec
     }
 
     /// A complete Ethernet/IPv6/ICMPv6 echo request.

@@ -63,10 +63,9 @@ struct TopologyValidator {
         // not again at every port that names it.
         var networkNames = Set(topology.networks.map(\.name))
         if let entry = top["networks"], case .mapping = entry.value {
-            // Through entries (a scratch reader: networks() reported the problems): a merge key
-            // (<<) is not a network, the networks it brings in are.
-            var scratch = YAMLReader(file: reader.file)
-            for network in scratch.entries(entry.value, what: "networks") ?? [] { networkNames.insert(network.key) }
+            // Through entries (quietly: networks() reported the problems): a merge key (<<) is not
+            // a network, the networks it brings in are.
+            for network in reader.quietEntries(entry.value) { networkNames.insert(network.key) }
         }
         if let entry = top["ports"] {
             topology.ports = ports(entry.value, networks: networkNames)

@@ -76,6 +76,15 @@ package struct YAMLReader {
         }
     }
 
+    /// A mapping's entries as `entries` gives them (merges applied), without reporting anything:
+    /// for a second look at a mapping whose problems another reading reports. Empty for a
+    /// node that is not a mapping.
+    package func quietEntries(_ node: Node) -> [Entry] {
+        var scratch = YAMLReader(file: file)
+        guard case .mapping = node else { return [] }
+        return scratch.entries(node, what: "") ?? []
+    }
+
     /// Entries of a mapping that may only use `allowed` keys; unknown keys are errors.
     package mutating func entries(_ node: Node, what: String, allowed: [String]) -> [String: Entry]? {
         guard let list = entries(node, what: what) else { return nil }
