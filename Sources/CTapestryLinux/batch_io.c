@@ -2,6 +2,11 @@
 #include "tapestry_batch_io.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
@@ -187,4 +192,107 @@ int tapestry_dgram_connect(int fd, const char *peer) {
     to.sun_family = AF_UNIX;
     strncpy(to.sun_path, peer, sizeof to.sun_path - 1);
     return connect(fd, (struct sockaddr *)&to, sizeof to) == 0 ? 0 : -errno;
+}
+
+int tapestry_udp_open(const char *netns, uint32_t local, uint16_t port, const char **step) {
+    int original = -1;
+    if (netns != NULL) {
+        // setns changes the calling thread's namespace only: step in, make the socket (it stays
+        // in the namespace it was made in), step back.
+        *step = "open the current network namespace";
+        original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (original < 0) return -errno;
+        *step = "open the network namespace";
+        int target = open(netns, O_RDONLY | O_CLOEXEC);
+        if (target < 0) {
+            int code = errno;
+            close(original);
+            return -code;
+        }
+        *step = "enter the network namespace";
+        int entered = setns(target, CLONE_NEWNET);
+        int code = errno;
+        close(target);
+        if (entered != 0) {
+            close(original);
+            return -code;
+        }
+    }
+    *step = "open a UDP socket";
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int code = errno;
+    if (fd >= 0) {
+        int size = 4 << 20;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+        // DF on every outer packet, as the contract asks: the underlay never fragments a tunnel
+        // packet (frames that do not fit the MTU are cut or dropped before they are sent).
+        int discovery = IP_PMTUDISC_PROBE;
+        setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &discovery, sizeof discovery);
+        struct sockaddr_in address;
+        memset(&address, 0, sizeof address);
+        address.sin_family = AF_INET;
+        address.sin_port = htons(port);
+        address.sin_addr.s_addr = htonl(local);
+        *step = "bind the UDP socket";
+        if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) {
+            code = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    if (original >= 0) {
+        // Back to the switch's own namespace; failing that, this thread would open later
+        // sockets in the wrong one.
+        if (setns(original, CLONE_NEWNET) != 0) abort();
+        close(original);
+    }
+    return fd >= 0 ? fd : -code;
+}
+
+int tapestry_udp_recv(int fd, struct tapestry_message *messages, int count, uint32_t *sources) {
+    if (count > TAPESTRY_BATCH_MAX) count = TAPESTRY_BATCH_MAX;
+    struct mmsghdr headers[TAPESTRY_BATCH_MAX];
+    struct iovec iov[TAPESTRY_BATCH_MAX][2];
+    struct sockaddr_in from[TAPESTRY_BATCH_MAX];
+    for (int i = 0; i < count; i++) {
+        fill_header(&headers[i], iov[i], &messages[i], 1, &from[i], sizeof from[i]);
+    }
+    int received = recvmmsg(fd, headers, (unsigned)count, MSG_DONTWAIT, NULL);
+    if (received < 0) return errno == EAGAIN ? 0 : -errno;
+    for (int i = 0; i < received; i++) {
+        struct tapestry_message *message = &messages[i];
+        message->length = headers[i].msg_len > message->header_length ? headers[i].msg_len - message->header_length : 0;
+        message->flags = (headers[i].msg_hdr.msg_flags & MSG_TRUNC) ? TAPESTRY_RX_TRUNCATED : 0;
+        message->vlan_tci = 0;
+        message->vlan_tpid = 0;
+        int named = headers[i].msg_hdr.msg_namelen >= sizeof(struct sockaddr_in) && from[i].sin_family == AF_INET;
+        sources[i] = named ? ntohl(from[i].sin_addr.s_addr) : 0;
+    }
+    return received;
+}
+
+int tapestry_udp_send(int fd, struct tapestry_message *messages, int count, const uint32_t *destinations, uint16_t port) {
+    struct mmsghdr headers[TAPESTRY_BATCH_MAX];
+    struct iovec iov[TAPESTRY_BATCH_MAX][2];
+    struct sockaddr_in to[TAPESTRY_BATCH_MAX];
+    int sent = 0;
+    while (sent < count) {
+        int chunk = count - sent < TAPESTRY_BATCH_MAX ? count - sent : TAPESTRY_BATCH_MAX;
+        for (int i = 0; i < chunk; i++) {
+            memset(&to[i], 0, sizeof to[i]);
+            to[i].sin_family = AF_INET;
+            to[i].sin_port = htons(port);
+            to[i].sin_addr.s_addr = htonl(destinations[sent + i]);
+            fill_header(&headers[i], iov[i], &messages[sent + i], 0, &to[i], sizeof to[i]);
+        }
+        int done = sendmmsg(fd, headers, (unsigned)chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (done < 0) {
+            if (errno == EINTR) continue;
+            return sent > 0 ? sent : -errno;
+        }
+        sent += done;
+        if (done < chunk) break;
+    }
+    return sent;
 }

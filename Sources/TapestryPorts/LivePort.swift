@@ -13,10 +13,18 @@ enum LivePort {
     case stream(StreamSocketPort)
     case datagram(DatagramSocketPort)
     case packet(PacketSocketPort)
+    case vxlan(VXLANPort)
 
-    /// Attaches `port` as its topology entry says.
-    static func open(_ port: Topology.Port, offloads: Bool, maxFrameLength: Int) throws(PortError) -> LivePort {
+    /// Attaches `port` (number `index` of `configuration`) as its topology entry says.
+    static func open(
+        _ port: Topology.Port, index: Int, configuration: DatapathConfiguration, offloads: Bool, maxFrameLength: Int
+    ) throws(PortError) -> LivePort {
         switch port.attachment {
+        case .vxlan:
+            guard let endpoint = VXLANEndpoint(configuration: configuration, port: PortID(index)) else {
+                throw PortError(port: port.name, operation: "open the tunnel", detail: "not a VXLAN port in the datapath")
+            }
+            return .vxlan(try VXLANPort(port: port.name, endpoint: endpoint, netns: port.netns))
         case .tap(let name):
             return .tap(try TAPDevice(port: port.name, name: name, netns: port.netns, offloads: offloads))
         case .interface(let name):
@@ -59,6 +67,9 @@ enum LivePort {
             case .unreachable(let change)?: return .lifecycle(change)
             case .ok?: return .ok
             }
+        case .vxlan(let tunnel):
+            guard let code = tunnel.receive(into: batch, limit: limit, drops) else { return .ok }
+            return .failed("receive failed: \(String(cString: strerror(code)))")
         case .packet(let socket):
             guard let code = socket.receive(into: batch, limit: limit, drops) else { return .ok }
             // ENETDOWN while the interface exists only means its link went down for a moment.
@@ -79,6 +90,9 @@ enum LivePort {
         case .datagram(let socket):
             if case .peerGone(let change) = socket.transmit(queues, port, drops) { return .lifecycle(change) }
             return .ok
+        case .vxlan(let tunnel):
+            tunnel.transmit(queues, port, drops)
+            return .ok
         case .packet(let socket):
             guard case .failed(let code) = socket.transmit(queues, port, drops), !socket.exists || code != ENETDOWN else {
                 return .ok
@@ -92,6 +106,7 @@ enum LivePort {
         switch self {
         case .tap(let device): return [(device.fileDescriptor, .frames)]
         case .packet(let socket): return [(socket.descriptor, .frames)]
+        case .vxlan(let tunnel): return [(tunnel.descriptor, .frames)]
         case .datagram(let socket):
             return [(socket.descriptor, .frames)] + (socket.sender >= 0 ? [(socket.sender, .sending)] : [])
         case .stream(let socket):
@@ -105,14 +120,14 @@ enum LivePort {
         switch self {
         case .stream: return .frames
         case .datagram: return .sending
-        case .tap, .packet: return nil
+        case .tap, .packet, .vxlan: return nil
         }
     }
 
     /// Whether the port carries frames as soon as it is attached (a socket port waits for its VM).
     var startsUp: Bool {
         switch self {
-        case .tap, .packet: return true
+        case .tap, .packet, .vxlan: return true
         case .stream, .datagram: return false
         }
     }
@@ -124,6 +139,7 @@ enum LivePort {
         case .packet(let socket): return "interface '\(socket.name)'"
         case .stream(let socket): return "socket \(socket.endpoint)"
         case .datagram(let socket): return "socket dgram:\(socket.path)"
+        case .vxlan(let tunnel): return "vxlan \(tunnel.endpoint.tunnel.local):\(tunnel.endpoint.tunnel.udpPort)"
         }
     }
 
@@ -132,6 +148,7 @@ enum LivePort {
         switch self {
         case .stream(let socket): return socket.isConnected ? socket.peer : ""
         case .datagram(let socket): return socket.peer ?? ""
+        case .vxlan(let tunnel): return tunnel.endpoint.tunnel.remotes.map(\.description).joined(separator: ",")
         case .tap, .packet: return ""
         }
     }
@@ -149,6 +166,7 @@ enum LivePort {
         case .packet(let socket): socket.close()
         case .stream(let socket): socket.close()
         case .datagram(let socket): socket.close()
+        case .vxlan(let tunnel): tunnel.close()
         }
     }
 }

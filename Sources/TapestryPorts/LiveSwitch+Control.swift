@@ -205,6 +205,8 @@ extension SwitchSnapshot {
             case .tap(let name): (kind, device) = ("tap", name)
             case .socket(let endpoint): (kind, device) = ("socket", endpoint.description)
             case .interface(let name): (kind, device) = ("interface", name)
+            case .vxlan(let tunnel):
+                (kind, device) = ("vxlan", "\(tunnel.local):\(tunnel.port) mtu \(tunnel.mtu)")
             }
             let mode: String
             switch port.mode {

@@ -37,13 +37,15 @@ extension LiveSwitch {
         var opened: [(name: String, port: LivePort)] = []
         var kept = Set<Int>()
         var reopenedPorts: [(old: Int, port: LivePort)] = []
-        for port in new.ports {
+        let configuration = DatapathConfiguration(topology: new)
+        for (newIndex, port) in new.ports.enumerated() {
             if let index = topology.ports.indices.first(where: {
-                !kept.contains($0) && topology.ports[$0].attachment == port.attachment && topology.ports[$0].netns == port.netns
+                !kept.contains($0) && Self.sameAttachment(topology.ports[$0], port)
             }) {
                 kept.insert(index)
                 if !slots[index].isUp, slots[index].port.startsUp, let reopened = try? LivePort.open(
-                    port, offloads: offloads, maxFrameLength: Self.maxFrameLength)
+                    port, index: newIndex, configuration: configuration, offloads: offloads,
+                    maxFrameLength: Self.maxFrameLength)
                 {
                     // Down because its device went away (a VM stopped): its device is back.
                     reopenedPorts.append((index, reopened))
@@ -54,7 +56,9 @@ extension LiveSwitch {
                 continue
             }
             do {
-                let live = try LivePort.open(port, offloads: offloads, maxFrameLength: Self.maxFrameLength)
+                let live = try LivePort.open(
+                    port, index: newIndex, configuration: configuration, offloads: offloads,
+                    maxFrameLength: Self.maxFrameLength)
                 opened.append((port.name, live))
                 newSlots.append(PortSlot(port: live, isUp: live.startsUp))
             } catch {
@@ -95,6 +99,11 @@ extension LiveSwitch {
                 if let failure = SocketFile.apply(new.ports[index].access, to: socket.path) {
                     parts.append("port '\(new.ports[index].name)': \(failure)")
                 }
+            case .vxlan(let tunnel):
+                // Remotes, networks, MTU and the port's number may have changed; the socket stays.
+                if let endpoint = VXLANEndpoint(configuration: core.configuration, port: PortID(index)) {
+                    tunnel.endpoint = endpoint
+                }
             case .tap, .packet:
                 break
             }
@@ -105,5 +114,15 @@ extension LiveSwitch {
         parts.append("kept \(adoption.macEntries) MAC entries and \(adoption.connections) connections")
         if adoption.connectionsDropped > 0 { parts.append("\(adoption.connectionsDropped) connections dropped (network or backend gone)") }
         return ReloadResult(ok: true, message: parts.joined(separator: "; "))
+    }
+
+    /// Whether a reload keeps `old`'s device or socket for `new`: the same attachment in the same
+    /// namespace; for a tunnel, the same socket (local address and port), whatever else changed.
+    static func sameAttachment(_ old: Topology.Port, _ new: Topology.Port) -> Bool {
+        guard old.netns == new.netns else { return false }
+        if case .vxlan(let a) = old.attachment, case .vxlan(let b) = new.attachment {
+            return a.local == b.local && a.port == b.port
+        }
+        return old.attachment == new.attachment
     }
 }

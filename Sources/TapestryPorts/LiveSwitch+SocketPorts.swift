@@ -103,7 +103,7 @@ extension LiveSwitch {
         switch slot.port {
         case .stream(let socket): wants = socket.wantsWritable
         case .datagram(let socket): wants = socket.wantsWritable
-        case .tap, .packet: return
+        case .tap, .packet, .vxlan: return
         }
         guard wants != slot.watchingWritable, let role = slot.port.writableRole,
             let fd = slot.port.descriptors.first(where: { $0.role == role })?.fd

@@ -90,8 +90,10 @@ public final class LiveSwitch {
             throw PortError(port: "", operation: "epoll_create1", errno: errno)
         }
         do throws(PortError) {
-            for port in topology.ports {
-                let live = try LivePort.open(port, offloads: offloads, maxFrameLength: Self.maxFrameLength)
+            for (index, port) in topology.ports.enumerated() {
+                let live = try LivePort.open(
+                    port, index: index, configuration: core.configuration, offloads: offloads,
+                    maxFrameLength: Self.maxFrameLength)
                 slots.append(PortSlot(port: live, isUp: live.startsUp))
                 try watch(slots[slots.count - 1], index: slots.count - 1, name: port.name)
             }

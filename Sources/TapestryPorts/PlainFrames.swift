@@ -27,8 +27,13 @@ final class PlainFrames {
     private let scratch: UnsafeMutableRawBufferPointer
     private var scratchUsed = 0
 
-    init(gap: Int, scratchBytes: Int = 1 << 18) {
+    /// The longest frame the peer takes (a VXLAN port's underlay MTU less the outer headers):
+    /// TSO segments are cut to fit it, and a longer plain frame is `oversize`.
+    var maxFrameLength: Int
+
+    init(gap: Int, scratchBytes: Int = 1 << 18, maxFrameLength: Int = Int.max) {
         self.gap = gap
+        self.maxFrameLength = maxFrameLength
         starts = .allocate(capacity: capacity)
         lengths = .allocate(capacity: capacity)
         sources = .allocate(capacity: capacity)
@@ -98,7 +103,8 @@ final class PlainFrames {
             guard offload.gsoType & ~VirtioNetHeader.gsoECN != VirtioNetHeader.gsoUDP,
                 let headers = TCPSegmentation.headerLength(UnsafeRawBufferPointer(frame))
             else { return .unsupported }
-            let mss = Int(offload.gsoSize)
+            var mss = Int(offload.gsoSize)
+            if mss > maxFrameLength - headers.end { mss = max(0, maxFrameLength - headers.end) }
             if mss > 0, !TCPSegmentation.segmentsFit(frameLength: frame.count, headers: headers, mss: mss) {
                 return .oversize
             }
@@ -122,6 +128,7 @@ final class PlainFrames {
             return made == nil ? .unsupported : .added
         }
         guard count < capacity else { return .full }
+        if frame.count > maxFrameLength { return .oversize }
         if offload.needsChecksum, !VirtioNetHeader.completeChecksum(frame, offload) { return .unsupported }
         let prefixed = gap == 4 ? queues.frameWithLengthPrefix(port, index) : UnsafeRawBufferPointer(frame)
         starts[count] = UnsafeMutableRawPointer(mutating: prefixed.baseAddress!) + gap

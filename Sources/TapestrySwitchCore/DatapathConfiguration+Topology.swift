@@ -9,18 +9,23 @@ extension DatapathConfiguration {
         let networkIndex = Dictionary(
             uniqueKeysWithValues: topology.networks.enumerated().map { ($1.name, NetworkID($0)) })
         let ports = topology.ports.map { port -> Port in
+            var tunnel: Tunnel?
+            if case .vxlan(let vxlan) = port.attachment {
+                tunnel = Tunnel(local: vxlan.local, remotes: vxlan.remotes, udpPort: vxlan.port, mtu: vxlan.mtu)
+            }
             switch port.mode {
             case .access(let network):
-                return Port(name: port.name, mode: .access(networkIndex[network]!), macLimit: port.macLimit ?? 0)
+                return Port(
+                    name: port.name, mode: .access(networkIndex[network]!), macLimit: port.macLimit ?? 0, tunnel: tunnel)
             case .trunk(let networks, let native):
                 return Port(
                     name: port.name,
                     mode: .trunk(networks.map { networkIndex[$0]! }, native: native.map { networkIndex[$0]! }),
-                    macLimit: port.macLimit ?? 0)
+                    macLimit: port.macLimit ?? 0, tunnel: tunnel)
             }
         }
         self.init(
-            networks: topology.networks.map { Network(name: $0.name, vid: $0.vlan) }, ports: ports,
+            networks: topology.networks.map { Network(name: $0.name, vid: $0.vlan, vni: $0.vni) }, ports: ports,
             macAgingSeconds: topology.macAgingSeconds, macTableSize: topology.macTableSize,
             firewall: topology.firewall.map { FirewallConfiguration(topology: $0, networks: networkIndex) },
             loadBalancers: topology.loadBalancers.map { balancer in

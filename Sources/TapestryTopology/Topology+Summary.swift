@@ -12,6 +12,7 @@ extension Topology {
             case .tap: kinds["tap", default: 0] += 1
             case .socket: kinds["socket", default: 0] += 1
             case .interface: kinds["interface", default: 0] += 1
+            case .vxlan: kinds["vxlan", default: 0] += 1
             }
         }
         let kindText = kinds.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")

@@ -36,6 +36,13 @@ public struct Topology: Sendable, Equatable {
     public struct Network: Sendable, Equatable {
         public var name: String
         public var vlan: UInt16
+        /// The network's VXLAN id on `vxlan:` ports (`vni`, default the VLAN id).
+        public var vni: UInt32
+        public init(name: String, vlan: UInt16, vni: UInt32? = nil) {
+            self.name = name
+            self.vlan = vlan
+            self.vni = vni ?? UInt32(vlan)
+        }
     }
 
     public struct Port: Sendable, Equatable {
@@ -43,6 +50,7 @@ public struct Topology: Sendable, Equatable {
             case tap(String)
             case socket(SocketEndpoint)
             case interface(String)
+            case vxlan(VXLANTunnel)
         }
         public enum Mode: Sendable, Equatable {
             case access(network: String)
@@ -56,6 +64,27 @@ public struct Topology: Sendable, Equatable {
         public var macLimit: Int? = nil
         /// Who may connect to a socket port (`peers`, `mode`, `group`); the defaults elsewhere.
         public var access = SocketAccess()
+    }
+
+    /// A `vxlan:` port's tunnel: its UDP socket binds `local:port` (in the port's `netns`, if
+    /// set) and exchanges VXLAN packets with `remotes` only.
+    public struct VXLANTunnel: Sendable, Equatable {
+        public var local: IPv4Address
+        public var remotes: [IPv4Address]
+        public var port: UInt16 = VXLAN.defaultPort
+        /// The underlay MTU: the largest outer IPv4 packet sent.
+        public var mtu: Int = 1500
+        public init(local: IPv4Address, remotes: [IPv4Address], port: UInt16 = VXLAN.defaultPort, mtu: Int = 1500) {
+            self.local = local
+            self.remotes = remotes
+            self.port = port
+            self.mtu = mtu
+        }
+
+        /// At most this many remotes per port: a flood is sent once to each.
+        public static let maxRemotes = 256
+        /// Outer packets smaller than this could not carry a minimal inner IPv4 packet.
+        public static let mtuRange = 68 + VXLAN.overhead...65_535
     }
 
     /// Where a `socket:` port listens for its QEMU peer, as the topology spells it:

@@ -142,9 +142,10 @@ struct TopologyValidator {
         if list.isEmpty { reader.error(node, "networks must define at least one network") }
         var result: [Topology.Network] = []
         var vlanOwners: [Int: String] = [:]
+        var vniOwners: [Int: String] = [:]
         for entry in list {
             let name = checkedName(entry, kind: "network")
-            guard let fields = reader.entries(entry.value, what: "network '\(entry.key)'", allowed: ["vlan"]) else {
+            guard let fields = reader.entries(entry.value, what: "network '\(entry.key)'", allowed: ["vlan", "vni"]) else {
                 continue
             }
             guard let vlanEntry = fields["vlan"] else {
@@ -157,7 +158,18 @@ struct TopologyValidator {
                 continue
             }
             vlanOwners[vlan] = entry.key
-            if let name { result.append(Topology.Network(name: name, vlan: UInt16(vlan))) }
+            var vni = vlan
+            if let vniEntry = fields["vni"] {
+                guard let value = reader.integer(vniEntry.value, what: "vni", range: 1...Int(VXLAN.maxVNI)) else { continue }
+                vni = value
+            }
+            if let owner = vniOwners[vni] {
+                let place = fields["vni"]?.value ?? vlanEntry.value
+                reader.error(place, "VNI \(vni) is already used by network '\(owner)'" + (fields["vni"] == nil ? " (a network's vni defaults to its vlan)" : ""))
+                continue
+            }
+            vniOwners[vni] = entry.key
+            if let name { result.append(Topology.Network(name: name, vlan: UInt16(vlan), vni: UInt32(vni))) }
         }
         return result
     }
@@ -167,7 +179,7 @@ struct TopologyValidator {
     /// The most ports a topology may have (docs/topology.md).
     static let maxPorts = 1024
 
-    static let portKeys = ["tap", "socket", "interface", "network", "trunk", "native", "netns", "mac_limit"]
+    static let portKeys = ["tap", "socket", "interface", "vxlan", "network", "trunk", "native", "netns", "mac_limit"]
         + socketAccessKeys
 
     mutating func ports(_ node: Node, networks: Set<String>) -> [Topology.Port] {
@@ -189,20 +201,24 @@ struct TopologyValidator {
             let mode = portMode(entry, fields, what: what, networks: networks)
             var netns: String?
             if let netnsEntry = fields["netns"], let value = reader.string(netnsEntry.value, what: "netns") {
-                if case .tap = attachment {
+                if attachment?.takesNetns == true {
                     if value.contains("/") || value == "." || value == ".." || value.utf8.count > 255 {
                         reader.error(netnsEntry.value, "netns '\(value)' is not a valid namespace name")
                     } else {
                         netns = value
                     }
                 } else if attachment != nil {
-                    reader.error(netnsEntry.keyNode, "netns applies to tap ports only (\(what) is not one)")
+                    reader.error(netnsEntry.keyNode, "netns applies to tap and vxlan ports only (\(what) is not one)")
                 }
             }
             let macLimit = fields["mac_limit"].flatMap {
                 reader.integer($0.value, what: "mac_limit", range: 1...16_777_216)
             }
             let access = socketAccess(fields, attachment, what: what)
+            if case .vxlan? = attachment, let native = fields["native"] {
+                reader.error(native.keyNode, "'native' does not apply to vxlan ports: every frame on a tunnel carries its network's VNI")
+                continue
+            }
             if let name, let attachment, let mode, let access {
                 result.append(
                     Topology.Port(name: name, attachment: attachment, mode: mode, netns: netns, macLimit: macLimit, access: access))
@@ -214,17 +230,20 @@ struct TopologyValidator {
     private mutating func portAttachment(
         _ entry: YAMLReader.Entry, _ fields: [String: YAMLReader.Entry], what: String, devices: inout [String: String]
     ) -> Topology.Port.Attachment? {
-        let present = ["tap", "socket", "interface"].compactMap { fields[$0] }.sorted {
+        let present = ["tap", "socket", "interface", "vxlan"].compactMap { fields[$0] }.sorted {
             ($0.keyNode.mark?.line ?? 0, $0.keyNode.mark?.column ?? 0)
                 < ($1.keyNode.mark?.line ?? 0, $1.keyNode.mark?.column ?? 0)
         }
         guard let chosen = present.first else {
-            reader.error(entry.value, "\(what) needs one of 'tap', 'socket' or 'interface'")
+            reader.error(entry.value, "\(what) needs one of 'tap', 'socket', 'interface' or 'vxlan'")
             return nil
         }
         if present.count > 1 {
             reader.error(present[1].keyNode, "\(what) has both '\(present[0].key)' and '\(present[1].key)'; use exactly one")
             return nil
+        }
+        if chosen.key == "vxlan" {
+            return vxlanTunnel(chosen, owner: entry.key, devices: &devices).map { .vxlan($0) }
         }
         guard let value = reader.string(chosen.value, what: chosen.key) else { return nil }
         let deviceKey = "\(chosen.key):\(value)"

@@ -62,4 +62,18 @@ int tapestry_dgram_connect(int fd, const char *peer);
 // `address` is a struct sockaddr_storage of `*length` bytes.
 int tapestry_accept(int fd, void *address, unsigned int *length);
 
+// Opens a non-blocking UDP socket bound to `local`:`port` (host byte order), with DF on every
+// packet and 4 MiB buffers; in the network namespace at path `netns` (as /run/netns/NAME) when
+// not NULL (the caller needs CAP_SYS_ADMIN for that). Returns the descriptor, or -errno; `*step`
+// names what failed.
+int tapestry_udp_open(const char *netns, uint32_t local, uint16_t port, const char **step);
+
+// Receives up to `count` datagrams; `sources[i]` is the IPv4 sender of message i (host order,
+// 0 when not IPv4). Returns how many, 0 when none is waiting, or -errno.
+int tapestry_udp_recv(int fd, struct tapestry_message *messages, int count, uint32_t *sources);
+
+// Sends message i to `destinations[i]`:`port` (host order), header then frame. Returns how many
+// were sent; when the first fails, -errno.
+int tapestry_udp_send(int fd, struct tapestry_message *messages, int count, const uint32_t *destinations, uint16_t port);
+
 #endif

@@ -37,7 +37,17 @@ extension Datapath {
             guard let network = networkMap[Int(entry.network)], let port = portMap[Int(entry.port)],
                 configuration.ports[Int(port)].networks.contains(network)
             else { continue }
-            macTable.learn(network, entry.mac, port: port, now: entry.lastSeen)
+            // A tunnel's MAC stays behind its remote by address: the list may have changed.
+            var remote: UInt16 = 0
+            if let oldTunnel = oldConfiguration.ports[Int(entry.port)].tunnel {
+                guard Int(entry.remote) < oldTunnel.remotes.count,
+                    let index = configuration.ports[Int(port)].tunnel?.remotes.firstIndex(of: oldTunnel.remotes[Int(entry.remote)])
+                else { continue }
+                remote = UInt16(index)
+            } else if configuration.ports[Int(port)].tunnel != nil {
+                continue
+            }
+            macTable.learn(network, entry.mac, port: port, remote: remote, now: entry.lastSeen)
             adoption.macEntries += 1
         }
 

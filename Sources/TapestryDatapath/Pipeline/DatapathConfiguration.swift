@@ -1,3 +1,5 @@
+import TapestryWire
+
 /// What the datapath needs to know about a topology, with names resolved to indices.
 ///
 /// Built from a validated `Topology` by the layer above (the datapath does not parse YAML);
@@ -7,9 +9,12 @@ public struct DatapathConfiguration: Sendable {
     public struct Network: Sendable, Equatable {
         public var name: String
         public var vid: UInt16
-        public init(name: String, vid: UInt16) {
+        /// The VXLAN id the network has on tunnel ports.
+        public var vni: UInt32
+        public init(name: String, vid: UInt16, vni: UInt32? = nil) {
             self.name = name
             self.vid = vid
+            self.vni = vni ?? UInt32(vid)
         }
     }
 
@@ -18,15 +23,34 @@ public struct DatapathConfiguration: Sendable {
         case trunk([NetworkID], native: NetworkID?)
     }
 
+    /// A VXLAN port's tunnel: frames leave it untagged inside VXLAN, to one remote or (floods)
+    /// to each, and enter it from a listed remote in the network of their VNI.
+    public struct Tunnel: Sendable, Equatable {
+        public var local: IPv4Address
+        public var remotes: [IPv4Address]
+        public var udpPort: UInt16
+        /// The largest outer IPv4 packet.
+        public var mtu: Int
+        public init(local: IPv4Address, remotes: [IPv4Address], udpPort: UInt16 = VXLAN.defaultPort, mtu: Int = 1500) {
+            self.local = local
+            self.remotes = remotes
+            self.udpPort = udpPort
+            self.mtu = mtu
+        }
+    }
+
     public struct Port: Sendable, Equatable {
         public var name: String
         public var mode: PortMode
         /// At most this many MAC entries learned on the port (0: only the table's bound).
         public var macLimit: Int
-        public init(name: String, mode: PortMode, macLimit: Int = 0) {
+        /// Set for a VXLAN port.
+        public var tunnel: Tunnel?
+        public init(name: String, mode: PortMode, macLimit: Int = 0, tunnel: Tunnel? = nil) {
             self.name = name
             self.mode = mode
             self.macLimit = macLimit
+            self.tunnel = tunnel
         }
 
         /// Networks whose frames may leave this port.
@@ -61,7 +85,8 @@ public struct DatapathConfiguration: Sendable {
         precondition(ports.count < Int(PortID.max) && networks.count < 4095)
         for port in ports {
             for network in port.networks { precondition(Int(network) < networks.count) }
-            if case .trunk(let list, let native?) = port.mode { precondition(list.contains(native)) }
+            if case .trunk(let list, let native?) = port.mode { precondition(list.contains(native) && port.tunnel == nil) }
+            if let tunnel = port.tunnel { precondition(!tunnel.remotes.isEmpty && tunnel.remotes.count < Int(UInt16.max)) }
         }
         self.networks = networks
         self.ports = ports

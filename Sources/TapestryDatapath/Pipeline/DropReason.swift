@@ -28,6 +28,9 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case firewall
     /// The connection table is full of connections that may not be evicted.
     case tableFull
+    /// A VXLAN port's packet from an unlisted source, without the I flag, with an unknown VNI or
+    /// malformed outer headers.
+    case tunnel
 
     public var name: String {
         switch self {
@@ -44,6 +47,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .noService: return "no-service"
         case .firewall: return "firewall"
         case .tableFull: return "table-full"
+        case .tunnel: return "tunnel"
         }
     }
 

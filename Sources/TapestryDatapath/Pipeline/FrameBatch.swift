@@ -90,7 +90,30 @@ public final class FrameBatch {
         lengths[index] = Int32(length)
         verdicts[index] = .pass
         metadata[index].offload = offload
+        // Only a tunnel's decapsulation names the network before classification; a frame
+        // committed any other way on a VXLAN port is dropped rather than take a stale network.
+        metadata[index].network = VLANIngressStage.unclassified
+        metadata[index].remote = 0
         countStorage.pointee = index + 1
+    }
+
+    /// Adds an inner frame a VXLAN port decapsulated (`VXLANEndpoint.admit`) into
+    /// `nextFreeFrameArea()`: it enters `network`, from the port's remote number `remote`.
+    public func commitTunnelFrame(length: Int, network: NetworkID, remote: UInt16) {
+        let index = countStorage.pointee
+        commit(length: length, offload: VirtioNetHeader())
+        metadata[index].network = network
+        metadata[index].remote = remote
+    }
+
+    /// Copies a decapsulated inner frame into the next slot (`commitTunnelFrame`); false when the
+    /// batch is full or the frame too long.
+    @discardableResult
+    public func appendTunnelFrame(_ bytes: UnsafeRawBufferPointer, network: NetworkID, remote: UInt16) -> Bool {
+        guard let area = nextFreeFrameArea(), bytes.count <= maxFrameLength else { return false }
+        if let source = bytes.baseAddress { area.baseAddress!.copyMemory(from: source, byteCount: bytes.count) }
+        commitTunnelFrame(length: bytes.count, network: network, remote: remote)
+        return true
     }
 
     /// The next free slot as a TAP device with IFF_VNET_HDR reads it: the 12-byte virtio-net

@@ -5,6 +5,9 @@ public struct FrameMetadata: Sendable {
     public var parsed = ParsedFrame()
     /// The network the frame belongs to (valid once VLAN classification passed it).
     public var network: NetworkID = 0
+    /// On a VXLAN port: the index (in the port's `remotes`) of the remote the frame came from;
+    /// once L2 found its destination behind a VXLAN port, the remote it goes to.
+    public var remote: UInt16 = 0
     /// True when classification consumed the outer 802.1Q tag (trunk VID or priority tag): egress
     /// removes it and, when tagging, keeps its PCP and DEI.
     public var consumedTag = false

@@ -10,9 +10,18 @@ public final class TransmitQueues {
     public let portCount: Int
     public let batchCapacity: Int
     public let slotSize: Int
-    static let prefix = 16
+    /// Room before each frame: the virtio-net header (its last 12 bytes), QEMU's 4-byte length,
+    /// or a VXLAN port's outer IPv4, UDP and VXLAN headers (36 bytes), written in place.
+    public static let prefix = 48
+    /// A queued frame's `remote` when it goes to every remote of its VXLAN port (a flood).
+    public static let allRemotes = UInt16.max
     @usableFromInline let storage: UnsafeMutableRawPointer
     @usableFromInline let lengths: UnsafeMutablePointer<Int32>
+    /// Per slot, for VXLAN ports: the remote (index) or `allRemotes`, a hash of the inner flow
+    /// (the outer UDP source port) and the VNI of the frame's network.
+    @usableFromInline let remotes: UnsafeMutablePointer<UInt16>
+    @usableFromInline let flowHashes: UnsafeMutablePointer<UInt32>
+    @usableFromInline let vnis: UnsafeMutablePointer<UInt32>
     @usableFromInline let counts: UnsafeMutablePointer<Int32>
     /// Ports with at least one frame, in the order they got their first, so draining and clearing
     /// cost nothing for idle ports.
@@ -28,11 +37,16 @@ public final class TransmitQueues {
     public init(portCount: Int, batchCapacity: Int, maxFrameLength: Int) {
         self.portCount = portCount
         self.batchCapacity = batchCapacity
-        // A 16-byte prefix (the virtio-net header lives in its last 12 bytes), the frame, room for
-        // one pushed tag.
+        // The prefix, the frame, room for one pushed tag.
         self.slotSize = (Self.prefix + maxFrameLength + 4 + 63) & ~63
         storage = .allocate(byteCount: max(1, portCount * batchCapacity) * slotSize, alignment: 64)
         lengths = .allocate(capacity: max(1, portCount * batchCapacity))
+        remotes = .allocate(capacity: max(1, portCount * batchCapacity))
+        remotes.initialize(repeating: 0, count: max(1, portCount * batchCapacity))
+        flowHashes = .allocate(capacity: max(1, portCount * batchCapacity))
+        flowHashes.initialize(repeating: 0, count: max(1, portCount * batchCapacity))
+        vnis = .allocate(capacity: max(1, portCount * batchCapacity))
+        vnis.initialize(repeating: 0, count: max(1, portCount * batchCapacity))
         counts = .allocate(capacity: max(1, portCount))
         counts.initialize(repeating: 0, count: max(1, portCount))
         active = .allocate(capacity: max(1, portCount))
@@ -45,6 +59,9 @@ public final class TransmitQueues {
     deinit {
         storage.deallocate()
         lengths.deallocate()
+        remotes.deallocate()
+        flowHashes.deallocate()
+        vnis.deallocate()
         counts.deallocate()
         active.deallocate()
         byteCounts.deallocate()
@@ -86,6 +103,25 @@ public final class TransmitQueues {
         return VirtioNetHeader(loading: storage + slot * slotSize + Self.prefix - VirtioNetHeader.length)
     }
 
+    /// A VXLAN port's queued frame: the remote it goes to (`allRemotes`: each of them).
+    @inline(__always)
+    public func remote(_ port: PortID, _ index: Int) -> UInt16 { remotes[Int(port) * batchCapacity + index] }
+
+    /// A hash of a VXLAN port's queued frame's inner flow (equal for the frames of one flow).
+    @inline(__always)
+    public func flowHash(_ port: PortID, _ index: Int) -> UInt32 { flowHashes[Int(port) * batchCapacity + index] }
+
+    /// The VNI a VXLAN port's queued frame is sent with.
+    @inline(__always)
+    public func vni(_ port: PortID, _ index: Int) -> UInt32 { vnis[Int(port) * batchCapacity + index] }
+
+    /// The prefix and frame of a queued frame: `TransmitQueues.prefix` bytes of room, then the frame.
+    @inline(__always)
+    public func slotWithPrefix(_ port: PortID, _ index: Int) -> UnsafeMutableRawBufferPointer {
+        let slot = Int(port) * batchCapacity + index
+        return UnsafeMutableRawBufferPointer(start: storage + slot * slotSize, count: Self.prefix + Int(lengths[slot]))
+    }
+
     /// Mutable bytes of a queued frame, for a driver that must finish an offload in software.
     @inline(__always)
     public func mutableFrame(_ port: PortID, _ index: Int) -> UnsafeMutableRawBufferPointer {
@@ -113,10 +149,18 @@ public final class TransmitQueues {
 
     @inline(__always)
     func finish(_ port: PortID, length: Int) {
+        finish(port, length: length, remote: 0, flowHash: 0, vni: 0)
+    }
+
+    @inline(__always)
+    func finish(_ port: PortID, length: Int, remote: UInt16, flowHash: UInt32, vni: UInt32) {
         let index = Int(port)
         let queued = Int(counts[index])
         precondition(queued < batchCapacity, "transmit queue overflow: a batch sent a port two copies of one frame")
         lengths[index * batchCapacity + queued] = Int32(length)
+        remotes[index * batchCapacity + queued] = remote
+        flowHashes[index * batchCapacity + queued] = flowHash
+        vnis[index * batchCapacity + queued] = vni
         if queued == 0 {
             active[activeCountStorage.pointee] = port
             activeCountStorage.pointee += 1

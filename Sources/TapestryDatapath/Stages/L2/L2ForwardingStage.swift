@@ -31,7 +31,7 @@ struct L2ForwardingStage {
             }
             let network = batch.metadata[index].network
             if !batch.metadata[index].skipLearning {
-                let result = table.learn(network, source, port: ingress, now: now)
+                let result = table.learn(network, source, port: ingress, remote: batch.metadata[index].remote, now: now)
                 switch result {
                 case .refreshed: break
                 case .learned: events.learned &+= 1
@@ -60,8 +60,12 @@ struct L2ForwardingStage {
                 if Trace.isRecording {
                     trace.record(TraceEvent(frame: index, .flooded, a: destination.isBroadcast ? 1 : 2))
                 }
-            } else if let port = table.lookup(network, destination, now: now) {
+            } else if let location = table.locate(network, destination, now: now) {
+                let port = location.port
+                // One VXLAN port is one port: a frame from one of its remotes is never sent on to
+                // another (split horizon, as in a full mesh of tunnels each remote floods itself).
                 batch.verdicts[index] = port == ingress ? .drop(.hairpin) : .forward(port)
+                batch.metadata[index].remote = location.remote
                 if Trace.isRecording {
                     trace.record(TraceEvent(frame: index, port == ingress ? .hairpin : .fdbHit, a: Int32(port)))
                 }

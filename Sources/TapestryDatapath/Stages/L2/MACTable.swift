@@ -28,7 +28,15 @@ public final class MACTable {
         public var network: NetworkID
         public var mac: MACAddress
         public var port: PortID
+        /// On a VXLAN port: the index of the remote the MAC is behind (0 on other ports).
+        public var remote: UInt16 = 0
         public var lastSeen: Timestamp
+    }
+
+    /// Where a MAC is: a port and, on a VXLAN port, the remote behind it.
+    public struct Location: Equatable, Sendable {
+        public var port: PortID
+        public var remote: UInt16
     }
 
     public enum LearnResult: Equatable, Sendable {
@@ -50,6 +58,7 @@ public final class MACTable {
         var listedAt: Int64 = 0
         var id: UInt32 = 0
         var port: PortID = 0
+        var remote: UInt16 = 0
     }
 
     /// An entry's place in its port's list.
@@ -158,16 +167,34 @@ public final class MACTable {
         return cells[cell].port
     }
 
+    /// The port and remote `mac` was learned on in `network`, unless it has aged out.
+    @inline(__always)
+    public func locate(_ network: NetworkID, _ mac: MACAddress, now: Timestamp) -> Location? {
+        guard let cell = find(Self.key(network, mac)) else { return nil }
+        if now.nanoseconds &- cells[cell].lastSeen >= agingNanoseconds {
+            remove(cell: cell)
+            return nil
+        }
+        return Location(port: cells[cell].port, remote: cells[cell].remote)
+    }
+
     /// Records that `mac` was seen on `port` in `network` at `now`.
     @inline(__always)
     @discardableResult
-    public func learn(_ network: NetworkID, _ mac: MACAddress, port: PortID, now: Timestamp) -> LearnResult {
+    public func learn(
+        _ network: NetworkID, _ mac: MACAddress, port: PortID, remote: UInt16 = 0, now: Timestamp
+    ) -> LearnResult {
         let key = Self.key(network, mac)
         let now = now.nanoseconds
         if var cell = find(key) {
             let expired = now &- cells[cell].lastSeen >= agingNanoseconds
             cells[cell].lastSeen = now
             let previous = cells[cell].port
+            if previous == port && cells[cell].remote != remote {
+                // Moved between two remotes of one tunnel: the same port list, a new remote.
+                cells[cell].remote = remote
+                return expired ? .learned : .moved(from: port)
+            }
             if previous == port {
                 // Unsigned: a clock that stepped back (a negative difference) relists too, so
                 // `listedAt` never passes `lastSeen`, which `sweep` relies on.
@@ -186,6 +213,7 @@ public final class MACTable {
                 cell = find(key)!
             }
             cells[cell].port = port
+            cells[cell].remote = remote
             cells[cell].listedAt = now
             slots[id].port = port
             append(id, now: now)
@@ -211,7 +239,8 @@ public final class MACTable {
         var cell = home(key)
         while cells[cell].tagged != 0 { cell = (cell + 1) & mask }
         cells[cell] = Cell(
-            tagged: key | Self.occupied, lastSeen: now, listedAt: now, id: UInt32(truncatingIfNeeded: id), port: port)
+            tagged: key | Self.occupied, lastSeen: now, listedAt: now, id: UInt32(truncatingIfNeeded: id), port: port,
+            remote: remote)
         return evicted ? .learnedAfterEviction : .learned
     }
 
@@ -280,7 +309,8 @@ public final class MACTable {
             result.append(
                 Entry(
                     network: NetworkID(truncatingIfNeeded: key >> 48), mac: MACAddress(rawValue: key & 0xFFFF_FFFF_FFFF),
-                    port: cells[cell].port, lastSeen: Timestamp(nanoseconds: cells[cell].lastSeen)))
+                    port: cells[cell].port, remote: cells[cell].remote,
+                    lastSeen: Timestamp(nanoseconds: cells[cell].lastSeen)))
         }
         return result
     }

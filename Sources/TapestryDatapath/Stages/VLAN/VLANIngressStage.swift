@@ -12,11 +12,15 @@ import TapestryWire
 /// - trunk port: an 802.1Q tag whose VID is listed enters that network (an inner tag is payload);
 ///   untagged and priority-tagged frames enter `native`, or are dropped without one; an unlisted
 ///   VID or an 802.1ad outer tag is dropped.
+/// - VXLAN port: the decapsulation named the network (its VNI's); an inner frame tagged with a
+///   nonzero VID is dropped (`vlan`), as on an access port. A frame committed without a
+///   network (`FrameBatch.commit` on a tunnel port) is dropped as `tunnel`.
 /// See also: `VLANEgressStage` (the tagging side), docs/architecture.md.
 struct VLANIngressStage {
     /// `classification[port * 4096 + vid]`: the network a frame with that VID enters on that port
     /// (VID 0 = untagged or priority-tagged), or `unclassified`. Precomputed so ingress is one load.
     private let classification: UnsafeMutablePointer<NetworkID>
+    private let tunnelPorts: UnsafeMutablePointer<Bool>
     private let portCount: Int
     static let unclassified = NetworkID.max
 
@@ -24,8 +28,14 @@ struct VLANIngressStage {
         portCount = configuration.ports.count
         classification = .allocate(capacity: max(1, portCount) * 4096)
         classification.initialize(repeating: Self.unclassified, count: max(1, portCount) * 4096)
+        tunnelPorts = .allocate(capacity: max(1, portCount))
+        tunnelPorts.initialize(repeating: false, count: max(1, portCount))
         for (index, port) in configuration.ports.enumerated() {
             let row = classification + index * 4096
+            if port.tunnel != nil {
+                tunnelPorts[index] = true
+                continue
+            }
             switch port.mode {
             case .access(let network):
                 row[0] = network
@@ -36,10 +46,15 @@ struct VLANIngressStage {
         }
     }
 
-    func deallocate() { classification.deallocate() }
+    func deallocate() {
+        classification.deallocate()
+        tunnelPorts.deallocate()
+    }
 
     func process<Trace: TraceSink>(_ batch: FrameBatch, accessPort: Bool, trace: inout Trace) {
         let row = classification + Int(batch.ingressPort) * 4096
+        let tunnel = tunnelPorts[Int(batch.ingressPort)]
+        let accessPort = accessPort || tunnel
         for index in 0..<batch.count {
             let parsed = FrameParser.parse(UnsafeRawBufferPointer(batch.frame(index)))
             batch.metadata[index].parsed = parsed
@@ -79,7 +94,15 @@ struct VLANIngressStage {
                 vid = parsed.outerTCI & 0x0FFF
                 consumed = true
             }
-            let network = row[Int(vid)]
+            var network = row[Int(vid)]
+            if tunnel {
+                network = batch.metadata[index].network
+                if network == Self.unclassified {
+                    batch.verdicts[index] = .drop(.tunnel)
+                    continue
+                }
+                if vid != 0 { network = Self.unclassified }
+            }
             if network == Self.unclassified {
                 batch.verdicts[index] = .drop(.vlan)
                 if Trace.isRecording {
