@@ -3,6 +3,8 @@ public struct PcapError: Error, CustomStringConvertible, Sendable, Equatable {
     public enum Code: Sendable, Equatable {
         case cannotOpen
         case notEthernet(linkType: Int32, name: String)
+        /// A VXLAN port's capture must hold the underlay's IPv4 packets.
+        case notRawIPv4(linkType: Int32, name: String)
         case truncated
         case cannotWrite
         /// Frame `frame` (counted from 1) has a timestamp outside what Tapestry replays: more
@@ -25,6 +27,8 @@ public struct PcapError: Error, CustomStringConvertible, Sendable, Equatable {
         case .cannotOpen: return "\(path): cannot read capture: \(detail)"
         case .notEthernet(let linkType, let name):
             return "\(path): link type \(name) (\(linkType)) is not Ethernet (EN10MB, 1); Tapestry replays Ethernet captures only"
+        case .notRawIPv4(let linkType, let name):
+            return "\(path): link type \(name) (\(linkType)) is not raw IPv4 (IPV4, 228, or RAW, 101); a vxlan port replays the underlay's IPv4 packets (tcpdump -w on the underlay with -y RAW, or the output of a replay)"
         case .truncated: return "\(path): capture is damaged or truncated: \(detail)"
         case .cannotWrite: return "\(path): cannot write capture: \(detail)"
         case .timestampOutOfRange(let frame):

@@ -1,8 +1,16 @@
 import CPcap
 
-/// Reads an Ethernet pcap or pcapng file through libpcap, frame by frame, with nanosecond timestamps.
+/// Reads a pcap or pcapng file through libpcap, frame by frame, with nanosecond timestamps:
+/// Ethernet frames, or (for a VXLAN port's underlay) raw IPv4 packets.
 public final class PcapReader {
+    public enum LinkType: Sendable, Equatable {
+        case ethernet
+        /// Raw IPv4 packets: link type IPV4 (228), or RAW (101) holding IPv4.
+        case rawIPv4
+    }
+
     public let path: String
+    public let linkType: LinkType
     private let handle: OpaquePointer
     /// Timestamps must lie strictly within this many nanoseconds of 1970 (2^62: from 1824 to
     /// 2116). The datapath adds timeouts of up to 2^31 seconds to the clock and subtracts clock
@@ -14,8 +22,8 @@ public final class PcapReader {
     /// Frames read so far, to name the one an error is about.
     public private(set) var framesRead = 0
 
-    /// Opens `path`; throws when it cannot be read or is not an Ethernet capture.
-    public init(path: String) throws(PcapError) {
+    /// Opens `path`; throws when it cannot be read or its link type is not `linkType`.
+    public init(path: String, linkType: LinkType = .ethernet) throws(PcapError) {
         self.path = path
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
         guard
@@ -24,12 +32,16 @@ public final class PcapReader {
         else {
             throw PcapError(.cannotOpen, path: path, detail: String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
-        let linkType = pcap_datalink(handle)
-        guard linkType == DLT_EN10MB else {
-            let name = pcap_datalink_val_to_name(linkType).map { String(cString: $0) } ?? "unknown"
+        let found = pcap_datalink(handle)
+        let matches = linkType == .ethernet ? found == DLT_EN10MB : (found == DLT_IPV4 || found == DLT_RAW)
+        guard matches else {
+            let name = pcap_datalink_val_to_name(found).map { String(cString: $0) } ?? "unknown"
             pcap_close(handle)
-            throw PcapError(.notEthernet(linkType: linkType, name: name), path: path, detail: "")
+            let code: PcapError.Code = linkType == .ethernet
+                ? .notEthernet(linkType: found, name: name) : .notRawIPv4(linkType: found, name: name)
+            throw PcapError(code, path: path, detail: "")
         }
+        self.linkType = linkType
         self.handle = handle
     }
 

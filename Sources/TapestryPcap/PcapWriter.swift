@@ -4,7 +4,8 @@ import CPcap
 import Glibc
 #endif
 
-/// Writes an Ethernet pcap (nanosecond precision, which tcpdump and Wireshark read) through libpcap.
+/// Writes a pcap (nanosecond precision, which tcpdump and Wireshark read) through libpcap: of
+/// Ethernet frames, or of raw IPv4 packets (link type IPV4, 228) for a VXLAN port's underlay.
 ///
 /// Writes go to `PATH.tmp-PID`; `commit()` renames the file into place, so a reader never sees a
 /// half-written capture. A writer dropped without `commit()` removes its temporary file.
@@ -17,12 +18,12 @@ public final class PcapWriter {
 
     public static let snapLength: Int32 = 262_144
 
-    public init(path: String) throws(PcapError) {
+    public init(path: String, linkType: PcapReader.LinkType = .ethernet) throws(PcapError) {
         self.path = path
         temporaryPath = "\(path).tmp-\(getpid())"
         guard
             let dead = pcap_open_dead_with_tstamp_precision(
-                DLT_EN10MB, Self.snapLength, UInt32(PCAP_TSTAMP_PRECISION_NANO))
+                linkType == .ethernet ? DLT_EN10MB : DLT_IPV4, Self.snapLength, UInt32(PCAP_TSTAMP_PRECISION_NANO))
         else {
             throw PcapError(.cannotWrite, path: path, detail: "libpcap could not create a handle")
         }

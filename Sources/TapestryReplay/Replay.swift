@@ -13,6 +13,10 @@ import TapestryWire
 /// that leaves a port is written to `DIR/PORT.pcap`, stamped with the timestamp of the frame that
 /// caused it. Outputs are written under temporary names and renamed only when the whole replay
 /// succeeded: a failed replay leaves nothing behind.
+///
+/// A VXLAN port's captures are its underlay's: raw IPv4 packets (link type IPV4) holding outer
+/// IPv4, UDP and VXLAN headers. Each is decapsulated as the live port does (`VXLANEndpoint`);
+/// what leaves the port is written encapsulated, one packet per remote it goes to.
 public struct Replay {
     public struct Input: Sendable, Equatable {
         public var port: String
@@ -55,14 +59,16 @@ public struct Replay {
         }
         var readers: [(port: PortID, reader: PcapReader)] = []
         for input in inputs {
+            let port = core.port(named: input.port)!
             do {
-                readers.append((core.port(named: input.port)!, try PcapReader(path: input.path)))
+                readers.append((port, try PcapReader(path: input.path, linkType: Self.linkType(core, port))))
             } catch { throw ReplayError.capture(error) }
         }
         var expected: [PortID: [(Int64, [UInt8])]] = [:]
         for expectation in expectations {
+            let port = core.port(named: expectation.port)!
             do {
-                expected[core.port(named: expectation.port)!] = try PcapReader(path: expectation.path).readAll()
+                expected[port] = try PcapReader(path: expectation.path, linkType: Self.linkType(core, port)).readAll()
             } catch { throw ReplayError.capture(error) }
         }
         // A directory this replay creates is removed again if the replay fails.
@@ -73,9 +79,12 @@ public struct Replay {
             throw ReplayError.cannotCreateDirectory(outputDirectory, (error as NSError).localizedDescription)
         }
         var writers: [PcapWriter] = []
-        for name in portNames {
+        for (index, name) in portNames.enumerated() {
             do {
-                writers.append(try PcapWriter(path: (outputDirectory as NSString).appendingPathComponent("\(name).pcap")))
+                writers.append(
+                    try PcapWriter(
+                        path: (outputDirectory as NSString).appendingPathComponent("\(name).pcap"),
+                        linkType: Self.linkType(core, PortID(index))))
             } catch {
                 writers.forEach { $0.discard() }
                 if createdDirectory { try? FileManager.default.removeItem(atPath: outputDirectory) }
@@ -149,7 +158,8 @@ public struct Replay {
     /// right after it ran with tracing on (`core.datapath.traceEvents`).
     struct Watcher {
         var appended: (PortID, PcapReader.Record) -> Void
-        var dropped: (PortID, PcapReader.Record, DropReason) -> Void
+        /// The frame, the reason and what caused it.
+        var dropped: (PortID, PcapReader.Record, DropReason, String) -> Void
         var ran: (SwitchCore) -> Void
     }
 
@@ -163,10 +173,7 @@ public struct Replay {
         let pending = Pending()
         return Watcher(
             appended: { _, record in pending.frames.append((record.timestampNanoseconds, Array(record.bytes))) },
-            dropped: { port, record, reason in
-                let cause = reason == .captureTruncated
-                    ? "the capture holds \(record.bytes.count) of its \(record.originalLength) bytes"
-                    : "longer than the switch's frame buffers (\(record.bytes.count) bytes)"
+            dropped: { port, record, reason, cause in
                 writer.write(
                     record.bytes, interface: Int(port), timestampNanoseconds: record.timestampNanoseconds,
                     comment: "port \(portNames[Int(port)]): replay: \(reason.name): \(cause)")
@@ -198,6 +205,9 @@ public struct Replay {
         var merge = try CaptureMerge(readers)
         let batch = core.batch
         var batchTime: Int64 = 0
+        let endpoints = (0..<core.configuration.ports.count).map {
+            VXLANEndpoint(configuration: core.configuration, port: PortID($0))
+        }
 
         var latest = Int64.min  // the latest batch time: capture times may go back
         func writeLog(at time: Int64) {
@@ -209,7 +219,21 @@ public struct Replay {
         func flush() {
             let ran = !batch.isEmpty
             core.run(now: Timestamp(nanoseconds: batchTime), tracing: watcher != nil) { port, queues in
-                for index in 0..<queues.count(port) { emit(port, queues.frame(port, index), batchTime) }
+                guard let endpoint = endpoints[Int(port)] else {
+                    for index in 0..<queues.count(port) { emit(port, queues.frame(port, index), batchTime) }
+                    return
+                }
+                for index in 0..<queues.count(port) {
+                    // Replayed frames carry no offloads: a frame too long for the underlay MTU
+                    // is dropped here as the live port drops it.
+                    guard queues.frame(port, index).count <= endpoint.maxInnerFrame else {
+                        core.datapath.countTransmitDrop(on: port, .oversize, bytes: queues.frame(port, index).count)
+                        continue
+                    }
+                    for remote in endpoint.destinations(queues, index) {
+                        if let packet = endpoint.underlayPacket(queues, index, remote: remote) { emit(port, packet, batchTime) }
+                    }
+                }
             }
             if ran { watcher?.ran(core) }
             writeLog(at: batchTime)
@@ -226,7 +250,26 @@ public struct Replay {
                 flush()
                 let reason: DropReason = record.bytes.count < record.originalLength ? .captureTruncated : .oversize
                 core.countDrop(on: port, reason, bytes: record.bytes.count)
-                watcher?.dropped(port, record, reason)
+                watcher?.dropped(
+                    port, record, reason,
+                    reason == .captureTruncated
+                        ? "the capture holds \(record.bytes.count) of its \(record.originalLength) bytes"
+                        : "longer than the switch's frame buffers (\(record.bytes.count) bytes)")
+            } else if let endpoint = endpoints[Int(port)] {
+                switch endpoint.admitUnderlay(record.bytes) {
+                case .failure(let refusal):
+                    flush()
+                    core.countDrop(on: port, .tunnel, bytes: record.bytes.count)
+                    watcher?.dropped(port, record, .tunnel, "\(refusal)")
+                case .success(let admission):
+                    if batch.isEmpty { core.begin(port: port) }
+                    batchTime = record.timestampNanoseconds
+                    let inner = UnsafeRawBufferPointer(rebasing: record.bytes[admission.inner])
+                    batch.appendTunnelFrame(inner, network: admission.network, remote: admission.remote)
+                    var decapsulated = record
+                    decapsulated.bytes = inner
+                    watcher?.appended(port, decapsulated)
+                }
             } else {
                 if batch.isEmpty { core.begin(port: port) }
                 batchTime = record.timestampNanoseconds
@@ -237,6 +280,11 @@ public struct Replay {
         flush()
         // The capture is over: the rules still over their rate say what they did not log.
         writeLog(at: max(latest, batchTime) &+ 1_000_000_000)
+    }
+
+    /// What a port's captures hold: Ethernet frames, or a VXLAN port's underlay packets.
+    static func linkType(_ core: SwitchCore, _ port: PortID) -> PcapReader.LinkType {
+        core.configuration.ports[Int(port)].tunnel == nil ? .ethernet : .rawIPv4
     }
 
     /// `SECONDS.NNNNNNNNN` for a capture timestamp, which may be any Int64 (a pcapng

@@ -26,7 +26,9 @@ public struct Tracer {
             guard let port = core.port(named: input.port) else {
                 throw ReplayError.unknownPort(input.port, known: names)
             }
-            do { readers.append((port, try PcapReader(path: input.path))) } catch { throw ReplayError.capture(error) }
+            do {
+                readers.append((port, try PcapReader(path: input.path, linkType: Replay.linkType(core, port))))
+            } catch { throw ReplayError.capture(error) }
         }
         var output: [String] = []
         var number = 0
@@ -44,14 +46,16 @@ public struct Tracer {
                     pending.append((number, record.timestampNanoseconds, []))
                 }
             },
-            dropped: { port, record, reason in
+            dropped: { port, record, reason, cause in
                 number += 1
                 guard only == nil || only == number else { return }
-                output.append(header(number, port, record.timestampNanoseconds, Array(record.bytes)))
-                output.append(
-                    reason == .captureTruncated
-                        ? "  dropped (capture-truncated): the capture holds \(record.bytes.count) of its \(record.originalLength) bytes"
-                        : "  dropped (oversize): longer than the switch's frame buffers")
+                if reason == .tunnel {
+                    output.append(
+                        "frame \(number): port \(names[Int(port)]), t=\(Replay.seconds(record.timestampNanoseconds)), \(record.bytes.count) bytes (underlay)")
+                } else {
+                    output.append(header(number, port, record.timestampNanoseconds, Array(record.bytes)))
+                }
+                output.append("  dropped (\(reason.name)): \(cause)")
             },
             ran: { core in
                 let events = core.datapath.traceEvents

@@ -71,6 +71,15 @@ public enum TraceText {
         func portName(_ port: Int32) -> String {
             configuration.ports.indices.contains(Int(port)) ? configuration.ports[Int(port)].name : "port \(port)"
         }
+        func isTunnel(_ port: Int32) -> Bool {
+            configuration.ports.indices.contains(Int(port)) && configuration.ports[Int(port)].tunnel != nil
+        }
+        func remoteName(_ port: PortID, _ remote: Int32) -> String {
+            guard let remotes = configuration.ports.indices.contains(Int(port)) ? configuration.ports[Int(port)].tunnel?.remotes : nil,
+                remotes.indices.contains(Int(remote))
+            else { return "remote \(remote)" }
+            return "remote \(remotes[Int(remote)])"
+        }
         func networkName(_ network: Int32) -> String {
             configuration.networks.indices.contains(Int(network))
                 ? "network \(configuration.networks[Int(network)].name) (VLAN \(configuration.networks[Int(network)].vid))"
@@ -93,6 +102,9 @@ public enum TraceText {
                     malformation.explain($0, offset: Int(event.a), length: Int(UInt32(bitPattern: event.b)))
                 }
                 dropped(.vlan, "invalid", why)
+            case .classified where event.c == 3:
+                let vni = Int(event.a) < configuration.networks.count ? configuration.networks[Int(event.a)].vni : 0
+                line(.vlan, "VNI \(vni) from \(remoteName(ingress, event.b)) on port \(ingressName) -> \(networkName(event.a))")
             case .classified:
                 let how = event.c == 0 ? "untagged" : event.c == 2 ? "priority-tagged" : "tagged VID \(event.b)"
                 line(.vlan, "\(how) on port \(ingressName) -> \(networkName(event.a))")
@@ -158,6 +170,7 @@ public enum TraceText {
             case .learned:
                 switch event.a {
                 case 1: line(.l2, "source learned on \(ingressName)")
+                case 2 where event.b == Int32(ingress): line(.l2, "source moved to another remote of \(ingressName)")
                 case 2: line(.l2, "source moved from \(portName(event.b)) to \(ingressName)")
                 case 3: line(.l2, "source learned on \(ingressName), evicting another entry (table or mac_limit full)")
                 default: break  // refreshed: nothing new to say
@@ -167,16 +180,26 @@ public enum TraceText {
             case .alreadyDecided:
                 line(.l2, "destination decided by the load balancer: no lookup")
             case .fdbHit:
-                line(.l2, "destination \(destination(original)) learned on \(portName(event.a)) -> forward")
+                let behind = isTunnel(event.a) ? " behind \(remoteName(PortID(truncatingIfNeeded: event.a), event.b))" : ""
+                line(.l2, "destination \(destination(original)) learned on \(portName(event.a))\(behind) -> forward")
             case .flooded:
                 let what = event.a == 1 ? "broadcast" : event.a == 2 ? "multicast" : "unknown"
                 line(.l2, "destination \(destination(original)) is \(what) -> flood")
             case .hairpin:
-                dropped(.l2, "hairpin", "destination \(destination(original)) was learned on the ingress port")
+                dropped(
+                    .l2, "hairpin",
+                    isTunnel(Int32(ingress))
+                        ? "destination \(destination(original)) is behind the ingress tunnel port too (\(remoteName(ingress, event.b))): never from one remote to another"
+                        : "destination \(destination(original)) was learned on the ingress port")
             case .multicastSource:
                 dropped(.l2, "multicast-source", "source MAC is a group address")
             case .sent:
-                outs.append("\(portName(event.a)) (\(event.b == 0 ? "untagged" : "tagged VID \(event.b)"))")
+                if event.c > 0, Int(event.a) < configuration.ports.count, let tunnel = configuration.ports[Int(event.a)].tunnel {
+                    let to = event.c > tunnel.remotes.count ? "every remote" : "\(tunnel.remotes[Int(event.c) - 1])"
+                    outs.append("\(portName(event.a)) (VXLAN to \(to))")
+                } else {
+                    outs.append("\(portName(event.a)) (\(event.b == 0 ? "untagged" : "tagged VID \(event.b)"))")
+                }
             case .noDestination:
                 dropped(.egress, "no-destination", "no other port in the network")
             }

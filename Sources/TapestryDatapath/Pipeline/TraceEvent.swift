@@ -10,7 +10,8 @@ public struct TraceEvent: Sendable, Equatable {
         // VLAN ingress
         /// Malformed: `a` the offset of the bad header, `b` the bytes it had, `c` `Malformation`.
         case malformed
-        /// Entered network `a`; `b` the VID it arrived with (0 untagged), `c` 1 tagged, 2 priority-tagged.
+        /// Entered network `a`; `b` the VID it arrived with (0 untagged), `c` 1 tagged, 2 priority-tagged;
+        /// `c` 3: decapsulated on a VXLAN port from remote number `b`.
         case classified
         /// An 802.1ad (S-tag) outer tag: `a` its TPID.
         case serviceTagRefused
@@ -64,7 +65,7 @@ public struct TraceEvent: Sendable, Equatable {
         case learned
         /// The source was not learned: the switch's own answer.
         case learningSkipped
-        /// Destination found on port `a`.
+        /// Destination found on port `a` (behind remote number `b` on a VXLAN port).
         case fdbHit
         /// Destination `a`: 0 unknown, 1 broadcast, 2 multicast: flooded.
         case flooded
@@ -76,7 +77,8 @@ public struct TraceEvent: Sendable, Equatable {
         case alreadyDecided
 
         // Egress
-        /// Queued on port `a`, tagged with VID `b` (0 untagged).
+        /// Queued on port `a`, tagged with VID `b` (0 untagged); on a VXLAN port `c` is the remote
+        /// number + 1 (65536: every remote).
         case sent
         /// A flood with no other port in the network.
         case noDestination

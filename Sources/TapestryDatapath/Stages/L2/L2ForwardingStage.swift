@@ -67,7 +67,8 @@ struct L2ForwardingStage {
                 batch.verdicts[index] = port == ingress ? .drop(.hairpin) : .forward(port)
                 batch.metadata[index].remote = location.remote
                 if Trace.isRecording {
-                    trace.record(TraceEvent(frame: index, port == ingress ? .hairpin : .fdbHit, a: Int32(port)))
+                    trace.record(
+                        TraceEvent(frame: index, port == ingress ? .hairpin : .fdbHit, a: Int32(port), b: Int32(location.remote)))
                 }
             } else {
                 batch.verdicts[index] = .flood

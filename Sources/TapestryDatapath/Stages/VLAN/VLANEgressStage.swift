@@ -124,7 +124,10 @@ struct VLANEgressStage {
         } else {
             queues.finish(port, length: length + rest)
         }
-        if Trace.isRecording { trace.record(TraceEvent(frame: index, .sent, a: Int32(port), b: Int32(vid))) }
+        if Trace.isRecording {
+            trace.record(
+                TraceEvent(frame: index, .sent, a: Int32(port), b: Int32(vid), c: tunnelPorts[Int(port)] ? Int32(remote) + 1 : 0))
+        }
     }
 
     /// The inner flow of a frame leaving on a tunnel, for its outer UDP source port: the IP

@@ -116,7 +116,9 @@ struct VLANIngressStage {
             if Trace.isRecording {
                 trace.record(
                     TraceEvent(
-                        frame: index, .classified, a: Int32(network), b: Int32(vid), c: !consumed ? 0 : vid == 0 ? 2 : 1))
+                        frame: index, .classified, a: Int32(network),
+                        b: tunnel ? Int32(batch.metadata[index].remote) : Int32(vid),
+                        c: tunnel ? 3 : !consumed ? 0 : vid == 0 ? 2 : 1))
             }
         }
     }
