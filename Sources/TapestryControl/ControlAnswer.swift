@@ -39,6 +39,10 @@ public enum ControlAnswer {
             public var drops: UInt64
             /// Stream socket ports: connections refused (a second VM, a source outside `peers`).
             public var refused: UInt64?
+            /// VXLAN ports: each remote's inner frames and bytes, and copies the socket refused.
+            public var remotes: [Remote]?
+            /// VXLAN ports: the local UDP ports frames leave from (one per flow hash bucket).
+            public var sourcePorts: [UInt16]?
 
             public init(
                 name: String, kind: String, device: String, mode: String, netns: String, state: String, peer: String,
@@ -60,8 +64,31 @@ public enum ControlAnswer {
             }
 
             enum CodingKeys: String, CodingKey {
-                case name, kind, device, mode, netns, state, peer, drops, refused
+                case name, kind, device, mode, netns, state, peer, drops, refused, remotes
                 case framesIn = "frames_in", framesOut = "frames_out", bytesIn = "bytes_in", bytesOut = "bytes_out"
+                case sourcePorts = "source_ports"
+            }
+        }
+
+        public struct Remote: Codable, Sendable, Equatable {
+            public var address: String
+            public var framesIn: UInt64
+            public var framesOut: UInt64
+            public var bytesIn: UInt64
+            public var bytesOut: UInt64
+            public var sendFailures: UInt64
+            public init(address: String, framesIn: UInt64, framesOut: UInt64, bytesIn: UInt64, bytesOut: UInt64, sendFailures: UInt64) {
+                self.address = address
+                self.framesIn = framesIn
+                self.framesOut = framesOut
+                self.bytesIn = bytesIn
+                self.bytesOut = bytesOut
+                self.sendFailures = sendFailures
+            }
+            enum CodingKeys: String, CodingKey {
+                case address
+                case framesIn = "frames_in", framesOut = "frames_out", bytesIn = "bytes_in", bytesOut = "bytes_out"
+                case sendFailures = "send_failures"
             }
         }
 
@@ -81,15 +108,18 @@ public enum ControlAnswer {
             public var mac: String
             public var port: String
             public var ageSeconds: Double
-            public init(network: String, vlan: UInt16, mac: String, port: String, ageSeconds: Double) {
+            /// On a VXLAN port: the remote the MAC is behind.
+            public var remote: String?
+            public init(network: String, vlan: UInt16, mac: String, port: String, ageSeconds: Double, remote: String? = nil) {
                 self.network = network
                 self.vlan = vlan
                 self.mac = mac
                 self.port = port
                 self.ageSeconds = ageSeconds
+                self.remote = remote
             }
             enum CodingKeys: String, CodingKey {
-                case network, vlan, mac, port
+                case network, vlan, mac, port, remote
                 case ageSeconds = "age_seconds"
             }
         }

@@ -76,11 +76,28 @@ public enum ControlRender {
             [p.name, p.kind, p.device, p.mode, p.netns, p.state, "\(p.framesIn)", "\(p.framesOut)", "\(p.drops)"]
                 + (peers ? [p.peer] : [])
         }
-        return "switch '\(answer.switch)'\n" + table(headers, rows)
+        var text = "switch '\(answer.switch)'\n" + table(headers, rows)
+        for port in answer.ports {
+            guard let remotes = port.remotes else { continue }
+            let sources = (port.sourcePorts ?? []).map(String.init).joined(separator: ",")
+            text += "\n\ntunnel \(port.name): source ports \(sources.isEmpty ? "-" : sources)\n"
+            text += table(
+                ["REMOTE", "FRAMES IN", "FRAMES OUT", "BYTES IN", "BYTES OUT", "SEND FAILURES"],
+                remotes.map { r in
+                    [r.address, "\(r.framesIn)", "\(r.framesOut)", "\(r.bytesIn)", "\(r.bytesOut)", "\(r.sendFailures)"]
+                })
+        }
+        return text
     }
 
     static func fdb(_ answer: ControlAnswer.FDB) -> String {
-        table(["NETWORK", "VLAN", "MAC", "PORT", "AGE (s)"], answer.entries.map { e in [e.network, "\(e.vlan)", e.mac, e.port, seconds(e.ageSeconds)] })
+        // MACs behind a tunnel also say which remote.
+        let remotes = answer.entries.contains { $0.remote != nil }
+        return table(
+            ["NETWORK", "VLAN", "MAC", "PORT", "AGE (s)"] + (remotes ? ["REMOTE"] : []),
+            answer.entries.map { e in
+                [e.network, "\(e.vlan)", e.mac, e.port, seconds(e.ageSeconds)] + (remotes ? [e.remote ?? ""] : [])
+            })
             + "\n\(answer.entries.count) entries (capacity \(answer.capacity), aging \(answer.agingSeconds) s)"
     }
 

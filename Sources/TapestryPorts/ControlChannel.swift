@@ -59,6 +59,8 @@ struct SwitchSnapshot: Sendable {
     var peers: [String]
     /// Per port: connections a socket port refused (a second VM, a source outside `peers`).
     var refused: [UInt64]
+    /// Per port: a VXLAN port's per-remote counters and source ports (empty for other kinds).
+    var tunnels: [(remotes: [VXLANPort.RemoteCounters], sourcePorts: [UInt16])]
     var macEntries: Int
     var drained: [[Bool]]
     var backendMACs: [[MACAddress?]]

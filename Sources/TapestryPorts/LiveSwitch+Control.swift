@@ -160,6 +160,10 @@ extension LiveSwitch {
             generation: reloads, now: Self.wallClock(), topology: topology, configuration: configuration,
             counters: datapath.counters, up: slots.map(\.isUp), peers: slots.map(\.port.peer),
             refused: slots.map(\.port.refusedConnections),
+            tunnels: slots.map { slot in
+                guard case .vxlan(let tunnel) = slot.port else { return ([], []) }
+                return (tunnel.remoteCounters, tunnel.sourcePortList)
+            },
             macEntries: datapath.macTable.count,
             drained: balancers.indices.map { b in balancers[b].backends.indices.map { datapath.isDrained(balancer: b, backend: $0) } },
             backendMACs: balancers.indices.map { b in balancers[b].backends.indices.map { datapath.backendMAC(balancer: b, backend: $0) } },
@@ -219,11 +223,22 @@ extension SwitchSnapshot {
             if case .socket(let endpoint) = port.attachment, endpoint.isStream {
                 refusedHere = index < refused.count ? refused[index] : 0
             }
-            return ControlAnswer.Show.Port(
+            var row = ControlAnswer.Show.Port(
                 name: port.name, kind: kind, device: device, mode: mode, netns: port.netns ?? "",
                 state: index < up.count && up[index] ? "up" : "down", peer: index < peers.count ? peers[index] : "",
                 framesIn: c.framesIn, framesOut: c.framesOut, bytesIn: c.bytesIn, bytesOut: c.bytesOut,
                 drops: c.drops.reduce(0, &+), refused: refusedHere)
+            if case .vxlan(let tunnel) = port.attachment, index < tunnels.count {
+                let counted = tunnels[index].remotes
+                row.remotes = tunnel.remotes.enumerated().map { number, address in
+                    let c = number < counted.count ? counted[number] : VXLANPort.RemoteCounters()
+                    return ControlAnswer.Show.Remote(
+                        address: "\(address)", framesIn: c.framesIn, framesOut: c.framesOut, bytesIn: c.bytesIn,
+                        bytesOut: c.bytesOut, sendFailures: c.sendFailures)
+                }
+                row.sourcePorts = tunnels[index].sourcePorts
+            }
+            return row
         }
         return ControlAnswer.Show(switch: topology.name, ports: ports)
     }
@@ -241,7 +256,10 @@ extension SwitchSnapshot {
                 ControlAnswer.FDB.Entry(
                     network: configuration.networks[Int(entry.network)].name, vlan: configuration.networks[Int(entry.network)].vid,
                     mac: "\(entry.mac)", port: configuration.ports[Int(entry.port)].name,
-                    ageSeconds: Double(now.nanoseconds &- entry.lastSeen.nanoseconds) / 1e9))
+                    ageSeconds: Double(now.nanoseconds &- entry.lastSeen.nanoseconds) / 1e9,
+                    remote: configuration.ports[Int(entry.port)].tunnel.flatMap {
+                        Int(entry.remote) < $0.remotes.count ? "\($0.remotes[Int(entry.remote)])" : nil
+                    }))
         }
         return ControlAnswer.FDB(
             switch: topology.name, entries: rows, capacity: configuration.macTableSize, agingSeconds: configuration.macAgingSeconds)

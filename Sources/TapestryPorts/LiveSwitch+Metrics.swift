@@ -38,6 +38,27 @@ extension SwitchSnapshot {
                 lines.append("tapestry_socket_refused_total{port=\"\(port.name)\"} \(refused[index])")
             }
         }
+        // Each family's samples together, as the exposition format requires.
+        let remotes = configuration.ports.enumerated().filter { $0.offset < tunnels.count && $0.element.tunnel != nil }
+            .flatMap { index, port in
+                port.tunnel!.remotes.enumerated().filter { $0.offset < tunnels[index].remotes.count }.map { number, address in
+                    (labels: "port=\"\(port.name)\",remote=\"\(address)\"", counters: tunnels[index].remotes[number])
+                }
+            }
+        if !remotes.isEmpty {
+            family("tapestry_vxlan_remote_frames_total", "counter", "Inner frames received from (in) and sent to (out) each remote of a VXLAN port.")
+            for (labels, c) in remotes {
+                lines.append("tapestry_vxlan_remote_frames_total{\(labels),direction=\"in\"} \(c.framesIn)")
+                lines.append("tapestry_vxlan_remote_frames_total{\(labels),direction=\"out\"} \(c.framesOut)")
+            }
+            family("tapestry_vxlan_remote_bytes_total", "counter", "Inner frame bytes received from (in) and sent to (out) each remote of a VXLAN port.")
+            for (labels, c) in remotes {
+                lines.append("tapestry_vxlan_remote_bytes_total{\(labels),direction=\"in\"} \(c.bytesIn)")
+                lines.append("tapestry_vxlan_remote_bytes_total{\(labels),direction=\"out\"} \(c.bytesOut)")
+            }
+            family("tapestry_vxlan_remote_send_failures_total", "counter", "Copies to a remote the tunnel socket refused (buffer full, unreachable).")
+            for (labels, c) in remotes { lines.append("tapestry_vxlan_remote_send_failures_total{\(labels)} \(c.sendFailures)") }
+        }
         family("tapestry_mac_table_entries", "gauge", "Entries in the MAC table (live or not yet swept).")
         lines.append("tapestry_mac_table_entries \(macEntries)")
         family("tapestry_connections", "gauge", "Connections in the connection table.")

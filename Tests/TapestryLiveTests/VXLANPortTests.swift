@@ -1,0 +1,242 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `vxlan:` ports against real peers: Linux `vxlan` devices in namespaces this lab creates, and a
+/// second Tapestry. The underlay is veth pairs between namespaces (10.0.9x.0/24); the overlay
+/// hosts use 10.0.5x.0/24.
+///
+/// The Linux peers' veths have transmit checksum offload turned off: a packet crossing a veth
+/// keeps its checksum unfinished (the kernel trusts the other end), and a UDP socket hands the
+/// payload to the switch as it is, inner TCP checksum unfinished. A NIC computes it on a real
+/// underlay; docs/multi-host.md says so.
+@Suite(.serialized) struct VXLANPortTests {
+    /// The underlay: namespace `u` (where the switch's tunnel socket lives, `local` on its lo)
+    /// joined to each remote namespace by a veth pair, `10.0.9N.1` on u's end, `10.0.9N.2` on the
+    /// remote's, and a route to `local` in each remote.
+    static func underlay(_ lab: LiveLab, local: String, remotes: [(short: String, subnet: Int)]) {
+        lab.sh("ip -n \(lab.name("u")) addr add \(local)/32 dev lo")
+        for (short, subnet) in remotes {
+            let here = "\(lab.prefix)u\(subnet)"
+            let there = "\(lab.prefix)r\(subnet)"
+            lab.sh("ip link add \(here) netns \(lab.name("u")) type veth peer name \(there) netns \(lab.name(short))")
+            lab.sh("ip -n \(lab.name("u")) addr add 10.0.\(subnet).1/24 dev \(here)")
+            lab.sh("ip -n \(lab.name("u")) link set \(here) up")
+            lab.sh("ip -n \(lab.name(short)) addr add 10.0.\(subnet).2/24 dev \(there)")
+            lab.sh("ip -n \(lab.name(short)) link set \(there) up")
+            lab.sh("ip -n \(lab.name(short)) route add \(local)/32 via 10.0.\(subnet).1")
+            lab.sh("ethtool -K \(there) tx off", in: short)
+        }
+    }
+
+    /// A Linux `vxlan` device in host `short` with an overlay address.
+    static func linuxVXLAN(_ lab: LiveLab, _ short: String, device: String, vni: Int, local: String, remote: String, address: String) {
+        let result = lab.sh(
+            "ip link add \(device) type vxlan id \(vni) local \(local) remote \(remote) dstport 4789 && ip addr add \(address) dev \(device) && ip link set \(device) up",
+            in: short)
+        #expect(result.status == 0, "vxlan device \(device) in \(short): \(result.output)")
+    }
+
+    static func ctl(_ lab: LiveLab, _ arguments: String) -> String {
+        guard let binary = LiveLab.binary else { return "" }
+        return lab.sh("\(binary.path) ctl --control \(controlPath(lab)) \(arguments)").output
+    }
+
+    static func controlPath(_ lab: LiveLab) -> String { "\(NSTemporaryDirectory())\(lab.name("ctl")).sock" }
+
+    @Test func linuxVXLANPeerPingsAndCarriesTCPBothWays() throws {
+        if LiveLab.skip("linuxVXLANPeerPingsAndCarriesTCPBothWays") { return }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        try lab.addHosts(["h1", "u", "r1"])
+        Self.underlay(lab, local: "10.0.99.1", remotes: [("r1", 98)])
+        Self.linuxVXLAN(lab, "r1", device: "vx0", vni: 5010, local: "10.0.98.2", remote: "10.0.99.1", address: "10.0.50.2/24")
+        try lab.start(topology: """
+            name: \(lab.prefix)
+            control: \(Self.controlPath(lab))
+            networks: { web: { vlan: 10, vni: 5010 } }
+            ports:
+              h1: { tap: \(lab.name("h1")), network: web, netns: \(lab.name("h1")) }
+              dc2:
+                vxlan: { local: 10.0.99.1, remotes: [10.0.98.2] }
+                netns: \(lab.name("u"))
+                network: web
+            """)
+        lab.address("h1", "10.0.50.1/24", mtu: 1450)
+        let ping = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.50.2", in: "h1")
+        #expect(ping.status == 0, "h1 -> Linux vxlan peer: \(ping.output)")
+        let back = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.50.1", in: "r1")
+        #expect(back.status == 0, "Linux vxlan peer -> h1: \(back.output)")
+        // ARP went through the tunnel: each side knows the other's real MAC.
+        let peerMAC = lab.sh("cat /sys/class/net/vx0/address", in: "r1").output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(lab.sh("ip neigh show 10.0.50.2", in: "h1").output.contains(peerMAC))
+        #expect(lab.sh("ip neigh show 10.0.50.1", in: "r1").output.contains(lab.mac("h1")))
+        let fdb = Self.ctl(lab, "fdb")
+        #expect(fdb.contains(peerMAC) && fdb.contains("10.0.98.2"), "the peer's MAC is behind its remote: \(fdb)")
+        let show = Self.ctl(lab, "show")
+        #expect(show.contains("tunnel dc2") && show.contains("10.0.98.2"), "show lists the remote: \(show)")
+        guard lab_has("iperf3") else {
+            print("skipping the iperf3 half of linuxVXLANPeerPingsAndCarriesTCPBothWays: iperf3 is not installed")
+            return
+        }
+        for (server, client, address) in [("r1", "h1", "10.0.50.2"), ("h1", "r1", "10.0.50.1")] {
+            let process = try lab.background("iperf3 -s -1 -p 5201", in: server)
+            usleep(300_000)
+            let run = lab.sh("iperf3 -c \(address) -p 5201 -t 2 -J", in: client)
+            process.wait()
+            let json = try? JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any]
+            let received = ((json?["end"] as? [String: Any])?["sum_received"] as? [String: Any])
+            let bytes = received?["bytes"] as? Double ?? 0
+            let rate = received?["bits_per_second"] as? Double ?? 0
+            #expect(run.status == 0 && bytes > 1_000_000, "iperf3 \(client) -> \(server): \(run.output.prefix(300))")
+            print("live TCP over VXLAN \(client) -> \(server) (this build): \(String(format: "%.2f", rate / 1e9)) Gbit/s")
+        }
+        let stats = Self.ctl(lab, "stats --json")
+        let drops = (try? JSONSerialization.jsonObject(with: Data(stats.utf8)) as? [String: Any])?["drops"] as? [String: Any]
+        #expect(drops != nil && drops?["tunnel"] as? Int == 0, "no tunnel drops on a clean path: \(stats.prefix(400))")
+    }
+
+    @Test func twoNetworksByVNIAndAFloodToTwoRemotes() throws {
+        if LiveLab.skip("twoNetworksByVNIAndAFloodToTwoRemotes") { return }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        try lab.addHosts(["h1", "h2", "u", "r1", "r2"])
+        Self.underlay(lab, local: "10.0.99.1", remotes: [("r1", 98), ("r2", 97)])
+        Self.linuxVXLAN(lab, "r1", device: "vx0", vni: 5010, local: "10.0.98.2", remote: "10.0.99.1", address: "10.0.50.2/24")
+        Self.linuxVXLAN(lab, "r1", device: "vx1", vni: 5020, local: "10.0.98.2", remote: "10.0.99.1", address: "10.0.60.2/24")
+        Self.linuxVXLAN(lab, "r2", device: "vx0", vni: 5010, local: "10.0.97.2", remote: "10.0.99.1", address: "10.0.50.3/24")
+        try lab.start(topology: """
+            name: \(lab.prefix)
+            control: \(Self.controlPath(lab))
+            networks:
+              web: { vlan: 10, vni: 5010 }
+              db: { vlan: 20, vni: 5020 }
+            ports:
+              h1: { tap: \(lab.name("h1")), network: web, netns: \(lab.name("h1")) }
+              h2: { tap: \(lab.name("h2")), network: db, netns: \(lab.name("h2")) }
+              dc2:
+                vxlan: { local: 10.0.99.1, remotes: [10.0.98.2, 10.0.97.2] }
+                netns: \(lab.name("u"))
+                trunk: [web, db]
+            """)
+        lab.address("h1", "10.0.50.1/24", mtu: 1450)
+        lab.address("h2", "10.0.60.1/24", mtu: 1450)
+        // h1's ARP requests are floods: both remotes get them, each answers for its own address.
+        for target in ["10.0.50.2", "10.0.50.3"] {
+            let ping = lab.sh("ping -c 2 -i 0.2 -W 2 \(target)", in: "h1")
+            #expect(ping.status == 0, "h1 (web) -> \(target): \(ping.output)")
+        }
+        let db = lab.sh("ping -c 2 -i 0.2 -W 2 10.0.60.2", in: "h2")
+        #expect(db.status == 0, "h2 (db, VNI 5020) -> r1's vx1: \(db.output)")
+        let fdb = Self.ctl(lab, "fdb")
+        let r1web = lab.sh("cat /sys/class/net/vx0/address", in: "r1").output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let r1db = lab.sh("cat /sys/class/net/vx1/address", in: "r1").output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let r2web = lab.sh("cat /sys/class/net/vx0/address", in: "r2").output.trimmingCharacters(in: .whitespacesAndNewlines)
+        for (mac, network, remote) in [(r1web, "web", "10.0.98.2"), (r1db, "db", "10.0.98.2"), (r2web, "web", "10.0.97.2")] {
+            let line = fdb.split(separator: "\n").first { $0.contains(mac) } ?? ""
+            #expect(line.contains(network) && line.contains(remote), "\(mac) in \(network) behind \(remote): \(fdb)")
+        }
+        let show = Self.ctl(lab, "show --json")
+        let json = try JSONSerialization.jsonObject(with: Data(show.utf8)) as? [String: Any]
+        let port = (json?["ports"] as? [[String: Any]])?.first { $0["name"] as? String == "dc2" }
+        let remotes = port?["remotes"] as? [[String: Any]] ?? []
+        #expect(remotes.count == 2, "\(show.prefix(600))")
+        for remote in remotes {
+            #expect((remote["frames_out"] as? Int ?? 0) > 0 && (remote["frames_in"] as? Int ?? 0) > 0, "each remote sent and got frames: \(remote)")
+        }
+    }
+
+    @Test func unlistedSourcesAndUnknownVNIsAreDroppedAndCounted() throws {
+        if LiveLab.skip("unlistedSourcesAndUnknownVNIsAreDroppedAndCounted") { return }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        try lab.addHosts(["h1", "u", "r1"])
+        Self.underlay(lab, local: "10.0.99.1", remotes: [("r1", 98)])
+        // Not listed: a second address of r1's namespace. Listed, but VNI 7777 is no network here.
+        lab.sh("ip -n \(lab.name("r1")) addr add 10.0.98.9/24 dev \(lab.prefix)r98")
+        Self.linuxVXLAN(lab, "r1", device: "vx8", vni: 5010, local: "10.0.98.9", remote: "10.0.99.1", address: "10.0.50.8/24")
+        Self.linuxVXLAN(lab, "r1", device: "vx7", vni: 7777, local: "10.0.98.2", remote: "10.0.99.1", address: "10.0.70.7/24")
+        try lab.start(topology: """
+            name: \(lab.prefix)
+            control: \(Self.controlPath(lab))
+            networks: { web: { vlan: 10, vni: 5010 } }
+            ports:
+              h1: { tap: \(lab.name("h1")), network: web, netns: \(lab.name("h1")) }
+              dc2:
+                vxlan: { local: 10.0.99.1, remotes: [10.0.98.2] }
+                netns: \(lab.name("u"))
+                network: web
+            """)
+        lab.address("h1", "10.0.50.1/24", mtu: 1450)
+        // Each ping's ARP requests leave r1 through the tunnel and are refused at the switch.
+        #expect(lab.sh("ping -c 3 -i 0.2 -W 1 -I vx8 10.0.50.1", in: "r1").status != 0, "an unlisted source gets no answer")
+        #expect(lab.sh("ping -c 3 -i 0.2 -W 1 -I vx7 10.0.70.1", in: "r1").status != 0)
+        let stats = Self.ctl(lab, "stats --json")
+        let json = try JSONSerialization.jsonObject(with: Data(stats.utf8)) as? [String: Any]
+        let drops = json?["drops"] as? [String: Any] ?? [:]
+        #expect((drops["tunnel"] as? Int ?? 0) >= 2, "tunnel drops counted: \(stats.prefix(600))")
+        let vx8 = lab.sh("cat /sys/class/net/vx8/address", in: "r1").output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(!vx8.isEmpty && !Self.ctl(lab, "fdb").contains(vx8), "nothing from an unlisted source is learned")
+    }
+
+    @Test func twoTapestrySwitchesJoinedByVXLAN() throws {
+        if LiveLab.skip("twoTapestrySwitchesJoinedByVXLAN") { return }
+        guard let binary = LiveLab.binary else { throw LabError("tapestry binary not found") }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        try lab.addHosts(["h1", "h2", "u", "v"])
+        // u and v are the two sites' underlays: one veth, 10.0.98.1 and 10.0.98.2.
+        lab.sh("ip link add \(lab.prefix)uv netns \(lab.name("u")) type veth peer name \(lab.prefix)vu netns \(lab.name("v"))")
+        lab.sh("ip -n \(lab.name("u")) addr add 10.0.98.1/24 dev \(lab.prefix)uv && ip -n \(lab.name("u")) link set \(lab.prefix)uv up")
+        lab.sh("ip -n \(lab.name("v")) addr add 10.0.98.2/24 dev \(lab.prefix)vu && ip -n \(lab.name("v")) link set \(lab.prefix)vu up")
+        func topology(_ site: String, _ host: String, local: String, remote: String, underlay: String) -> String {
+            """
+            name: \(lab.prefix)\(site)
+            control: \(NSTemporaryDirectory())\(lab.name(site)).sock
+            networks: { web: { vlan: 10, vni: 5010 } }
+            firewall:
+              default: drop
+              rules:
+                - { action: allow, proto: icmp }
+                - { action: allow, proto: tcp, dport: 5201 }
+            ports:
+              \(host): { tap: \(lab.name(host)), network: web, netns: \(lab.name(host)) }
+              wan:
+                vxlan: { local: \(local), remotes: [\(remote)] }
+                netns: \(lab.name(underlay))
+                network: web
+            """
+        }
+        try lab.start(topology: topology("a", "h1", local: "10.0.98.1", remote: "10.0.98.2", underlay: "u"))
+        let second = "\(NSTemporaryDirectory())\(lab.name("b")).yaml"
+        let secondLog = "\(NSTemporaryDirectory())\(lab.name("b")).log"
+        try topology("b", "h2", local: "10.0.98.2", remote: "10.0.98.1", underlay: "v").write(toFile: second, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: second); try? FileManager.default.removeItem(atPath: secondLog) }
+        // The second switch runs inside namespace u (where the lab starts background commands):
+        // it creates its TAP there and moves it to h2; tearDown ends it with u's processes.
+        let other = try lab.background("exec \(binary.path) run \(second) > \(secondLog) 2>&1", in: "u")
+        defer { kill(other.pid, SIGTERM); other.wait() }
+        var ready = false
+        for _ in 0..<200 where !ready {
+            ready = ((try? String(contentsOfFile: secondLog, encoding: .utf8)) ?? "").contains("ready")
+            if !ready { usleep(50_000) }
+        }
+        #expect(ready, "second switch: \((try? String(contentsOfFile: secondLog, encoding: .utf8)) ?? "")")
+        lab.address("h1", "10.0.50.1/24", mtu: 1450)
+        lab.address("h2", "10.0.50.2/24", mtu: 1450)
+        let ping = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.50.2", in: "h1")
+        #expect(ping.status == 0, "h1 (site a) -> h2 (site b): \(ping.output)")
+        guard lab_has("iperf3") else { return }
+        let server = try lab.background("iperf3 -s -1 -p 5201", in: "h2")
+        usleep(300_000)
+        let run = lab.sh("iperf3 -c 10.0.50.2 -p 5201 -t 2 -J", in: "h1")
+        server.wait()
+        #expect(run.status == 0, "iperf3 across two switches: \(run.output.prefix(300))")
+        // Both firewalls hold the connection; a port neither allows stays closed.
+        let closed = lab.sh("timeout 3 bash -c 'echo > /dev/tcp/10.0.50.2/22'", in: "h1")
+        #expect(closed.status != 0)
+    }
+}
