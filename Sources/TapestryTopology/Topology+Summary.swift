@@ -2,7 +2,10 @@ extension Topology {
     /// One paragraph describing the topology, printed by `tapestry check`.
     public var summary: String {
         var parts: [String] = []
-        let networkList = networks.map { "\($0.name) (VLAN \($0.vlan))" }.joined(separator: ", ")
+        // VNIs matter only where a tunnel carries the networks.
+        let tunnels = ports.contains { if case .vxlan = $0.attachment { true } else { false } }
+        let networkList = networks.map { "\($0.name) (VLAN \($0.vlan)\(tunnels ? ", VNI \($0.vni)" : ""))" }
+            .joined(separator: ", ")
         parts.append("\(networks.count) network\(networks.count == 1 ? "" : "s"): \(networkList)")
         let access = ports.filter { if case .access = $0.mode { return true } else { return false } }.count
         let trunks = ports.count - access

@@ -32,7 +32,7 @@ extension TopologyValidator {
                     valid = false
                 }
                 for item in items.prefix(Topology.VXLANTunnel.maxRemotes) {
-                    guard let address = unicastAddress(item, what: "a remote") else {
+                    guard let address = unicastAddress(item, what: "remote") else {
                         valid = false
                         continue
                     }

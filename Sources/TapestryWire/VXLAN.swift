@@ -17,7 +17,7 @@ public enum VXLAN {
     public static let overhead = underlayHeaderLength + 14
     public static let maxVNI: UInt32 = 0xFF_FFFF
     /// The I flag: the VNI field is valid.
-    static let validVNI: UInt8 = 0x08
+    public static let validVNI: UInt8 = 0x08
 
     /// Why a packet is not a VXLAN packet this port takes.
     public enum Problem: Error, Equatable, Sendable {

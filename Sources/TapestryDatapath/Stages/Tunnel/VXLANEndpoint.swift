@@ -36,6 +36,11 @@ public struct VXLANEndpoint: Sendable {
         public var inner: Range<Int>
         public var network: NetworkID
         public var remote: UInt16
+        public init(inner: Range<Int>, network: NetworkID, remote: UInt16) {
+            self.inner = inner
+            self.network = network
+            self.remote = remote
+        }
     }
 
     /// Nil when `port` is not a VXLAN port.
