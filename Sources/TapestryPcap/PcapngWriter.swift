@@ -2,9 +2,10 @@
 import Glibc
 #endif
 
-/// Writes an Ethernet pcapng file (the pcapng draft, draft-ietf-opsawg-pcapng) with a comment on
-/// each frame, which libpcap's writer cannot do: a section header, one interface per named port
-/// (`if_name`, nanosecond timestamps), and an enhanced packet block per frame with `opt_comment`.
+/// Writes a pcapng file (the pcapng draft, draft-ietf-opsawg-pcapng) with a comment on each
+/// frame, which libpcap's writer cannot do: a section header, one interface per named port
+/// (`if_name`, nanosecond timestamps; Ethernet, or raw IPv4 for a VXLAN port's underlay), and an
+/// enhanced packet block per frame with `opt_comment`.
 /// Wireshark shows the comment; `tshark -T fields -e frame.comment` prints it.
 ///
 /// Writes go to `PATH.tmp-PID`; `commit()` renames the file into place; a writer dropped without
@@ -16,8 +17,13 @@ public final class PcapngWriter {
     private var failed = false
     public private(set) var frameCount = 0
 
-    /// - Parameter interfaces: the interface names; `write(interface:)` takes an index into them.
-    public init(path: String, interfaces: [String]) throws(PcapError) {
+    /// - Parameter interfaces: the interface names (Ethernet); `write(interface:)` takes an index into them.
+    public convenience init(path: String, interfaces: [String]) throws(PcapError) {
+        try self.init(path: path, interfaces: interfaces.map { ($0, .ethernet) })
+    }
+
+    /// - Parameter interfaces: names and link types; `write(interface:)` takes an index into them.
+    public init(path: String, interfaces: [(name: String, linkType: PcapReader.LinkType)]) throws(PcapError) {
         self.path = path
         temporaryPath = "\(path).tmp-\(getpid())"
         guard let file = fopen(temporaryPath, "wb") else {
@@ -32,9 +38,9 @@ public final class PcapngWriter {
         header.u64(UInt64.max)
         header.option(4, Array("tapestry replay --drops".utf8))  // shb_userappl
         emit(header)
-        for name in interfaces {
+        for (name, linkType) in interfaces {
             var interface = Block(type: 1)
-            interface.u16(1)  // LINKTYPE_ETHERNET
+            interface.u16(linkType == .ethernet ? 1 : 228)  // LINKTYPE_ETHERNET, LINKTYPE_IPV4
             interface.u16(0)
             interface.u32(UInt32(PcapWriter.snapLength))
             interface.option(2, Array(name.utf8))  // if_name

@@ -24,7 +24,8 @@ enum LivePort {
             guard let endpoint = VXLANEndpoint(configuration: configuration, port: PortID(index)) else {
                 throw PortError(port: port.name, operation: "open the tunnel", detail: "not a VXLAN port in the datapath")
             }
-            return .vxlan(try VXLANPort(port: port.name, endpoint: endpoint, netns: port.netns))
+            let listening = Set(configuration.ports.compactMap { $0.tunnel?.udpPort })
+            return .vxlan(try VXLANPort(port: port.name, endpoint: endpoint, netns: port.netns, reserved: listening))
         case .tap(let name):
             return .tap(try TAPDevice(port: port.name, name: name, netns: port.netns, offloads: offloads))
         case .interface(let name):

@@ -277,6 +277,8 @@ public final class LiveSwitch {
         guard slots[Int(port)].isUp else { return }
         slots[Int(port)].isUp = false
         unwatch(slots[Int(port)].port)
+        // A failed tunnel socket is closed now, so that a reload can bind its address again.
+        if case .vxlan(let tunnel) = slots[Int(port)].port { tunnel.close() }
         datapath.macTable.flush(port: port)
         log("port '\(topology.ports[Int(port)].name)' (\(slots[Int(port)].port.label)) is down: \(reason); the other ports keep running")
     }

@@ -26,7 +26,19 @@ final class VXLANPort {
     let port: String
     /// Replaced by a reload (port numbers, networks, remotes and MTU may change; the socket stays).
     var endpoint: VXLANEndpoint {
-        didSet { plain.maxFrameLength = endpoint.maxInnerFrame }
+        didSet {
+            plain.maxFrameLength = endpoint.maxInnerFrame
+            // Counters follow their remote's address; the table is sized for the new list.
+            let oldRemotes = oldValue.tunnel.remotes
+            let old = Array(UnsafeBufferPointer(start: counters, count: oldRemotes.count))
+            counters.deallocate()
+            counters = .allocate(capacity: max(1, endpoint.tunnel.remotes.count))
+            for (index, address) in endpoint.tunnel.remotes.enumerated() {
+                let kept = oldRemotes.firstIndex(of: address).map { old[$0] } ?? RemoteCounters()
+                (counters + index).initialize(to: kept)
+            }
+            if endpoint.tunnel.remotes.isEmpty { counters.initialize(to: RemoteCounters()) }
+        }
     }
     let netns: String?
     /// Receives from the remotes (bound to the tunnel's port).
@@ -53,13 +65,16 @@ final class VXLANPort {
         var bytesOut: UInt64 = 0
         var sendFailures: UInt64 = 0
     }
-    private let counters: UnsafeMutablePointer<RemoteCounters>
+    /// `endpoint.tunnel.remotes.count` entries (at least one), replaced with the endpoint.
+    private var counters: UnsafeMutablePointer<RemoteCounters>
     var remoteCounters: [RemoteCounters] { Array(UnsafeBufferPointer(start: counters, count: endpoint.tunnel.remotes.count)) }
 
     /// Source-port sockets per tunnel port; their ports follow `VXLAN.sourcePort`'s range.
     static let sourcePorts = 8
 
-    init(port: String, endpoint: VXLANEndpoint, netns: String?) throws(PortError) {
+    /// - Parameter reserved: UDP ports the source-port pool must leave alone (every tunnel's
+    ///   listening port).
+    init(port: String, endpoint: VXLANEndpoint, netns: String?, reserved: Set<UInt16> = []) throws(PortError) {
         self.port = port
         self.endpoint = endpoint
         self.netns = netns
@@ -96,7 +111,13 @@ final class VXLANPort {
         var attempts = 0
         while opened.count < Self.sourcePorts && attempts < 64 {
             attempts += 1
-            if let fd = try? open(candidate) { opened.append(fd) }
+            if !reserved.contains(candidate) && candidate != tunnel.udpPort, let fd = try? open(candidate) {
+                // Nothing is read from these: a small receive buffer bounds what a peer sending
+                // to them can make the kernel hold.
+                var size: Int32 = 1
+                setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+                opened.append(fd)
+            }
             candidate = candidate == UInt16.max ? 49152 : candidate + 1
         }
         guard !opened.isEmpty else {
@@ -226,12 +247,20 @@ final class VXLANPort {
                         first += Int(sent)
                         continue
                     }
-                    // Full socket buffer or an unreachable remote: these copies are lost.
-                    for m in first..<count {
-                        failed[owners[m]] = true
-                        counters[Int(sources[m])].sendFailures &+= 1
+                    if -sent == EINTR { continue }
+                    if -sent == EAGAIN || -sent == ENOBUFS {
+                        // The socket buffer is full: the rest of these copies are lost.
+                        for m in first..<count {
+                            failed[owners[m]] = true
+                            counters[Int(sources[m])].sendFailures &+= 1
+                        }
+                        break
                     }
-                    break
+                    // This copy's remote refused it (no route, a smaller path MTU): only this
+                    // copy is lost, the others still go.
+                    failed[owners[first]] = true
+                    counters[Int(sources[first])].sendFailures &+= 1
+                    first += 1
                 }
                 count = 0
             }

@@ -96,7 +96,11 @@ public struct Replay {
         var dropsWriter: PcapngWriter?
         if let dropsPath {
             do {
-                dropsWriter = try PcapngWriter(path: dropsPath, interfaces: portNames)
+                // A VXLAN port's refused underlay packets go on an interface of their own (raw IPv4).
+                let underlays = portNames.indices.filter { Self.linkType(core, PortID($0)) == .rawIPv4 }
+                    .map { (name: "\(portNames[$0]) (underlay)", linkType: PcapReader.LinkType.rawIPv4) }
+                dropsWriter = try PcapngWriter(
+                    path: dropsPath, interfaces: portNames.map { ($0, PcapReader.LinkType.ethernet) } + underlays)
             } catch {
                 writers.forEach { $0.discard() }
                 if createdDirectory { try? FileManager.default.removeItem(atPath: outputDirectory) }
@@ -104,7 +108,11 @@ public struct Replay {
             }
         }
         do {
-            let watcher = dropsWriter.map { Self.dropWatcher($0, portNames: portNames) }
+            var underlayInterface: [PortID: Int] = [:]
+            for index in portNames.indices where Self.linkType(core, PortID(index)) == .rawIPv4 {
+                underlayInterface[PortID(index)] = portNames.count + underlayInterface.count
+            }
+            let watcher = dropsWriter.map { Self.dropWatcher($0, portNames: portNames, underlays: underlayInterface) }
             try Self.feed(readers, into: core, log: log, watcher: watcher) { port, frame, timestamp in
                 writers[Int(port)].write(frame, timestampNanoseconds: timestamp)
                 if recorded[port] != nil { recorded[port]!.append((timestamp, Array(frame))) }
@@ -166,7 +174,9 @@ public struct Replay {
     /// Writes every dropped frame to `writer` with its cause as the frame comment: frames the
     /// driver dropped (oversize, capture-truncated) as they come, a batch's drops after it ran,
     /// from the trace events of the stage that dropped them.
-    static func dropWatcher(_ writer: PcapngWriter, portNames: [String]) -> Watcher {
+    /// `underlays`: the pcapng interface of each VXLAN port's underlay packets (those the driver
+    /// drops before decapsulation are underlay packets; what a stage drops is the inner frame).
+    static func dropWatcher(_ writer: PcapngWriter, portNames: [String], underlays: [PortID: Int]) -> Watcher {
         final class Pending {
             var frames: [(time: Int64, bytes: [UInt8])] = []
         }
@@ -175,7 +185,7 @@ public struct Replay {
             appended: { _, record in pending.frames.append((record.timestampNanoseconds, Array(record.bytes))) },
             dropped: { port, record, reason, cause in
                 writer.write(
-                    record.bytes, interface: Int(port), timestampNanoseconds: record.timestampNanoseconds,
+                    record.bytes, interface: underlays[port] ?? Int(port), timestampNanoseconds: record.timestampNanoseconds,
                     comment: "port \(portNames[Int(port)]): replay: \(reason.name): \(cause)")
             },
             ran: { core in

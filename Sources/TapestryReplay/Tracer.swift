@@ -49,7 +49,8 @@ public struct Tracer {
             dropped: { port, record, reason, cause in
                 number += 1
                 guard only == nil || only == number else { return }
-                if reason == .tunnel {
+                // A VXLAN port's packets the driver drops are underlay packets, not frames.
+                if core.configuration.ports[Int(port)].tunnel != nil {
                     output.append(
                         "frame \(number): port \(names[Int(port)]), t=\(Replay.seconds(record.timestampNanoseconds)), \(record.bytes.count) bytes (underlay)")
                 } else {

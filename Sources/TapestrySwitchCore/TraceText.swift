@@ -110,10 +110,16 @@ public enum TraceText {
                 line(.vlan, "\(how) on port \(ingressName) -> \(networkName(event.a))")
             case .serviceTagRefused:
                 dropped(.vlan, "vlan", "outer tag TPID 0x\(String(event.a, radix: 16)) is not 802.1Q (0x8100), not accepted on \(ingressMode) port \(ingressName)")
+            case .doubleTagOnAccess where isTunnel(Int32(ingress)):
+                dropped(.vlan, "vlan", "double-tagged inside the tunnel of port \(ingressName): the VNI says the network")
             case .doubleTagOnAccess:
                 dropped(.vlan, "vlan", "double-tagged, not accepted on access port \(ingressName)")
+            case .tagOnAccess where isTunnel(Int32(ingress)):
+                dropped(.vlan, "vlan", "tagged VID \(event.a) inside the tunnel of port \(ingressName): the VNI says the network")
             case .tagOnAccess:
                 dropped(.vlan, "vlan", "tagged VID \(event.a), not accepted on access port \(ingressName)")
+            case .notDecapsulated:
+                dropped(.vlan, "tunnel", "a frame on tunnel port \(ingressName) that no decapsulation admitted")
             case .vidNotOnTrunk:
                 dropped(.vlan, "vlan", event.a == 0
                     ? "untagged, and trunk port \(ingressName) has no native network"

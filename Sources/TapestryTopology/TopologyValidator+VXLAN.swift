@@ -7,7 +7,7 @@ extension TopologyValidator {
 
     /// The tunnel, or nil when any of its fields is invalid (each reported at its place).
     mutating func vxlanTunnel(
-        _ entry: YAMLReader.Entry, owner: String, devices: inout [String: String]
+        _ entry: YAMLReader.Entry, owner: String, netns: String, devices: inout [String: String]
     ) -> Topology.VXLANTunnel? {
         guard let fields = reader.entries(entry.value, what: "vxlan", allowed: Self.vxlanKeys) else { return nil }
         var valid = true
@@ -71,9 +71,11 @@ extension TopologyValidator {
             }
         }
         guard valid, let local else { return nil }
-        let socket = "vxlan:\(local):\(port)"
+        let socket = "vxlan:\(netns)/\(local):\(port)"
         if let other = devices[socket] {
-            reader.error(entry.value, "\(local):\(port) is already the tunnel socket of port '\(other)'")
+            reader.error(
+                entry.value,
+                "\(local):\(port) is already the tunnel socket of port '\(other)'\(netns.isEmpty ? "" : " in netns '\(netns)'")")
             return nil
         }
         devices[socket] = owner

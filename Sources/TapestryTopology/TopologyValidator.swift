@@ -243,7 +243,10 @@ struct TopologyValidator {
             return nil
         }
         if chosen.key == "vxlan" {
-            return vxlanTunnel(chosen, owner: entry.key, devices: &devices).map { .vxlan($0) }
+            // Two tunnels may share local:port in different namespaces (the value is checked below).
+            var netns = ""
+            if case .scalar(let scalar)? = fields["netns"]?.value { netns = scalar.string }
+            return vxlanTunnel(chosen, owner: entry.key, netns: netns, devices: &devices).map { .vxlan($0) }
         }
         guard let value = reader.string(chosen.value, what: chosen.key) else { return nil }
         let deviceKey = "\(chosen.key):\(value)"

@@ -20,7 +20,7 @@ public enum VXLAN {
     public static let validVNI: UInt8 = 0x08
 
     /// Why a packet is not a VXLAN packet this port takes.
-    public enum Problem: Error, Equatable, Sendable {
+    public enum Problem: Error, Equatable, Sendable, CustomStringConvertible {
         /// Shorter than the VXLAN header and an inner Ethernet header.
         case short(Int)
         /// The I flag is clear.
@@ -35,6 +35,22 @@ public enum VXLAN {
         case notUDP
         /// (Underlay) UDP to another port.
         case port(UInt16)
+        /// (Underlay) the IPv4 header checksum, or a UDP checksum that is not 0, is wrong: the
+        /// kernel drops such a packet before a socket sees it, and so does replay.
+        case badChecksum
+
+        public var description: String {
+            switch self {
+            case .short(let length): return "\(length) bytes: too short for the VXLAN header and an inner Ethernet header"
+            case .noVNIFlag: return "the VXLAN header's I flag is clear"
+            case .reservedBits: return "the VXLAN header has a flag other than I or a reserved bit set"
+            case .notIPv4: return "not an IPv4 packet with a consistent header and length"
+            case .fragment: return "an IPv4 fragment (tunnel packets are not reassembled)"
+            case .notUDP: return "not UDP, or a UDP header that does not fit the packet"
+            case .port(let port): return "UDP to port \(port), not the tunnel's"
+            case .badChecksum: return "a wrong IPv4 header or UDP checksum"
+            }
+        }
     }
 
     /// A VXLAN payload's VNI; its inner frame starts at `headerLength`.
@@ -83,6 +99,15 @@ public enum VXLAN {
         guard udpLength >= 8, udpLength <= end - l4 else { return .failure(.notUDP) }
         let destinationPort = packet.u16(l4 + 2)
         guard destinationPort == port else { return .failure(.port(destinationPort)) }
+        guard ip.checksumIsValid else { return .failure(.badChecksum) }
+        if packet.u16(l4 + 6) != 0 {
+            let pseudo = InternetChecksum.ipv4PseudoHeaderSum(
+                source: ip.source, destination: ip.destination, proto: IPProtocol.udp, length: udpLength)
+            let datagram = UnsafeRawBufferPointer(rebasing: packet[l4..<(l4 + udpLength)])
+            guard InternetChecksum.fold(InternetChecksum.sum(datagram, initial: pseudo)) == 0 else {
+                return .failure(.badChecksum)
+            }
+        }
         return .success(
             Underlay(
                 source: ip.source, destination: ip.destination, sourcePort: packet.u16(l4),

@@ -239,4 +239,86 @@ import Glibc
         let closed = lab.sh("timeout 3 bash -c 'echo > /dev/tcp/10.0.50.2/22'", in: "h1")
         #expect(closed.status != 0)
     }
+
+    /// Open vSwitch's userspace datapath as the peer: a netdev bridge with a `type=vxlan` port,
+    /// its underlay on a second netdev bridge (OVS's native tunnelling needs the route and the
+    /// address there: `ovs-appctl ovs/route/add`). Its own ovsdb-server and ovs-vswitchd run in
+    /// namespace `o`, with their files in a temporary directory; they are ended by PID.
+    @Test func openVSwitchUserspaceVXLANPeer() throws {
+        if LiveLab.skip("openVSwitchUserspaceVXLANPeer") { return }
+        guard lab_has("ovs-vswitchd"), lab_has("ovsdb-server"), lab_has("ovs-vsctl"),
+            FileManager.default.fileExists(atPath: "/usr/share/openvswitch/vswitch.ovsschema")
+        else {
+            print("skipping openVSwitchUserspaceVXLANPeer: Open vSwitch is not installed (openvswitch-switch)")
+            return
+        }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        try lab.addHosts(["h1", "u", "o", "oh"])
+        let ovs = NSTemporaryDirectory() + lab.name("ovs")
+        try? FileManager.default.removeItem(atPath: ovs)
+        try FileManager.default.createDirectory(atPath: ovs, withIntermediateDirectories: true)
+        defer {
+            for daemon in ["vswitchd", "ovsdb"] {
+                if let text = try? String(contentsOfFile: "\(ovs)/\(daemon).pid", encoding: .utf8),
+                    let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+                {
+                    kill(pid, SIGTERM)
+                }
+            }
+            usleep(300_000)
+            try? FileManager.default.removeItem(atPath: ovs)
+        }
+        let (u, o) = (lab.name("u"), lab.name("o"))
+        let env = "OVS_RUNDIR=\(ovs) OVS_LOGDIR=\(ovs) OVS_DBDIR=\(ovs)"
+        let vsctl = "ovs-vsctl --db=unix:\(ovs)/db.sock --timeout=15"
+        let setup = [
+            "ip link add \(lab.prefix)tu netns \(u) type veth peer name \(lab.prefix)ou netns \(o)",
+            "ip -n \(u) addr add 10.0.98.1/24 dev \(lab.prefix)tu && ip -n \(u) link set \(lab.prefix)tu up",
+            "ip -n \(o) link set \(lab.prefix)ou up",
+            // Both veth ends: checksums complete, for the switch's UDP socket and OVS's AF_PACKET.
+            "ip netns exec \(u) ethtool -K \(lab.prefix)tu tx off",
+            "ip netns exec \(o) ethtool -K \(lab.prefix)ou tx off",
+            "ovsdb-tool create \(ovs)/conf.db /usr/share/openvswitch/vswitch.ovsschema",
+            "\(env) ip netns exec \(o) ovsdb-server \(ovs)/conf.db --remote=punix:\(ovs)/db.sock --pidfile=\(ovs)/ovsdb.pid --unixctl=\(ovs)/ovsdb.ctl --log-file=\(ovs)/ovsdb.log -vconsole:off --detach",
+            "\(vsctl) --no-wait init",
+            "\(env) ip netns exec \(o) ovs-vswitchd unix:\(ovs)/db.sock --pidfile=\(ovs)/vswitchd.pid --unixctl=\(ovs)/vswitchd.ctl --log-file=\(ovs)/vswitchd.log -vconsole:off --detach",
+            "\(vsctl) add-br br-phy -- set bridge br-phy datapath_type=netdev -- add-port br-phy \(lab.prefix)ou",
+            "ip -n \(o) addr add 10.0.98.2/24 dev br-phy && ip -n \(o) link set br-phy up",
+            "ovs-appctl -t \(ovs)/vswitchd.ctl ovs/route/add 10.0.98.1/24 br-phy",
+            "\(vsctl) add-br br-int -- set bridge br-int datapath_type=netdev",
+            "\(vsctl) add-port br-int vx0 -- set interface vx0 type=vxlan options:remote_ip=10.0.98.1 options:key=5010",
+            "\(vsctl) add-port br-int \(lab.prefix)ot -- set interface \(lab.prefix)ot type=tap",
+            "for i in $(seq 50); do ip -n \(o) link show \(lab.prefix)ot >/dev/null 2>&1 && break; sleep 0.1; done",
+            "ip -n \(o) link set \(lab.prefix)ot netns \(lab.name("oh"))",
+            "ip -n \(lab.name("oh")) addr add 10.0.50.2/24 dev \(lab.prefix)ot && ip -n \(lab.name("oh")) link set \(lab.prefix)ot mtu 1450 up",
+        ]
+        for command in setup {
+            let result = lab.sh(command)
+            #expect(result.status == 0, "\(command): \(result.output)")
+            if result.status != 0 { return }
+        }
+        try lab.start(topology: """
+            name: \(lab.prefix)
+            control: \(Self.controlPath(lab))
+            networks: { web: { vlan: 10, vni: 5010 } }
+            ports:
+              h1: { tap: \(lab.name("h1")), network: web, netns: \(lab.name("h1")) }
+              dc2:
+                vxlan: { local: 10.0.98.1, remotes: [10.0.98.2] }
+                netns: \(u)
+                network: web
+            """)
+        lab.address("h1", "10.0.50.1/24", mtu: 1450)
+        let ping = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.50.2", in: "h1")
+        #expect(ping.status == 0, "h1 -> the host behind Open vSwitch: \(ping.output)\n\(lab.sh("tail -5 \(ovs)/vswitchd.log").output)")
+        let back = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.50.1", in: "oh")
+        #expect(back.status == 0, "the host behind Open vSwitch -> h1: \(back.output)")
+        guard lab_has("iperf3") else { return }
+        let server = try lab.background("iperf3 -s -1 -p 5201", in: "oh")
+        usleep(300_000)
+        let run = lab.sh("iperf3 -c 10.0.50.2 -p 5201 -t 2 -J", in: "h1")
+        server.wait()
+        #expect(run.status == 0, "iperf3 to the host behind Open vSwitch: \(run.output.prefix(300))")
+    }
 }

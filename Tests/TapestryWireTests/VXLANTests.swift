@@ -79,6 +79,17 @@ import TapestryWire
         #expect(problem { $0[24] = 0x10 } == .notUDP, "UDP length past the IP packet")
         #expect(problem { $0[24] = 0; $0[25] = 7 } == .notUDP, "UDP length below its header")
         #expect(problem { $0[22] = 0x12; $0[23] = 0xB6 } == .port(4790))
+        #expect(problem { $0[10] ^= 0x01 } == .badChecksum, "IPv4 header checksum")
+        #expect(problem { $0[26] = 0x12; $0[27] = 0x34 } == .badChecksum, "a UDP checksum that is not 0 is checked")
+        // A correct nonzero UDP checksum (as an underlay with udpcsum on sends) is taken.
+        #expect(problem { packet in
+            let length = packet.count - 20
+            let pseudo = InternetChecksum.ipv4PseudoHeaderSum(
+                source: IPv4Address(10, 0, 99, 1), destination: IPv4Address(10, 0, 99, 2), proto: 17, length: length)
+            let sum = packet.withUnsafeBytes { InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: $0[20...]), initial: pseudo)) }
+            packet[26] = UInt8(sum >> 8)
+            packet[27] = UInt8(sum & 0xFF)
+        } == nil)
     }
 
     @Test func sourcePortsStayInTheDynamicRange() {

@@ -21,6 +21,8 @@ public struct TraceEvent: Sendable, Equatable {
         case tagOnAccess
         /// VID `a` is not one of the trunk's networks (0: untagged without a native network).
         case vidNotOnTrunk
+        /// A frame on a VXLAN port that no decapsulation named a network for (a driver's mistake).
+        case notDecapsulated
 
         // Firewall
         /// Not IP: passes untracked.
@@ -102,7 +104,9 @@ public struct TraceEvent: Sendable, Equatable {
     /// The stage a kind belongs to.
     public var step: Datapath.Step {
         switch kind {
-        case .malformed, .classified, .serviceTagRefused, .doubleTagOnAccess, .tagOnAccess, .vidNotOnTrunk: return .vlan
+        case .malformed, .classified, .serviceTagRefused, .doubleTagOnAccess, .tagOnAccess, .vidNotOnTrunk,
+            .notDecapsulated:
+            return .vlan
         case .notIP, .neighbourDiscovery, .relatedError, .notService, .fragmentPassed, .connectionOpened,
             .connectionUpdated, .invalidIgnored:
             return .firewall

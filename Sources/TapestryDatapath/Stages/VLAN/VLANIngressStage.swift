@@ -99,6 +99,7 @@ struct VLANIngressStage {
                 network = batch.metadata[index].network
                 if network == Self.unclassified {
                     batch.verdicts[index] = .drop(.tunnel)
+                    if Trace.isRecording { trace.record(TraceEvent(frame: index, .notDecapsulated)) }
                     continue
                 }
                 if vid != 0 { network = Self.unclassified }
