@@ -28,6 +28,14 @@ import TapestryWire
 /// connection tables stay within their sizes. The firewall log's lines name rules the topology
 /// has and render. Outputs with offloads go through the software
 /// segmentation checks too (what a socket port would do with them).
+///
+/// Port `v` is a VXLAN tunnel (two remotes, both networks by VNI, MTU 1500). What arrives there
+/// is decapsulated as replay does it (`VXLANEndpoint.admitUnderlay`): flags bit 1 wraps the
+/// frame in valid outer headers first (from remote bit 2, VNI of lan or dmz by bit 3, or bit 4
+/// an unknown VNI), otherwise the bytes are the outer packet as they are; what the tunnel
+/// refuses is a `tunnel` drop. Every frame queued on `v` is encapsulated for each remote it goes
+/// to: the outer packet decodes, carries the frame unchanged and fits the MTU, or the frame is
+/// longer than the MTU allows and none is made.
 enum DatapathTarget {
     static let yaml = """
         name: fuzz
@@ -39,6 +47,7 @@ enum DatapathTarget {
           b: { tap: fb, network: lan }
           t: { tap: ft, trunk: [lan, dmz], native: lan }
           d: { tap: fd, network: dmz }
+          v: { vxlan: { local: 10.0.99.1, remotes: [10.0.99.2, 10.0.99.3], mtu: 1500 }, trunk: [lan, dmz] }
         firewall:
           default: drop
           max_connections: 8
@@ -150,6 +159,8 @@ enum DatapathTarget {
         var scratch = [UInt8](repeating: 0, count: maxFrameLength + 64)
         var expectedDrops: UInt64 = 0
         var fed: UInt64 = 0
+        let tunnels = (0..<portCount).map { VXLANEndpoint(configuration: configuration, port: PortID($0)) }
+        var wrapped = [UInt8](repeating: 0, count: maxFrameLength + VXLAN.underlayHeaderLength)
 
         let tracing = mode & 8 != 0
         func flush() throws(InvariantViolation) {
@@ -160,6 +171,7 @@ enum DatapathTarget {
             let after = datapath.counters
             if tracing { try checkTrace(datapath, batch, originals, topology: topologies[Int(mode & 3) % topologies.count]) }
             try checkBatch(datapath, batch, before, after, portCount: portCount, fixChecksums: fixChecksums)
+            try checkTunnels(datapath, tunnels)
             try checkLog(datapath, topology: topologies[Int(mode & 3) % topologies.count], now: batchTime)
             for index in 0..<batch.count where batch.verdicts[index].isDrop { expectedDrops += 1 }
             datapath.transmitQueues.removeAll()
@@ -192,6 +204,39 @@ enum DatapathTarget {
                 try flush()
                 datapath.countDrop(on: port, .oversize, bytes: frame.count)
                 expectedDrops += 1
+                continue
+            }
+            if let tunnel = tunnels[Int(port)] {
+                var packet = Array(frame)
+                if fixChecksums { packet.withUnsafeMutableBytes { Checksums.fix($0) } }
+                if flags & 2 != 0 {
+                    let vni: UInt32 = flags & 16 != 0 ? 7777 : flags & 8 != 0 ? 20 : 10
+                    let remote = tunnel.tunnel.remotes[Int(flags >> 2) & 1]
+                    wrapped.withUnsafeMutableBytes { buffer in
+                        _ = VXLAN.writeUnderlay(
+                            at: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<VXLAN.underlayHeaderLength]),
+                            innerLength: packet.count, vni: vni, source: remote, destination: tunnel.tunnel.local,
+                            sourcePort: 50000, destinationPort: tunnel.tunnel.udpPort)
+                    }
+                    packet = Array(wrapped[0..<VXLAN.underlayHeaderLength]) + packet
+                }
+                let admission = packet.withUnsafeBytes { tunnel.admitUnderlay($0) }
+                if !batch.isEmpty && (batch.ingressPort != port || batchTime != now || batch.isFull) { try flush() }
+                guard case .success(let admitted) = admission else {
+                    try flush()
+                    datapath.countDrop(on: port, .tunnel, bytes: packet.count)
+                    expectedDrops += 1
+                    continue
+                }
+                try require(
+                    admitted.inner.lowerBound >= VXLAN.underlayHeaderLength && admitted.inner.upperBound == packet.count
+                        || flags & 2 == 0, "a wrapped frame admitted as \(admitted.inner) of \(packet.count) bytes")
+                batch.ingressPort = port
+                batchTime = now
+                packet.withUnsafeBytes {
+                    _ = batch.appendTunnelFrame(
+                        UnsafeRawBufferPointer(rebasing: $0[admitted.inner]), network: admitted.network, remote: admitted.remote)
+                }
                 continue
             }
             scratch.withUnsafeMutableBytes { buffer in
@@ -267,6 +312,41 @@ enum DatapathTarget {
         }
         try require(queued >= passed, "\(passed) frames passed but only \(queued) queued")
         try require(queued <= passed * portCount, "\(queued) queued for \(passed) passing frames")
+    }
+}
+
+extension DatapathTarget {
+    /// Every frame queued on a VXLAN port, encapsulated for each remote it goes to.
+    static func checkTunnels(_ datapath: Datapath, _ tunnels: [VXLANEndpoint?]) throws(InvariantViolation) {
+        let queues = datapath.transmitQueues
+        for active in 0..<queues.activeCount {
+            let port = queues.activePort(active)
+            guard let tunnel = tunnels[Int(port)] else { continue }
+            for index in 0..<queues.count(port) {
+                let frame = Array(queues.frame(port, index))
+                let destinations = tunnel.destinations(queues, index)
+                try require(!destinations.isEmpty, "a frame queued on tunnel \(port) goes to no remote")
+                for remote in destinations {
+                    guard let packet = tunnel.underlayPacket(queues, index, remote: remote) else {
+                        try require(frame.count > tunnel.maxInnerFrame, "no outer packet for a \(frame.count)-byte frame")
+                        continue
+                    }
+                    try require(packet.count <= tunnel.tunnel.mtu, "an outer packet of \(packet.count) bytes")
+                    guard case .success(let underlay) = VXLAN.decodeUnderlay(packet, port: tunnel.tunnel.udpPort) else {
+                        throw InvariantViolation("an encapsulated frame does not decode: \(hex(packet))")
+                    }
+                    try require(
+                        underlay.destination == tunnel.tunnel.remotes[remote] && underlay.source == tunnel.tunnel.local,
+                        "addressed \(underlay.source) -> \(underlay.destination)")
+                    let payload = UnsafeRawBufferPointer(rebasing: packet[underlay.payload])
+                    guard case .success(let vni) = VXLAN.decode(payload) else {
+                        throw InvariantViolation("an encapsulated frame's VXLAN header does not decode: \(hex(packet))")
+                    }
+                    try require(vni == queues.vni(port, index) && (vni == 10 || vni == 20), "VNI \(vni)")
+                    try require(Array(payload[VXLAN.headerLength...]) == frame, "the inner frame changed on the way in")
+                }
+            }
+        }
     }
 }
 

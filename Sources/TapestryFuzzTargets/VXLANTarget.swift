@@ -2,7 +2,8 @@ import TapestryWire
 
 /// What a VXLAN port takes from its peers: byte 0's bit 0 picks a VXLAN payload as its UDP
 /// socket reads it (`VXLAN.decode`) or a whole outer IPv4 packet as an underlay capture holds it
-/// (`VXLAN.decodeUnderlay` for port 4789, then `decode`); the rest is the packet.
+/// (`VXLAN.decodeUnderlay` for port 4789, then `decode`; bit 1 makes its IPv4 header checksum
+/// valid and its UDP checksum 0 first); the rest is the packet.
 ///
 /// Invariants: an accepted payload has room for an inner Ethernet header and its header is exactly
 /// what `writeHeader` writes for its VNI; an accepted underlay's payload lies inside the packet,
@@ -16,6 +17,29 @@ enum VXLANTarget {
             try checkPayload(packet)
             return
         }
+        // Bit 1: the outer IPv4 header checksum is made right and the UDP checksum 0 first, so
+        // that inputs get past the checksum checks to everything after them.
+        var fixed = Array(packet)
+        if mode & 2 != 0, fixed.count >= 20, fixed[0] >> 4 == 4 {
+            let headerLength = min(Int(fixed[0] & 0x0F) * 4, fixed.count)
+            fixed[10] = 0
+            fixed[11] = 0
+            let sum = fixed.withUnsafeBytes { InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: $0[0..<headerLength]))) }
+            fixed[10] = UInt8(sum >> 8)
+            fixed[11] = UInt8(sum & 0xFF)
+            if headerLength + 8 <= fixed.count {
+                fixed[headerLength + 6] = 0
+                fixed[headerLength + 7] = 0
+            }
+        }
+        var violation: InvariantViolation?
+        fixed.withUnsafeBytes { buffer in
+            do throws(InvariantViolation) { try checkUnderlay(buffer) } catch { violation = error }
+        }
+        if let violation { throw violation }
+    }
+
+    static func checkUnderlay(_ packet: UnsafeRawBufferPointer) throws(InvariantViolation) {
         guard case .success(let underlay) = VXLAN.decodeUnderlay(packet, port: VXLAN.defaultPort) else { return }
         try require(
             underlay.payload.lowerBound >= 28 && underlay.payload.upperBound <= packet.count,

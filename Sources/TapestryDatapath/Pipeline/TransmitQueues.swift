@@ -147,11 +147,17 @@ public final class TransmitQueues {
         return storage + slot * slotSize + Self.prefix
     }
 
+    /// Commits a frame of a port that is not a tunnel (its remote, hash and VNI are not read).
     @inline(__always)
     func finish(_ port: PortID, length: Int) {
-        finish(port, length: length, remote: 0, flowHash: 0, vni: 0)
+        let index = Int(port)
+        let queued = Int(counts[index])
+        precondition(queued < batchCapacity, "transmit queue overflow: a batch sent a port two copies of one frame")
+        lengths[index * batchCapacity + queued] = Int32(length)
+        activate(port, queued: queued, length: length)
     }
 
+    /// Commits a frame of a VXLAN port, with where it goes and how it is encapsulated.
     @inline(__always)
     func finish(_ port: PortID, length: Int, remote: UInt16, flowHash: UInt32, vni: UInt32) {
         let index = Int(port)
@@ -161,6 +167,12 @@ public final class TransmitQueues {
         remotes[index * batchCapacity + queued] = remote
         flowHashes[index * batchCapacity + queued] = flowHash
         vnis[index * batchCapacity + queued] = vni
+        activate(port, queued: queued, length: length)
+    }
+
+    @inline(__always)
+    private func activate(_ port: PortID, queued: Int, length: Int) {
+        let index = Int(port)
         if queued == 0 {
             active[activeCountStorage.pointee] = port
             activeCountStorage.pointee += 1
