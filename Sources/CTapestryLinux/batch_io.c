@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
@@ -285,6 +286,49 @@ int tapestry_udp_send(int fd, struct tapestry_message *messages, int count, cons
             to[i].sin_port = htons(port);
             to[i].sin_addr.s_addr = htonl(destinations[sent + i]);
             fill_header(&headers[i], iov[i], &messages[sent + i], 0, &to[i], sizeof to[i]);
+        }
+        int done = sendmmsg(fd, headers, (unsigned)chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (done < 0) {
+            if (errno == EINTR) continue;
+            return sent > 0 ? sent : -errno;
+        }
+        sent += done;
+        if (done < chunk) break;
+    }
+    return sent;
+}
+
+int tapestry_udp_send_segments(int fd, struct tapestry_message *messages, int count, const uint32_t *destinations,
+                               uint16_t port, const uint16_t *segment_sizes) {
+    struct mmsghdr headers[TAPESTRY_BATCH_MAX];
+    struct iovec iov[TAPESTRY_BATCH_MAX][2];
+    struct sockaddr_in to[TAPESTRY_BATCH_MAX];
+    union {
+        char bytes[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } control[TAPESTRY_BATCH_MAX];
+    int sent = 0;
+    while (sent < count) {
+        int chunk = count - sent < TAPESTRY_BATCH_MAX ? count - sent : TAPESTRY_BATCH_MAX;
+        for (int i = 0; i < chunk; i++) {
+            memset(&to[i], 0, sizeof to[i]);
+            to[i].sin_family = AF_INET;
+            to[i].sin_port = htons(port);
+            to[i].sin_addr.s_addr = htonl(destinations[sent + i]);
+            fill_header(&headers[i], iov[i], &messages[sent + i], 0, &to[i], sizeof to[i]);
+            uint16_t size = segment_sizes[sent + i];
+            if (size != 0) {
+                // UDP_SEGMENT: the kernel cuts the buffer into datagrams of `size` bytes (the
+                // last may be shorter), one GSO packet down the stack.
+                memset(&control[i], 0, sizeof control[i]);
+                headers[i].msg_hdr.msg_control = control[i].bytes;
+                headers[i].msg_hdr.msg_controllen = sizeof control[i].bytes;
+                struct cmsghdr *cmsg = CMSG_FIRSTHDR(&headers[i].msg_hdr);
+                cmsg->cmsg_level = SOL_UDP;
+                cmsg->cmsg_type = UDP_SEGMENT;
+                cmsg->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+                memcpy(CMSG_DATA(cmsg), &size, sizeof size);
+            }
         }
         int done = sendmmsg(fd, headers, (unsigned)chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (done < 0) {

@@ -24,6 +24,9 @@ final class PlainFrames {
     let lengths: UnsafeMutablePointer<Int>
     /// Which queued frame each gathered frame came from (a segmented frame gives several).
     let sources: UnsafeMutablePointer<Int>
+    /// Whether each gathered frame is a segment (in the scratch area, its gap writable before it).
+    private let segmented: UnsafeMutablePointer<Bool>
+    func isSegment(_ index: Int) -> Bool { segmented[index] }
     private let scratch: UnsafeMutableRawBufferPointer
     private var scratchUsed = 0
 
@@ -37,6 +40,7 @@ final class PlainFrames {
         starts = .allocate(capacity: capacity)
         lengths = .allocate(capacity: capacity)
         sources = .allocate(capacity: capacity)
+        segmented = .allocate(capacity: capacity)
         scratch = .allocate(byteCount: scratchBytes, alignment: 64)
     }
 
@@ -44,6 +48,7 @@ final class PlainFrames {
         starts.deallocate()
         lengths.deallocate()
         sources.deallocate()
+        segmented.deallocate()
         scratch.deallocate()
     }
 
@@ -122,6 +127,7 @@ final class PlainFrames {
                 starts[count] = start
                 lengths[count] = length
                 sources[count] = index
+                segmented[count] = true
                 count += 1
                 scratchUsed = max(scratchUsed, scratch.count - area.count + offset + length)
             }
@@ -130,8 +136,11 @@ final class PlainFrames {
         guard count < capacity else { return .full }
         if frame.count > maxFrameLength { return .oversize }
         if offload.needsChecksum, !VirtioNetHeader.completeChecksum(frame, offload) { return .unsupported }
+        // A frame that was not cut starts where it is queued (QEMU's length prefix goes in the
+        // queue slot's prefix just before it); only segments have a gap of their own.
         let prefixed = gap == 4 ? queues.frameWithLengthPrefix(port, index) : UnsafeRawBufferPointer(frame)
-        starts[count] = UnsafeMutableRawPointer(mutating: prefixed.baseAddress!) + gap
+        starts[count] = UnsafeMutableRawPointer(mutating: prefixed.baseAddress!) + (gap == 4 ? 4 : 0)
+        segmented[count] = false
         lengths[count] = frame.count
         sources[count] = index
         count += 1

@@ -49,8 +49,15 @@ final class VXLANPort {
     private let destinations: UnsafeMutablePointer<UInt32>
     /// One 8-byte VXLAN header per gathered frame (sent as the header iovec).
     private let headers: UnsafeMutableRawPointer
-    /// Which gathered frame each message of a send carries.
+    /// Per message of a send: the first gathered frame it carries and how many (a GSO send
+    /// carries a TSO frame's segments), their inner bytes, and the GSO segment size (0: none).
     private let owners: UnsafeMutablePointer<Int>
+    private let spans: UnsafeMutablePointer<Int>
+    private let innerBytes: UnsafeMutablePointer<Int>
+    private let segmentSizes: UnsafeMutablePointer<UInt16>
+    /// A TSO frame's segments leave in one UDP GSO send (`UDP_SEGMENT`): on unless the kernel
+    /// refused it.
+    private var gso = true
     /// Per gathered frame: a copy of it could not be sent.
     private let failed: UnsafeMutablePointer<Bool>
     let plain: PlainFrames
@@ -128,9 +135,13 @@ final class VXLANPort {
         messages = .allocate(capacity: Int(TAPESTRY_BATCH_MAX))
         sources = .allocate(capacity: Int(TAPESTRY_BATCH_MAX))
         destinations = .allocate(capacity: Int(TAPESTRY_BATCH_MAX))
-        plain = PlainFrames(gap: 0, maxFrameLength: endpoint.maxInnerFrame)
+        // An 8-byte gap before each TSO segment: its VXLAN header, for GSO sends.
+        plain = PlainFrames(gap: VXLAN.headerLength, maxFrameLength: endpoint.maxInnerFrame)
         headers = .allocate(byteCount: plain.capacity * VXLAN.headerLength, alignment: 8)
         owners = .allocate(capacity: Int(TAPESTRY_BATCH_MAX))
+        spans = .allocate(capacity: Int(TAPESTRY_BATCH_MAX))
+        innerBytes = .allocate(capacity: Int(TAPESTRY_BATCH_MAX))
+        segmentSizes = .allocate(capacity: Int(TAPESTRY_BATCH_MAX))
         failed = .allocate(capacity: plain.capacity)
         counters = .allocate(capacity: max(1, tunnel.remotes.count))
         counters.initialize(repeating: RemoteCounters(), count: max(1, tunnel.remotes.count))
@@ -143,6 +154,9 @@ final class VXLANPort {
         destinations.deallocate()
         headers.deallocate()
         owners.deallocate()
+        spans.deallocate()
+        innerBytes.deallocate()
+        segmentSizes.deallocate()
         failed.deallocate()
         counters.deallocate()
     }
@@ -220,29 +234,62 @@ final class VXLANPort {
         }
     }
 
+    /// The most segments one UDP GSO send carries (the kernel's UDP_MAX_SEGMENTS is 64 or more),
+    /// and the most bytes (a UDP datagram's length field, less the headers).
+    static let maxSegmentsPerSend = 64
+    static let maxBytesPerSend = 65_000
+
+    /// Entries `first...` of `plain` that go out as one UDP GSO send: the segments of one TSO
+    /// frame, contiguous with their 8-byte gaps, all as long as the first but the last. 1 when
+    /// GSO is off or the entry stands alone.
+    private func run(from first: Int) -> Int {
+        guard gso, first + 1 < plain.count else { return 1 }
+        let unit = plain.lengths[first]
+        var end = first + 1
+        var bytes = unit + VXLAN.headerLength
+        while end < plain.count, end - first < Self.maxSegmentsPerSend, plain.sources[end] == plain.sources[first],
+            plain.starts[end] == plain.starts[end - 1] + plain.lengths[end - 1] + VXLAN.headerLength,
+            plain.lengths[end] <= unit, plain.lengths[end - 1] == unit,
+            bytes + plain.lengths[end] + VXLAN.headerLength <= Self.maxBytesPerSend
+        {
+            bytes += plain.lengths[end] + VXLAN.headerLength
+            end += 1
+        }
+        return end - first
+    }
+
     private func send(_ queues: TransmitQueues, _ portID: PortID, _ drops: PortDrops) {
         let remotes = endpoint.tunnel.remotes
         for i in 0..<plain.count {
-            let source = plain.sources[i]
+            let vni = queues.vni(portID, plain.sources[i])
             VXLAN.writeHeader(
-                vni: queues.vni(portID, source),
-                at: UnsafeMutableRawBufferPointer(start: headers + i * VXLAN.headerLength, count: VXLAN.headerLength))
+                vni: vni, at: UnsafeMutableRawBufferPointer(start: headers + i * VXLAN.headerLength, count: VXLAN.headerLength))
+            // A TSO segment also gets its header in the gap before it, where a GSO send reads it.
+            if plain.isSegment(i) {
+                VXLAN.writeHeader(
+                    vni: vni, at: UnsafeMutableRawBufferPointer(start: plain.starts[i] - VXLAN.headerLength, count: VXLAN.headerLength))
+            }
             failed[i] = false
         }
         // One pass per source-port socket: a flow's frames all leave from the socket its hash picks.
         for (socketIndex, fd) in senders.enumerated() {
             var count = 0
+            func fail(_ m: Int) {
+                for entry in owners[m]..<(owners[m] + spans[m]) { failed[entry] = true }
+                counters[Int(sources[m])].sendFailures &+= UInt64(spans[m])
+            }
             func flush() {
                 guard count > 0 else { return }
                 var first = 0
                 while first < count {
-                    let sent = tapestry_udp_send(
-                        fd, messages + first, Int32(count - first), destinations + first, endpoint.tunnel.udpPort)
+                    let sent = tapestry_udp_send_segments(
+                        fd, messages + first, Int32(count - first), destinations + first, endpoint.tunnel.udpPort,
+                        segmentSizes + first)
                     if sent > 0 {
                         for m in first..<(first + Int(sent)) {
                             let remote = Int(sources[m])
-                            counters[remote].framesOut &+= 1
-                            counters[remote].bytesOut &+= UInt64(messages[m].length)
+                            counters[remote].framesOut &+= UInt64(spans[m])
+                            counters[remote].bytesOut &+= UInt64(innerBytes[m])
                         }
                         first += Int(sent)
                         continue
@@ -250,32 +297,48 @@ final class VXLANPort {
                     if -sent == EINTR { continue }
                     if -sent == EAGAIN || -sent == ENOBUFS {
                         // The socket buffer is full: the rest of these copies are lost.
-                        for m in first..<count {
-                            failed[owners[m]] = true
-                            counters[Int(sources[m])].sendFailures &+= 1
-                        }
+                        for m in first..<count { fail(m) }
                         break
+                    }
+                    if segmentSizes[first] != 0 && (-sent == EIO || -sent == EINVAL || -sent == ENOPROTOOPT) {
+                        // The path does not take UDP GSO: these go out one by one from now on.
+                        gso = false
                     }
                     // This copy's remote refused it (no route, a smaller path MTU): only this
                     // copy is lost, the others still go.
-                    failed[owners[first]] = true
-                    counters[Int(sources[first])].sendFailures &+= 1
+                    fail(first)
                     first += 1
                 }
                 count = 0
             }
-            for i in 0..<plain.count {
+            var i = 0
+            while i < plain.count {
                 let source = plain.sources[i]
+                let span = run(from: i)
+                defer { i += span }
                 guard Int(queues.flowHash(portID, source) % UInt32(senders.count)) == socketIndex else { continue }
+                var bytes = 0
+                for entry in i..<(i + span) { bytes += plain.lengths[entry] }
                 for remote in endpoint.destinations(queues, source) {
                     if count == Int(TAPESTRY_BATCH_MAX) { flush() }
-                    messages[count] = tapestry_message(
-                        header: headers + i * VXLAN.headerLength, header_length: UInt32(VXLAN.headerLength),
-                        frame: plain.starts[i], capacity: 0, length: UInt32(plain.lengths[i]), flags: 0, vlan_tci: 0,
-                        vlan_tpid: 0)
+                    if span > 1 {
+                        // The segments and their headers back to back: the kernel cuts them apart.
+                        messages[count] = tapestry_message(
+                            header: nil, header_length: 0, frame: plain.starts[i] - VXLAN.headerLength, capacity: 0,
+                            length: UInt32(bytes + span * VXLAN.headerLength), flags: 0, vlan_tci: 0, vlan_tpid: 0)
+                        segmentSizes[count] = UInt16(plain.lengths[i] + VXLAN.headerLength)
+                    } else {
+                        messages[count] = tapestry_message(
+                            header: headers + i * VXLAN.headerLength, header_length: UInt32(VXLAN.headerLength),
+                            frame: plain.starts[i], capacity: 0, length: UInt32(plain.lengths[i]), flags: 0, vlan_tci: 0,
+                            vlan_tpid: 0)
+                        segmentSizes[count] = 0
+                    }
                     destinations[count] = remotes[remote].rawValue
                     sources[count] = UInt32(remote)  // reused: the remote of each message
                     owners[count] = i
+                    spans[count] = span
+                    innerBytes[count] = bytes
                     count += 1
                 }
             }

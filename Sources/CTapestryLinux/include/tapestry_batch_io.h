@@ -76,4 +76,10 @@ int tapestry_udp_recv(int fd, struct tapestry_message *messages, int count, uint
 // were sent; when the first fails, -errno.
 int tapestry_udp_send(int fd, struct tapestry_message *messages, int count, const uint32_t *destinations, uint16_t port);
 
+// As tapestry_udp_send, and message i with `segment_sizes[i]` not 0 is a UDP GSO send: its
+// bytes are datagrams of that many bytes back to back (the last may be shorter), cut apart by the
+// kernel (UDP_SEGMENT, Linux 4.18 and later).
+int tapestry_udp_send_segments(int fd, struct tapestry_message *messages, int count, const uint32_t *destinations,
+                               uint16_t port, const uint16_t *segment_sizes);
+
 #endif
