@@ -81,10 +81,13 @@ enum LivePort {
 
     /// Sends `port`'s transmit queue, reporting what it could not send to `drops`: the one send of
     /// every port kind. `plain` is the TAP ports' scratch for `--no-offloads`.
-    func transmit(_ queues: TransmitQueues, _ port: PortID, _ drops: PortDrops, plain: PlainFrames) -> PortOutcome {
+    /// `merge`: TAP devices merge TCP segments into TSO frames (`MergeBuffer`).
+    func transmit(
+        _ queues: TransmitQueues, _ port: PortID, _ drops: PortDrops, plain: PlainFrames, merge: MergeBuffer? = nil
+    ) -> PortOutcome {
         switch self {
         case .tap(let device):
-            return device.transmit(queues, port, drops, plain: plain).map { .failed($0) } ?? .ok
+            return device.transmit(queues, port, drops, plain: plain, merge: merge).map { .failed($0) } ?? .ok
         case .stream(let socket):
             guard let broken = socket.transmit(queues, port, drops) else { return .ok }
             return .lifecycle(socket.broke(broken, drops))

@@ -84,6 +84,7 @@ extension LiveSwitch {
         core.drainFirewallLog(now: Self.wallClock()) { log($0) }
         let adoption = core.reload(to: new, now: Self.wallClock())
         slots = newSlots
+        tunnelPorts = core.configuration.ports.map { $0.tunnel != nil }
         reloads += 1
         var parts = ["reloaded '\(new.name)'"]
         // Kept socket ports take the new `peers` (checked from the next connection on; a

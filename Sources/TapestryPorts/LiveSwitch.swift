@@ -35,6 +35,10 @@ public final class LiveSwitch {
     private let reloadSignals: Int32
     /// TAP ports without offloads (`--no-offloads`) take plain frames, like QEMU's sockets.
     let plainForTaps = PlainFrames(gap: 0)
+    /// TCP segments that arrived through a tunnel, merged into TSO frames for TAP devices.
+    let mergeForTaps = MergeBuffer()
+    /// Per port: a VXLAN port (set at start and by a reload), read once per batch.
+    var tunnelPorts: [Bool] = []
     /// What ports report dropping; settled into the datapath's counters after each receive and send.
     let drops = PortDrops()
     let log: @Sendable (String) -> Void
@@ -81,6 +85,7 @@ public final class LiveSwitch {
         // later tables came from the heap and RSS grew with every reload.
         _ = tapestry_fix_mmap_threshold(256 * 1024)
         core = SwitchCore(topology: topology, hashKey: .random())
+        tunnelPorts = core.configuration.ports.map { $0.tunnel != nil }
         reloadSignals = tapestry_reload_signal_fd()
         stopSignals = tapestry_stop_signal_fd()
         guard stopSignals >= 0 else { throw PortError(port: "", operation: "signalfd", errno: errno) }
@@ -252,7 +257,11 @@ public final class LiveSwitch {
             }
             return
         }
-        handle(slots[Int(port)].port.transmit(queues, port, drops, plain: plainForTaps), on: port)
+        // Frames from a VXLAN port arrive cut to the underlay's MTU: the host behind a TAP device
+        // takes them merged back into TSO frames (other ports' frames go as they came).
+        let ingress = Int(core.batch.ingressPort)
+        let merge = ingress < tunnelPorts.count && tunnelPorts[ingress] ? mergeForTaps : nil
+        handle(slots[Int(port)].port.transmit(queues, port, drops, plain: plainForTaps, merge: merge), on: port)
         updateWritableInterest(port)
     }
 

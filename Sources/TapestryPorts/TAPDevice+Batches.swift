@@ -35,7 +35,11 @@ extension TAPDevice {
     /// Without offloads (`--no-offloads`), checksums are completed and TSO segments (from
     /// interface ports) cut in `plain` first. Nil, or why the device failed (the port goes down;
     /// the frames not sent are reported as `port-down`).
-    func transmit(_ queues: TransmitQueues, _ port: PortID, _ drops: PortDrops, plain: PlainFrames) -> String? {
+    /// With `merge`, consecutive TCP segments of one flow leave as one TSO frame
+    /// (`TCPCoalescing`): the host behind the device then takes, and acknowledges, them at once.
+    func transmit(
+        _ queues: TransmitQueues, _ port: PortID, _ drops: PortDrops, plain: PlainFrames, merge: MergeBuffer? = nil
+    ) -> String? {
         guard offloads else {
             var failure: String?
             plain.gather(queues, port, drops) {
@@ -61,24 +65,71 @@ extension TAPDevice {
             }
             return failure
         }
-        for index in 0..<queues.count(port) {
-            let bytes = queues.frameWithVirtioHeader(port, index)
+        let queued = queues.count(port)
+        var index = 0
+        while index < queued {
+            var span = 1
+            var bytes = queues.frameWithVirtioHeader(port, index)
+            if let merge, let (length, header) = merge.run(queues, port, from: index, span: &span) {
+                header.store(to: merge.area.baseAddress!)
+                bytes = UnsafeRawBufferPointer(rebasing: merge.area[0..<(VirtioNetHeader.length + length)])
+            }
+            defer { index += span }
             var written = Glibc.write(fileDescriptor, bytes.baseAddress, bytes.count)
             while written < 0, errno == EINTR { written = Glibc.write(fileDescriptor, bytes.baseAddress, bytes.count) }
             if written < 0 {
-                let length = bytes.count - VirtioNetHeader.length
                 if errno == EAGAIN || errno == ENOBUFS {
-                    drops.unsent(.txFull, bytes: length)
+                    for frame in index..<(index + span) { drops.unsent(.txFull, bytes: queues.frame(port, frame).count) }
                 } else {
                     let failure = "write failed: \(String(cString: strerror(errno)))"
-                    drops.unsent(.portDown, bytes: length)
-                    for rest in (index + 1)..<queues.count(port) {
-                        drops.unsent(.portDown, bytes: queues.frame(port, rest).count)
-                    }
+                    for rest in index..<queued { drops.unsent(.portDown, bytes: queues.frame(port, rest).count) }
                     return failure
                 }
             }
         }
         return nil
+    }
+}
+
+/// Room for one merged TSO frame and its virtio-net header, allocated once (`TCPCoalescing`).
+final class MergeBuffer {
+    let area: UnsafeMutableRawBufferPointer
+
+    init() { area = .allocate(byteCount: VirtioNetHeader.length + 65_535 + 14, alignment: 64) }
+    deinit { area.deallocate() }
+
+    /// Merges the run of segments starting at queued frame `index` into `area` (after the
+    /// header's room) when it has at least two; `span` is how many queued frames it took (1 when
+    /// nil: send frame `index` as it is).
+    func run(_ queues: TransmitQueues, _ port: PortID, from index: Int, span: inout Int) -> (Int, VirtioNetHeader)? {
+        span = 1
+        let queued = queues.count(port)
+        guard index + 1 < queued, queues.offload(port, index).isPlain else { return nil }
+        let head = queues.frame(port, index)
+        guard let first = TCPCoalescing.segment(head) else { return nil }
+        var sequence = first.nextSequence
+        var previous = first.payloadLength
+        var total = head.count
+        var end = index + 1
+        // PSH ends a run (Linux's GRO flushes on it).
+        var open = first.flags & TCPFlags.psh.rawValue == 0
+        while open, end < queued, end - index < TCPCoalescing.maxSegments, queues.offload(port, end).isPlain {
+            let next = queues.frame(port, end)
+            guard let segment = TCPCoalescing.segment(next),
+                TCPCoalescing.continues(head, first, next, segment, sequence: sequence, previousLength: previous),
+                total + segment.payloadLength - 14 <= 65_535
+            else { break }
+            total += segment.payloadLength
+            sequence = segment.nextSequence
+            previous = segment.payloadLength
+            open = segment.flags & TCPFlags.psh.rawValue == 0
+            end += 1
+        }
+        guard end - index >= 2 else { return nil }
+        let output = UnsafeMutableRawBufferPointer(rebasing: area[VirtioNetHeader.length...])
+        guard let (length, header) = TCPCoalescing.merge(count: end - index, frame: { queues.frame(port, index + $0) }, first, into: output)
+        else { return nil }
+        span = end - index
+        return (length, header)
     }
 }
