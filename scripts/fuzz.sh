@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TARGETS=(frame-parser datapath pcap topology stream segmentation control frame-syntax vxlan)
+TARGETS=(frame-parser datapath pcap topology stream segmentation control frame-syntax vxlan coalescing)
 
 if [ $# -lt 2 ]; then
   echo "usage: scripts/fuzz.sh TARGET|all SECONDS [libFuzzer options...]  (targets: ${TARGETS[*]})" >&2
@@ -48,6 +48,7 @@ max_len() {
     control) echo 1024 ;;
     frame-syntax) echo 4096 ;;
     vxlan) echo 2048 ;;
+    coalescing) echo 16384 ;;
   esac
 }
 

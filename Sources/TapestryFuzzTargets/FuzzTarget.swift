@@ -14,6 +14,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case control
     case frameSyntax = "frame-syntax"
     case vxlan
+    case coalescing
 
     /// Runs one input. Throws when an invariant fails (the driver turns that into a crash, which
     /// libFuzzer saves); a trap in the code under test crashes by itself.
@@ -28,6 +29,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .control: try ControlRequestTarget.run(data)
         case .frameSyntax: try FrameSyntaxTarget.run(data)
         case .vxlan: try VXLANTarget.run(data)
+        case .coalescing: try CoalescingTarget.run(data)
         }
     }
 

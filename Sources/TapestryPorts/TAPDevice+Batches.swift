@@ -103,33 +103,16 @@ final class MergeBuffer {
     /// nil: send frame `index` as it is).
     func run(_ queues: TransmitQueues, _ port: PortID, from index: Int, span: inout Int) -> (Int, VirtioNetHeader)? {
         span = 1
-        let queued = queues.count(port)
-        guard index + 1 < queued, queues.offload(port, index).isPlain else { return nil }
-        let head = queues.frame(port, index)
-        guard let first = TCPCoalescing.segment(head) else { return nil }
-        var sequence = first.nextSequence
-        var previous = first.payloadLength
-        var total = head.count
-        var end = index + 1
-        // PSH ends a run (Linux's GRO flushes on it).
-        var open = first.flags & TCPFlags.psh.rawValue == 0
-        while open, end < queued, end - index < TCPCoalescing.maxSegments, queues.offload(port, end).isPlain {
-            let next = queues.frame(port, end)
-            guard let segment = TCPCoalescing.segment(next),
-                TCPCoalescing.continues(head, first, next, segment, sequence: sequence, previousLength: previous),
-                total + segment.payloadLength - 14 <= 65_535
-            else { break }
-            total += segment.payloadLength
-            sequence = segment.nextSequence
-            previous = segment.payloadLength
-            open = segment.flags & TCPFlags.psh.rawValue == 0
-            end += 1
+        // Frames with offloads of their own (a guest's TSO) are sent as they are.
+        var plain = 0
+        while index + plain < queues.count(port), plain < TCPCoalescing.maxSegments, queues.offload(port, index + plain).isPlain {
+            plain += 1
         }
-        guard end - index >= 2 else { return nil }
+        guard let (count, first) = TCPCoalescing.run(count: plain, frame: { queues.frame(port, index + $0) }) else { return nil }
         let output = UnsafeMutableRawBufferPointer(rebasing: area[VirtioNetHeader.length...])
-        guard let (length, header) = TCPCoalescing.merge(count: end - index, frame: { queues.frame(port, index + $0) }, first, into: output)
+        guard let (length, header) = TCPCoalescing.merge(count: count, frame: { queues.frame(port, index + $0) }, first, into: output)
         else { return nil }
-        span = end - index
+        span = count
         return (length, header)
     }
 }

@@ -72,6 +72,34 @@ public enum TCPCoalescing {
             && same((l4 + 8)..<(l4 + 13)) && same((l4 + 14)..<(l4 + 16)) && same((l4 + 18)..<firstSegment.headerLength)
     }
 
+    /// The run that starts at `frame(0)`: how many of `frame(0..<count)` it takes (at least two,
+    /// at most `maxSegments`, a PSH segment last, at most 65,535 bytes of IPv4 in all) and the
+    /// first segment; nil when there is none.
+    public static func run(count: Int, frame: (Int) -> UnsafeRawBufferPointer) -> (span: Int, first: Segment)? {
+        guard count >= 2 else { return nil }
+        let head = frame(0)
+        guard let first = segment(head) else { return nil }
+        var sequence = first.nextSequence
+        var previous = first.payloadLength
+        var total = head.count
+        var end = 1
+        // PSH ends a run (Linux's GRO flushes on it).
+        var open = first.flags & TCPFlags.psh.rawValue == 0
+        while open, end < count, end < maxSegments {
+            let next = frame(end)
+            guard let candidate = segment(next),
+                continues(head, first, next, candidate, sequence: sequence, previousLength: previous),
+                total + candidate.payloadLength - l3 <= 65_535
+            else { break }
+            total += candidate.payloadLength
+            sequence = candidate.nextSequence
+            previous = candidate.payloadLength
+            open = candidate.flags & TCPFlags.psh.rawValue == 0
+            end += 1
+        }
+        return end >= 2 ? (end, first) : nil
+    }
+
     /// Writes the merged frame of `count` segments, `frame(0..<count)` (each one that `continues`
     /// the run), into `output` and returns its length and the virtio-net header to send it with;
     /// nil when it does not fit `output` or would exceed IPv4's 65,535 bytes.
