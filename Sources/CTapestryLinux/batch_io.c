@@ -273,31 +273,6 @@ int tapestry_udp_recv(int fd, struct tapestry_message *messages, int count, uint
     return received;
 }
 
-int tapestry_udp_send(int fd, struct tapestry_message *messages, int count, const uint32_t *destinations, uint16_t port) {
-    struct mmsghdr headers[TAPESTRY_BATCH_MAX];
-    struct iovec iov[TAPESTRY_BATCH_MAX][2];
-    struct sockaddr_in to[TAPESTRY_BATCH_MAX];
-    int sent = 0;
-    while (sent < count) {
-        int chunk = count - sent < TAPESTRY_BATCH_MAX ? count - sent : TAPESTRY_BATCH_MAX;
-        for (int i = 0; i < chunk; i++) {
-            memset(&to[i], 0, sizeof to[i]);
-            to[i].sin_family = AF_INET;
-            to[i].sin_port = htons(port);
-            to[i].sin_addr.s_addr = htonl(destinations[sent + i]);
-            fill_header(&headers[i], iov[i], &messages[sent + i], 0, &to[i], sizeof to[i]);
-        }
-        int done = sendmmsg(fd, headers, (unsigned)chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (done < 0) {
-            if (errno == EINTR) continue;
-            return sent > 0 ? sent : -errno;
-        }
-        sent += done;
-        if (done < chunk) break;
-    }
-    return sent;
-}
-
 int tapestry_udp_send_segments(int fd, struct tapestry_message *messages, int count, const uint32_t *destinations,
                                uint16_t port, const uint16_t *segment_sizes) {
     struct mmsghdr headers[TAPESTRY_BATCH_MAX];

@@ -47,6 +47,22 @@ import Glibc
 
     static func controlPath(_ lab: LiveLab) -> String { "\(NSTemporaryDirectory())\(lab.name("ctl")).sock" }
 
+    /// A switch with host h1 on a tap port and one vxlan port (its socket in namespace u), both
+    /// in network web (VNI 5010).
+    static func oneTunnel(_ lab: LiveLab, local: String, remotes: [String]) -> String {
+        """
+        name: \(lab.prefix)
+        control: \(controlPath(lab))
+        networks: { web: { vlan: 10, vni: 5010 } }
+        ports:
+          h1: { tap: \(lab.name("h1")), network: web, netns: \(lab.name("h1")) }
+          dc2:
+            vxlan: { local: \(local), remotes: [\(remotes.joined(separator: ", "))] }
+            netns: \(lab.name("u"))
+            network: web
+        """
+    }
+
     @Test func linuxVXLANPeerPingsAndCarriesTCPBothWays() throws {
         if LiveLab.skip("linuxVXLANPeerPingsAndCarriesTCPBothWays") { return }
         let lab = LiveLab()
@@ -54,17 +70,7 @@ import Glibc
         try lab.addHosts(["h1", "u", "r1"])
         Self.underlay(lab, local: "10.0.99.1", remotes: [("r1", 98)])
         Self.linuxVXLAN(lab, "r1", device: "vx0", vni: 5010, local: "10.0.98.2", remote: "10.0.99.1", address: "10.0.50.2/24")
-        try lab.start(topology: """
-            name: \(lab.prefix)
-            control: \(Self.controlPath(lab))
-            networks: { web: { vlan: 10, vni: 5010 } }
-            ports:
-              h1: { tap: \(lab.name("h1")), network: web, netns: \(lab.name("h1")) }
-              dc2:
-                vxlan: { local: 10.0.99.1, remotes: [10.0.98.2] }
-                netns: \(lab.name("u"))
-                network: web
-            """)
+        try lab.start(topology: Self.oneTunnel(lab, local: "10.0.99.1", remotes: ["10.0.98.2"]))
         lab.address("h1", "10.0.50.1/24", mtu: 1450)
         let ping = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.50.2", in: "h1")
         #expect(ping.status == 0, "h1 -> Linux vxlan peer: \(ping.output)")
@@ -175,17 +181,7 @@ import Glibc
         lab.sh("ip -n \(lab.name("r1")) addr add 10.0.98.9/24 dev \(lab.prefix)r98")
         Self.linuxVXLAN(lab, "r1", device: "vx8", vni: 5010, local: "10.0.98.9", remote: "10.0.99.1", address: "10.0.50.8/24")
         Self.linuxVXLAN(lab, "r1", device: "vx7", vni: 7777, local: "10.0.98.2", remote: "10.0.99.1", address: "10.0.70.7/24")
-        try lab.start(topology: """
-            name: \(lab.prefix)
-            control: \(Self.controlPath(lab))
-            networks: { web: { vlan: 10, vni: 5010 } }
-            ports:
-              h1: { tap: \(lab.name("h1")), network: web, netns: \(lab.name("h1")) }
-              dc2:
-                vxlan: { local: 10.0.99.1, remotes: [10.0.98.2] }
-                netns: \(lab.name("u"))
-                network: web
-            """)
+        try lab.start(topology: Self.oneTunnel(lab, local: "10.0.99.1", remotes: ["10.0.98.2"]))
         lab.address("h1", "10.0.50.1/24", mtu: 1450)
         // Each ping's ARP requests leave r1 through the tunnel and are refused at the switch.
         #expect(lab.sh("ping -c 3 -i 0.2 -W 1 -I vx8 10.0.50.1", in: "r1").status != 0, "an unlisted source gets no answer")
@@ -314,17 +310,7 @@ import Glibc
             #expect(result.status == 0, "\(command): \(result.output)")
             if result.status != 0 { return }
         }
-        try lab.start(topology: """
-            name: \(lab.prefix)
-            control: \(Self.controlPath(lab))
-            networks: { web: { vlan: 10, vni: 5010 } }
-            ports:
-              h1: { tap: \(lab.name("h1")), network: web, netns: \(lab.name("h1")) }
-              dc2:
-                vxlan: { local: 10.0.98.1, remotes: [10.0.98.2] }
-                netns: \(u)
-                network: web
-            """)
+        try lab.start(topology: Self.oneTunnel(lab, local: "10.0.98.1", remotes: ["10.0.98.2"]))
         lab.address("h1", "10.0.50.1/24", mtu: 1450)
         let ping = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.50.2", in: "h1")
         #expect(ping.status == 0, "h1 -> the host behind Open vSwitch: \(ping.output)\n\(lab.sh("tail -5 \(ovs)/vswitchd.log").output)")

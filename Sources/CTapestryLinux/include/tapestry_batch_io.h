@@ -72,13 +72,10 @@ int tapestry_udp_open(const char *netns, uint32_t local, uint16_t port, const ch
 // 0 when not IPv4). Returns how many, 0 when none is waiting, or -errno.
 int tapestry_udp_recv(int fd, struct tapestry_message *messages, int count, uint32_t *sources);
 
-// Sends message i to `destinations[i]`:`port` (host order), header then frame. Returns how many
-// were sent; when the first fails, -errno.
-int tapestry_udp_send(int fd, struct tapestry_message *messages, int count, const uint32_t *destinations, uint16_t port);
-
-// As tapestry_udp_send, and message i with `segment_sizes[i]` not 0 is a UDP GSO send: its
+// Sends message i to `destinations[i]`:`port` (host order), header then frame; message i with
+// `segment_sizes[i]` not 0 is a UDP GSO send: its
 // bytes are datagrams of that many bytes back to back (the last may be shorter), cut apart by the
-// kernel (UDP_SEGMENT, Linux 4.18 and later).
+// kernel (UDP_SEGMENT, Linux 4.18 and later). Returns how many were sent; when the first fails, -errno.
 int tapestry_udp_send_segments(int fd, struct tapestry_message *messages, int count, const uint32_t *destinations,
                                uint16_t port, const uint16_t *segment_sizes);
 

@@ -159,12 +159,7 @@ public final class MACTable {
     /// The port `mac` was learned on in `network`, unless it has aged out.
     @inline(__always)
     public func lookup(_ network: NetworkID, _ mac: MACAddress, now: Timestamp) -> PortID? {
-        guard let cell = find(Self.key(network, mac)) else { return nil }
-        if now.nanoseconds &- cells[cell].lastSeen >= agingNanoseconds {
-            remove(cell: cell)
-            return nil
-        }
-        return cells[cell].port
+        locate(network, mac, now: now)?.port
     }
 
     /// The port and remote `mac` was learned on in `network`, unless it has aged out.
