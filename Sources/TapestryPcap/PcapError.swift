@@ -28,7 +28,7 @@ public struct PcapError: Error, CustomStringConvertible, Sendable, Equatable {
         case .notEthernet(let linkType, let name):
             return "\(path): link type \(name) (\(linkType)) is not Ethernet (EN10MB, 1); only a vxlan port's captures (in replay and trace) may be raw IPv4"
         case .notRawIPv4(let linkType, let name):
-            return "\(path): link type \(name) (\(linkType)) is not raw IPv4 (IPV4, 228, or RAW, 101); a vxlan port replays the underlay's IPv4 packets (tcpdump -w on the underlay with -y RAW, or the output of a replay)"
+            return "\(path): link type \(name) (\(linkType)) is neither raw IPv4 (IPV4, 228, or RAW, 101) nor Ethernet; a vxlan port replays the underlay's IPv4 packets, from either"
         case .truncated: return "\(path): capture is damaged or truncated: \(detail)"
         case .cannotWrite: return "\(path): cannot write capture: \(detail)"
         case .timestampOutOfRange(let frame):

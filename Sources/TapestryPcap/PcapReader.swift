@@ -5,12 +5,17 @@ import CPcap
 public final class PcapReader {
     public enum LinkType: Sendable, Equatable {
         case ethernet
-        /// Raw IPv4 packets: link type IPV4 (228), or RAW (101) holding IPv4.
+        /// Raw IPv4 packets: link type IPV4 (228), or RAW (101) holding IPv4. A reader asked for
+        /// them also takes an Ethernet capture (one taken on the underlay's interface) and hands
+        /// out its IPv4 packets without their Ethernet header (and one 802.1Q tag).
         case rawIPv4
     }
 
     public let path: String
+    /// What the reader hands out.
     public let linkType: LinkType
+    /// What the file holds (Ethernet for an underlay capture taken on an Ethernet interface).
+    public let fileLinkType: LinkType
     private let handle: OpaquePointer
     /// Timestamps must lie strictly within this many nanoseconds of 1970 (2^62: from 1824 to
     /// 2116). The datapath adds timeouts of up to 2^31 seconds to the clock and subtracts clock
@@ -33,7 +38,7 @@ public final class PcapReader {
             throw PcapError(.cannotOpen, path: path, detail: String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         let found = pcap_datalink(handle)
-        let matches = linkType == .ethernet ? found == DLT_EN10MB : (found == DLT_IPV4 || found == DLT_RAW)
+        let matches = found == DLT_EN10MB || (linkType == .rawIPv4 && (found == DLT_IPV4 || found == DLT_RAW))
         guard matches else {
             let name = pcap_datalink_val_to_name(found).map { String(cString: $0) } ?? "unknown"
             pcap_close(handle)
@@ -42,6 +47,7 @@ public final class PcapReader {
             throw PcapError(code, path: path, detail: "")
         }
         self.linkType = linkType
+        fileLinkType = found == DLT_EN10MB ? .ethernet : .rawIPv4
         self.handle = handle
     }
 
@@ -76,9 +82,19 @@ public final class PcapReader {
             guard !overflow, !overflowAdding, nanoseconds > -Self.timestampLimit, nanoseconds < Self.timestampLimit else {
                 throw PcapError(.timestampOutOfRange(frame: framesRead), path: path, detail: "\(seconds) s + \(fraction) ns")
             }
-            return Record(
-                timestampNanoseconds: nanoseconds, bytes: UnsafeRawBufferPointer(start: data, count: captured),
-                originalLength: Int(header.pointee.len))
+            var bytes = UnsafeRawBufferPointer(start: data, count: captured)
+            var originalLength = Int(header.pointee.len)
+            if linkType == .rawIPv4 && fileLinkType == .ethernet {
+                // The IPv4 packet inside the frame; anything else stays as it is (and is then
+                // refused as not IPv4).
+                func type(at offset: Int) -> UInt16 { UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1]) }
+                var skip = 0
+                if captured >= 14 && type(at: 12) == 0x0800 { skip = 14 }
+                if captured >= 18 && type(at: 12) == 0x8100 && type(at: 16) == 0x0800 { skip = 18 }
+                bytes = UnsafeRawBufferPointer(rebasing: bytes[skip...])
+                originalLength = max(0, originalLength - skip)
+            }
+            return Record(timestampNanoseconds: nanoseconds, bytes: bytes, originalLength: originalLength)
         case PCAP_ERROR_BREAK:
             return nil
         default:

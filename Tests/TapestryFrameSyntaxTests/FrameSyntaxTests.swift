@@ -86,7 +86,7 @@ import Yams
         var frames = 0
         var raw = 0
         for capture in captures {
-            let underlay = (try? PcapReader(path: capture.path, linkType: .rawIPv4)) != nil
+            let underlay = (try? PcapReader(path: capture.path, linkType: .rawIPv4))?.fileLinkType == .rawIPv4
             let reader = try PcapReader(path: capture.path, linkType: underlay ? .rawIPv4 : .ethernet)
             while let record = try reader.next() {
                 var bytes = Array(record.bytes)
