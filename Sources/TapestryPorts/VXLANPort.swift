@@ -28,6 +28,8 @@ final class VXLANPort {
     var endpoint: VXLANEndpoint {
         didSet {
             plain.maxFrameLength = endpoint.maxInnerFrame
+            // A new topology may route the tunnel elsewhere: try GSO again.
+            gso = true
             // Counters follow their remote's address; the table is sized for the new list.
             let oldRemotes = oldValue.tunnel.remotes
             let old = Array(UnsafeBufferPointer(start: counters, count: oldRemotes.count))
@@ -170,7 +172,8 @@ final class VXLANPort {
 
     /// The local ports frames leave from, for `ctl show`.
     var sourcePortList: [UInt16] {
-        senders.compactMap { fd in
+        guard !closed else { return [] }
+        return senders.compactMap { fd in
             var address = sockaddr_in()
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
             let status = withUnsafeMutablePointer(to: &address) {

@@ -10,7 +10,9 @@ import Glibc
 /// fragmentation, the same addresses, ports, TOS, TTL, DF, acknowledgement, window and TCP
 /// options (timestamps included), flags ACK only (PSH allowed on the last segment, which then
 /// ends the run), each segment's sequence number where the previous one ended, every segment as
-/// long as the first but the last, which may be shorter. Each segment's IPv4 header and TCP
+/// long as the first but the last, which may be shorter, and IPv4 identifications counting up
+/// from the first's (or, with DF, all equal to it), which is what cutting the merged frame again
+/// gives back. Each segment's IPv4 header and TCP
 /// checksums are verified first: the merged frame's checksum is left for the receiver to trust
 /// (partial), so a segment with a bad checksum must not hide in it.
 public enum TCPCoalescing {
@@ -52,15 +54,20 @@ public enum TCPCoalescing {
             headerLength: l4 + tcpLength, payloadLength: frame.count - l4 - tcpLength, sequence: frame.u32(l4 + 4), flags: flags)
     }
 
-    /// Whether `next` (a segment) continues `first`'s run whose previous segment ended at
-    /// `sequence` and was `previousLength` long.
+    /// Whether `next` (a segment) continues `first`'s run as its segment number `position`
+    /// (the first is 0), the previous segment having ended at `sequence` and been
+    /// `previousLength` long.
     public static func continues(
         _ first: UnsafeRawBufferPointer, _ firstSegment: Segment, _ next: UnsafeRawBufferPointer, _ nextSegment: Segment,
-        sequence: UInt32, previousLength: Int
+        position: Int, sequence: UInt32, previousLength: Int
     ) -> Bool {
         guard nextSegment.headerLength == firstSegment.headerLength, nextSegment.sequence == sequence,
             previousLength == firstSegment.payloadLength, nextSegment.payloadLength <= firstSegment.payloadLength
         else { return false }
+        let id = first.u16(l3 + 4)
+        let nextID = next.u16(l3 + 4)
+        let dontFragment = first[l3 + 6] & 0x40 != 0
+        guard nextID == id &+ UInt16(truncatingIfNeeded: position) || (dontFragment && nextID == id) else { return false }
         // MACs and EtherType, TOS, then flags/fragment, TTL and protocol, addresses, ports,
         // acknowledgement, data offset, window, urgent pointer and options: all equal. The
         // lengths, identification and checksums may differ, and the flags (checked per segment).
@@ -88,7 +95,7 @@ public enum TCPCoalescing {
         while open, end < count, end < maxSegments {
             let next = frame(end)
             guard let candidate = segment(next),
-                continues(head, first, next, candidate, sequence: sequence, previousLength: previous),
+                continues(head, first, next, candidate, position: end, sequence: sequence, previousLength: previous),
                 total + candidate.payloadLength - l3 <= 65_535
             else { break }
             total += candidate.payloadLength

@@ -23,7 +23,8 @@ import TapestryWire
             guard let next,
                 frames[0].withUnsafeBytes({ head in
                     frames[count].withUnsafeBytes {
-                        TCPCoalescing.continues(head, first, $0, next, sequence: sequence, previousLength: previous)
+                        TCPCoalescing.continues(
+                            head, first, $0, next, position: count, sequence: sequence, previousLength: previous)
                     }
                 })
             else { break }
