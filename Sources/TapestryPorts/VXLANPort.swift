@@ -202,6 +202,9 @@ final class VXLANPort {
             wanted += 1
         }
         guard wanted > 0 else { return nil }
+        // One copy of the endpoint per batch: reading the stored property per packet would
+        // retain and release its tables each time.
+        let endpoint = self.endpoint
         let received = tapestry_udp_recv(descriptor, messages, Int32(wanted), sources)
         if received < 0 { return -received == EINTR ? nil : -received }
         for index in 0..<Int(received) {
@@ -262,6 +265,7 @@ final class VXLANPort {
     }
 
     private func send(_ queues: TransmitQueues, _ portID: PortID, _ drops: PortDrops) {
+        let endpoint = self.endpoint  // once per batch, as in `receive`
         let remotes = endpoint.tunnel.remotes
         for i in 0..<plain.count {
             let vni = queues.vni(portID, plain.sources[i])
