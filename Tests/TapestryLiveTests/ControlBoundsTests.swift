@@ -22,8 +22,10 @@ import Glibc
     /// (HZ 250, no IRQ time accounting, hypervisor steal) a quiet ping shows 4 ms gaps, and one
     /// turn in a few hundred was seen at 3.3 ms under load, so the test allows 5 ms; the typical
     /// turn is 0.1-0.3 ms (printed). The ping bound above is the end-to-end check.
-    static let worstWork = 0.005
-    static let worstPause = 0.005
+    /// Under ThreadSanitizer a turn was seen at 2.3 ms of CPU and 8.9 ms of wall time on CI's
+    /// 2 cores (every memory access is instrumented), so sanitizer builds allow four times more.
+    static let worstWork = LiveLab.sanitized ? 0.020 : 0.005
+    static let worstPause = LiveLab.sanitized ? 0.020 : 0.005
 
     func start(_ lab: LiveLab, control: String, metricsPort: Int) throws {
         try lab.addHosts(["a1", "a2"])
