@@ -89,9 +89,14 @@ import Glibc
             return
         }
         for (server, client, address) in [("r1", "h1", "10.0.50.2"), ("h1", "r1", "10.0.50.1")] {
-            let process = try lab.background("iperf3 -s -1 -p 5201", in: server)
-            usleep(300_000)
-            let run = lab.sh("iperf3 -c \(address) -p 5201 -t 2 -J", in: client)
+            let process = try lab.background("timeout 60 iperf3 -s -1 -p 5201", in: server)
+            // The server may not listen yet on a loaded machine: a refused connection does not
+            // use up its one client, so try again (the server's timeout ends it if none comes).
+            var run = (status: Int32(1), output: "")
+            for _ in 0..<5 where run.status != 0 {
+                usleep(300_000)
+                run = lab.sh("iperf3 -c \(address) -p 5201 -t 2 -J", in: client)
+            }
             process.wait()
             let json = try? JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any]
             let received = ((json?["end"] as? [String: Any])?["sum_received"] as? [String: Any])
@@ -242,7 +247,7 @@ import Glibc
         let ping = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.50.2", in: "h1")
         #expect(ping.status == 0, "h1 (site a) -> h2 (site b): \(ping.output)")
         guard lab_has("iperf3") else { return }
-        let server = try lab.background("iperf3 -s -1 -p 5201", in: "h2")
+        let server = try lab.background("timeout 60 iperf3 -s -1 -p 5201", in: "h2")
         usleep(300_000)
         let run = lab.sh("iperf3 -c 10.0.50.2 -p 5201 -t 2 -J", in: "h1")
         server.wait()
@@ -317,7 +322,7 @@ import Glibc
         let back = lab.sh("ping -c 3 -i 0.2 -W 2 10.0.50.1", in: "oh")
         #expect(back.status == 0, "the host behind Open vSwitch -> h1: \(back.output)")
         guard lab_has("iperf3") else { return }
-        let server = try lab.background("iperf3 -s -1 -p 5201", in: "oh")
+        let server = try lab.background("timeout 60 iperf3 -s -1 -p 5201", in: "oh")
         usleep(300_000)
         let run = lab.sh("iperf3 -c 10.0.50.2 -p 5201 -t 2 -J", in: "h1")
         server.wait()
