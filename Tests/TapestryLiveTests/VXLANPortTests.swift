@@ -113,8 +113,10 @@ import Glibc
             defer { lab.sh("rm -rf \(directory)") }
             let server = try lab.background("cd \(directory) && exec python3 -m http.server 8080 --bind 10.0.50.2", in: "r1")
             defer { kill(server.pid, SIGTERM) }
-            var fetched = (status: Int32(1), output: "")
-            for _ in 0..<20 where fetched.status != 0 {
+            // Retry only while the server is not listening yet (curl's 7): any other failure
+            // is the result, not a reason to spend another 30 s.
+            var fetched = (status: Int32(7), output: "")
+            for _ in 0..<20 where fetched.status == 7 {
                 usleep(200_000)
                 fetched = lab.sh("curl -sf --max-time 30 -o \(directory)/fetched http://10.0.50.2:8080/blob && sha256sum < \(directory)/fetched", in: "h1")
             }
