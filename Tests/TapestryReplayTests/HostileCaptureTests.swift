@@ -6,7 +6,7 @@ import TapestryTestSupport
 import TapestryTopology
 import TapestryWire
 
-/// Capture files are untrusted (CONTRACT "Trust and bounds"): a timestamp nanoseconds in an
+/// Capture files are untrusted (docs/security.md): a timestamp nanoseconds in an
 /// Int64 cannot hold is an error naming the file and frame, and timestamps before 1970 (a pcapng
 /// `if_tsoffset`) replay and trace without trapping.
 @Suite struct HostileCaptureTests {
