@@ -117,6 +117,12 @@ final class LiveLab {
         try lab.background(command, in: name(short))
     }
 
+    /// `iperf3 -s -1` in host `short`: a server for one client that ends after 60 s if none
+    /// comes, so a client that failed fails its test instead of leaving `wait()` hanging.
+    func iperf3Server(in short: String, port: Int = 5201) throws -> ChildProcess {
+        try background("timeout 60 iperf3 -s -1 -p \(port)", in: short)
+    }
+
     /// Sends SIGHUP (reload) to the switch this lab started.
     func hangUp() { lab.hangUp() }
 

@@ -62,7 +62,7 @@ import Testing
         lab.address("a2", "10.0.0.2/24", mtu: 9000)
         let jumbo = lab.sh("ping -c 2 -i 0.2 -W 2 -M do -s 8972 10.0.0.2", in: "a1")
         #expect(jumbo.status == 0, "9000-byte frames cross unfragmented: \(jumbo.output)")
-        let server = try lab.background("timeout 60 iperf3 -s -1 -p 5201", in: "a2")
+        let server = try lab.iperf3Server(in: "a2")
         usleep(300_000)
         let client = lab.sh("iperf3 -c 10.0.0.2 -p 5201 -t 2 -J", in: "a1")
         server.wait()
@@ -190,7 +190,7 @@ import Testing
                     - { action: allow, proto: tcp, src: [10.0.0.1, 10.0.0.3], dst: 10.0.0.2, dport: [5201, 5203] }
                     - { action: drop, proto: udp, dport: 9 }
                 """)
-        let allowed = try lab.background("timeout 60 iperf3 -s -1 -p 5201", in: "a2")
+        let allowed = try lab.iperf3Server(in: "a2")
         usleep(300_000)
         let good = lab.sh("iperf3 -c 10.0.0.2 -p 5201 -t 1 --connect-timeout 2000", in: "a1")
         allowed.wait()
@@ -398,7 +398,7 @@ import Testing
         let binary = try #require(LiveLab.binary).path
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(lab.prefix).yaml")
 
-        let server = try lab.background("timeout 60 iperf3 -s -1 -p 5201", in: "a2")
+        let server = try lab.iperf3Server(in: "a2")
         usleep(300_000)
         let result = FileManager.default.temporaryDirectory.appendingPathComponent("\(lab.prefix)-iperf.json")
         let client = try lab.background("iperf3 -c 10.0.0.2 -p 5201 -t 4 -J > \(result.path)", in: "a1")

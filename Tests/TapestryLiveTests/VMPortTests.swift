@@ -39,7 +39,7 @@ import Glibc
     }
 
     func iperf(_ lab: LiveLab, from client: String, to server: String, address: String, reverse: Bool = false) throws -> (bytes: Double, rate: Double) {
-        let listener = try lab.background("timeout 60 iperf3 -s -1 -p 5201", in: server)
+        let listener = try lab.iperf3Server(in: server)
         usleep(300_000)
         let run = lab.sh("iperf3 -c \(address) -p 5201 -t 2 -J \(reverse ? "-R" : "")", in: client)
         listener.wait()
