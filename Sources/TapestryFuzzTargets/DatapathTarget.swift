@@ -33,7 +33,8 @@ import TapestryWire
 /// is decapsulated as replay does it (`VXLANEndpoint.admitUnderlay`): flags bit 1 wraps the
 /// frame in valid outer headers first (from remote bit 2, VNI of lan or dmz by bit 3, or bit 4
 /// an unknown VNI), otherwise the bytes are the outer packet as they are; what the tunnel
-/// refuses is a `tunnel` drop. Every frame queued on `v` is encapsulated for each remote it goes
+/// refuses is a `tunnel` drop. With bit 2 of byte 0, the inner frame's checksums are made valid
+/// (before wrapping, or after decapsulating the bytes as they came). Every frame queued on `v` is encapsulated for each remote it goes
 /// to: the outer packet decodes, carries the frame unchanged and fits the MTU, or the frame is
 /// longer than the MTU allows and none is made.
 enum DatapathTarget {
@@ -208,7 +209,7 @@ enum DatapathTarget {
             }
             if let tunnel = tunnels[Int(port)] {
                 var packet = Array(frame)
-                if fixChecksums { packet.withUnsafeMutableBytes { Checksums.fix($0) } }
+                if fixChecksums && flags & 2 != 0 { packet.withUnsafeMutableBytes { Checksums.fix($0) } }
                 if flags & 2 != 0 {
                     let vni: UInt32 = flags & 16 != 0 ? 7777 : flags & 8 != 0 ? 20 : 10
                     let remote = tunnel.tunnel.remotes[Int(flags >> 2) & 1]
@@ -231,6 +232,11 @@ enum DatapathTarget {
                 try require(
                     admitted.inner.lowerBound >= VXLAN.underlayHeaderLength && admitted.inner.upperBound == packet.count
                         || flags & 2 == 0, "a wrapped frame admitted as \(admitted.inner) of \(packet.count) bytes")
+                // Unwrapped input is an outer packet, so the fix above did not reach the inner
+                // frame; the checksum invariant needs it valid too.
+                if fixChecksums && flags & 2 == 0 {
+                    packet.withUnsafeMutableBytes { Checksums.fix(UnsafeMutableRawBufferPointer(rebasing: $0[admitted.inner])) }
+                }
                 batch.ingressPort = port
                 batchTime = now
                 packet.withUnsafeBytes {
