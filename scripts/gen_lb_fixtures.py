@@ -28,8 +28,15 @@ Load-balancer model (what the expected outputs encode):
 5. Forward: IP dst, dst port, eth dst -> backend's; checksums recomputed from scratch
    (scapy). 6. Replies (backend ip:port -> client ip:port): IP src, src port, eth src ->
    VIP's / LB MAC; checksums recomputed. L2 never learns the LB MAC.
-7. Backend MAC unknown: the frame becomes a 60-byte ARP request from the VIP, flooded to
-   every port of the network including the ingress port (PCP 0); counted lb_unresolved.
+7. Backend MAC unknown: the frame (destination IP and port already the backend's) is held,
+   up to 16 per backend (beyond: `no-service`), counted lb_unresolved. If no ARP request for
+   that backend went out in the last second, the frame's place is taken by a 60-byte ARP request
+   from the VIP, flooded to every port of the network including the ingress port (PCP 0);
+   otherwise nothing leaves for it. After each frame: held frames that waited 3 s or more are
+   dropped (`no-service`), then the held frames of every backend whose MAC is now known leave
+   in arrival order (backends in balancer and list order), with the backend's MAC as
+   destination, through L2 forwarding from their ingress port (not learned again) and egress
+   with the tag they arrived with.
 8. Anything else IPv4 to a VIP: `no-service`.
 Decisions where the brief was silent: an ARP reply whose target IP is a VIP is consumed
 (not forwarded; not a drop); L2 learns the arriving source MAC of every frame the LB
@@ -214,6 +221,8 @@ class LbStage:
         self.backend_mac = {}   # (network, IPv4Address) -> mac text
         self.conns = {}         # (network, proto, client, cport, vip, vport) -> LbConn
         self.unresolved = 0
+        self.held = {}          # (network, IPv4Address) -> [(held_at, port, frame as it arrived, rewritten)]
+        self.asked = {}         # (network, IPv4Address) -> time of the last ARP request
 
     def is_backend(self, net, address):
         return any(lb.network == net and any(b.ip == address for b in lb.backends) for lb in self.lbs)
@@ -280,7 +289,8 @@ class LbStage:
         return None
 
     def handle(self, now, net, stripped):
-        """('forward', frame, source_learnable) | ('answer', frame) | ('flood', frame) | ('consume', None)."""
+        """('forward', frame, source_learnable) | ('answer', frame) | ('consume', None) |
+        ('flood', ARP request, (backend key, frame to hold)) | ('hold', None, (backend key, frame to hold))."""
         et = u16(stripped, 12)
         if et == ETH_ARP:
             if len(stripped) >= 42 and stripped[14:20] == bytes([0, 1, 8, 0, 6, 4]):
@@ -320,7 +330,15 @@ class LbStage:
         bmac = self.backend_mac.get((net, b.ip))
         if bmac is None:                                            # rule 7
             self.unresolved += 1
-            return "flood", arp_from_vip(lb, b.ip)
+            key = (net, b.ip)
+            if len(self.held.get(key, [])) >= 16:
+                raise l2.Drop("no-service")
+            held = (key, rewrite(stripped, ip_dst=b.ip, dport=b.port))
+            last = self.asked.get(key)
+            if last is not None and 0 <= now - last < US:
+                return "hold", None, held
+            self.asked[key] = now
+            return "flood", arp_from_vip(lb, b.ip), held
         return "forward", rewrite(stripped, eth_dst=bmac, ip_dst=b.ip, dport=b.port), True   # rule 5
 
 
@@ -347,6 +365,9 @@ class LbSwitch(l2.Switch):
             self.drops[d.reason] = self.drops.get(d.reason, 0) + 1
             return
         kind, out = result[0], result[1]
+        if kind in ("hold", "flood"):
+            key, rewritten = result[2]
+            self.lb.held.setdefault(key, []).append((now, pname, frame, rewritten))
         if kind == "forward":
             if not result[2]:
                 assert out[6:12] in self.lb_macs
@@ -356,12 +377,31 @@ class LbSwitch(l2.Switch):
         src = stripped[6:12]
         if not src[0] & 1:
             self.learn(net, src, pname, now)
+        if kind == "hold":
+            return
         if kind == "answer":
             self.out[pname].append((now, l2.egress(self.topo, pname, net, out, pcp, dei)))
         elif kind == "flood":
             for p, _ in self.topo.ports:
                 if net in self.topo.port_networks(p):
                     self.out[p].append((now, l2.egress(self.topo, p, net, out, 0, 0)))
+
+    def after_frame(self, now):
+        """Rule 7's end of batch: expiry, then release."""
+        for queue in self.lb.held.values():
+            while queue and 0 <= now - queue[0][0] and now - queue[0][0] >= 3 * US:
+                queue.pop(0)
+                self.drops["no-service"] = self.drops.get("no-service", 0) + 1
+        for lb in self.lb.lbs:
+            for b in lb.backends:
+                key = (lb.network, b.ip)
+                bmac = self.lb.backend_mac.get(key)
+                queue = self.lb.held.get(key)
+                while bmac is not None and queue:
+                    _, pname, frame, rewritten = queue.pop(0)
+                    out = l2.mac_bytes(bmac) + rewritten[6:]
+                    had_tag = u16(frame, 12) in (l2.TPID_8021Q, l2.TPID_8021AD)
+                    super().process(now, pname, out[:12] + frame[12:16] + out[12:] if had_tag else out, learn=False)
 
 
 # --------------------------------------------------------------------------
@@ -568,7 +608,31 @@ def s_unresolved():
         (4.001, "b2", f2.s("SA")),
     ]
     return emit("lb-unresolved", topo, frames,
-                "While a backend's MAC is unknown the SYN becomes a 60-byte ARP request from the VIP flooded to every port incl. the client's (tagged on the trunk), {unresolved} times (lb_unresolved, not a drop); the connection keeps its backend; b1's ARP reply to the VIP is consumed by the switch (learned by the LB and L2, not forwarded), so the retransmitted SYN goes to b1 only.")
+                "While a backend's MAC is unknown the SYN is held and a 60-byte ARP request from the VIP takes its place, flooded to every port incl. the client's (tagged on the trunk); {unresolved} frames found their backend unresolved (lb_unresolved, not a drop); b1's ARP reply to the VIP is consumed by the switch (learned by the LB and L2, not forwarded) and the held SYN leaves to b1 with it; the retransmitted SYN goes to b1 only; b2's two held SYNs leave when it speaks (a gratuitous ARP).")
+
+
+def tagged(frame, vid, pcp):
+    return frame[:12] + struct.pack("!HH", l2.TPID_8021Q, (pcp << 13) | vid) + frame[12:]
+
+
+def s_held():
+    topo = lb_topo("lb-held", web_lb(), with_trunk=True)
+    b = fw.Builder()
+    f1 = Flow(b, C, 50001, B1)
+    f2 = Flow(b, T, 50002, B2, cisn=2000000)
+    f3 = Flow(b, C, 50003, B1, cisn=3000000, sisn=7000000)
+    frames = [
+        (0.0, "c", f1.c("S")),                               # b1 unknown: held; an ARP request in its place
+        (0.2, "t", tagged(f2.c("S"), 10, 5)),                # b2 unknown: held (tagged, PCP 5); ARP for b2
+        (0.4, "c", f3.c("S")),                               # b1 again: held; asked 0.4 s ago, so no ARP
+        (0.5, "b1", fw.Builder.frame(B1, V, l2.ARP(op=2, hwsrc=B1.mac, psrc=B1.ip, hwdst=LB_MAC, pdst=VIP))),
+        (0.501, "b1", f1.s("SA")),                           # both SYNs reached b1, in order; replies rewritten
+        (1.3, "t", tagged(f2.c("S", advance=False), 10, 5)), # b2 still silent: held, asked again (1.1 s later)
+        (3.2, "b1", f3.s("SA")),                             # after it: f2's first SYN waited 3 s, dropped
+        (4.4, "c", f3.c("A")),                               # after it: the retransmission dropped too
+    ]
+    return emit("lb-held", topo, frames,
+                "Frames for a backend whose MAC is unknown are held, not dropped: an ARP request from the VIP takes the first one's place (again only after a second), and when b1 answers the VIP both SYNs held for it leave to b1 in arrival order, rewritten; b2 never answers, so its two SYNs (tagged, from the trunk) are dropped as no-service 3 s after each arrived. {unresolved} frames found their backend unresolved.")
 
 
 def s_firewall():
@@ -617,7 +681,7 @@ def s_no_service():
                 "TCP to VIP:443, UDP to VIP:80 and an ICMP echo reply to the VIP are dropped `no-service`; a non-SYN to VIP:80 without a connection is `invalid` and takes no pick (the next SYN still gets b1); backend traffic outside LB connections is switched unchanged.")
 
 
-SCENARIOS = [s_arp_vip, s_round_robin, s_udp, s_weights, s_unresolved, s_firewall, s_no_service]
+SCENARIOS = [s_arp_vip, s_round_robin, s_udp, s_weights, s_unresolved, s_held, s_firewall, s_no_service]
 
 
 def main():

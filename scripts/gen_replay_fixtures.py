@@ -268,13 +268,14 @@ class Switch:
                 del self.fdb[victim]
         self.fdb[key] = (pname, now)
 
-    def process(self, now, pname, frame):
+    def process(self, now, pname, frame, learn=True):
         try:
             net, stripped, pcp, dei, _ = classify(self.topo, pname, frame)
             dst, src = stripped[0:6], stripped[6:12]
             if src[0] & 1:
                 raise Drop("multicast-source")
-            self.learn(net, src, pname, now)
+            if learn:
+                self.learn(net, src, pname, now)
             if dst[0] & 1:
                 targets = None
             else:
@@ -322,6 +323,8 @@ def feed(name, topo, frames, sw, max_frames, min_length=0):
     for off, _, (_, p, raw) in sorted(zip(offsets, range(len(frames)), frames)):
         inputs[p].append((off, raw))
         sw.process(off, p, raw)
+        if hasattr(sw, "after_frame"):
+            sw.after_frame(off)
     return inputs
 
 

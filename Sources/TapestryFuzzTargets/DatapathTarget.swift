@@ -27,7 +27,9 @@ import TapestryWire
 /// TCP/UDP/ICMP checksums are valid (the load balancer's rewrites update them). The MAC and
 /// connection tables stay within their sizes. The firewall log's lines name rules the topology
 /// has and render. Outputs with offloads go through the software
-/// segmentation checks too (what a socket port would do with them).
+/// segmentation checks too (what a socket port would do with them). After each batch, frames a
+/// load balancer held for an unknown backend are released as `SwitchCore` releases them
+/// (`releaseHeld`), and held to the same output checks.
 ///
 /// Port `v` is a VXLAN tunnel (two remotes, both networks by VNI, MTU 1500). What arrives there
 /// is decapsulated as replay does it (`VXLANEndpoint.admitUnderlay`): flags bit 1 wraps the
@@ -164,6 +166,7 @@ enum DatapathTarget {
         var wrapped = [UInt8](repeating: 0, count: maxFrameLength + VXLAN.underlayHeaderLength)
 
         let tracing = mode & 8 != 0
+        let ownFrames = datapath.makeBatch()
         func flush() throws(InvariantViolation) {
             guard !batch.isEmpty else { return }
             let before = datapath.counters
@@ -177,6 +180,7 @@ enum DatapathTarget {
             for index in 0..<batch.count where batch.verdicts[index].isDrop { expectedDrops += 1 }
             datapath.transmitQueues.removeAll()
             batch.removeAll()
+            expectedDrops += try releaseHeld(datapath, ownFrames, tunnels, now: batchTime, fixChecksums: fixChecksums)
         }
 
         while !input.isAtEnd {
@@ -322,6 +326,47 @@ enum DatapathTarget {
 }
 
 extension DatapathTarget {
+    /// Held frames leave as `SwitchCore.run` lets them after each batch. Each released batch's
+    /// frames count as released and leave parsing (and with valid checksums, when the inputs had
+    /// them); every frame that found its backend unresolved is released, dropped, or still
+    /// waiting. Returns the drops counted meanwhile (held frames that waited too long, and
+    /// released ones L2 drops).
+    static func releaseHeld(
+        _ datapath: Datapath, _ ownFrames: FrameBatch, _ tunnels: [VXLANEndpoint?], now: Int64, fixChecksums: Bool
+    ) throws(InvariantViolation) -> UInt64 {
+        let start = datapath.counters
+        var released: UInt64 = 0
+        var rounds = 0
+        while datapath.releaseHeld(into: ownFrames, now: Timestamp(nanoseconds: now)) {
+            rounds += 1
+            try require(rounds <= 1_000, "releaseHeld keeps returning true")
+            try require(!ownFrames.isEmpty, "a release with no frames")
+            released += UInt64(ownFrames.count)
+            let queues = datapath.transmitQueues
+            for active in 0..<queues.activeCount {
+                let port = queues.activePort(active)
+                for index in 0..<queues.count(port) {
+                    let frame = queues.frame(port, index)
+                    let parsed = FrameParser.parse(frame)
+                    try require(parsed.isValid && parsed.layer3 == .ipv4, "a released frame on port \(port) does not parse as IPv4: \(hex(frame))")
+                    if fixChecksums && queues.offload(port, index).isPlain {
+                        try require(ChecksumVerifier.ipv4HeaderIsValid(frame, parsed) ?? true, "released IPv4 header checksum invalid: \(hex(frame))")
+                        try require(ChecksumVerifier.l4IsValid(frame, parsed) ?? true, "released L4 checksum invalid: \(hex(frame))")
+                    }
+                }
+            }
+            try checkTunnels(datapath, tunnels)
+            queues.removeAll()
+        }
+        let end = datapath.counters
+        try require(end.heldReleased &- start.heldReleased == released, "released \(released), counted \(end.heldReleased &- start.heldReleased)")
+        try require(
+            end.heldReleased + end.heldExpired + UInt64(end.heldWaiting) <= end.backendUnresolved,
+            "held: \(end.heldReleased) released + \(end.heldExpired) expired + \(end.heldWaiting) waiting > \(end.backendUnresolved) unresolved")
+        try require(end.heldWaiting <= 16 * 3, "\(end.heldWaiting) frames waiting for 3 backends")
+        return end.totalDrops &- start.totalDrops
+    }
+
     /// Every frame queued on a VXLAN port, encapsulated for each remote it goes to.
     static func checkTunnels(_ datapath: Datapath, _ tunnels: [VXLANEndpoint?]) throws(InvariantViolation) {
         let queues = datapath.transmitQueues

@@ -109,6 +109,8 @@ extension LiveSwitch {
                 break
             }
         }
+        // Backends the new topology added (or whose MAC the old datapath never heard).
+        core.askForBackendMACs(now: Self.wallClock()) { port, queues in transmit(port, queues) }
         if !added.isEmpty { parts.append("ports added: \(added.joined(separator: ", "))") }
         if !gone.isEmpty { parts.append("ports removed: \(gone.joined(separator: ", "))") }
         if !reattached.isEmpty { parts.append("ports attached again: \(reattached.joined(separator: ", "))") }

@@ -159,6 +159,8 @@ public final class LiveSwitch {
             log("\(error); the control socket and metrics are not served, forwarding goes on")
         }
         defer { server?.stop() }
+        // Load balancers learn their backends' MACs now, so no first connection waits for one.
+        core.askForBackendMACs(now: Self.wallClock()) { port, queues in transmit(port, queues) }
         var events = [epoll_event](repeating: epoll_event(), count: 64)
         while true {
             // Whole frames already read from a stream socket are not reported by epoll again.

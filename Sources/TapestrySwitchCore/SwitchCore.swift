@@ -25,6 +25,9 @@ public final class SwitchCore {
     public private(set) var datapath: Datapath
     /// The batch ports receive into (replaced by a reload).
     public private(set) var batch: FrameBatch
+    /// The batch frames the switch sends by itself go through: held frames a load balancer
+    /// releases, its ARP requests for backends (kept apart so `batch` keeps its verdicts).
+    private var ownFrames: FrameBatch
 
     public var configuration: DatapathConfiguration { datapath.configuration }
 
@@ -37,6 +40,7 @@ public final class SwitchCore {
             configuration: DatapathConfiguration(topology: topology), batchCapacity: batchCapacity,
             maxFrameLength: Self.maxFrameLength, hashKey: hashKey)
         batch = datapath.makeBatch()
+        ownFrames = datapath.makeBatch()
     }
 
     /// The index of the port named `name`.
@@ -69,6 +73,24 @@ public final class SwitchCore {
         let queues = datapath.transmitQueues
         for active in 0..<queues.activeCount { transmit(queues.activePort(active), queues) }
         queues.removeAll()
+        // Frames a load balancer held for a backend this batch may have taught it (one check
+        // when nothing waits).
+        while datapath.releaseHeld(into: ownFrames, now: now) {
+            for active in 0..<queues.activeCount { transmit(queues.activePort(active), queues) }
+            queues.removeAll()
+        }
+    }
+
+    /// Sends an ARP request from each VIP for every backend whose MAC is unknown (a live switch
+    /// does this when it starts and after a reload; replay and tests do not, so their outputs
+    /// hold only what the traffic caused).
+    public func askForBackendMACs(now: Timestamp, transmit: (PortID, TransmitQueues) -> Void) {
+        let queues = datapath.transmitQueues
+        var cursor = 0
+        while datapath.askForBackendMACs(into: ownFrames, cursor: &cursor, now: now) {
+            for active in 0..<queues.activeCount { transmit(queues.activePort(active), queues) }
+            queues.removeAll()
+        }
     }
 
     /// Counts a frame a port dropped before it reached the pipeline.
@@ -87,6 +109,7 @@ public final class SwitchCore {
         topology = new
         datapath = next
         batch = next.makeBatch()
+        ownFrames = next.makeBatch()
         return adoption
     }
 }

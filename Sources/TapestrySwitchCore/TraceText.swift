@@ -171,7 +171,11 @@ public enum TraceText {
                 }
             case .backendUnresolved:
                 if let (_, address) = backend(event.a, event.b) {
-                    line(.loadBalancer, "backend \(address) MAC unknown: frame replaced by an ARP request from the VIP to every port")
+                    line(
+                        .loadBalancer,
+                        event.c == 1
+                            ? "backend \(address) MAC unknown: frame held until it answers; in its place an ARP request from the VIP to every port"
+                            : "backend \(address) MAC unknown: frame held until it answers (asked within the last second)")
                 }
             case .learned:
                 switch event.a {
@@ -247,6 +251,7 @@ public enum TraceText {
         case .notServed: return "to a VIP on a port or protocol it does not serve"
         case .allBackendsDrained: return "to a VIP service whose backends are all drained"
         case .untrackedServiceTraffic: return "to a VIP service, but belongs to no tracked connection"
+        case .heldFramesFull: return "the backend's MAC is unknown and 16 frames already wait for it (or the frame is larger than a held frame may be)"
         case .none: return "no cause recorded"
         }
     }

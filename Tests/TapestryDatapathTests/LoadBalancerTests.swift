@@ -97,6 +97,22 @@ import TapestryWire
         #expect(reply["icmp.checksum"]?.hasSuffix("(valid)") == true && reply["ipv4.checksum"]?.hasSuffix("(valid)") == true)
     }
 
+    /// Behind a firewall the echo request opens a connection entry; the switch's own answer never
+    /// passes connection tracking, so the balancer records it as the reply: no UNREPLIED entry
+    /// stays behind, and a second ping of the same identifier finds the entry answered.
+    @Test func theVIPsEchoAnswerLeavesTheConnectionAnswered() throws {
+        let sw = makeSwitch(Self.topology(firewall: "firewall:\n  default: drop\n  rules:\n    - { action: allow, proto: icmp }"))
+        let ping = FrameBuilder.ping4(dst: Self.lbMAC, src: Self.client, from: Self.ipClient, to: Self.vip, identifier: 7)
+        #expect(sw.send(ping, on: "c").keys.sorted() == ["c"])
+        let table = try #require(sw.datapath.connectionTable)
+        let entries = table.liveEntries(now: sw.clock.now.nanoseconds)
+        #expect(entries.count == 1)
+        #expect(entries.first?.replied == true && entries.first?.packetsReply == 1 && entries.first?.kind == .icmp)
+        #expect(sw.send(ping, on: "c").keys.sorted() == ["c"])
+        #expect(table.liveEntries(now: sw.clock.now.nanoseconds).first?.packetsReply == 2)
+        #expect(sw.counters.connectionsCreated == 1)
+    }
+
     /// Found by the datapath fuzzer (Fuzz/Regressions/datapath/vip-echo-of-zeros-checksum): an
     /// echo request of zeros (identifier, sequence and data 0) got a reply checksum of 0x0000 from
     /// the incremental update; the right one is 0xFFFF.
@@ -193,22 +209,85 @@ import TapestryWire
         _ = sw.drainAll()
     }
 
-    @Test func unknownBackendMACIsAskedForFromTheVIP() throws {
+    @Test func unknownBackendMACIsAskedForFromTheVIPAndTheFrameHeld() throws {
         let sw = EmbeddedSwitch(yaml: Self.topology())
         let out = sw.send(syn(50001), on: "c")
-        #expect(Set(out.keys) == ["c", "b1", "b2", "t"], "flooded to every port, the client's included")
+        #expect(Set(out.keys) == ["c", "b1", "b2", "t"], "the ARP request is flooded to every port, the client's included")
         let request = fields(try #require(out["b1"]?.first))
         #expect(request["eth.dst"] == "ff:ff:ff:ff:ff:ff" && request["eth.src"] == "\(Self.lbMAC)")
         #expect(request["arp.op"] == "1" && request["arp.spa"] == "10.0.10.100" && request["arp.tpa"] == "10.0.10.11")
         #expect(out["b1"]![0].count == 60)
         #expect(fields(out["t"]![0])["vlan.vid"] == "10")
-        #expect(sw.counters.backendUnresolved == 1)
-        // b1 answers the VIP: consumed, learned.
+        #expect(sw.counters.backendUnresolved == 1 && sw.counters.heldWaiting == 1)
+        #expect(sw.drops.isEmpty, "held, not dropped")
+        // b1 answers the VIP: the answer is the switch's, and the held SYN leaves with it.
         let answer = FrameBuilder.arp(
             dst: Self.lbMAC, src: Self.b1, operation: 2, senderIP: Self.ipB1, targetMAC: Self.lbMAC, targetIP: Self.vip)
-        #expect(sw.send(answer, on: "b1").isEmpty, "an ARP reply to the VIP is the switch's")
+        let released = sw.send(answer, on: "b1")
+        #expect(released.keys.sorted() == ["b1"], "the held SYN goes to b1 only; the ARP reply is not forwarded")
+        let sent = fields(try #require(released["b1"]?.first))
+        #expect(sent["eth.dst"] == "\(Self.b1)" && sent["ipv4.dst"] == "10.0.10.11" && sent["tcp.dport"] == "8080")
+        #expect(sent["tcp.checksum"]?.hasSuffix("(valid)") == true && sent["ipv4.checksum"]?.hasSuffix("(valid)") == true)
         #expect(sw.datapath.backendMAC(balancer: 0, backend: 0) == Self.b1)
-        #expect(sw.send(syn(50001), on: "c").keys.sorted() == ["b1"], "the retransmitted SYN goes to b1")
+        #expect(sw.counters.heldReleased == 1 && sw.counters.heldWaiting == 0)
+        #expect(sw.send(syn(50001), on: "c").keys.sorted() == ["b1"], "a retransmitted SYN goes straight to b1")
+    }
+
+    /// Frames held for one backend leave in the order they came, each with its own rewrite, and
+    /// the switch asks again only once a second while they wait.
+    @Test func heldFramesLeaveInArrivalOrder() throws {
+        let sw = EmbeddedSwitch(yaml: Self.topology(backends: "[10.0.10.11:8080]"))
+        var asked = 0
+        for sport in UInt16(50001)...50005 {
+            let out = sw.send(syn(sport), on: "c")
+            if out["b1"]?.first.map({ fields($0)["arp.op"] == "1" }) == true { asked += 1 }
+            sw.clock.advance(by: .milliseconds(100))
+        }
+        #expect(asked == 1, "one ARP request for five frames within a second")
+        sw.clock.advance(by: .milliseconds(600))
+        #expect(fields(try #require(sw.send(syn(50006), on: "c")["b1"]?.first))["arp.op"] == "1", "asked again after a second")
+        let answer = FrameBuilder.arp(
+            dst: Self.lbMAC, src: Self.b1, operation: 2, senderIP: Self.ipB1, targetMAC: Self.lbMAC, targetIP: Self.vip)
+        let released = try #require(sw.send(answer, on: "b1")["b1"])
+        #expect(released.map { fields($0)["tcp.sport"] } == ["50001", "50002", "50003", "50004", "50005", "50006"])
+        #expect(sw.counters.heldReleased == 6)
+    }
+
+    /// At most 16 frames wait per backend (the 17th is dropped `no-service`), and frames that
+    /// waited 3 s without an answer are dropped `no-service` too, counted on their ingress port.
+    @Test func heldFramesAreBoundedAndExpire() {
+        let sw = EmbeddedSwitch(yaml: Self.topology(backends: "[10.0.10.11:8080]"))
+        for sport in UInt16(50001)...50017 { sw.send(syn(sport), on: "c") }
+        #expect(sw.counters.heldWaiting == 16)
+        #expect(sw.drops == ["no-service": 1])
+        let dropped = sw.trace([syn(50018)], on: "c")
+        #expect(dropped[0].last?.contains("dropped (no-service): the backend's MAC is unknown and 16 frames already wait for it") == true, "\(dropped[0])")
+        sw.clock.advance(by: .seconds(3))
+        sw.send(FrameBuilder.udp4(dst: Self.client, src: Self.b2, from: Self.ipB2, to: Self.ipClient), on: "b2")
+        #expect(sw.counters.heldWaiting == 0 && sw.counters.heldExpired == 16)
+        #expect(sw.drops == ["no-service": 18])
+        #expect(sw.counters.ports[0].drops[DropReason.noService.index] == 18, "counted on the client's port")
+    }
+
+    /// A live switch asks for every backend's MAC when it starts (`askForBackendMACs`), so the
+    /// first connection is not held at all once the backends answered.
+    @Test func askingForBackendMACsAtStart() throws {
+        let sw = EmbeddedSwitch(yaml: Self.topology())
+        var requests: [String: [[UInt8]]] = [:]
+        sw.core.askForBackendMACs(now: sw.clock.now) { port, queues in
+            for index in 0..<queues.count(port) { requests[sw.core.portNames[Int(port)], default: []].append(Array(queues.frame(port, index))) }
+        }
+        #expect(requests.keys.sorted() == ["b1", "b2", "c", "t"])
+        #expect(requests["c"]?.map { fields($0)["arp.tpa"] } == ["10.0.10.11", "10.0.10.12"])
+        #expect(requests["t"]?.allSatisfy { fields($0)["vlan.vid"] == "10" && fields($0)["arp.spa"] == "10.0.10.100" } == true)
+        for (mac, ip, port) in [(Self.b1, Self.ipB1, "b1"), (Self.b2, Self.ipB2, "b2")] {
+            sw.send(FrameBuilder.arp(dst: Self.lbMAC, src: mac, operation: 2, senderIP: ip, targetMAC: Self.lbMAC, targetIP: Self.vip), on: port)
+        }
+        #expect(sw.send(syn(50001), on: "c").keys.sorted() == ["b1"])
+        #expect(sw.counters.backendUnresolved == 0)
+        var again = 0
+        sw.core.askForBackendMACs(now: sw.clock.now) { _, queues in again += queues.activeCount }
+        #expect(again == 0, "nothing to ask once every backend is known")
     }
 
     @Test func otherPortsAndStrayPacketsToTheVIP() {

@@ -200,6 +200,54 @@ public final class Datapath {
         macTable.sweep(now: now, budget: Self.sweepBudget)
     }
 
+    /// Frames a load balancer held for a backend whose MAC is unknown (`HeldFrames`) leave here
+    /// once it answered: call after every batch, with a batch of this datapath's size that the
+    /// caller owns, until it returns false, draining `transmitQueues` after each true. Each call
+    /// moves held frames of one ingress port into `batch` and runs them through L2 forwarding and
+    /// egress; frames that waited too long are dropped (`no-service`, on their ingress port).
+    public func releaseHeld(into batch: FrameBatch, now: Timestamp) -> Bool {
+        guard let loadBalancer, loadBalancer.held.counts.pointee.waiting > 0 else { return false }
+        loadBalancer.held.expire(now: now.nanoseconds) { port in
+            drops[Int(port) * DropReason.count + DropReason.noService.index] &+= 1
+        }
+        batch.removeAll()
+        guard loadBalancer.releaseHeld(into: batch) else { return false }
+        runAfterLoadBalancer(batch, now: now)
+        return true
+    }
+
+    /// ARP requests from the VIPs for every backend whose MAC is unknown, flooded in their
+    /// networks (a live switch at start and after a reload, so no first connection waits for
+    /// one). Like `releaseHeld`: call until it returns false, draining `transmitQueues` after
+    /// each true; `cursor` starts at 0 and says where the next call goes on.
+    public func askForBackendMACs(into batch: FrameBatch, cursor: inout Int, now: Timestamp) -> Bool {
+        guard let loadBalancer, cursor >= 0 else { return false }
+        batch.removeAll()
+        batch.ingressPort = 0
+        cursor = loadBalancer.askForUnknownBackends(into: batch, from: cursor) ?? -1
+        guard !batch.isEmpty else { return false }
+        runAfterLoadBalancer(batch, now: now)
+        return true
+    }
+
+    /// The stages after the load balancer, for frames the switch itself puts in a batch (their
+    /// ingress already counted, or originated here).
+    private func runAfterLoadBalancer(_ batch: FrameBatch, now: Timestamp) {
+        var none = NoTrace()
+        l2.process(batch, now: now, events: &events.pointee, trace: &none)
+        vlanEgress.process(batch, into: transmitQueues, trace: &none)
+        let dropRow = drops + Int(batch.ingressPort) * DropReason.count
+        for index in 0..<batch.count {
+            if case .drop(let reason) = batch.verdicts[index] { dropRow[reason.index] &+= 1 }
+        }
+        let queues = transmitQueues
+        for active in 0..<queues.activeCount {
+            let out = queues.activePort(active)
+            framesOut[Int(out)] &+= UInt64(queues.count(out))
+            bytesOut[Int(out)] &+= UInt64(queues.byteCount(out))
+        }
+    }
+
     /// Counts a frame the driver dropped before it reached the pipeline (too large for a slot, say).
     public func countDrop(on port: PortID, _ reason: DropReason, bytes: Int) {
         countDrops(on: port, reason, frames: 1, bytes: UInt64(max(0, bytes)))
@@ -249,6 +297,9 @@ public final class Datapath {
         if let loadBalancer {
             result.backendSelections = loadBalancer.selections
             result.backendUnresolved = loadBalancer.unresolved
+            result.heldReleased = loadBalancer.held.counts.pointee.released
+            result.heldExpired = loadBalancer.held.counts.pointee.expired
+            result.heldWaiting = loadBalancer.held.counts.pointee.waiting
             result.loadBalancerAnswers = loadBalancer.answered
         }
         return result

@@ -25,10 +25,15 @@ public struct DatapathCounters: Sendable, Equatable {
     /// New connections each firewall rule decided, in rule order, then `default`'s (empty
     /// without a firewall).
     public var ruleDecisions: [UInt64] = []
-    /// Load balancers: connections given to each backend `[balancer][backend]`, frames turned into
-    /// ARP requests for a backend whose MAC was unknown, ARP and ping answers for VIPs.
+    /// Load balancers: connections given to each backend `[balancer][backend]`; frames that found
+    /// their backend's MAC unknown (held, or dropped when its queue was full), of them the ones
+    /// sent once it answered, those dropped after waiting, and those waiting now; ARP and ping
+    /// answers for VIPs.
     public var backendSelections: [[UInt64]] = []
     public var backendUnresolved: UInt64 = 0
+    public var heldReleased: UInt64 = 0
+    public var heldExpired: UInt64 = 0
+    public var heldWaiting = 0
     public var loadBalancerAnswers: UInt64 = 0
 
     /// Drops by reason over all ports.

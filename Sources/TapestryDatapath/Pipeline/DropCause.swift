@@ -32,6 +32,9 @@ public enum DropCause: UInt8, Sendable {
     case allBackendsDrained
     /// `invalid`: to a VIP service, but no connection was tracked for it.
     case untrackedServiceTraffic
+    /// `no-service`: the backend's MAC is unknown and its queue of held frames is full (or the
+    /// frame is larger than a held frame may be).
+    case heldFramesFull
 }
 
 extension DropCause {
@@ -43,7 +46,7 @@ extension DropCause {
             return .invalid
         case .refusedByRule, .refusedAfterReload, .tooManyTags: return .firewall
         case .tableFull: return .tableFull
-        case .notServed, .allBackendsDrained: return .noService
+        case .notServed, .allBackendsDrained, .heldFramesFull: return .noService
         }
     }
 }

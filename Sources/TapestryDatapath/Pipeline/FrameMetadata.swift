@@ -20,6 +20,10 @@ public struct FrameMetadata: Sendable {
     public var isNewConnection = false
     /// The switch rewrote the source MAC to one of its own (a load balancer's): L2 must not learn it.
     public var skipLearning = false
+    /// With `skipLearning`: L2 learns `arrivingSource` instead, the source MAC the frame came with
+    /// before the switch answered or replaced it (the host did send from that port).
+    public var learnArrivingSource = false
+    public var arrivingSource = MACAddress.zero
     /// Set by the firewall and load-balancer stages when they drop the frame (`DropCause`): valid
     /// only for a frame those stages dropped.
     public var cause: DropCause = .none

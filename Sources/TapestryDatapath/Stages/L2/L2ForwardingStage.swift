@@ -30,8 +30,10 @@ struct L2ForwardingStage {
                 continue
             }
             let network = batch.metadata[index].network
-            if !batch.metadata[index].skipLearning {
-                let result = table.learn(network, source, port: ingress, remote: batch.metadata[index].remote, now: now)
+            let learnsArriving = batch.metadata[index].learnArrivingSource && !batch.metadata[index].arrivingSource.isMulticast
+            if !batch.metadata[index].skipLearning || learnsArriving {
+                let learned = learnsArriving ? batch.metadata[index].arrivingSource : source
+                let result = table.learn(network, learned, port: ingress, remote: batch.metadata[index].remote, now: now)
                 switch result {
                 case .refreshed: break
                 case .learned: events.learned &+= 1

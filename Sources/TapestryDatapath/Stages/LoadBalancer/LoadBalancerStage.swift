@@ -5,11 +5,13 @@ import TapestryWire
 ///
 /// Expects: frames after the connection-tracking stage (`metadata.connection`, `isReply`,
 /// `isNewConnection`); connection tracking runs whenever a load balancer exists.
-/// Emits: `.forward(ingress)` for its answers (ARP reply, echo reply), `.floodAll` for an ARP
-/// request it sends for a backend whose MAC is unknown (in place of the frame it could not
-/// send yet), `.consume` for ARP replies addressed to a VIP; rewritten frames keep `.pass`.
-/// Drops: `no-service` (VIP on another port or protocol), `invalid` (a packet to a VIP service
-/// that belongs to no connection, e.g. a TCP non-SYN).
+/// Emits: `.forward(ingress)` for its answers (ARP reply, echo reply), `.consume` for ARP
+/// replies addressed to a VIP and for frames it holds (`HeldFrames`) while their backend's MAC
+/// is unknown, `.floodAll` for the ARP request it sends for such a backend (in the held frame's
+/// place, at most once a second); rewritten frames keep `.pass`. Held frames leave through
+/// `releaseHeld` once the backend answers.
+/// Drops: `no-service` (VIP on another port or protocol; a backend's queue of held frames is
+/// full), `invalid` (a packet to a VIP service that belongs to no connection, e.g. a TCP non-SYN).
 /// Backend MACs are learned from ARP senders and IPv4 sources in the balancer's network, before
 /// any rewrite. See also: `WeightedRoundRobin`, docs/load-balancer.md.
 final class LoadBalancerStage {
@@ -44,6 +46,8 @@ final class LoadBalancerStage {
     private let selectionCounts: UnsafeMutablePointer<UInt64>
     private let counters: UnsafeMutablePointer<(unresolved: UInt64, answered: UInt64)>
     private var schedulers: [WeightedRoundRobin]
+    /// Frames waiting for their backend's MAC, by flat backend index.
+    let held: HeldFrames
 
     /// How long a backend's MAC must be silent before another MAC may take its address.
     let macAging: Int64
@@ -73,6 +77,7 @@ final class LoadBalancerStage {
             }
         }
         schedulers = balancers.map { WeightedRoundRobin(weights: $0.backends.map(\.weight)) }
+        held = HeldFrames(backendCount: backendCount)
     }
 
     deinit {
@@ -128,6 +133,7 @@ final class LoadBalancerStage {
             if arp.operation == 1 {
                 // Answer in place: the request becomes the reply, back out of its port.
                 let requester = arp.senderMAC
+                let arrivingSource = UnsafeRawBufferPointer(frame).mac(6)
                 let requesterIP = arp.senderIP
                 frame.setMAC(0, requester)
                 frame.setMAC(6, balancer.mac)
@@ -138,6 +144,8 @@ final class LoadBalancerStage {
                 frame.setU32(l3 + 24, requesterIP.rawValue)
                 batch.verdicts[frameIndex] = .forward(ingress)
                 batch.metadata[frameIndex].skipLearning = true
+                batch.metadata[frameIndex].learnArrivingSource = true
+                batch.metadata[frameIndex].arrivingSource = arrivingSource
                 counters.pointee.answered &+= 1
                 if Trace.isRecording { trace.record(TraceEvent(frame: frameIndex, .vipAnswered, a: Int32(index))) }
             } else {
@@ -194,7 +202,18 @@ final class LoadBalancerStage {
         if serviceIndex < 0 {
             if proto == IPProtocol.icmp, parsed.hasL4, frame[Int(parsed.l4Offset)] == 8 {
                 let first = (0..<serviceCount).first { services[$0].network == network && services[$0].vip == destination }!
+                metadata.pointee.arrivingSource = UnsafeRawBufferPointer(frame).mac(6)
+                metadata.pointee.learnArrivingSource = true
                 answerEcho(frame, parsed, mac: services[first].mac)
+                // The answer never passes connection tracking: record it as the reply, so the
+                // request's entry is answered (and expires on the ICMP timeout) rather than
+                // left unreplied.
+                if metadata.pointee.connection >= 0 {
+                    let entry = table.entry(Int(metadata.pointee.connection))
+                    entry.pointee.replied = true
+                    entry.pointee.packetsReply &+= 1
+                    entry.pointee.bytesReply &+= UInt64(frame.count)
+                }
                 batch.verdicts[index] = .forward(ingress)
                 metadata.pointee.skipLearning = true
                 counters.pointee.answered &+= 1
@@ -231,24 +250,93 @@ final class LoadBalancerStage {
                 sourceIsA: &backendIsA)
             table.addAlias(id: id, key: key, backendIsA: backendIsA)
         }
-        let backend = backends[service.firstBackend + Int(entry.pointee.backend)]
+        let backendIndex = service.firstBackend + Int(entry.pointee.backend)
+        let backend = backends[backendIndex]
         if Trace.isRecording {
             trace.record(
                 TraceEvent(frame: index, .backendChosen, a: Int32(serviceIndex), b: Int32(entry.pointee.backend), c: why))
         }
-        guard backend.mac != .zero else {
-            askForBackend(frame, batch: batch, index: index, service: service, backend: backend.address)
-            metadata.pointee.skipLearning = true
-            counters.pointee.unresolved &+= 1
-            if Trace.isRecording {
-                trace.record(
-                    TraceEvent(frame: index, .backendUnresolved, a: Int32(serviceIndex), b: Int32(entry.pointee.backend)))
-            }
-            return
-        }
         _ = FrameRewriter.setIPv4Address(frame, parsed, .destination, backend.address)
         _ = FrameRewriter.setPort(frame, parsed, .destination, backend.port)
+        guard backend.mac != .zero else {
+            hold(frame, metadata, index: index, batch: batch, ingress: ingress, serviceIndex: serviceIndex,
+                 backendIndex: backendIndex, now: now, trace: &trace)
+            return
+        }
         frame.setMAC(0, backend.mac)
+    }
+
+    /// A frame for a backend whose MAC is unknown: held (its destination MAC is written when it
+    /// leaves), and in its place an ARP request for the backend unless one went out within
+    /// `HeldFrames.askInterval`; dropped `no-service` when the backend's queue is full.
+    private func hold<Trace: TraceSink>(
+        _ frame: UnsafeMutableRawBufferPointer, _ metadata: UnsafeMutablePointer<FrameMetadata>, index: Int,
+        batch: FrameBatch, ingress: PortID, serviceIndex: Int, backendIndex: Int, now: Int64, trace: inout Trace
+    ) {
+        counters.pointee.unresolved &+= 1
+        let service = services[serviceIndex]
+        let backend = backendIndex - service.firstBackend
+        guard held.hold(UnsafeRawBufferPointer(frame), backend: backendIndex, ingress: ingress, metadata: metadata.pointee, now: now)
+        else {
+            drop(.noService, .heldFramesFull, index, batch, &trace)
+            return
+        }
+        let asked = held.shouldAsk(backendIndex, now: now)
+        if asked {
+            metadata.pointee.arrivingSource = UnsafeRawBufferPointer(frame).mac(6)
+            metadata.pointee.learnArrivingSource = true
+            askForBackend(frame, batch: batch, index: index, service: service, backend: backends[backendIndex].address)
+            metadata.pointee.skipLearning = true
+        } else {
+            batch.verdicts[index] = .consume
+        }
+        if Trace.isRecording {
+            trace.record(
+                TraceEvent(frame: index, .backendUnresolved, a: Int32(serviceIndex), b: Int32(backend), c: asked ? 1 : 0))
+        }
+    }
+
+    /// Moves frames held for a backend whose MAC is now known into `batch` (see
+    /// `HeldFrames.release`). False when none can leave.
+    func releaseHeld(into batch: FrameBatch) -> Bool {
+        guard held.counts.pointee.waiting > 0 else { return false }
+        for index in 0..<backendCount where backends[index].mac != .zero && held.waiting(index) > 0 {
+            if held.release(index, mac: backends[index].mac, into: batch) { return true }
+        }
+        return false
+    }
+
+    /// Writes an ARP request from the VIP into `batch` for every backend whose MAC is unknown,
+    /// from flat backend index `cursor` on, as many as fit (a live switch asks when it starts and
+    /// after a reload, so the first connection does not wait). Returns where to go on, nil when
+    /// every backend was visited.
+    func askForUnknownBackends(into batch: FrameBatch, from cursor: Int) -> Int? {
+        var index = cursor
+        while index < backendCount {
+            let backend = backends[index]
+            if backend.mac == .zero {
+                guard let area = batch.nextFreeFrameArea() else { return index }
+                let owner = ownerService(of: index)
+                writeARPRequest(into: area, header: 12, padded: 60, service: services[owner], backend: backend.address)
+                batch.commit(length: 60)
+                let slot = batch.count - 1
+                batch.metadata[slot] = FrameMetadata()
+                batch.metadata[slot].network = backend.network
+                batch.metadata[slot].skipLearning = true
+                batch.verdicts[slot] = .floodAll
+                // Not recorded as an ask: hosts often get their addresses after the switch
+                // started, and the first held frame must then ask at once.
+            }
+            index += 1
+        }
+        return nil
+    }
+
+    /// The balancer a flat backend index belongs to.
+    private func ownerService(of backend: Int) -> Int {
+        var owner = 0
+        for index in 0..<serviceCount where services[index].firstBackend <= backend { owner = index }
+        return owner
     }
 
     @inline(__always)
@@ -297,6 +385,18 @@ final class LoadBalancerStage {
         let length = header + 2 + 28
         let padded = max(60 + (metadata.consumedTag ? 4 : 0), length)  // 60 bytes once the tag is gone
         let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + padded)])
+        writeARPRequest(into: out, header: header, padded: padded, service: service, backend: backend)
+        batch.setBounds(index, start: start, length: padded)
+        batch.metadata[index].offload = VirtioNetHeader()
+        batch.metadata[index].priorityBits = 0  // the switch's own request, not the frame's priority
+        batch.verdicts[index] = .floodAll
+    }
+
+    /// A broadcast ARP request from the VIP for `backend`, its EtherType at `header`, zero-padded
+    /// to `padded` bytes.
+    private func writeARPRequest(
+        into out: UnsafeMutableRawBufferPointer, header: Int, padded: Int, service: Service, backend: IPv4Address
+    ) {
         out.setMAC(0, .broadcast)
         out.setMAC(6, service.mac)
         out.setU16(header, EtherType.arp)
@@ -311,9 +411,6 @@ final class LoadBalancerStage {
         out.setMAC(arp + 18, .zero)
         out.setU32(arp + 24, backend.rawValue)
         for byte in (arp + 28)..<padded { out[byte] = 0 }
-        batch.setBounds(index, start: start, length: padded)
-        batch.metadata[index].offload = VirtioNetHeader()
-        batch.verdicts[index] = .floodAll
     }
 
     /// A backend's MAC, from a frame claiming its address. Once known it is pinned: a different

@@ -60,6 +60,7 @@ struct VLANIngressStage {
             batch.metadata[index].parsed = parsed
             batch.metadata[index].connection = -1
             batch.metadata[index].skipLearning = false
+            batch.metadata[index].learnArrivingSource = false
             if !parsed.isValid {
                 batch.verdicts[index] = .drop(.invalid)
                 if Trace.isRecording { trace.record(Self.malformed(index, batch)) }
