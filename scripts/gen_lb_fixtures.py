@@ -223,6 +223,7 @@ class LbStage:
         self.unresolved = 0
         self.held = {}          # (network, IPv4Address) -> [(held_at, port, frame as it arrived, rewritten)]
         self.asked = {}         # (network, IPv4Address) -> time of the last ARP request
+        self.released = self.expired = 0
 
     def is_backend(self, net, address):
         return any(lb.network == net and any(b.ip == address for b in lb.backends) for lb in self.lbs)
@@ -391,6 +392,7 @@ class LbSwitch(l2.Switch):
         for queue in self.lb.held.values():
             while queue and 0 <= now - queue[0][0] and now - queue[0][0] >= 3 * US:
                 queue.pop(0)
+                self.lb.expired += 1
                 self.drops["no-service"] = self.drops.get("no-service", 0) + 1
         for lb in self.lb.lbs:
             for b in lb.backends:
@@ -399,6 +401,7 @@ class LbSwitch(l2.Switch):
                 queue = self.lb.held.get(key)
                 while bmac is not None and queue:
                     _, pname, frame, rewritten = queue.pop(0)
+                    self.lb.released += 1
                     out = l2.mac_bytes(bmac) + rewritten[6:]
                     had_tag = u16(frame, 12) in (l2.TPID_8021Q, l2.TPID_8021AD)
                     super().process(now, pname, out[:12] + frame[12:16] + out[12:] if had_tag else out, learn=False)
@@ -460,7 +463,8 @@ def emit(name, topo, frames, readme):
     sequence = " ".join(names[(lb.name, i)] for lb in topo.lbs for i in lb.picks)
     drops = {k: v for k, v in sorted(sw.drops.items()) if v}
     l2.write_scenario(os.path.join(l2.OUT_ROOT, name), topo, inputs, sw.out,
-                      {"drops": drops, "lb_unresolved": sw.lb.unresolved},
+                      {"drops": drops, "lb_unresolved": sw.lb.unresolved,
+                       "lb_released": sw.lb.released, "lb_expired": sw.lb.expired},
                       readme.format(sequence=sequence, unresolved=sw.lb.unresolved))
     return sw
 

@@ -309,14 +309,25 @@ public enum ControlAnswer {
         }
         public struct LoadBalancers: Codable, Sendable, Equatable {
             public var answers: UInt64
+            /// Frames that found their backend's MAC unknown; of them, those sent once it
+            /// answered, those dropped after waiting, and those waiting now.
             public var heldForARP: UInt64
-            public init(answers: UInt64, heldForARP: UInt64) {
+            public var heldReleased: UInt64
+            public var heldExpired: UInt64
+            public var heldWaiting: Int
+            public init(answers: UInt64, heldForARP: UInt64, heldReleased: UInt64 = 0, heldExpired: UInt64 = 0, heldWaiting: Int = 0) {
                 self.answers = answers
                 self.heldForARP = heldForARP
+                self.heldReleased = heldReleased
+                self.heldExpired = heldExpired
+                self.heldWaiting = heldWaiting
             }
             enum CodingKeys: String, CodingKey {
                 case answers
                 case heldForARP = "held_for_arp"
+                case heldReleased = "held_released"
+                case heldExpired = "held_expired"
+                case heldWaiting = "held_waiting"
             }
         }
         public struct Control: Codable, Sendable, Equatable {

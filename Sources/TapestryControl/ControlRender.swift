@@ -142,7 +142,9 @@ public enum ControlRender {
         lines.append("mac table: entries \(mac.entries), evicted \(mac.evicted), learned \(mac.learned), moved \(mac.moved)")
         let c = answer.connections
         lines.append("connections: created \(c.created), evicted \(c.evicted), related \(c.related), tracked \(c.tracked)")
-        lines.append("load balancers: answers \(answer.loadBalancers.answers), held_for_arp \(answer.loadBalancers.heldForARP)")
+        let balancers = answer.loadBalancers
+        lines.append(
+            "load balancers: answers \(balancers.answers), held_for_arp \(balancers.heldForARP) (released \(balancers.heldReleased), expired \(balancers.heldExpired), waiting \(balancers.heldWaiting))")
         if !answer.rules.isEmpty {
             lines.append("rules (new connections decided): " + answer.rules.map { "\($0.rule) \($0.connections)" }.joined(separator: ", "))
         }

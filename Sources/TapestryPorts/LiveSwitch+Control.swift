@@ -319,7 +319,9 @@ extension SwitchSnapshot {
             connections: .init(
                 tracked: counters.connections, created: counters.connectionsCreated, evicted: counters.connectionsEvicted,
                 related: counters.relatedPassed),
-            loadBalancers: .init(answers: counters.loadBalancerAnswers, heldForARP: counters.backendUnresolved),
+            loadBalancers: .init(
+                answers: counters.loadBalancerAnswers, heldForARP: counters.backendUnresolved,
+                heldReleased: counters.heldReleased, heldExpired: counters.heldExpired, heldWaiting: counters.heldWaiting),
             control: .init(
                 longestPauseSeconds: Double(longestControlPause) / 1e9, longestWorkSeconds: Double(longestControlWork) / 1e9),
             rules: ruleRows().map { .init(rule: $0.rule, location: $0.location, connections: $0.connections) })

@@ -72,6 +72,13 @@ extension SwitchSnapshot {
                 lines.append("tapestry_lb_selections_total{balancer=\"\(balancer.name)\",backend=\"\(backend.address):\(backend.port)\"} \(value)")
             }
         }
+        if !configuration.loadBalancers.isEmpty {
+            family("tapestry_lb_held_frames_total", "counter", "Frames held while their backend's MAC was unknown, by what became of them.")
+            lines.append("tapestry_lb_held_frames_total{outcome=\"released\"} \(counters.heldReleased)")
+            lines.append("tapestry_lb_held_frames_total{outcome=\"expired\"} \(counters.heldExpired)")
+            family("tapestry_lb_held_frames", "gauge", "Frames waiting now for their backend's MAC.")
+            lines.append("tapestry_lb_held_frames \(counters.heldWaiting)")
+        }
         if let firewall = topology.firewall {
             family("tapestry_firewall_rule_connections_total", "counter", "New connections each firewall rule (and default) decided.")
             for (index, rule) in firewall.rules.enumerated() where index < counters.ruleDecisions.count {

@@ -140,6 +140,8 @@ public struct Replay {
                         })
                 }
                 summary.loadBalancerUnresolved = counters.backendUnresolved
+                summary.loadBalancerReleased = counters.heldReleased
+                summary.loadBalancerExpired = counters.heldExpired
                 summary.loadBalancerAnswers = counters.loadBalancerAnswers
             }
             if topology.firewall != nil {

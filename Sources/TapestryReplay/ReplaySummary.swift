@@ -24,6 +24,9 @@ public struct ReplaySummary: Sendable, Equatable {
     /// Load balancers: connections given to each backend, in list order.
     public var loadBalancers: [BalancerFigures] = []
     public var loadBalancerUnresolved: UInt64 = 0
+    /// Of those held, the ones sent when their backend answered and the ones dropped after waiting.
+    public var loadBalancerReleased: UInt64 = 0
+    public var loadBalancerExpired: UInt64 = 0
     public var loadBalancerAnswers: UInt64 = 0
 
     public struct BalancerFigures: Sendable, Equatable {
@@ -74,7 +77,7 @@ public struct ReplaySummary: Sendable, Equatable {
         }
         if !loadBalancers.isEmpty {
             lines.append(
-                "load balancers: \(loadBalancerAnswers) ARP/ping answers for VIPs, \(loadBalancerUnresolved) frames held back for an ARP request (backend MAC unknown)")
+                "load balancers: \(loadBalancerAnswers) ARP/ping answers for VIPs, \(loadBalancerUnresolved) frames held for a backend's MAC (\(loadBalancerReleased) sent when it answered, \(loadBalancerExpired) dropped after 3 s)")
         }
         if let firewall {
             lines.append(
@@ -115,6 +118,7 @@ public struct ReplaySummary: Sendable, Equatable {
             }
             object["load_balancers"] = [
                 "connections": balancers, "answers": loadBalancerAnswers, "unresolved": loadBalancerUnresolved,
+                "released": loadBalancerReleased, "expired": loadBalancerExpired,
             ]
         }
         if let firewall {

@@ -105,6 +105,10 @@ struct Scenario {
         if let unresolved = scenario.expectedSummary["lb_unresolved"] as? Int {
             #expect(summary.loadBalancerUnresolved == UInt64(unresolved), "\(scenario.name) frames held for ARP")
         }
+        if let released = scenario.expectedSummary["lb_released"] as? Int, let expired = scenario.expectedSummary["lb_expired"] as? Int {
+            #expect(summary.loadBalancerReleased == UInt64(released) && summary.loadBalancerExpired == UInt64(expired), "\(scenario.name) held frames")
+            #expect(summary.text.contains("(\(released) sent when it answered, \(expired) dropped after 3 s)"), "\(summary.text)")
+        }
     }
 
     /// The bundled office topology is the one the example replays.
