@@ -225,12 +225,25 @@ public enum ControlAnswer {
             public var connections: UInt64
             public var drained: Bool
             public var mac: String
-            public init(address: String, weight: Int, connections: UInt64, drained: Bool, mac: String) {
+            /// "up" or "down" by its health checks, "unchecked" without `health:`; when that last
+            /// changed (seconds since 1970), nil when never.
+            public var health: String
+            public var healthChanged: Double?
+            public init(
+                address: String, weight: Int, connections: UInt64, drained: Bool, mac: String, health: String = "unchecked",
+                healthChanged: Double? = nil
+            ) {
                 self.address = address
                 self.weight = weight
                 self.connections = connections
                 self.drained = drained
                 self.mac = mac
+                self.health = health
+                self.healthChanged = healthChanged
+            }
+            enum CodingKeys: String, CodingKey {
+                case address, weight, connections, drained, mac, health
+                case healthChanged = "health_changed"
             }
         }
         public struct Balancer: Codable, Sendable, Equatable {

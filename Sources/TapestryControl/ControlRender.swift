@@ -120,10 +120,23 @@ public enum ControlRender {
         for balancer in answer.loadBalancers {
             let service = "\(balancer.name) \(balancer.vip):\(balancer.port)/\(balancer.proto)"
             for backend in balancer.backends {
-                rows.append([service, backend.address, "\(backend.weight)", "\(backend.connections)", backend.drained ? "drained" : "active", backend.mac])
+                let since = backend.healthChanged.map { " since \(utc($0))" } ?? ""
+                rows.append([
+                    service, backend.address, "\(backend.weight)", "\(backend.connections)", backend.drained ? "drained" : "active",
+                    backend.health + since, backend.mac,
+                ])
             }
         }
-        return rows.isEmpty ? "no load balancers" : table(["SERVICE", "BACKEND", "WEIGHT", "CONNECTIONS", "STATE", "MAC"], rows)
+        return rows.isEmpty ? "no load balancers" : table(["SERVICE", "BACKEND", "WEIGHT", "CONNECTIONS", "STATE", "HEALTH", "MAC"], rows)
+    }
+
+    /// Seconds since 1970 as `2026-12-02T14:03:05Z`.
+    static func utc(_ seconds: Double) -> String {
+        guard seconds.isFinite, var time = time_t(exactly: seconds.rounded(.down)) else { return "\(seconds)" }
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
     }
 
     static func stats(_ answer: ControlAnswer.Stats) -> String {

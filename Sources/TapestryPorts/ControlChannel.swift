@@ -64,6 +64,7 @@ struct SwitchSnapshot: Sendable {
     var macEntries: Int
     var drained: [[Bool]]
     var backendMACs: [[MACAddress?]]
+    var health: [[BackendHealth]]
     /// nil without connection tracking.
     var connectionCapacity: Int?
     var connectionCount: Int

@@ -167,6 +167,7 @@ extension LiveSwitch {
             macEntries: datapath.macTable.count,
             drained: balancers.indices.map { b in balancers[b].backends.indices.map { datapath.isDrained(balancer: b, backend: $0) } },
             backendMACs: balancers.indices.map { b in balancers[b].backends.indices.map { datapath.backendMAC(balancer: b, backend: $0) } },
+            health: balancers.indices.map { b in balancers[b].backends.indices.map { datapath.backendHealth(balancer: b, backend: $0) } },
             connectionCapacity: datapath.connectionTable?.maxEntries, connectionCount: datapath.connectionTable?.count ?? 0,
             longestControlPause: longestControlPause, longestControlWork: longestControlWork)
     }
@@ -294,7 +295,9 @@ extension SwitchSnapshot {
                 ControlAnswer.Balancers.Backend(
                     address: "\(backend.address):\(backend.port)", weight: backend.weight,
                     connections: counters.backendSelections.isEmpty ? 0 : counters.backendSelections[index][backendIndex],
-                    drained: drained[index][backendIndex], mac: backendMACs[index][backendIndex].map { "\($0)" } ?? "unknown")
+                    drained: drained[index][backendIndex], mac: backendMACs[index][backendIndex].map { "\($0)" } ?? "unknown",
+                    health: balancer.health == nil ? "unchecked" : health[index][backendIndex].up ? "up" : "down",
+                    healthChanged: health[index][backendIndex].lastChange.map { Double($0.nanoseconds) / 1e9 })
             }
             return ControlAnswer.Balancers.Balancer(
                 name: balancer.name, vip: "\(balancer.vip)", port: balancer.port, proto: balancer.proto == 6 ? "tcp" : "udp",

@@ -72,6 +72,14 @@ extension SwitchSnapshot {
                 lines.append("tapestry_lb_selections_total{balancer=\"\(balancer.name)\",backend=\"\(backend.address):\(backend.port)\"} \(value)")
             }
         }
+        if configuration.loadBalancers.contains(where: { $0.health != nil }) {
+            family("tapestry_lb_backend_up", "gauge", "1 while a health-checked backend is up, 0 while its checks find it down.")
+            for (index, balancer) in configuration.loadBalancers.enumerated() where balancer.health != nil {
+                for (backendIndex, backend) in balancer.backends.enumerated() {
+                    lines.append("tapestry_lb_backend_up{balancer=\"\(balancer.name)\",backend=\"\(backend.address):\(backend.port)\"} \(health[index][backendIndex].up ? 1 : 0)")
+                }
+            }
+        }
         if !configuration.loadBalancers.isEmpty {
             family("tapestry_lb_held_frames_total", "counter", "Frames held while their backend's MAC was unknown, by what became of them.")
             lines.append("tapestry_lb_held_frames_total{outcome=\"released\"} \(counters.heldReleased)")

@@ -170,7 +170,12 @@ public final class LiveSwitch {
             // While a live trace waits for frames, wake up to end it on time.
             // A firewall log line waiting for its second to end: wake up to write it.
             let logging = core.datapath.firewallLogPending
-            let timeout: Int32 = buffered || controlBacklog ? 0 : retrying ? 1 : pendingTrace != nil ? 100 : logging ? 1000 : -1
+            var timeout: Int32 = buffered || controlBacklog ? 0 : retrying ? 1 : pendingTrace != nil ? 100 : logging ? 1000 : -1
+            if let due = core.datapath.nextHealthCheck {
+                let wait = max(0, (due.nanoseconds &- Self.wallClock().nanoseconds) / 1_000_000 + 1)
+                let milliseconds = Int32(clamping: wait)
+                timeout = timeout < 0 ? milliseconds : min(timeout, milliseconds)
+            }
             let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, 64, timeout) }
             if pendingTrace != nil { finishTraceIfDue() }
             if ready < 0 {
@@ -210,6 +215,9 @@ public final class LiveSwitch {
                 for index in slots.indices {
                     if case .datagram(let socket) = slots[index].port, socket.needsRetry { datagramWritable(PortID(index)) }
                 }
+            }
+            if reloads == generation, let due = core.datapath.nextHealthCheck, due <= Self.wallClock() {
+                checkBackends()
             }
             if controlDue { serveControl() }
             if logging || core.datapath.firewallLogPending { core.drainFirewallLog(now: Self.wallClock()) { log($0) } }
@@ -292,6 +300,24 @@ public final class LiveSwitch {
         if case .vxlan(let tunnel) = slots[Int(port)].port { tunnel.close() }
         datapath.macTable.flush(port: port)
         log("port '\(topology.ports[Int(port)].name)' (\(slots[Int(port)].port.label)) is down: \(reason); the other ports keep running")
+    }
+
+    /// Sends the health-check probes due and logs the backends that went down or came up.
+    func checkBackends() {
+        core.runHealthChecks(now: Self.wallClock()) { port, queues in transmit(port, queues) }
+        logHealthChanges()
+    }
+
+    func logHealthChanges() {
+        for change in core.datapath.takeHealthChanges() {
+            let balancer = core.configuration.loadBalancers[change.balancer]
+            let backend = balancer.backends[change.backend]
+            let check = balancer.health
+            let why = change.up
+                ? "\(check?.rise ?? 0) probes in a row answered"
+                : "\(check?.fall ?? 0) probes in a row failed"
+            log("load balancer \(balancer.name): backend \(backend.address):\(backend.port) \(change.up ? "up" : "down") (\(why))")
+        }
     }
 
     static func wallClock() -> Timestamp {

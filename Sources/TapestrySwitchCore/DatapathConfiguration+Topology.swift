@@ -32,7 +32,13 @@ extension DatapathConfiguration {
                 LoadBalancerConfiguration(
                     name: balancer.name, network: networkIndex[balancer.network]!, vip: balancer.vip, port: balancer.port,
                     proto: balancer.proto == .tcp ? IPProtocol.tcp : IPProtocol.udp, mac: balancer.mac,
-                    backends: balancer.backends.map { .init(address: $0.address, port: $0.port, weight: $0.weight) })
+                    backends: balancer.backends.map { .init(address: $0.address, port: $0.port, weight: $0.weight) },
+                    health: balancer.health.map {
+                        .init(
+                            probe: $0.probe == .tcp ? .tcp : $0.probe == .icmp ? .icmp : .arp,
+                            interval: Int64($0.interval) * 1_000_000_000, timeout: Int64($0.timeout) * 1_000_000_000,
+                            rise: $0.rise, fall: $0.fall)
+                    })
             })
     }
 }

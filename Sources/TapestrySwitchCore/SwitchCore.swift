@@ -93,6 +93,17 @@ public final class SwitchCore {
         }
     }
 
+    /// Sends the health-check probes due at `now` (a live switch, when
+    /// `datapath.nextHealthCheck` comes).
+    public func runHealthChecks(now: Timestamp, transmit: (PortID, TransmitQueues) -> Void) {
+        let queues = datapath.transmitQueues
+        var cursor = 0
+        while datapath.runHealthChecks(into: ownFrames, cursor: &cursor, now: now) {
+            for active in 0..<queues.activeCount { transmit(queues.activePort(active), queues) }
+            queues.removeAll()
+        }
+    }
+
     /// Counts a frame a port dropped before it reached the pipeline.
     public func countDrop(on port: PortID, _ reason: DropReason, bytes: Int) {
         datapath.countDrop(on: port, reason, bytes: bytes)

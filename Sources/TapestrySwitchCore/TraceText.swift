@@ -166,7 +166,7 @@ public enum TraceText {
                 if let (name, address) = backend(event.a, event.b) {
                     let why = event.c == 0 ? "the connection's backend"
                         : event.c == 1 ? "new connection, next in round robin"
-                        : "new connection, next in round robin; \(event.c - 1) drained skipped"
+                        : "new connection, next in round robin; \(event.c - 1) drained or down skipped"
                     line(.loadBalancer, "\(name): to backend \(address) (\(why)); destination rewritten")
                 }
             case .backendUnresolved:
@@ -249,7 +249,7 @@ public enum TraceText {
         case .tooManyTags: return "three or more VLAN tags: the rules cannot see the payload"
         case .tableFull: return "new connection, but the table is full of connections that may not be evicted"
         case .notServed: return "to a VIP on a port or protocol it does not serve"
-        case .allBackendsDrained: return "to a VIP service whose backends are all drained"
+        case .allBackendsDrained: return "to a VIP service whose backends are all drained or down"
         case .untrackedServiceTraffic: return "to a VIP service, but belongs to no tracked connection"
         case .heldFramesFull: return "the backend's MAC is unknown and 16 frames already wait for it (or the frame is larger than a held frame may be)"
         case .none: return "no cause recorded"

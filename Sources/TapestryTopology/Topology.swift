@@ -186,6 +186,20 @@ extension Topology {
         public var proto: Proto = .tcp
         public var mac: MACAddress
         public var backends: [Backend]
+        /// Active health checks (`health:`); nil: every backend is always up.
+        public var health: Health? = nil
+
+        public struct Health: Sendable, Equatable {
+            public enum Probe: String, Sendable, Equatable, CaseIterable { case tcp, icmp, arp }
+            public var probe: Probe = .tcp
+            /// Seconds between probes of one backend, seconds to wait for an answer.
+            public var interval = 2
+            public var timeout = 1
+            /// Successes in a row that bring a down backend up; failures in a row that take an up one down.
+            public var rise = 2
+            public var fall = 2
+            public init() {}
+        }
     }
 
     /// The default LB MAC: locally administered (0x02 first byte), the other five bytes from an

@@ -2,7 +2,8 @@ import TapestryWire
 import Yams
 
 extension TopologyValidator {
-    static let loadBalancerKeys = ["network", "vip", "port", "proto", "mac", "backends"]
+    static let loadBalancerKeys = ["network", "vip", "port", "proto", "mac", "backends", "health"]
+    static let healthKeys = ["probe", "interval", "timeout", "rise", "fall"]
 
     mutating func loadBalancers(_ node: Node, switchName: String, networks: Set<String>) -> [Topology.LoadBalancer] {
         guard let list = reader.entries(node, what: "load_balancers") else { return [] }
@@ -103,6 +104,11 @@ extension TopologyValidator {
                     }
                 }
             }
+            var health: Topology.LoadBalancer.Health? = nil
+            if let value = fields["health"] {
+                health = self.health(value.value, what: what)
+                if health == nil { valid = false }
+            }
             if valid {
                 let service = "\(network) \(vip) \(port) \(proto)"
                 if let owner = services[service] {
@@ -113,10 +119,41 @@ extension TopologyValidator {
                 result.append(
                     Topology.LoadBalancer(
                         name: entry.key, network: network, vip: vip, port: port, proto: proto, mac: mac,
-                        backends: backends))
+                        backends: backends, health: health))
             }
         }
         return result
+    }
+
+    /// `health: { probe: tcp|icmp|arp, interval: S, timeout: S, rise: N, fall: N }`, every key
+    /// optional (`health: {}` is TCP probes every 2 s).
+    mutating func health(_ node: Node, what: String) -> Topology.LoadBalancer.Health? {
+        guard let fields = reader.entries(node, what: "the health of \(what)", allowed: Self.healthKeys) else { return nil }
+        var health = Topology.LoadBalancer.Health()
+        var valid = true
+        if let value = fields["probe"], let text = reader.string(value.value, what: "probe") {
+            if let probe = Topology.LoadBalancer.Health.Probe(rawValue: text) {
+                health.probe = probe
+            } else {
+                reader.error(value.value, "probe must be 'tcp', 'icmp' or 'arp', not '\(text)'")
+                valid = false
+            }
+        } else if fields["probe"] != nil {
+            valid = false
+        }
+        func number(_ key: String, _ range: ClosedRange<Int>, into target: inout Int) {
+            guard let value = fields[key] else { return }
+            if let parsed = reader.integer(value.value, what: key, range: range) { target = parsed } else { valid = false }
+        }
+        number("interval", 1...3600, into: &health.interval)
+        number("timeout", 1...3600, into: &health.timeout)
+        number("rise", 1...100, into: &health.rise)
+        number("fall", 1...100, into: &health.fall)
+        if valid && health.timeout > health.interval {
+            reader.error(fields["timeout"]?.value ?? node, "timeout (\(health.timeout) s) must not be longer than interval (\(health.interval) s): one probe per backend is outstanding at a time")
+            valid = false
+        }
+        return valid ? health : nil
     }
 
     /// `"IP:PORT"` or `{ address: "IP:PORT", weight: N }`.

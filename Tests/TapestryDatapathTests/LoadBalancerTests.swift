@@ -200,12 +200,12 @@ import TapestryWire
         let sw = makeSwitch()
         sw.datapath.setDrained(balancer: 0, backend: 0, true)
         let lines = sw.trace([syn(50001), syn(50001)], on: "c")
-        #expect(lines[0].contains("  load-balancer web: to backend 10.0.10.12:8080 (new connection, next in round robin; 1 drained skipped); destination rewritten"), "\(lines[0])")
+        #expect(lines[0].contains("  load-balancer web: to backend 10.0.10.12:8080 (new connection, next in round robin; 1 drained or down skipped); destination rewritten"), "\(lines[0])")
         #expect(lines[1].contains("  load-balancer web: to backend 10.0.10.12:8080 (the connection's backend); destination rewritten"), "\(lines[1])")
         #expect(lines[0].contains("  firewall      connection #0 (original direction): none -> SYN_SENT; new, tracked for the load balancer (no firewall section)"), "\(lines[0])")
         sw.datapath.setDrained(balancer: 0, backend: 1, true)
         let refused = sw.trace([syn(50002)], on: "c")
-        #expect(refused[0].last == "  load-balancer dropped (no-service): to a VIP service whose backends are all drained", "\(refused[0])")
+        #expect(refused[0].last == "  load-balancer dropped (no-service): to a VIP service whose backends are all drained or down", "\(refused[0])")
         _ = sw.drainAll()
     }
 

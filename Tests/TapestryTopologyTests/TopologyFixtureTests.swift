@@ -143,6 +143,37 @@ struct TopologyFixtureTests {
         }
     }
 
+    @Test("load balancer health: defaults, every key, the example")
+    func loadBalancerHealth() throws {
+        func health(_ text: String) -> Topology.LoadBalancer.Health?? {
+            let yaml = """
+                name: h
+                networks: { web: { vlan: 10 } }
+                ports: { a: { tap: ta, network: web } }
+                load_balancers:
+                  site: { network: web, vip: 10.0.10.100, port: 80, backends: [10.0.10.11:8080]\(text) }
+                """
+            guard case .success(let topology) = TopologyLoader.parse(yaml: yaml, file: "h.yaml") else { return .none }
+            return .some(topology.loadBalancers.first?.health)
+        }
+        #expect(health("") == .some(nil), "no health: unchecked")
+        #expect(health(", health: {}") == .some(Topology.LoadBalancer.Health()), "every key optional")
+        var icmp = Topology.LoadBalancer.Health()
+        icmp.probe = .icmp
+        icmp.interval = 5
+        icmp.timeout = 5
+        icmp.rise = 1
+        icmp.fall = 3
+        #expect(health(", health: { probe: icmp, interval: 5, timeout: 5, rise: 1, fall: 3 }") == .some(icmp))
+        #expect(health(", health: { fall: 0 }") == .none, "fall is 1-100")
+        let path = FixtureFiles.topologies().appendingPathComponent("load-balancer.yaml").path
+        guard case .success(let example) = TopologyLoader.load(path: path) else {
+            Issue.record("topologies/load-balancer.yaml must load")
+            return
+        }
+        #expect(example.loadBalancers.first?.health == Topology.LoadBalancer.Health())
+    }
+
     @Test("socket endpoints: unix stream, TCP stream, unix datagram")
     func socketEndpoints() throws {
         let path = FixtureFiles.fixtures("valid").appendingPathComponent("full.yaml").path

@@ -1,5 +1,20 @@
 import TapestryWire
 
+/// A load-balancer backend's state change from its health checks.
+public struct HealthChange: Sendable, Equatable {
+    public var balancer: Int
+    public var backend: Int
+    public var up: Bool
+    public var at: Timestamp
+}
+
+/// A load-balancer backend's health as `ctl lb` shows it.
+public struct BackendHealth: Sendable, Equatable {
+    public var up: Bool
+    public var lastChange: Timestamp?
+    public var probes: UInt64
+}
+
 /// The packet pipeline: every batch of frames from one port runs through the stages in the
 /// contract's fixed order, then leaves through per-port transmit queues.
 ///
@@ -97,7 +112,7 @@ public final class Datapath {
             ? nil
             : LoadBalancerStage(
                 balancers: configuration.loadBalancers, table: firewall!.table,
-                macAgingSeconds: configuration.macAgingSeconds)
+                macAgingSeconds: configuration.macAgingSeconds, hashKey: hashKey)
         firewallEvents = .allocate(capacity: 1)
         firewallEvents.initialize(to: .init())
         l2 = L2ForwardingStage(table: macTable)
@@ -230,15 +245,59 @@ public final class Datapath {
         return true
     }
 
+    /// Health checks: sends the probes due at `now` (and times out the ones not answered). Like
+    /// `releaseHeld`: call until it returns false, draining `transmitQueues` after each true;
+    /// `cursor` starts at 0. Only a live switch calls it (when `nextHealthCheck` comes).
+    public func runHealthChecks(into batch: FrameBatch, cursor: inout Int, now: Timestamp) -> Bool {
+        guard let loadBalancer, cursor >= 0 else { return false }
+        batch.removeAll()
+        // The probes come from no port: flooding one (its backend's MAC aged out of the MAC
+        // table) reaches every port of the network.
+        batch.ingressPort = PortID(configuration.ports.count)
+        cursor = loadBalancer.writeProbes(into: batch, from: cursor, now: now.nanoseconds) ?? -1
+        guard !batch.isEmpty else { return false }
+        runAfterLoadBalancer(batch, now: now)
+        return true
+    }
+
+    /// When the next probe is due or times out; nil without health checks.
+    public var nextHealthCheck: Timestamp? {
+        loadBalancer?.health.nextDue().map { Timestamp(nanoseconds: $0) }
+    }
+
+    /// Backends that went down or came up since the last call (for the log).
+    public func takeHealthChanges() -> [HealthChange] {
+        (loadBalancer?.health.takeChanges() ?? []).map {
+            HealthChange(balancer: $0.balancer, backend: $0.backend, up: $0.up, at: Timestamp(nanoseconds: $0.at))
+        }
+    }
+
+    /// Takes a backend down (or up) as a health check would: a test file's `down:`.
+    public func setBackendUp(balancer: Int, backend: Int, _ up: Bool, now: Timestamp) {
+        loadBalancer?.setBackendUp(balancer: balancer, backend: backend, up, now: now.nanoseconds)
+    }
+
+    /// A backend's health: up or down, when that last changed (nil: never), probes sent.
+    public func backendHealth(balancer: Int, backend: Int) -> BackendHealth {
+        guard let state = loadBalancer?.backendState(balancer: balancer, backend: backend) else {
+            return BackendHealth(up: true, lastChange: nil, probes: 0)
+        }
+        return BackendHealth(
+            up: state.up, lastChange: state.changed ? Timestamp(nanoseconds: state.lastChange) : nil, probes: state.probes)
+    }
+
     /// The stages after the load balancer, for frames the switch itself puts in a batch (their
     /// ingress already counted, or originated here).
     private func runAfterLoadBalancer(_ batch: FrameBatch, now: Timestamp) {
         var none = NoTrace()
         l2.process(batch, now: now, events: &events.pointee, trace: &none)
         vlanEgress.process(batch, into: transmitQueues, trace: &none)
-        let dropRow = drops + Int(batch.ingressPort) * DropReason.count
-        for index in 0..<batch.count {
-            if case .drop(let reason) = batch.verdicts[index] { dropRow[reason.index] &+= 1 }
+        // Probes come from no port (`ingressPort` past the last): their drops count nowhere.
+        if Int(batch.ingressPort) < configuration.ports.count {
+            let dropRow = drops + Int(batch.ingressPort) * DropReason.count
+            for index in 0..<batch.count {
+                if case .drop(let reason) = batch.verdicts[index] { dropRow[reason.index] &+= 1 }
+            }
         }
         let queues = transmitQueues
         for active in 0..<queues.activeCount {

@@ -22,11 +22,32 @@ public struct LoadBalancerConfiguration: Sendable, Equatable {
     public var proto: UInt8
     public var mac: MACAddress
     public var backends: [Backend]
+    /// Active health checks (probes run only live); nil: every backend is always up.
+    public var health: Health?
+
+    public struct Health: Sendable, Equatable {
+        public enum Probe: UInt8, Sendable { case tcp, icmp, arp }
+        public var probe: Probe
+        public var interval: Int64
+        public var timeout: Int64
+        public var rise: Int
+        public var fall: Int
+
+        /// - Parameters: interval and timeout in nanoseconds.
+        public init(probe: Probe, interval: Int64, timeout: Int64, rise: Int, fall: Int) {
+            self.probe = probe
+            self.interval = interval
+            self.timeout = timeout
+            self.rise = rise
+            self.fall = fall
+        }
+    }
 
     public init(
         name: String, network: NetworkID, vip: IPv4Address, port: UInt16, proto: UInt8, mac: MACAddress,
-        backends: [Backend]
+        backends: [Backend], health: Health? = nil
     ) {
+        self.health = health
         self.name = name
         self.network = network
         self.vip = vip

@@ -48,11 +48,17 @@ final class LoadBalancerStage {
     private var schedulers: [WeightedRoundRobin]
     /// Frames waiting for their backend's MAC, by flat backend index.
     let held: HeldFrames
+    /// Probe state of backends with `health`; `checking` is false when no balancer has any.
+    let health: HealthChecks
+    private let checking: Bool
 
     /// How long a backend's MAC must be silent before another MAC may take its address.
     let macAging: Int64
 
-    init(balancers: [LoadBalancerConfiguration], table: ConnectionTable, macAgingSeconds: Int = 300) {
+    init(
+        balancers: [LoadBalancerConfiguration], table: ConnectionTable, macAgingSeconds: Int = 300,
+        hashKey: HashKey = .fixed
+    ) {
         self.balancers = balancers
         self.table = table
         macAging = Int64(macAgingSeconds) * 1_000_000_000
@@ -78,6 +84,8 @@ final class LoadBalancerStage {
         }
         schedulers = balancers.map { WeightedRoundRobin(weights: $0.backends.map(\.weight)) }
         held = HeldFrames(backendCount: backendCount)
+        health = HealthChecks(balancers: balancers, key: hashKey.derived(7))
+        checking = health.isEnabled
     }
 
     deinit {
@@ -99,7 +107,14 @@ final class LoadBalancerStage {
         let now = now.nanoseconds
         let ingress = batch.ingressPort
         for index in 0..<batch.count {
-            guard case .pass = batch.verdicts[index] else { continue }
+            guard case .pass = batch.verdicts[index] else {
+                // A probe's answer has no connection: the firewall drops it as invalid. Only
+                // dropped frames are looked at, and only when health checks are configured.
+                if checking, case .drop(.invalid) = batch.verdicts[index] {
+                    takeProbeAnswer(batch, index, ingress: ingress, now: now)
+                }
+                continue
+            }
             let metadata = batch.metadata + index
             let parsed = metadata.pointee.parsed
             let network = metadata.pointee.network
@@ -149,6 +164,7 @@ final class LoadBalancerStage {
                 counters.pointee.answered &+= 1
                 if Trace.isRecording { trace.record(TraceEvent(frame: frameIndex, .vipAnswered, a: Int32(index))) }
             } else {
+                if checking { takeARPProbeAnswer(arp, service: index, now: now) }
                 batch.verdicts[frameIndex] = .consume  // a backend answering our ARP request
                 if Trace.isRecording { trace.record(TraceEvent(frame: frameIndex, .vipARPReplyTaken, a: Int32(index))) }
             }
@@ -220,6 +236,7 @@ final class LoadBalancerStage {
                 if Trace.isRecording { trace.record(TraceEvent(frame: index, .vipAnswered, a: Int32(first))) }
             } else {
                 drop(.noService, .notServed, index, batch, &trace)
+                if checking { takeProbeAnswer(batch, index, ingress: ingress, now: now) }
             }
             return
         }
@@ -236,7 +253,7 @@ final class LoadBalancerStage {
                 drop(.noService, .allBackendsDrained, index, batch, &trace)
                 return
             }
-            if Trace.isRecording { why = 1 + Int32(schedulers[serviceIndex].drained.lazy.filter { $0 }.count) }
+            if Trace.isRecording { why = 1 + Int32(schedulers[serviceIndex].skipped) }
             entry.pointee.balancer = Int16(serviceIndex)
             entry.pointee.backend = Int16(chosen)
             selectionCounts[service.firstBackend + chosen] &+= 1
@@ -429,6 +446,211 @@ final class LoadBalancerStage {
         }
     }
 
+    // MARK: health checks
+
+    /// The flat index of `balancer`'s first backend.
+    func firstBackend(of balancer: Int) -> Int { services[balancer].firstBackend }
+
+    private func setDown(_ index: Int, _ up: Bool) {
+        let owner = ownerService(of: index)
+        schedulers[owner].setDown(index - services[owner].firstBackend, !up)
+    }
+
+    /// Times out outstanding probes (`cursor` 0 only) and writes the probes due into `batch`,
+    /// from flat backend index `cursor` on, as many as fit. Returns where to go on, nil when done.
+    func writeProbes(into batch: FrameBatch, from cursor: Int, now: Int64) -> Int? {
+        if cursor == 0 { health.expire(now: now) { setDown($0, $1) } }
+        return health.due(now: now, from: cursor) { index, nonce in
+            guard let area = batch.nextFreeFrameArea(), let check = health.health[index] else { return false }
+            let backend = backends[index]
+            let service = services[ownerService(of: index)]
+            let verdict: Verdict
+            if check.probe == .arp || backend.mac == .zero {
+                // An ARP probe, or the backend's MAC must be asked for first (this probe then fails).
+                writeARPRequest(into: area, header: 12, padded: 60, service: service, backend: backend.address)
+                if backend.mac != .zero { area.setMAC(0, backend.mac) }
+                verdict = backend.mac != .zero ? .pass : .floodAll
+            } else {
+                writeProbe(into: area, check.probe, service: service, backend: backend, nonce: nonce)
+                verdict = .pass
+            }
+            batch.commit(length: 60)
+            let slot = batch.count - 1
+            batch.metadata[slot] = FrameMetadata()
+            batch.metadata[slot].parsed = FrameParser.parse(UnsafeRawBufferPointer(batch.frame(slot)))
+            batch.metadata[slot].network = backend.network
+            batch.metadata[slot].skipLearning = true
+            batch.verdicts[slot] = verdict
+            return true
+        }
+    }
+
+    /// The TCP probe's source port and initial sequence number, the ICMP probe's identifier and
+    /// sequence number, from its nonce.
+    static func tcpProbe(_ nonce: UInt64) -> (port: UInt16, sequence: UInt32) {
+        (UInt16(32768 | (nonce & 0x7FFF)), UInt32(truncatingIfNeeded: nonce >> 32))
+    }
+    static func echoProbe(_ nonce: UInt64) -> (identifier: UInt16, sequence: UInt16) {
+        (UInt16(truncatingIfNeeded: nonce >> 16), UInt16(truncatingIfNeeded: nonce >> 48))
+    }
+
+    /// A TCP SYN (with an MSS option) or an ICMP echo request from the VIP and the balancer's MAC
+    /// to the backend, 60 bytes with padding.
+    private func writeProbe(
+        into out: UnsafeMutableRawBufferPointer, _ probe: LoadBalancerConfiguration.Health.Probe, service: Service,
+        backend: Backend, nonce: UInt64
+    ) {
+        for byte in 0..<60 { out[byte] = 0 }
+        out.setMAC(0, backend.mac)
+        out.setMAC(6, service.mac)
+        out.setU16(12, EtherType.ipv4)
+        let l3 = 14
+        let l4 = l3 + 20
+        let l4Length = probe == .tcp ? 24 : 16
+        out[l3] = 0x45
+        out.setU16(l3 + 2, UInt16(20 + l4Length))
+        out.setU16(l3 + 6, 0x4000)  // DF
+        out[l3 + 8] = 64
+        out[l3 + 9] = probe == .tcp ? IPProtocol.tcp : IPProtocol.icmp
+        out.setU32(l3 + 12, service.vip.rawValue)
+        out.setU32(l3 + 16, backend.address.rawValue)
+        out.setU16(l3 + 10, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l3..<l4]))))
+        var pseudo: UInt64 = 0
+        if probe == .tcp {
+            let (port, sequence) = Self.tcpProbe(nonce)
+            out.setU16(l4, port)
+            out.setU16(l4 + 2, backend.port)
+            out.setU32(l4 + 4, sequence)
+            out[l4 + 12] = 6 << 4  // 24 bytes: the MSS option
+            out[l4 + 13] = 0x02  // SYN
+            out.setU16(l4 + 14, 64240)
+            out.setU32(l4 + 20, 0x0204_05B4)  // MSS 1460
+            pseudo = InternetChecksum.ipv4PseudoHeaderSum(
+                source: service.vip, destination: backend.address, proto: IPProtocol.tcp, length: l4Length)
+        } else {
+            let (identifier, sequence) = Self.echoProbe(nonce)
+            out[l4] = 8
+            out.setU16(l4 + 4, identifier)
+            out.setU16(l4 + 6, sequence)
+            for (offset, byte) in "tapestry".utf8.enumerated() { out[l4 + 8 + offset] = byte }
+        }
+        let field = probe == .tcp ? l4 + 16 : l4 + 2
+        out.setU16(field, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l4..<(l4 + l4Length)]), initial: pseudo)))
+    }
+
+    /// An ARP reply from a backend to the VIP answers its outstanding ARP probe.
+    private func takeARPProbeAnswer(_ arp: ARPView, service: Int, now: Int64) {
+        let first = services[service].firstBackend
+        let count = balancers[service].backends.count
+        for index in first..<(first + count) where backends[index].address == arp.senderIP {
+            guard health.health[index]?.probe == .arp, let nonce = health.outstandingNonce(index) else { continue }
+            _ = health.answer(index, nonce: nonce, success: true, now: now) { setDown($0, $1) }
+        }
+    }
+
+    /// A frame to a VIP that may answer a probe: a SYN-ACK (success; answered with a RST from the
+    /// VIP, in its place), a RST (failure) or an echo reply (success) from the backend's address
+    /// that quotes the outstanding probe's nonce. Matched ones are consumed; anything else keeps
+    /// its verdict.
+    private func takeProbeAnswer(_ batch: FrameBatch, _ index: Int, ingress: PortID, now: Int64) {
+        let metadata = batch.metadata + index
+        let parsed = metadata.pointee.parsed
+        guard parsed.isValid, parsed.layer3 == .ipv4, parsed.hasL4, parsed.fragment == .none else { return }
+        let frame = batch.frame(index)
+        let l3 = Int(parsed.l3Offset)
+        let l4 = Int(parsed.l4Offset)
+        let source = IPv4Address(rawValue: frame.u32(l3 + 12))
+        let destination = IPv4Address(rawValue: frame.u32(l3 + 16))
+        let network = metadata.pointee.network
+        for backend in 0..<backendCount where backends[backend].address == source && backends[backend].network == network {
+            guard let check = health.health[backend], let nonce = health.outstandingNonce(backend) else { continue }
+            let service = services[ownerService(of: backend)]
+            guard destination == service.vip else { continue }
+            switch check.probe {
+            case .tcp:
+                guard parsed.ipProtocol == IPProtocol.tcp, l4 + 20 <= frame.count else { continue }
+                let (port, sequence) = Self.tcpProbe(nonce)
+                let flags = frame[l4 + 13]
+                guard frame.u16(l4) == backends[backend].port, frame.u16(l4 + 2) == port,
+                    frame.u32(l4 + 8) == sequence &+ 1, flags & 0x10 != 0
+                else { continue }
+                if flags & 0x04 != 0 {
+                    _ = health.answer(backend, nonce: nonce, success: false, now: now) { setDown($0, $1) }
+                    batch.verdicts[index] = .consume
+                } else if flags & 0x12 == 0x12 {
+                    _ = health.answer(backend, nonce: nonce, success: true, now: now) { setDown($0, $1) }
+                    answerWithReset(batch, index, service: service, ingress: ingress)
+                }
+                return
+            case .icmp:
+                guard parsed.ipProtocol == IPProtocol.icmp, l4 + 8 <= frame.count, frame[l4] == 0 else { continue }
+                let (identifier, sequence) = Self.echoProbe(nonce)
+                guard frame.u16(l4 + 4) == identifier, frame.u16(l4 + 6) == sequence else { continue }
+                _ = health.answer(backend, nonce: nonce, success: true, now: now) { setDown($0, $1) }
+                batch.verdicts[index] = .consume
+                return
+            case .arp:
+                continue
+            }
+        }
+    }
+
+    /// Turns a probe's SYN-ACK into the VIP's RST for it, in place, back out of its port, so the
+    /// backend does not keep a half-open connection.
+    private func answerWithReset(_ batch: FrameBatch, _ index: Int, service: Service, ingress: PortID) {
+        let metadata = batch.metadata + index
+        let parsed = metadata.pointee.parsed
+        let frame = batch.frame(index)
+        let l3 = Int(parsed.l3Offset)
+        let l4 = Int(parsed.l4Offset)
+        let backendMAC = UnsafeRawBufferPointer(frame).mac(6)
+        let backendIP = IPv4Address(rawValue: frame.u32(l3 + 12))
+        let backendPort = frame.u16(l4)
+        let probePort = frame.u16(l4 + 2)
+        let sequence = frame.u32(l4 + 8)
+        let (region, start) = batch.slot(index)
+        let length = l4 + 20
+        let padded = max(60 + (metadata.pointee.consumedTag ? 4 : 0), length)
+        let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + padded)])
+        for byte in length..<padded { out[byte] = 0 }
+        out.setMAC(0, backendMAC)
+        out.setMAC(6, service.mac)
+        out.setU16(l3 + 2, UInt16(length - l3))
+        out.setU16(l3 + 4, 0)
+        out[l3 + 8] = 64
+        out.setU32(l3 + 12, service.vip.rawValue)
+        out.setU32(l3 + 16, backendIP.rawValue)
+        out.setU16(l3 + 10, 0)
+        out.setU16(l3 + 10, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l3..<l4]))))
+        out.setU16(l4, probePort)
+        out.setU16(l4 + 2, backendPort)
+        out.setU32(l4 + 4, sequence)
+        out.setU32(l4 + 8, 0)
+        out[l4 + 12] = 5 << 4
+        out[l4 + 13] = 0x04  // RST
+        out.setU32(l4 + 14, 0)  // window and checksum
+        out.setU16(l4 + 18, 0)
+        let pseudo = InternetChecksum.ipv4PseudoHeaderSum(
+            source: service.vip, destination: backendIP, proto: IPProtocol.tcp, length: 20)
+        out.setU16(l4 + 16, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l4..<length]), initial: pseudo)))
+        batch.setBounds(index, start: start, length: padded)
+        metadata.pointee.offload = VirtioNetHeader()
+        metadata.pointee.parsed = FrameParser.parse(UnsafeRawBufferPointer(batch.frame(index)))
+        metadata.pointee.skipLearning = true
+        metadata.pointee.learnArrivingSource = true
+        metadata.pointee.arrivingSource = backendMAC
+        batch.verdicts[index] = .forward(ingress)
+    }
+
+    /// Sets a backend down or up by hand (a test file's `down:`): as a failed or passed check would.
+    func setBackendUp(balancer: Int, backend: Int, _ up: Bool, now: Int64) {
+        health.setUp(services[balancer].firstBackend + backend, up, now: now) { setDown($0, $1) }
+    }
+
+    func backendState(balancer: Int, backend: Int) -> HealthChecks.Backend {
+        health.state(services[balancer].firstBackend + backend)
+    }
+
     // MARK: control and display
 
     /// Drained backends get no new connections; existing ones keep theirs (for `ctl lb drain`).
@@ -445,6 +667,13 @@ final class LoadBalancerStage {
         counters.pointee = old.counters.pointee
         for (from, to) in backendMap {
             selectionCounts[services[to.0].firstBackend + to.1] = old.selectionCounts[old.services[from.0].firstBackend + from.1]
+            // Health: a backend found down stays down across a reload (while both check it).
+            let previous = old.health.state(old.services[from.0].firstBackend + from.1)
+            if old.health.health[old.services[from.0].firstBackend + from.1] != nil {
+                let index = services[to.0].firstBackend + to.1
+                health.adopt(previous, into: index)
+                if health.health[index] != nil { schedulers[to.0].setDown(to.1, !previous.up) }
+            }
         }
     }
 

@@ -7,19 +7,25 @@ public struct WeightedRoundRobin: Sendable, Equatable {
     public private(set) var current: [Int]
     /// Drained backends take no new connections; their existing connections are untouched.
     public private(set) var drained: [Bool]
+    /// Backends a health check found down: skipped like drained ones until they come back up.
+    public private(set) var down: [Bool]
 
     public init(weights: [Int]) {
         precondition(!weights.isEmpty && weights.allSatisfy { $0 > 0 })
         self.weights = weights
         current = [Int](repeating: 0, count: weights.count)
         drained = [Bool](repeating: false, count: weights.count)
+        down = [Bool](repeating: false, count: weights.count)
     }
 
-    /// The next backend, or nil when every backend is drained.
+    /// Backends a new connection skips now (drained or down).
+    public var skipped: Int { weights.indices.lazy.filter { drained[$0] || down[$0] }.count }
+
+    /// The next backend, or nil when every backend is drained or down.
     public mutating func next() -> Int? {
         var total = 0
         var best = -1
-        for index in weights.indices where !drained[index] {
+        for index in weights.indices where !drained[index] && !down[index] {
             current[index] += weights[index]
             total += weights[index]
             if best < 0 || current[index] > current[best] { best = index }
@@ -31,6 +37,11 @@ public struct WeightedRoundRobin: Sendable, Equatable {
 
     public mutating func setDrained(_ index: Int, _ value: Bool) {
         drained[index] = value
+        if value { current[index] = 0 }
+    }
+
+    public mutating func setDown(_ index: Int, _ value: Bool) {
+        down[index] = value
         if value { current[index] = 0 }
     }
 }

@@ -1,0 +1,151 @@
+import Testing
+import TapestryDatapath
+import TapestryTestSupport
+import TapestryWire
+
+/// Active health checks through the in-memory switch, driven as the live switch drives them
+/// (`SwitchCore.runHealthChecks` when `nextHealthCheck` comes), with a manual clock.
+@Suite struct HealthCheckTests {
+    typealias LB = LoadBalancerTests
+    static let health = "    health: { probe: PROBE, interval: 2, timeout: 1, rise: 2, fall: 2 }"
+
+    func makeSwitch(probe: String = "tcp", firewall: String = "") -> EmbeddedSwitch {
+        let yaml = LB.topology(firewall: firewall) + "\n" + Self.health.replacingOccurrences(of: "PROBE", with: probe)
+        let sw = LoadBalancerTests().makeSwitch(yaml)
+        return sw
+    }
+
+    /// Runs the checks due now; returns the probes by port.
+    @discardableResult
+    func probe(_ sw: EmbeddedSwitch) -> [String: [[UInt8]]] {
+        var out: [String: [[UInt8]]] = [:]
+        sw.core.runHealthChecks(now: sw.clock.now) { port, queues in
+            for index in 0..<queues.count(port) { out[sw.core.portNames[Int(port)], default: []].append(Array(queues.frame(port, index))) }
+        }
+        return out
+    }
+
+    func fields(_ frame: [UInt8]) -> [String: String] { LoadBalancerTests().fields(frame) }
+
+    /// The backend's answer to its TCP probe: SYN-ACK (or RST) acknowledging the probe's SYN.
+    func answer(to probe: [UInt8], from mac: MACAddress, ip: IPv4Address, flags: TCPFlags = [.syn, .ack], ackOffset: UInt32 = 1) -> [UInt8] {
+        let f = fields(probe)
+        let sport = UInt16(f["tcp.sport"]!)!
+        let seq = UInt32(f["tcp.seq"]!)!
+        return FrameBuilder.frame(
+            dst: LB.lbMAC, src: mac, FrameBuilder.ipv4(src: ip, dst: LB.vip),
+            FrameBuilder.tcp(sport: 8080, dport: sport, flags: flags, seq: 7000, ack: seq &+ ackOffset))
+    }
+
+    @Test func tcpProbesComeFromTheVIPAndTheirAnswerIsReset() throws {
+        let sw = makeSwitch()
+        let probes = probe(sw)
+        #expect(probes.keys.sorted() == ["b1", "b2"], "each probe goes to its backend's port only")
+        let syn = fields(try #require(probes["b1"]?.first))
+        #expect(syn["eth.src"] == "\(LB.lbMAC)" && syn["eth.dst"] == "\(LB.b1)")
+        #expect(syn["ipv4.src"] == "10.0.10.100" && syn["ipv4.dst"] == "10.0.10.11" && syn["tcp.dport"] == "8080")
+        #expect(syn["tcp.flags"]?.hasSuffix("02") == true, "a SYN: \(syn)")
+        #expect(syn["tcp.checksum"]?.hasSuffix("(valid)") == true && syn["ipv4.checksum"]?.hasSuffix("(valid)") == true)
+        let out = sw.send(answer(to: probes["b1"]![0], from: LB.b1, ip: LB.ipB1), on: "b1")
+        #expect(out.keys.sorted() == ["b1"], "the SYN-ACK is the switch's: answered, not forwarded")
+        let reset = fields(try #require(out["b1"]?.first))
+        #expect(reset["ipv4.src"] == "10.0.10.100" && reset["tcp.sport"] == syn["tcp.sport"])
+        #expect(reset["tcp.seq"] == "\(UInt32(syn["tcp.seq"]!)! &+ 1)", "the RST's sequence number is what the SYN-ACK acknowledged")
+        #expect(reset["tcp.checksum"]?.hasSuffix("(valid)") == true && reset["ipv4.checksum"]?.hasSuffix("(valid)") == true)
+        #expect(sw.drops.isEmpty)
+        #expect(sw.datapath.backendHealth(balancer: 0, backend: 0).up)
+    }
+
+    /// `fall` unanswered probes take a backend down: new connections skip it, its existing one
+    /// keeps it; `rise` answered probes bring it back.
+    @Test func fallTakesABackendDownAndRiseBringsItBack() throws {
+        let sw = makeSwitch()
+        #expect(sw.send(LB().syn(50001), on: "c").keys.sorted() == ["b1"])
+        for round in 0..<2 {
+            let probes = probe(sw)
+            sw.send(answer(to: probes["b2"]![0], from: LB.b2, ip: LB.ipB2), on: "b2")  // b2 answers, b1 does not
+            sw.clock.advance(by: .seconds(1))
+            probe(sw)  // times out b1's probe
+            #expect(sw.datapath.backendHealth(balancer: 0, backend: 0).up == (round == 0))
+            sw.clock.advance(by: .seconds(1))
+        }
+        #expect(sw.datapath.takeHealthChanges().map(\.up) == [false])
+        for sport in UInt16(50002)...50005 {
+            #expect(sw.send(LB().syn(sport), on: "c").keys.sorted() == ["b2"], "b1 is down: every new connection goes to b2")
+        }
+        let ack = FrameBuilder.tcp4(dst: LB.lbMAC, src: LB.client, from: LB.ipClient, to: LB.vip, sport: 50001, dport: 80, flags: .ack)
+        #expect(sw.send(ack, on: "c").keys.sorted() == ["b1"], "an existing connection keeps its backend")
+        for _ in 0..<2 {
+            let probes = probe(sw)
+            sw.send(answer(to: probes["b1"]![0], from: LB.b1, ip: LB.ipB1), on: "b1")
+            sw.send(answer(to: probes["b2"]![0], from: LB.b2, ip: LB.ipB2), on: "b2")
+            sw.clock.advance(by: .seconds(2))
+        }
+        #expect(sw.datapath.backendHealth(balancer: 0, backend: 0).up)
+        #expect(sw.datapath.takeHealthChanges().map(\.up) == [true])
+        let picks = (UInt16(50010)...50013).map { sw.send(LB().syn($0), on: "c").keys.sorted() }
+        #expect(picks.contains(["b1"]) && picks.contains(["b2"]), "\(picks)")
+    }
+
+    /// A RST answering the probe is a failure at once, not after the timeout.
+    @Test func aResetFailsTheProbe() {
+        let sw = makeSwitch()
+        for _ in 0..<2 {
+            let probes = probe(sw)
+            #expect(sw.send(answer(to: probes["b1"]![0], from: LB.b1, ip: LB.ipB1, flags: [.rst, .ack]), on: "b1").isEmpty)
+            sw.clock.advance(by: .seconds(2))
+        }
+        #expect(!sw.datapath.backendHealth(balancer: 0, backend: 0).up)
+    }
+
+    /// Answers that do not quote the outstanding probe (wrong acknowledgment, wrong source, no
+    /// probe outstanding) change nothing and are not consumed; a forged one cannot keep a dead
+    /// backend up.
+    @Test func forgedAnswersChangeNothing() {
+        let sw = makeSwitch(firewall: "firewall:\n  default: drop\n  rules:\n    - { action: allow, proto: tcp, dst: 10.0.10.100, dport: 80 }")
+        for _ in 0..<2 {
+            let probes = probe(sw)
+            let probeSYN = probes["b1"]![0]
+            #expect(sw.send(answer(to: probeSYN, from: LB.b1, ip: LB.ipB1, ackOffset: 2), on: "b1").isEmpty)
+            #expect(sw.send(answer(to: probeSYN, from: LB.client, ip: LB.ipClient), on: "c").isEmpty)
+            sw.send(answer(to: probes["b2"]![0], from: LB.b2, ip: LB.ipB2), on: "b2")
+            sw.clock.advance(by: .seconds(2))
+        }
+        probe(sw)
+        #expect(!sw.datapath.backendHealth(balancer: 0, backend: 0).up, "forged answers did not keep b1 up")
+        #expect(sw.datapath.backendHealth(balancer: 0, backend: 1).up)
+        #expect(sw.drops == ["invalid": 4], "the forged answers stay the firewall's invalid drops")
+    }
+
+    @Test func icmpAndARPProbes() throws {
+        let icmp = makeSwitch(probe: "icmp")
+        let request = fields(try #require(probe(icmp)["b1"]?.first))
+        #expect(request["icmp.type"] == "8" && request["ipv4.src"] == "10.0.10.100" && request["icmp.checksum"]?.hasSuffix("(valid)") == true)
+        let reply = FrameBuilder.frame(
+            dst: LB.lbMAC, src: LB.b1, FrameBuilder.ipv4(src: LB.ipB1, dst: LB.vip),
+            FrameBuilder.icmp(type: 0, identifier: UInt16(request["icmp.id"]!)!, sequence: UInt16(request["icmp.seq"]!)!))
+        #expect(icmp.send(reply, on: "b1").isEmpty, "the echo reply is consumed")
+        #expect(icmp.drops.isEmpty)
+
+        let arp = makeSwitch(probe: "arp")
+        let asked = fields(try #require(probe(arp)["b1"]?.first))
+        #expect(asked["arp.op"] == "1" && asked["arp.spa"] == "10.0.10.100" && asked["arp.tpa"] == "10.0.10.11")
+        #expect(asked["eth.dst"] == "\(LB.b1)", "a known backend is asked by unicast")
+        arp.clock.advance(by: .seconds(1))
+        probe(arp)
+        arp.clock.advance(by: .seconds(1))
+        probe(arp)
+        arp.clock.advance(by: .seconds(1))
+        probe(arp)
+        #expect(!arp.datapath.backendHealth(balancer: 0, backend: 0).up, "two unanswered ARP probes")
+    }
+
+    /// Every backend down: new connections are refused (`no-service`) at once.
+    @Test func allDownRefusesNewConnections() {
+        let sw = makeSwitch()
+        sw.datapath.setBackendUp(balancer: 0, backend: 0, false, now: sw.clock.now)
+        sw.datapath.setBackendUp(balancer: 0, backend: 1, false, now: sw.clock.now)
+        #expect(sw.send(LB().syn(50001), on: "c").isEmpty)
+        #expect(sw.drops == ["no-service": 1])
+    }
+}
