@@ -279,6 +279,84 @@ import Testing
         #expect(lab.stop() == 0)
     }
 
+    /// Health checks live: TCP probes every second (timeout 1, rise 2, fall 2) against two
+    /// `python3 -m http.server` backends. Killing w2's server takes it down within fall x
+    /// interval + timeout (3 s; 5 s allowed for a loaded machine), after which every request goes
+    /// to w1; starting it again brings it back within rise x interval (2 s; 4 s allowed). The log
+    /// says both, `ctl lb` and the metrics show the state.
+    @Test func healthChecksTakeADeadBackendOutAndBringItBack() throws {
+        if LiveLab.skip("healthChecksTakeADeadBackendOutAndBringItBack") { return }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        let control = "/tmp/\(lab.prefix).sock"
+        let binary = try #require(LiveLab.binary).path
+        try lab.addHosts(["cl", "w1", "w2"])
+        try lab.start(
+            topology: """
+                name: lbhealth
+                control: \(control)
+                networks: { web: { vlan: 10 } }
+                ports:
+                  cl: { tap: \(lab.name("cl")), network: web, netns: \(lab.name("cl")) }
+                  w1: { tap: \(lab.name("w1")), network: web, netns: \(lab.name("w1")) }
+                  w2: { tap: \(lab.name("w2")), network: web, netns: \(lab.name("w2")) }
+                load_balancers:
+                  site:
+                    network: web
+                    vip: 10.0.10.100
+                    port: 80
+                    backends: [10.0.10.11:8080, 10.0.10.12:8080]
+                    health: { probe: tcp, interval: 1, timeout: 1, rise: 2, fall: 2 }
+                """)
+        lab.address("cl", "10.0.10.1/24")
+        lab.address("w1", "10.0.10.11/24")
+        lab.address("w2", "10.0.10.12/24")
+        var servers: [String: ChildProcess] = [:]
+        defer {
+            for server in servers.values where server.isRunning { server.terminate() }
+        }
+        func serve(_ backend: String) throws {
+            let root = FileManager.default.temporaryDirectory.appendingPathComponent("\(lab.prefix)-\(backend)")
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+            try "served by \(backend)\n".write(to: root.appendingPathComponent("index.html"), atomically: true, encoding: .utf8)
+            servers[backend] = try lab.background("exec timeout 90 python3 -m http.server 8080 --bind 0.0.0.0 --directory \(root.path)", in: backend)
+            let deadline = Date().addingTimeInterval(10)
+            while lab.sh("ss -ltn | grep -q ':8080'", in: backend).status != 0 && Date() < deadline { usleep(100_000) }
+        }
+        func fetch() -> String {
+            lab.sh("curl -s -m 3 http://10.0.10.100/", in: "cl").output.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        try serve("w1")
+        try serve("w2")
+        // Both up: the requests alternate.
+        let before = (0..<4).map { _ in fetch() }
+        #expect(Set(before) == ["served by w1", "served by w2"], "\(before)")
+
+        _ = servers["w2"]?.terminate()
+        let killed = Date()
+        let down = lab.log(containing: "backend 10.0.10.12:8080 down", within: 8)
+        let downAfter = Date().timeIntervalSince(killed)
+        #expect(down.contains("load balancer site: backend 10.0.10.12:8080 down (2 probes in a row failed)"), "\(lab.log)")
+        #expect(downAfter < 5, "down \(downAfter) s after its server stopped (fall x interval + timeout = 3 s)")
+        let during = (0..<4).map { _ in fetch() }
+        #expect(during == Array(repeating: "served by w1", count: 4), "every new connection goes to w1: \(during)")
+        let table = lab.sh("\(binary) ctl --control \(control) lb")
+        #expect(table.output.contains("10.0.10.12:8080") && table.output.contains("down since"), "\(table.output)")
+        let json = lab.sh("\(binary) ctl --control \(control) --json lb")
+        #expect(json.output.contains("\"health\":\"down\""), "\(json.output)")
+
+        try serve("w2")
+        let restarted = Date()
+        let up = lab.log(containing: "backend 10.0.10.12:8080 up", within: 8)
+        let upAfter = Date().timeIntervalSince(restarted)
+        #expect(up.contains("load balancer site: backend 10.0.10.12:8080 up (2 probes in a row answered)"), "\(lab.log)")
+        #expect(upAfter < 4, "up \(upAfter) s after its server listened again (rise x interval = 2 s)")
+        let after = (0..<4).map { _ in fetch() }
+        #expect(Set(after) == ["served by w1", "served by w2"], "\(after)")
+        print("health checks: down \(downAfter) s after the kill, up \(upAfter) s after the restart")
+        #expect(lab.stop() == 0)
+    }
+
     /// The control socket and metrics: `ctl` tables and JSON, drain, errors, a refused second run,
     /// and a Prometheus scrape.
     @Test func controlAndMetrics() throws {
