@@ -27,7 +27,11 @@ public enum PacketTestRunner {
 
     static func run(_ test: PacketTestFile.Test, in file: PacketTestFile) -> Result {
         let core = SwitchCore(topology: file.topology)
-        for (balancer, backend) in test.down { core.datapath.setDrained(balancer: balancer, backend: backend, true) }
+        // Probes never run here: a backend is down only when the test says so, as if its
+        // health checks had failed.
+        for (balancer, backend) in test.down {
+            core.datapath.setBackendUp(balancer: balancer, backend: backend, false, now: Timestamp(nanoseconds: start))
+        }
         let names = core.portNames
         var sent = [[[UInt8]]](repeating: [], count: names.count)
         let order = test.frames.enumerated().sorted { ($0.element.at, $0.offset) < ($1.element.at, $1.offset) }.map(\.element)
