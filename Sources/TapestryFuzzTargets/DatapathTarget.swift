@@ -29,7 +29,9 @@ import TapestryWire
 /// has and render. Outputs with offloads go through the software
 /// segmentation checks too (what a socket port would do with them). After each batch, frames a
 /// load balancer held for an unknown backend are released as `SwitchCore` releases them
-/// (`releaseHeld`), and held to the same output checks.
+/// (`releaseHeld`), and held to the same output checks; then the health checks due run as a live
+/// switch runs them (both balancers have them; probes are checked to parse with valid checksums),
+/// so answers to probes (and forgeries) in the input meet the matching code.
 ///
 /// Port `v` is a VXLAN tunnel (two remotes, both networks by VNI, MTU 1500). What arrives there
 /// is decapsulated as replay does it (`VXLANEndpoint.admitUnderlay`): flags bit 1 wraps the
@@ -75,6 +77,7 @@ enum DatapathTarget {
             proto: tcp
             mac: "02:00:00:00:01:00"
             backends: [10.0.10.11:8080, { address: "10.0.10.12:8080", weight: 2 }]
+            health: { probe: tcp, interval: 1, timeout: 1, rise: 1, fall: 1 }
           dns:
             network: dmz
             vip: 10.0.20.53
@@ -82,6 +85,7 @@ enum DatapathTarget {
             proto: udp
             mac: "02:00:00:00:02:00"
             backends: [10.0.20.11:53]
+            health: { probe: icmp, interval: 1, timeout: 1, rise: 1, fall: 1 }
         """
 
     /// The three variants' topologies, loaded once (loading is not what this target fuzzes).
@@ -178,9 +182,11 @@ enum DatapathTarget {
             try checkTunnels(datapath, tunnels)
             try checkLog(datapath, topology: topologies[Int(mode & 3) % topologies.count], now: batchTime)
             for index in 0..<batch.count where batch.verdicts[index].isDrop { expectedDrops += 1 }
+            expectedDrops += after.refusedConnections &- before.refusedConnections
             datapath.transmitQueues.removeAll()
             batch.removeAll()
             expectedDrops += try releaseHeld(datapath, ownFrames, tunnels, now: batchTime, fixChecksums: fixChecksums)
+            try runHealthChecks(datapath, ownFrames, tunnels, now: batchTime)
         }
 
         while !input.isAtEnd {
@@ -287,7 +293,10 @@ enum DatapathTarget {
             case .pass: throw InvariantViolation("frame \(index) left the pipeline undecided")
             }
         }
-        try require(after.totalDrops &- before.totalDrops == UInt64(drops), "drops grew by \(after.totalDrops &- before.totalDrops), \(drops) verdicts")
+        let refused = after.refusedConnections &- before.refusedConnections
+        try require(
+            after.totalDrops &- before.totalDrops == UInt64(drops) &+ refused,
+            "drops grew by \(after.totalDrops &- before.totalDrops), \(drops) verdicts and \(refused) refused connections")
         // The parser treats a frame with three or more tags as opaque L2: under a firewall it is
         // dropped (HostileFrameTests.threeTagsAreDroppedByTheFirewall), without one it is
         // switched like any L2 payload and leaves an access port with its outer tag removed,
@@ -365,6 +374,41 @@ extension DatapathTarget {
             "held: \(end.heldReleased) released + \(end.heldExpired) expired + \(end.heldWaiting) waiting > \(end.backendUnresolved) unresolved")
         try require(end.heldWaiting <= 16 * 3, "\(end.heldWaiting) frames waiting for 3 backends")
         return end.totalDrops &- start.totalDrops
+    }
+
+    /// Health-check probes as a live switch sends them after a batch: each probe parses, with
+    /// valid checksums, and comes from a VIP; probes count no drops (they come from no port).
+    static func runHealthChecks(
+        _ datapath: Datapath, _ ownFrames: FrameBatch, _ tunnels: [VXLANEndpoint?], now: Int64
+    ) throws(InvariantViolation) {
+        let dropsBefore = datapath.counters.totalDrops
+        var cursor = 0
+        var rounds = 0
+        let vips = Set(datapath.configuration.loadBalancers.map(\.vip))
+        while datapath.runHealthChecks(into: ownFrames, cursor: &cursor, now: Timestamp(nanoseconds: now)) {
+            rounds += 1
+            try require(rounds <= 100, "runHealthChecks keeps returning true")
+            let queues = datapath.transmitQueues
+            for active in 0..<queues.activeCount {
+                let port = queues.activePort(active)
+                for index in 0..<queues.count(port) {
+                    let frame = queues.frame(port, index)
+                    let parsed = FrameParser.parse(frame)
+                    try require(parsed.isValid, "a probe on port \(port) does not parse: \(hex(frame))")
+                    if parsed.layer3 == .ipv4 {
+                        try require(ChecksumVerifier.ipv4HeaderIsValid(frame, parsed) ?? true, "probe IPv4 header checksum invalid: \(hex(frame))")
+                        try require(ChecksumVerifier.l4IsValid(frame, parsed) ?? true, "probe L4 checksum invalid: \(hex(frame))")
+                        let source = IPv4Address(rawValue: frame.u32(Int(parsed.l3Offset) + 12))
+                        try require(vips.contains(source), "a probe from \(source)")
+                    } else {
+                        try require(parsed.layer3 == .arp, "a probe that is neither IPv4 nor ARP: \(hex(frame))")
+                    }
+                }
+            }
+            try checkTunnels(datapath, tunnels)
+            queues.removeAll()
+        }
+        try require(datapath.counters.totalDrops == dropsBefore, "health checks counted drops")
     }
 
     /// Every frame queued on a VXLAN port, encapsulated for each remote it goes to.

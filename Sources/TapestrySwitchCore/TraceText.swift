@@ -155,6 +155,10 @@ public enum TraceText {
                 }
             case .vipAnswered:
                 line(.loadBalancer, "answered for the VIP (ARP or ping), sent back out of the ingress port")
+            case .refused:
+                line(
+                    .loadBalancer,
+                    "every backend drained or down: refused with \(event.b == 0 ? "a TCP RST" : "an ICMP port unreachable") from the VIP, out of the ingress port (counted no-service)")
             case .vipARPReplyTaken:
                 line(.loadBalancer, "ARP reply to the VIP: taken by the switch (backend MAC learned)")
             case .replyRewritten:

@@ -140,12 +140,37 @@ import TapestryWire
         #expect(!arp.datapath.backendHealth(balancer: 0, backend: 0).up, "two unanswered ARP probes")
     }
 
-    /// Every backend down: new connections are refused (`no-service`) at once.
-    @Test func allDownRefusesNewConnections() {
+    /// Every backend down: a new connection is refused at once, as a host with nothing listening
+    /// would refuse it (a RST from VIP:port; for UDP an ICMP port unreachable quoting the
+    /// datagram), and counted `no-service`.
+    @Test func allDownRefusesNewConnections() throws {
         let sw = makeSwitch()
         sw.datapath.setBackendUp(balancer: 0, backend: 0, false, now: sw.clock.now)
         sw.datapath.setBackendUp(balancer: 0, backend: 1, false, now: sw.clock.now)
-        #expect(sw.send(LB().syn(50001), on: "c").isEmpty)
+        let out = sw.send(LB().syn(50001), on: "c")
+        #expect(out.keys.sorted() == ["c"])
+        let reset = fields(try #require(out["c"]?.first))
+        #expect(reset["eth.dst"] == "\(LB.client)" && reset["eth.src"] == "\(LB.lbMAC)")
+        #expect(reset["ipv4.src"] == "10.0.10.100" && reset["ipv4.dst"] == "10.0.10.1")
+        #expect(reset["tcp.sport"] == "80" && reset["tcp.dport"] == "50001" && reset["tcp.flags"]?.hasSuffix("14") == true)
+        #expect(reset["tcp.ack"] == "1001", "acknowledges the SYN (sequence 1000)")
+        #expect(reset["tcp.checksum"]?.hasSuffix("(valid)") == true && reset["ipv4.checksum"]?.hasSuffix("(valid)") == true)
         #expect(sw.drops == ["no-service": 1])
+        #expect(sw.counters.refusedConnections == 1)
+        let trace = sw.trace([LB().syn(50002)], on: "c")
+        #expect(trace[0].contains { $0.contains("every backend drained or down: refused with a TCP RST from the VIP") }, "\(trace[0])")
+
+        let udp = LoadBalancerTests().makeSwitch(LB.topology(proto: "udp", port: 53))
+        udp.datapath.setDrained(balancer: 0, backend: 0, true)
+        udp.datapath.setDrained(balancer: 0, backend: 1, true)
+        let datagram = FrameBuilder.udp4(dst: LB.lbMAC, src: LB.client, from: LB.ipClient, to: LB.vip, sport: 40001, dport: 53)
+        let answer = udp.send(datagram, on: "c")
+        let unreachable = fields(try #require(answer["c"]?.first))
+        #expect(unreachable["icmp.type"] == "3" && unreachable["icmp.code"] == "3" && unreachable["ipv4.src"] == "10.0.10.100")
+        #expect(unreachable["icmp.checksum"]?.hasSuffix("(valid)") == true && unreachable["ipv4.checksum"]?.hasSuffix("(valid)") == true)
+        let bytes = try #require(answer["c"]?.first)
+        #expect(Array(bytes[42..<62]) == Array(datagram[14..<34]), "quotes the datagram's IP header")
+        #expect(Array(bytes[62..<70]) == Array(datagram[34..<42]), "and its first 8 bytes")
+        #expect(udp.drops == ["no-service": 1])
     }
 }

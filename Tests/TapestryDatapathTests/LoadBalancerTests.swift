@@ -195,7 +195,7 @@ import TapestryWire
     }
 
     /// `trace` says which backend and why: round robin, skipping drained ones, or the
-    /// connection's own; and why a connection to a fully drained service is refused.
+    /// connection's own; and how a connection to a fully drained service is refused.
     @Test func traceSaysWhichBackendAndWhy() {
         let sw = makeSwitch()
         sw.datapath.setDrained(balancer: 0, backend: 0, true)
@@ -205,7 +205,8 @@ import TapestryWire
         #expect(lines[0].contains("  firewall      connection #0 (original direction): none -> SYN_SENT; new, tracked for the load balancer (no firewall section)"), "\(lines[0])")
         sw.datapath.setDrained(balancer: 0, backend: 1, true)
         let refused = sw.trace([syn(50002)], on: "c")
-        #expect(refused[0].last == "  load-balancer dropped (no-service): to a VIP service whose backends are all drained or down", "\(refused[0])")
+        #expect(refused[0].contains("  load-balancer every backend drained or down: refused with a TCP RST from the VIP, out of the ingress port (counted no-service)"), "\(refused[0])")
+        #expect(refused[0].last == "  egress        out c (untagged)", "the RST goes back to the client")
         _ = sw.drainAll()
     }
 

@@ -137,12 +137,16 @@ let benchmarks: @Sendable () -> Void = {
 
     // The pipeline with a load balancer on the established path: 32 client flows to the VIP,
     // each already given a backend (alternating), rewritten to it on every frame; no firewall
-    // section, so connection tracking runs in its tracking-only mode.
-    Benchmark("Load balancer established path (VLAN+conntrack+LB NAT+L2) 64B") { benchmark in
+    // section, so connection tracking runs in its tracking-only mode. The same with TCP health
+    // checks configured (no probe runs here: probes are the live driver's; what is measured is
+    // that the forwarding path pays nothing for them).
+    for checked in [false, true] {
+    Benchmark("Load balancer established path (VLAN+conntrack+LB NAT+L2)\(checked ? " with health checks" : "") 64B") { benchmark in
         let balancer = LoadBalancerConfiguration(
             name: "web", network: 0, vip: IPv4Address(10, 0, 0, 100), port: 5000, proto: 17,
             mac: MACAddress(rawValue: 0x0200_0000_0100),
-            backends: [.init(address: IPv4Address(10, 0, 0, 11), port: 8080), .init(address: IPv4Address(10, 0, 0, 12), port: 8080)])
+            backends: [.init(address: IPv4Address(10, 0, 0, 11), port: 8080), .init(address: IPv4Address(10, 0, 0, 12), port: 8080)],
+            health: checked ? .init(probe: .tcp, interval: 2_000_000_000, timeout: 1_000_000_000, rise: 2, fall: 2) : nil)
         let datapath = makeDatapath(loadBalancers: [balancer])
         // The backends announce themselves from a2 (ARP), so their MACs are known.
         let batch = datapath.makeBatch()
@@ -165,6 +169,7 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
         precondition(sent == benchmark.scaledIterations.count, "every frame forwarded to its backend")
         blackHole(sent)
+    }
     }
 
     // Connection setup: every frame is a new flow (a new source address and port), through the

@@ -206,6 +206,8 @@ public final class Datapath {
         for index in 0..<batch.count {
             if case .drop(let reason) = batch.verdicts[index] { dropRow[reason.index] &+= 1 }
         }
+        // Connections a balancer refused leave as answers, so no verdict counts them.
+        if let loadBalancer { dropRow[DropReason.noService.index] &+= loadBalancer.takeRefusedInBatch() }
         let queues = transmitQueues
         for active in 0..<queues.activeCount {
             let out = queues.activePort(active)
@@ -360,6 +362,7 @@ public final class Datapath {
             result.heldExpired = loadBalancer.held.counts.pointee.expired
             result.heldWaiting = loadBalancer.held.counts.pointee.waiting
             result.loadBalancerAnswers = loadBalancer.answered
+            result.refusedConnections = loadBalancer.refused
         }
         return result
     }

@@ -35,6 +35,9 @@ public struct DatapathCounters: Sendable, Equatable {
     public var heldExpired: UInt64 = 0
     public var heldWaiting = 0
     public var loadBalancerAnswers: UInt64 = 0
+    /// New connections refused (RST or ICMP port unreachable from the VIP) because every backend
+    /// was drained or down; also counted as `no-service` drops.
+    public var refusedConnections: UInt64 = 0
 
     /// Drops by reason over all ports.
     public var drops: [DropReason: UInt64] {

@@ -28,7 +28,8 @@ public enum DropCause: UInt8, Sendable {
     case tableFull
     /// `no-service`: to a VIP on a port or protocol it does not serve.
     case notServed
-    /// `no-service`: every backend of the service is drained.
+    /// `no-service`: every backend of the service is drained or down, and the packet could not
+    /// be refused with a RST or an ICMP port unreachable (those count `no-service` too).
     case allBackendsDrained
     /// `invalid`: to a VIP service, but no connection was tracked for it.
     case untrackedServiceTraffic

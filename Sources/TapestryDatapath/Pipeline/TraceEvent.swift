@@ -61,6 +61,9 @@ public struct TraceEvent: Sendable, Equatable {
         case backendChosen
         /// Backend `b` of balancer `a` has no known MAC: the frame became an ARP request for it.
         case backendUnresolved
+        /// Every backend of balancer `a` is drained or down: the new connection was refused with
+        /// a TCP RST (`b` 0) or an ICMP port unreachable (`b` 1) from the VIP, counted no-service.
+        case refused
 
         // L2
         /// Source MAC learned: `a` 0 refreshed, 1 learned, 2 moved from port `b`, 3 after eviction.
@@ -112,7 +115,7 @@ public struct TraceEvent: Sendable, Equatable {
             return .firewall
         case .dropped:
             return DropCause(rawValue: UInt8(truncatingIfNeeded: c))?.isLoadBalancer == true ? .loadBalancer : .firewall
-        case .vipAnswered, .vipARPReplyTaken, .replyRewritten, .backendChosen, .backendUnresolved: return .loadBalancer
+        case .vipAnswered, .vipARPReplyTaken, .replyRewritten, .backendChosen, .backendUnresolved, .refused: return .loadBalancer
         case .learned, .learningSkipped, .fdbHit, .flooded, .hairpin, .multicastSource, .alreadyDecided: return .l2
         case .sent, .noDestination: return .egress
         }

@@ -44,7 +44,7 @@ final class LoadBalancerStage {
     private let backendCount: Int
     /// Connections handed to each backend (flat, in `backends` order).
     private let selectionCounts: UnsafeMutablePointer<UInt64>
-    private let counters: UnsafeMutablePointer<(unresolved: UInt64, answered: UInt64)>
+    private let counters: UnsafeMutablePointer<(unresolved: UInt64, answered: UInt64, refused: UInt64, refusedInBatch: UInt64)>
     private var schedulers: [WeightedRoundRobin]
     /// Frames waiting for their backend's MAC, by flat backend index.
     let held: HeldFrames
@@ -69,7 +69,7 @@ final class LoadBalancerStage {
         selectionCounts = .allocate(capacity: max(1, backendCount))
         selectionCounts.initialize(repeating: 0, count: max(1, backendCount))
         counters = .allocate(capacity: 1)
-        counters.initialize(to: (0, 0))
+        counters.initialize(to: (0, 0, 0, 0))
         var next = 0
         for (index, balancer) in balancers.enumerated() {
             (services + index).initialize(
@@ -102,6 +102,15 @@ final class LoadBalancerStage {
     }
     var unresolved: UInt64 { counters.pointee.unresolved }
     var answered: UInt64 { counters.pointee.answered }
+    var refused: UInt64 { counters.pointee.refused }
+
+    /// New connections refused in the last batch (the datapath counts them no-service on its
+    /// ingress port: they leave as answers, so no drop verdict says so).
+    func takeRefusedInBatch() -> UInt64 {
+        let count = counters.pointee.refusedInBatch
+        counters.pointee.refusedInBatch = 0
+        return count
+    }
 
     func process<Trace: TraceSink>(_ batch: FrameBatch, now: Timestamp, trace: inout Trace) {
         let now = now.nanoseconds
@@ -250,7 +259,11 @@ final class LoadBalancerStage {
         var why: Int32 = 0  // the connection's backend
         if entry.pointee.backend < 0 {
             guard let chosen = schedulers[serviceIndex].next() else {
-                drop(.noService, .allBackendsDrained, index, batch, &trace)
+                if !refuse(batch, index, service: service, ingress: ingress) {
+                    drop(.noService, .allBackendsDrained, index, batch, &trace)
+                } else if Trace.isRecording {
+                    trace.record(TraceEvent(frame: index, .refused, a: Int32(serviceIndex), b: proto == IPProtocol.tcp ? 0 : 1))
+                }
                 return
             }
             if Trace.isRecording { why = 1 + Int32(schedulers[serviceIndex].skipped) }
@@ -640,6 +653,100 @@ final class LoadBalancerStage {
         metadata.pointee.learnArrivingSource = true
         metadata.pointee.arrivingSource = backendMAC
         batch.verdicts[index] = .forward(ingress)
+    }
+
+    /// A new connection to a service whose backends are all drained or down, refused at once as a
+    /// host with nothing listening would: a TCP SYN gets a RST from VIP:port, a UDP datagram an
+    /// ICMP port unreachable from the VIP quoting it; in the frame's place, back out of its port.
+    /// False (the caller drops it) when the frame cannot be answered so (no room, not IPv4 TCP or
+    /// UDP, a header that does not fit).
+    private func refuse(_ batch: FrameBatch, _ index: Int, service: Service, ingress: PortID) -> Bool {
+        let metadata = batch.metadata + index
+        let parsed = metadata.pointee.parsed
+        guard parsed.layer3 == .ipv4, parsed.hasL4, parsed.fragment == .none else { return false }
+        let frame = batch.frame(index)
+        let l3 = Int(parsed.l3Offset)
+        let l4 = Int(parsed.l4Offset)
+        let client = UnsafeRawBufferPointer(frame).mac(6)
+        let clientIP = IPv4Address(rawValue: frame.u32(l3 + 12))
+        let (region, start) = batch.slot(index)
+        let minimum = 60 + (metadata.pointee.consumedTag ? 4 : 0)
+        var length: Int
+        if parsed.ipProtocol == IPProtocol.tcp {
+            guard l4 + 20 <= frame.count, frame[l4 + 13] & 0x04 == 0 else { return false }  // never answer a RST
+            let clientPort = frame.u16(l4)
+            let sequence = frame.u32(l4 + 4)
+            let ipEnd = min(frame.count, l3 + Int(frame.u16(l3 + 2)))
+            let dataOffset = Int(frame[l4 + 12] >> 4) * 4
+            let payload = max(0, ipEnd - l4 - dataOffset)
+            length = l4 + 20
+            let padded = max(minimum, length)
+            let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + padded)])
+            for byte in length..<padded { out[byte] = 0 }
+            out.setU16(l4, service.port)
+            out.setU16(l4 + 2, clientPort)
+            out.setU32(l4 + 4, 0)
+            // A SYN counts one; the ACK covers what the segment carried.
+            out.setU32(l4 + 8, sequence &+ UInt32(truncatingIfNeeded: payload) &+ (frame[l4 + 13] & 0x02 != 0 ? 1 : 0))
+            out[l4 + 12] = 5 << 4
+            out[l4 + 13] = 0x14  // RST, ACK
+            out.setU32(l4 + 14, 0)
+            out.setU16(l4 + 18, 0)
+            writeAnswerIPv4(out, l3: l3, l4: l4, length: length, proto: IPProtocol.tcp, from: service.vip, to: clientIP)
+            let pseudo = InternetChecksum.ipv4PseudoHeaderSum(source: service.vip, destination: clientIP, proto: IPProtocol.tcp, length: 20)
+            out.setU16(l4 + 16, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l4..<length]), initial: pseudo)))
+            length = padded
+        } else if parsed.ipProtocol == IPProtocol.udp {
+            // ICMP header, then the datagram's IP header and first 8 bytes (RFC 792).
+            let quoted = min(frame.count, l4 + 8) - l3
+            guard quoted >= 28, start + l3 + 28 + quoted <= region.count else { return false }
+            let base = region.baseAddress! + start
+            (base + l3 + 28).copyMemory(from: base + l3, byteCount: quoted)  // memmove: may overlap
+            length = l3 + 28 + quoted
+            let padded = max(minimum, length)
+            let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + padded)])
+            for byte in length..<padded { out[byte] = 0 }
+            let icmp = l3 + 20
+            out[icmp] = 3
+            out[icmp + 1] = 3
+            out.setU32(icmp + 2, 0)
+            out.setU16(icmp + 6, 0)
+            out[l3] = 0x45  // the answer has no IP options
+            writeAnswerIPv4(out, l3: l3, l4: icmp, length: length, proto: IPProtocol.icmp, from: service.vip, to: clientIP)
+            out.setU16(icmp + 2, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[icmp..<length]))))
+            length = padded
+        } else {
+            return false
+        }
+        let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + length)])
+        out.setMAC(0, client)
+        out.setMAC(6, service.mac)
+        batch.setBounds(index, start: start, length: length)
+        metadata.pointee.offload = VirtioNetHeader()
+        metadata.pointee.parsed = FrameParser.parse(UnsafeRawBufferPointer(batch.frame(index)))
+        metadata.pointee.skipLearning = true
+        metadata.pointee.learnArrivingSource = true
+        metadata.pointee.arrivingSource = client
+        batch.verdicts[index] = .forward(ingress)
+        counters.pointee.refused &+= 1
+        counters.pointee.refusedInBatch &+= 1
+        return true
+    }
+
+    /// The IPv4 header of an answer from the switch: `l4 - l3` bytes (20 for a RST, which keeps
+    /// the request's header length; an ICMP error's header is rewritten to 20), TTL 64, no ID.
+    private func writeAnswerIPv4(
+        _ out: UnsafeMutableRawBufferPointer, l3: Int, l4: Int, length: Int, proto: UInt8, from: IPv4Address, to: IPv4Address
+    ) {
+        out.setU16(l3 + 2, UInt16(length - l3))
+        out.setU16(l3 + 4, 0)
+        out.setU16(l3 + 6, 0x4000)
+        out[l3 + 8] = 64
+        out[l3 + 9] = proto
+        out.setU32(l3 + 12, from.rawValue)
+        out.setU32(l3 + 16, to.rawValue)
+        out.setU16(l3 + 10, 0)
+        out.setU16(l3 + 10, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l3..<l4]))))
     }
 
     /// Sets a backend down or up by hand (a test file's `down:`): as a failed or passed check would.
