@@ -10,8 +10,13 @@ import TapestryWire
 /// is unknown, `.floodAll` for the ARP request it sends for such a backend (in the held frame's
 /// place, at most once a second); rewritten frames keep `.pass`. Held frames leave through
 /// `releaseHeld` once the backend answers.
+/// A new connection to a service whose backends are all drained or down is refused in place
+/// (`.forward(ingress)`: a RST, or an ICMP port unreachable), counted `no-service`.
 /// Drops: `no-service` (VIP on another port or protocol; a backend's queue of held frames is
 /// full), `invalid` (a packet to a VIP service that belongs to no connection, e.g. a TCP non-SYN).
+/// Health checks (`HealthChecks`): probes are written by `writeProbes` for the live driver;
+/// answers are looked for only among frames to a VIP already dropped (`invalid`, `no-service`)
+/// and consumed (a SYN-ACK becomes the VIP's RST).
 /// Backend MACs are learned from ARP senders and IPv4 sources in the balancer's network, before
 /// any rewrite. See also: `WeightedRoundRobin`, docs/load-balancer.md.
 final class LoadBalancerStage {
