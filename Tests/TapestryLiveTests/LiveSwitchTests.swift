@@ -282,8 +282,8 @@ import Testing
     /// Health checks live: TCP probes every second (timeout 1, rise 2, fall 2) against two
     /// `python3 -m http.server` backends. Killing w2's server takes it down within fall x
     /// interval + timeout (3 s; 5 s allowed for a loaded machine), after which every request goes
-    /// to w1; starting it again brings it back within rise x interval (2 s; 4 s allowed). The log
-    /// says both, `ctl lb` and the metrics show the state.
+    /// to w1; with w1 killed too a request is refused at once; starting them again brings them
+    /// back within rise x interval (2 s; 4 s allowed). The log says each change, `ctl lb` shows it.
     @Test func healthChecksTakeADeadBackendOutAndBringItBack() throws {
         if LiveLab.skip("healthChecksTakeADeadBackendOutAndBringItBack") { return }
         let lab = LiveLab()
@@ -345,6 +345,17 @@ import Testing
         let json = lab.sh("\(binary) ctl --control \(control) --json lb")
         #expect(json.output.contains("\"health\":\"down\""), "\(json.output)")
 
+        // Both down: a new connection is refused at once (a RST from the VIP), not left to time out.
+        _ = servers["w1"]?.terminate()
+        let bothDown = lab.log(containing: "backend 10.0.10.11:8080 down", within: 8)
+        #expect(bothDown.contains("backend 10.0.10.11:8080 down"), "\(lab.log)")
+        let refused = lab.sh("curl -s -m 3 -o /dev/null -w '%{time_total}' http://10.0.10.100/", in: "cl")
+        #expect(refused.status == 7, "curl: connection refused (exit 7), not a timeout (28): exit \(refused.status)")
+        let refusedAfter = Double(refused.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? .infinity
+        #expect(refusedAfter < 0.5, "refused in \(refusedAfter) s")
+
+        try serve("w1")
+        _ = lab.log(containing: "backend 10.0.10.11:8080 up", within: 8)
         try serve("w2")
         let restarted = Date()
         let up = lab.log(containing: "backend 10.0.10.12:8080 up", within: 8)
@@ -353,7 +364,7 @@ import Testing
         #expect(upAfter < 4, "up \(upAfter) s after its server listened again (rise x interval = 2 s)")
         let after = (0..<4).map { _ in fetch() }
         #expect(Set(after) == ["served by w1", "served by w2"], "\(after)")
-        print("health checks: down \(downAfter) s after the kill, up \(upAfter) s after the restart")
+        print("health checks: down \(downAfter) s after the kill, up \(upAfter) s after the restart, all down refused in \(refusedAfter) s")
         #expect(lab.stop() == 0)
     }
 
