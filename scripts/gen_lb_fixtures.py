@@ -79,8 +79,10 @@ class Backend:
 
 
 class LoadBalancer:
-    def __init__(self, name, network, vip, port, proto, mac, backends):
+    def __init__(self, name, network, vip, port, proto, mac, backends, affinity=None):
         self.name, self.network, self.port, self.proto, self.mac = name, network, port, proto, mac
+        self.affinity = affinity                  # seconds, or None
+        self.last = {}                            # client IPv4Address -> (backend index, time)
         self.vip = ipaddress.IPv4Address(vip)
         self.proto_num = fw.PROTO_NUM[proto]
         self.backends = []
@@ -114,7 +116,24 @@ class LoadBalancer:
                 lines.append('      - { address: "%s", weight: %d }' % (b.address, b.weight))
             else:
                 lines.append("      - %s" % b.address)
+        if self.affinity is not None:
+            lines.append("    affinity: %d" % self.affinity)
         return lines
+
+    def choose(self, client, now):
+        """Rule 4b: with affinity, the client's last backend if its last new connection was less
+        than `affinity` seconds ago (and at or after it: time never runs backwards here); else
+        round robin. Either way the choice becomes the client's last."""
+        if self.affinity is not None and client in self.last:
+            index, then = self.last[client]
+            if 0 <= now - then < self.affinity * US:
+                self.last[client] = (index, now)
+                self.picks.append(index)
+                return index
+        index = self.pick()
+        if self.affinity is not None:
+            self.last[client] = (index, now)
+        return index
 
 
 class LbTopology(fw.FwTopology):
@@ -325,7 +344,7 @@ class LbStage:
         if c is None:                                               # rule 4
             if pkt.proto == TCP_P and (pkt.flags & (fw.SYN | fw.ACK | fw.RST | fw.FIN)) != fw.SYN:
                 raise l2.Drop("invalid")
-            c = LbConn(lb, pkt.src, pkt.sport, lb.pick(), now)
+            c = LbConn(lb, pkt.src, pkt.sport, lb.choose(pkt.src, now), now)
             self.conns[key] = c
         b = c.backend
         bmac = self.backend_mac.get((net, b.ip))
@@ -486,9 +505,9 @@ HTTP_GET = b"GET / HTTP/1.1\r\nHost: 10.0.10.100\r\n\r\n"
 HTTP_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
 
-def web_lb(proto="tcp", port=80, backends=None):
+def web_lb(proto="tcp", port=80, backends=None, affinity=None):
     return LoadBalancer("web" if proto == "tcp" else "dns", "lan", VIP, port, proto, LB_MAC,
-                        backends or ["10.0.10.11:8080", "10.0.10.12:8080"])
+                        backends or ["10.0.10.11:8080", "10.0.10.12:8080"], affinity)
 
 
 def lb_topo(name, lb, firewall=None, with_trunk=False):
@@ -639,6 +658,26 @@ def s_held():
                 "Frames for a backend whose MAC is unknown are held, not dropped: an ARP request from the VIP takes the first one's place (again only after a second), and when b1 answers the VIP both SYNs held for it leave to b1 in arrival order, rewritten; b2 never answers, so its two SYNs (tagged, from the trunk) are dropped as no-service 3 s after each arrived. {unresolved} frames found their backend unresolved.")
 
 
+def s_affinity():
+    topo = lb_topo("lb-affinity", web_lb(affinity=30), with_trunk=True)
+    b = fw.Builder()
+    frames = [(0.0, "b1", gratuitous(B1)), (0.1, "b2", gratuitous(B2))]
+    flows = [
+        (1.0, C, 50001, "c"), (2.0, C, 50002, "c"),     # c: b1, then b1 again (affinity)
+        (3.0, T, 50003, "t"), (4.0, T, 50004, "t"),     # t: the round robin's next (b2), then b2 again
+        (5.0, C, 50005, "c"),                           # c: still b1
+        (40.0, T, 50006, "t"),                          # 36 s after t's last: round robin (b1, not b2)
+        (41.0, C, 50007, "c"),                          # 36 s after c's last: round robin (b2, not b1)
+        (60.0, C, 50008, "c"),                          # 19 s after its last: b2 by affinity (not b1)
+    ]
+    for i, (t, host, sport, port) in enumerate(flows):
+        f = Flow(b, host, sport, B1, cisn=1000000 * (i + 1), sisn=5000000 + 1000000 * i)
+        syn = f.c("S")
+        frames.append((t, port, tagged(syn, 10, 0) if port == "t" else syn))
+    return emit("lb-affinity", topo, frames,
+                "With affinity: 30, each client's new connections go to the backend of its last one while that was under 30 s ago; the sequence of picks is {sequence}: c sticks to b1, t (on the trunk) to b2; after more than 30 s of silence each is balanced afresh by the round robin (t to b1, c to b2), and c then sticks to b2.")
+
+
 def s_firewall():
     policy = {"default": "drop", "rules": [{"action": "allow", "proto": "tcp", "dst": VIP, "dport": 80}]}
     topo = lb_topo("lb-firewall", web_lb(), firewall=policy)
@@ -685,7 +724,7 @@ def s_no_service():
                 "TCP to VIP:443, UDP to VIP:80 and an ICMP echo reply to the VIP are dropped `no-service`; a non-SYN to VIP:80 without a connection is `invalid` and takes no pick (the next SYN still gets b1); backend traffic outside LB connections is switched unchanged.")
 
 
-SCENARIOS = [s_arp_vip, s_round_robin, s_udp, s_weights, s_unresolved, s_held, s_firewall, s_no_service]
+SCENARIOS = [s_arp_vip, s_round_robin, s_udp, s_weights, s_unresolved, s_held, s_affinity, s_firewall, s_no_service]
 
 
 def main():

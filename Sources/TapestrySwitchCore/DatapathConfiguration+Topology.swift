@@ -38,7 +38,8 @@ extension DatapathConfiguration {
                             probe: $0.probe == .tcp ? .tcp : $0.probe == .icmp ? .icmp : .arp,
                             interval: Int64($0.interval) * 1_000_000_000, timeout: Int64($0.timeout) * 1_000_000_000,
                             rise: $0.rise, fall: $0.fall)
-                    })
+                    },
+                    affinity: balancer.affinity.map { Int64($0) * 1_000_000_000 })
             })
     }
 }

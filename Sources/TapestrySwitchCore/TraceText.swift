@@ -169,6 +169,7 @@ public enum TraceText {
             case .backendChosen:
                 if let (name, address) = backend(event.a, event.b) {
                     let why = event.c == 0 ? "the connection's backend"
+                        : event.c == -1 ? "new connection, the client's last backend (affinity)"
                         : event.c == 1 ? "new connection, next in round robin"
                         : "new connection, next in round robin; \(event.c - 1) drained or down skipped"
                     line(.loadBalancer, "\(name): to backend \(address) (\(why)); destination rewritten")

@@ -188,6 +188,8 @@ extension Topology {
         public var backends: [Backend]
         /// Active health checks (`health:`); nil: every backend is always up.
         public var health: Health? = nil
+        /// Client affinity in seconds (`affinity:`); nil: plain round robin.
+        public var affinity: Int? = nil
 
         public struct Health: Sendable, Equatable {
             public enum Probe: String, Sendable, Equatable, CaseIterable { case tcp, icmp, arp }

@@ -2,7 +2,7 @@ import TapestryWire
 import Yams
 
 extension TopologyValidator {
-    static let loadBalancerKeys = ["network", "vip", "port", "proto", "mac", "backends", "health"]
+    static let loadBalancerKeys = ["network", "vip", "port", "proto", "mac", "backends", "health", "affinity"]
     static let healthKeys = ["probe", "interval", "timeout", "rise", "fall"]
 
     mutating func loadBalancers(_ node: Node, switchName: String, networks: Set<String>) -> [Topology.LoadBalancer] {
@@ -109,6 +109,11 @@ extension TopologyValidator {
                 health = self.health(value.value, what: what)
                 if health == nil { valid = false }
             }
+            var affinity: Int? = nil
+            if let value = fields["affinity"] {
+                affinity = reader.integer(value.value, what: "affinity", range: 1...86_400)
+                if affinity == nil { valid = false }
+            }
             if valid {
                 let service = "\(network) \(vip) \(port) \(proto)"
                 if let owner = services[service] {
@@ -119,7 +124,7 @@ extension TopologyValidator {
                 result.append(
                     Topology.LoadBalancer(
                         name: entry.key, network: network, vip: vip, port: port, proto: proto, mac: mac,
-                        backends: backends, health: health))
+                        backends: backends, health: health, affinity: affinity))
             }
         }
         return result

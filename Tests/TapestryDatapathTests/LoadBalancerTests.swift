@@ -210,6 +210,30 @@ import TapestryWire
         _ = sw.drainAll()
     }
 
+    /// `affinity`: a client's new connections go to its last backend while that was recent and
+    /// the backend may take connections; other clients keep the round robin; a drained backend
+    /// is not reused, and after `affinity` seconds the client is balanced again.
+    @Test func affinityKeepsAClientOnItsBackend() throws {
+        let sw = makeSwitch(Self.topology() + "\n    affinity: 60")
+        let other = IPv4Address("10.0.10.2")!
+        let otherMAC = MACAddress("02:00:00:00:0a:02")!
+        func connect(_ sport: UInt16, from ip: IPv4Address = Self.ipClient, mac: MACAddress = Self.client) -> [String] {
+            sw.send(FrameBuilder.tcp4(dst: Self.lbMAC, src: mac, from: ip, to: Self.vip, sport: sport, dport: 80, flags: .syn), on: "c").keys.sorted()
+        }
+        #expect((UInt16(50001)...50004).map { connect($0) } == Array(repeating: ["b1"], count: 4), "sticks to b1")
+        #expect(connect(50005, from: other, mac: otherMAC) == ["b2"], "another client: the round robin goes on")
+        let lines = sw.trace([FrameBuilder.tcp4(dst: Self.lbMAC, src: Self.client, from: Self.ipClient, to: Self.vip, sport: 50006, dport: 80, flags: .syn)], on: "c")
+        #expect(lines[0].contains("  load-balancer web: to backend 10.0.10.11:8080 (new connection, the client's last backend (affinity)); destination rewritten"), "\(lines[0])")
+        _ = sw.drainAll()
+        sw.datapath.setDrained(balancer: 0, backend: 0, true)
+        #expect(connect(50007) == ["b2"], "b1 drained: not reused")
+        sw.datapath.setDrained(balancer: 0, backend: 0, false)
+        #expect(connect(50008) == ["b2"], "now b2 is the client's last backend")
+        sw.clock.advance(by: .seconds(61))
+        #expect(connect(50009) == ["b1"], "affinity ran out: the round robin's next, not b2")
+        #expect(connect(50010) == ["b1"], "and the client sticks to that one")
+    }
+
     @Test func unknownBackendMACIsAskedForFromTheVIPAndTheFrameHeld() throws {
         let sw = EmbeddedSwitch(yaml: Self.topology())
         let out = sw.send(syn(50001), on: "c")

@@ -56,8 +56,9 @@ public struct TraceEvent: Sendable, Equatable {
         case vipARPReplyTaken
         /// A reply from backend `b` of balancer `a`: source rewritten to the VIP.
         case replyRewritten
-        /// Balancer `a` sent connection to backend `b`; `c`: 0 the connection's backend,
-        /// else 1 + the drained backends round robin skipped (a new connection).
+        /// Balancer `a` sent connection to backend `b`; `c`: 0 the connection's backend, -1 the
+        /// client's last backend (affinity),
+        /// else 1 + the drained or down backends round robin skipped (a new connection).
         case backendChosen
         /// Backend `b` of balancer `a` has no known MAC: the frame became an ARP request for it.
         case backendUnresolved

@@ -24,6 +24,9 @@ public struct LoadBalancerConfiguration: Sendable, Equatable {
     public var backends: [Backend]
     /// Active health checks (probes run only live); nil: every backend is always up.
     public var health: Health?
+    /// Client affinity in nanoseconds: a client's new connection goes to the backend of its last
+    /// one if that was this recent (and the backend is up and not drained); nil: off.
+    public var affinity: Int64?
 
     public struct Health: Sendable, Equatable {
         public enum Probe: UInt8, Sendable { case tcp, icmp, arp }
@@ -45,9 +48,10 @@ public struct LoadBalancerConfiguration: Sendable, Equatable {
 
     public init(
         name: String, network: NetworkID, vip: IPv4Address, port: UInt16, proto: UInt8, mac: MACAddress,
-        backends: [Backend], health: Health? = nil
+        backends: [Backend], health: Health? = nil, affinity: Int64? = nil
     ) {
         self.health = health
+        self.affinity = affinity
         self.name = name
         self.network = network
         self.vip = vip

@@ -32,6 +32,8 @@ final class LoadBalancerStage {
         var port: UInt16
         var mac: MACAddress
         var firstBackend: Int
+        /// Nanoseconds; 0: no affinity.
+        var affinity: Int64 = 0
     }
     struct Backend {
         var network: NetworkID
@@ -56,6 +58,8 @@ final class LoadBalancerStage {
     /// Probe state of backends with `health`; `checking` is false when no balancer has any.
     let health: HealthChecks
     private let checking: Bool
+    /// Client affinity, when a balancer has it.
+    let affinity: AffinityTable?
 
     /// How long a backend's MAC must be silent before another MAC may take its address.
     let macAging: Int64
@@ -80,7 +84,7 @@ final class LoadBalancerStage {
             (services + index).initialize(
                 to: Service(
                     network: balancer.network, vip: balancer.vip, proto: balancer.proto, port: balancer.port,
-                    mac: balancer.mac, firstBackend: next))
+                    mac: balancer.mac, firstBackend: next, affinity: balancer.affinity ?? 0))
             for backend in balancer.backends {
                 (backends + next).initialize(
                     to: Backend(network: balancer.network, address: backend.address, port: backend.port, mac: .zero))
@@ -91,6 +95,7 @@ final class LoadBalancerStage {
         held = HeldFrames(backendCount: backendCount)
         health = HealthChecks(balancers: balancers, key: hashKey.derived(7))
         checking = health.isEnabled
+        affinity = balancers.contains { $0.affinity != nil } ? AffinityTable(key: hashKey.derived(8)) : nil
     }
 
     deinit {
@@ -263,7 +268,15 @@ final class LoadBalancerStage {
         let entry = table.entry(id)
         var why: Int32 = 0  // the connection's backend
         if entry.pointee.backend < 0 {
-            guard let chosen = schedulers[serviceIndex].next() else {
+            // Affinity: the client's last backend, while it may take connections.
+            var sticky: Int? = nil
+            if service.affinity > 0, let affinity,
+                let previous = affinity.backend(balancer: serviceIndex, client: source, now: now),
+                schedulers[serviceIndex].isAvailable(previous)
+            {
+                sticky = previous
+            }
+            guard let chosen = sticky ?? schedulers[serviceIndex].next() else {
                 if !refuse(batch, index, service: service, ingress: ingress) {
                     drop(.noService, .allBackendsDrained, index, batch, &trace)
                 } else if Trace.isRecording {
@@ -271,7 +284,10 @@ final class LoadBalancerStage {
                 }
                 return
             }
-            if Trace.isRecording { why = 1 + Int32(schedulers[serviceIndex].skipped) }
+            if Trace.isRecording { why = sticky != nil ? -1 : 1 + Int32(schedulers[serviceIndex].skipped) }
+            if service.affinity > 0, let affinity {
+                affinity.record(balancer: serviceIndex, client: source, backend: chosen, now: now, within: service.affinity)
+            }
             entry.pointee.balancer = Int16(serviceIndex)
             entry.pointee.backend = Int16(chosen)
             selectionCounts[service.firstBackend + chosen] &+= 1

@@ -40,6 +40,9 @@ public struct WeightedRoundRobin: Sendable, Equatable {
         if value { current[index] = 0 }
     }
 
+    /// Whether backend `index` may take a new connection (neither drained nor down).
+    public func isAvailable(_ index: Int) -> Bool { index >= 0 && index < weights.count && !drained[index] && !down[index] }
+
     public mutating func setDown(_ index: Int, _ value: Bool) {
         down[index] = value
         if value { current[index] = 0 }
