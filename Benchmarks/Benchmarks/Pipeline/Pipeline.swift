@@ -172,6 +172,55 @@ let benchmarks: @Sendable () -> Void = {
     }
     }
 
+    // Connection setup through a balancer with affinity: every frame is a new UDP flow to the
+    // VIP from one of 4,096 clients (new source port each time), so each one creates a
+    // connection and its alias, looks the client up in the affinity table and records it.
+    for affinity in [false, true] {
+        Benchmark(
+            "Load balancer connection setup\(affinity ? " with affinity" : "") (new connections per second)",
+            configuration: .init(scalingFactor: .kilo, maxDuration: .seconds(3), maxIterations: 20)
+        ) { benchmark in
+            let balancer = LoadBalancerConfiguration(
+                name: "web", network: 0, vip: IPv4Address(10, 0, 0, 100), port: 5000, proto: 17,
+                mac: MACAddress(rawValue: 0x0200_0000_0100),
+                backends: [.init(address: IPv4Address(10, 0, 0, 11), port: 8080), .init(address: IPv4Address(10, 0, 0, 12), port: 8080)],
+                affinity: affinity ? 300_000_000_000 : nil)
+            let datapath = makeDatapath(loadBalancers: [balancer])
+            let batch = datapath.makeBatch()
+            batch.ingressPort = 1
+            for (index, ip) in [UInt32(0x0A00_000B), 0x0A00_000C].enumerated() {
+                let sender = mac(300 + UInt64(index))
+                let arp: [UInt8] = [0, 1, 8, 0, 6, 4, 0, 1] + sender + [10, 0, 0, UInt8(ip & 0xFF)] + [0, 0, 0, 0, 0, 0] + [10, 0, 0, 1]
+                (MACAddress.broadcast.bytes + sender + [0x08, 0x06] + arp + [UInt8](repeating: 0, count: 18)).withUnsafeBytes { _ = batch.append($0) }
+            }
+            datapath.process(batch, now: Timestamp(seconds: 1))
+            datapath.transmitQueues.removeAll()
+            batch.ingressPort = 0
+            var prototype = frame(dst: 0x100, src: 200, vid: nil, from: 0x0A01_0000, to: 0x0A00_0064, dport: 5000)
+            var flow: UInt32 = 0
+            benchmark.startMeasurement()
+            var done = 0
+            while done < benchmark.scaledIterations.count {
+                batch.removeAll()
+                for _ in 0..<min(32, benchmark.scaledIterations.count - done) {
+                    flow &+= 1
+                    // Client 10.1.x.y (4,096 of them), source port from the flow number.
+                    prototype[28] = UInt8(truncatingIfNeeded: (flow >> 8) & 0x0F)
+                    prototype[29] = UInt8(truncatingIfNeeded: flow)
+                    prototype[34] = UInt8(truncatingIfNeeded: flow >> 12) | 0x80
+                    prototype[35] = UInt8(truncatingIfNeeded: flow >> 20)
+                    prototype.withUnsafeBytes { _ = batch.append($0) }
+                }
+                done += batch.count
+                datapath.process(batch, now: Timestamp(seconds: 2))
+                datapath.transmitQueues.removeAll()
+            }
+            benchmark.stopMeasurement()
+            precondition(datapath.counters.connectionsCreated > 0, "new connections were made")
+            blackHole(done)
+        }
+    }
+
     // Connection setup: every frame is a new flow (a new source address and port), through the
     // rules and into the table; past 262,144 connections each new one evicts the oldest unreplied.
     Benchmark(
