@@ -172,7 +172,9 @@ public final class LiveSwitch {
             let logging = core.datapath.firewallLogPending
             var timeout: Int32 = buffered || controlBacklog ? 0 : retrying ? 1 : pendingTrace != nil ? 100 : logging ? 1000 : -1
             if let due = core.datapath.nextHealthCheck {
-                let wait = max(0, (due.nanoseconds &- Self.wallClock().nanoseconds) / 1_000_000 + 1)
+                let now = Self.wallClock().nanoseconds
+                // A backend never probed is due at Int64.min: compare before subtracting.
+                let wait = due.nanoseconds <= now ? 0 : (due.nanoseconds &- now) / 1_000_000 + 1
                 let milliseconds = Int32(clamping: wait)
                 timeout = timeout < 0 ? milliseconds : min(timeout, milliseconds)
             }

@@ -106,7 +106,7 @@ extension TopologyValidator {
             }
             var health: Topology.LoadBalancer.Health? = nil
             if let value = fields["health"] {
-                health = self.health(value.value, what: what)
+                health = self.health(value.value, what: what, proto: proto)
                 if health == nil { valid = false }
             }
             var affinity: Int? = nil
@@ -131,14 +131,20 @@ extension TopologyValidator {
     }
 
     /// `health: { probe: tcp|icmp|arp, interval: S, timeout: S, rise: N, fall: N }`, every key
-    /// optional (`health: {}` is TCP probes every 2 s).
-    mutating func health(_ node: Node, what: String) -> Topology.LoadBalancer.Health? {
+    /// optional (`health: {}` is TCP probes every 2 s; ICMP for a UDP balancer, whose port a SYN
+    /// cannot test).
+    mutating func health(_ node: Node, what: String, proto: Topology.LoadBalancer.Proto) -> Topology.LoadBalancer.Health? {
         guard let fields = reader.entries(node, what: "the health of \(what)", allowed: Self.healthKeys) else { return nil }
         var health = Topology.LoadBalancer.Health()
+        if proto == .udp { health.probe = .icmp }
         var valid = true
         if let value = fields["probe"], let text = reader.string(value.value, what: "probe") {
             if let probe = Topology.LoadBalancer.Health.Probe(rawValue: text) {
                 health.probe = probe
+                if probe == .tcp && proto == .udp {
+                    reader.error(value.value, "probe 'tcp' sends a SYN to the backend's port, which a udp service does not answer: use icmp or arp")
+                    valid = false
+                }
             } else {
                 reader.error(value.value, "probe must be 'tcp', 'icmp' or 'arp', not '\(text)'")
                 valid = false

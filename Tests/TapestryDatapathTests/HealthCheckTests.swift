@@ -121,16 +121,38 @@ import TapestryWire
         let icmp = makeSwitch(probe: "icmp")
         let request = fields(try #require(probe(icmp)["b1"]?.first))
         #expect(request["icmp.type"] == "8" && request["ipv4.src"] == "10.0.10.100" && request["icmp.checksum"]?.hasSuffix("(valid)") == true)
-        let reply = FrameBuilder.frame(
-            dst: LB.lbMAC, src: LB.b1, FrameBuilder.ipv4(src: LB.ipB1, dst: LB.vip),
-            FrameBuilder.icmp(type: 0, identifier: UInt16(request["icmp.id"]!)!, sequence: UInt16(request["icmp.seq"]!)!))
-        #expect(icmp.send(reply, on: "b1").isEmpty, "the echo reply is consumed")
-        #expect(icmp.drops.isEmpty)
+        icmp.clock.advance(by: .seconds(2))
+        let second = try #require(probe(icmp)["b1"]?.first)
+        let asked2 = fields(second)
+        func reply(data: [UInt8]) -> [UInt8] {
+            FrameBuilder.frame(
+                dst: LB.lbMAC, src: LB.b1, FrameBuilder.ipv4(src: LB.ipB1, dst: LB.vip),
+                FrameBuilder.icmp(type: 0, identifier: UInt16(asked2["icmp.id"]!)!, sequence: UInt16(asked2["icmp.seq"]!)!),
+                payload: data)
+        }
+        var wrong = Array(second[42..<50])
+        wrong[7] ^= 1
+        #expect(icmp.send(reply(data: wrong), on: "b1").isEmpty)
+        #expect(icmp.drops == ["no-service": 1], "a reply without the probe's 8 data bytes does not count: it stays a drop")
+        #expect(icmp.send(reply(data: Array(second[42..<50])), on: "b1").isEmpty, "the echo reply is consumed")
+        #expect(icmp.drops == ["no-service": 1])
+        // Counted: the first probe failed (timed out), the second succeeded, so one more failure
+        // leaves b1 up (fall 2); had the answer not counted, that would be three in a row.
+        icmp.clock.advance(by: .seconds(2))
+        probe(icmp)
+        icmp.clock.advance(by: .seconds(2))
+        probe(icmp)
+        #expect(icmp.datapath.backendHealth(balancer: 0, backend: 0).up)
+        #expect(!icmp.datapath.backendHealth(balancer: 0, backend: 1).up, "b2 never answered")
 
         let arp = makeSwitch(probe: "arp")
         let asked = fields(try #require(probe(arp)["b1"]?.first))
         #expect(asked["arp.op"] == "1" && asked["arp.spa"] == "10.0.10.100" && asked["arp.tpa"] == "10.0.10.11")
         #expect(asked["eth.dst"] == "\(LB.b1)", "a known backend is asked by unicast")
+        // A reply for b1's address from another MAC does not count (b1's MAC is pinned).
+        let forged = FrameBuilder.arp(
+            dst: LB.lbMAC, src: LB.client, operation: 2, senderIP: LB.ipB1, targetMAC: LB.lbMAC, targetIP: LB.vip)
+        arp.send(forged, on: "c")
         arp.clock.advance(by: .seconds(1))
         probe(arp)
         arp.clock.advance(by: .seconds(1))
@@ -172,5 +194,41 @@ import TapestryWire
         #expect(Array(bytes[42..<62]) == Array(datagram[14..<34]), "quotes the datagram's IP header")
         #expect(Array(bytes[62..<70]) == Array(datagram[34..<42]), "and its first 8 bytes")
         #expect(udp.drops == ["no-service": 1])
+    }
+
+    /// Only the switch speaks for the VIP: a host's packet from the VIP's address is dropped
+    /// `invalid` (with a firewall or without), so it cannot open connections in the VIP's name
+    /// (which would capture the probes' answers).
+    @Test(arguments: [false, true])
+    func packetsFromTheVIPAreDropped(firewall: Bool) {
+        let sw = makeSwitch(firewall: firewall ? "firewall:\n  default: allow" : "")
+        let spoofed = FrameBuilder.tcp4(dst: LB.b1, src: LB.client, from: LB.vip, to: LB.ipB1, sport: 40000, dport: 8080, flags: .syn)
+        #expect(sw.send(spoofed, on: "c").isEmpty)
+        #expect(sw.drops == ["invalid": 1])
+        #expect(sw.trace([spoofed], on: "c")[0].contains { $0.contains("its source is a load balancer's VIP") })
+    }
+
+    /// A probe is never flooded: when L2 has forgotten the backend's port (its MAC aged out of
+    /// the MAC table), the switch asks with a broadcast ARP request instead of a SYN whose nonce
+    /// every port would see.
+    @Test func probesAreNotFlooded() throws {
+        let sw = makeSwitch()
+        sw.clock.advance(by: .seconds(301))  // past mac_aging: the MAC table forgets b1 and b2
+        let probes = probe(sw)
+        #expect(probes.keys.sorted() == ["b1", "b2", "c", "t"])
+        for (_, frames) in probes {
+            #expect(frames.allSatisfy { fields($0)["arp.op"] == "1" }, "only ARP requests: \(frames.map { fields($0) })")
+        }
+    }
+
+    /// No answer goes to a group address: a SYN from a broadcast MAC to an all-down service is
+    /// dropped, not refused.
+    @Test func refusalsGoOnlyToUnicastSources() {
+        let sw = makeSwitch()
+        sw.datapath.setBackendUp(balancer: 0, backend: 0, false, now: sw.clock.now)
+        sw.datapath.setBackendUp(balancer: 0, backend: 1, false, now: sw.clock.now)
+        let fromBroadcast = FrameBuilder.tcp4(dst: LB.lbMAC, src: .broadcast, from: LB.ipClient, to: LB.vip, sport: 50001, dport: 80, flags: .syn)
+        #expect(sw.send(fromBroadcast, on: "c").isEmpty)
+        #expect(sw.counters.refusedConnections == 0)
     }
 }

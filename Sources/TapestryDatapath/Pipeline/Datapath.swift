@@ -256,7 +256,10 @@ public final class Datapath {
         // The probes come from no port: flooding one (its backend's MAC aged out of the MAC
         // table) reaches every port of the network.
         batch.ingressPort = PortID(configuration.ports.count)
-        cursor = loadBalancer.writeProbes(into: batch, from: cursor, now: now.nanoseconds) ?? -1
+        let table = macTable
+        cursor = loadBalancer.writeProbes(into: batch, from: cursor, now: now.nanoseconds) { network, mac in
+            table.lookup(network, mac, now: now) != nil
+        } ?? -1
         guard !batch.isEmpty else { return false }
         runAfterLoadBalancer(batch, now: now)
         return true

@@ -36,6 +36,9 @@ public enum DropCause: UInt8, Sendable {
     /// `no-service`: the backend's MAC is unknown and its queue of held frames is full (or the
     /// frame is larger than a held frame may be).
     case heldFramesFull
+    /// `invalid`: an IPv4 packet whose source is a load balancer's VIP (only the switch sends
+    /// from a VIP), dropped with or without a firewall.
+    case spoofedVIP
 }
 
 extension DropCause {
@@ -43,7 +46,7 @@ extension DropCause {
     public var reason: DropReason {
         switch self {
         case .none, .tcpWithoutConnection, .tcpOutOfState, .unsolicitedEchoReply, .unrelatedICMPError, .strayFragment,
-            .untrackedServiceTraffic:
+            .untrackedServiceTraffic, .spoofedVIP:
             return .invalid
         case .refusedByRule, .refusedAfterReload, .tooManyTags: return .firewall
         case .tableFull: return .tableFull

@@ -83,7 +83,8 @@ struct FirewallStage {
             if let reason = decide(
                 frame, parsed, metadata, index: index, port: batch.ingressPort, now: now, events: &events, trace: &trace)
             {
-                let enforced = enforce || reason == .tableFull
+                // A VIP's address is the switch's: dropped even when tracking only (see `decide`).
+                let enforced = enforce || reason == .tableFull || metadata.pointee.cause == .spoofedVIP
                 if enforced { batch.verdicts[index] = .drop(reason) }
                 if Trace.isRecording {
                     trace.record(
@@ -107,6 +108,11 @@ struct FirewallStage {
         let isIPv6 = parsed.layer3 == .ipv6
         var packet = addresses(frame, parsed)
         let proto = parsed.ipProtocol
+        // Only the switch speaks for a VIP: a host sending from one could open connections in
+        // its name (and so capture a health check's answers, marking live backends down).
+        if !isIPv6 && !services.isEmpty && isVIP(packet.sourceLow, packet.sourceHigh, network: network) {
+            return drop(.invalid, .spoofedVIP, 0, metadata)
+        }
         if parsed.fragment == .later {
             let key = fragmentKey(packet, network: network, proto: proto, isIPv6: isIPv6)
             let identification = fragmentIdentification(frame, parsed)
@@ -257,6 +263,14 @@ struct FirewallStage {
         }
         entry.pointee.rule = Int32(rule)
         return nil
+    }
+
+    /// Whether an address is a load balancer's VIP in `network`.
+    @inline(__always)
+    private func isVIP(_ low: UInt64, _ high: UInt64, network: NetworkID) -> Bool {
+        guard high == 0 else { return false }
+        for service in services where service.network == network && service.vip == low { return true }
+        return false
     }
 
     /// Whether a packet is addressed to a load-balancer service (tracking-only mode tracks these alone).

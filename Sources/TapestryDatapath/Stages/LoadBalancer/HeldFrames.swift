@@ -5,9 +5,12 @@ import TapestryWire
 /// `timeout` passes (then dropped and counted). Without them the first connection to each backend
 /// after a start waited for the client's retransmission, a second for TCP.
 ///
-/// Bounded: `perBackend` frames per backend, each at most `slotBytes`. A backend's frame memory is
-/// allocated the first time it holds a frame and kept: that happens once per backend in the
-/// usual life of a switch (its MAC then stays known), never per frame in steady state.
+/// Bounded: `perBackend` frames per backend, each at most `slotBytes`, and at most
+/// `maxHoldingBackends` backends with memory for them (148 KB each: 9.5 MB at most, whatever the
+/// number of backends). A backend's memory is allocated the first time it holds a frame and
+/// kept: that happens once per backend in the usual life of a switch (its MAC then stays known),
+/// never per frame in steady state. Past the cap a new backend's frames are not held (dropped
+/// `no-service`; the ARP request still goes out).
 final class HeldFrames {
     static let perBackend = 16
     /// A jumbo frame with one tag; a connection's first packet is rarely larger (a TSO burst
@@ -17,6 +20,7 @@ final class HeldFrames {
     static let timeout: Int64 = 3_000_000_000
     /// While frames wait, the switch asks again at most this often.
     static let askInterval: Int64 = 1_000_000_000
+    static let maxHoldingBackends = 64
 
     struct Held {
         var length = 0
@@ -27,6 +31,7 @@ final class HeldFrames {
 
     struct Queue {
         var memory: UnsafeMutableRawPointer?
+        var entries: UnsafeMutablePointer<Held>?
         var first = 0
         var count = 0
         var lastAsked: Int64 = 0
@@ -42,25 +47,33 @@ final class HeldFrames {
 
     let backendCount: Int
     private let queues: UnsafeMutablePointer<Queue>
-    private let entries: UnsafeMutablePointer<Held>
     let counts: UnsafeMutablePointer<Counts>
+    /// The backends that have frame memory, in backend order (at most `maxHoldingBackends`):
+    /// expiry and release visit these, not every backend.
+    private let holding: UnsafeMutablePointer<Int>
+    private(set) var holdingCount = 0
 
     init(backendCount: Int) {
         self.backendCount = backendCount
         queues = .allocate(capacity: max(1, backendCount))
         queues.initialize(repeating: Queue(), count: max(1, backendCount))
-        entries = .allocate(capacity: max(1, backendCount) * Self.perBackend)
-        entries.initialize(repeating: Held(), count: max(1, backendCount) * Self.perBackend)
         counts = .allocate(capacity: 1)
         counts.initialize(to: Counts())
+        holding = .allocate(capacity: Self.maxHoldingBackends)
     }
 
     deinit {
-        for index in 0..<max(1, backendCount) { queues[index].memory?.deallocate() }
+        for index in 0..<max(1, backendCount) {
+            queues[index].memory?.deallocate()
+            queues[index].entries?.deallocate()
+        }
         queues.deallocate()
-        entries.deallocate()
         counts.deallocate()
+        holding.deallocate()
     }
+
+    /// The `index`-th backend with frame memory (`0..<holdingCount`).
+    func holdingBackend(_ index: Int) -> Int { holding[index] }
 
     func waiting(_ backend: Int) -> Int { queues[backend].count }
 
@@ -71,13 +84,24 @@ final class HeldFrames {
         let queue = queues + backend
         guard queue.pointee.count < Self.perBackend, frame.count <= Self.slotBytes else { return false }
         if queue.pointee.memory == nil {
+            guard holdingCount < Self.maxHoldingBackends else { return false }
             queue.pointee.memory = .allocate(byteCount: Self.perBackend * Self.slotBytes, alignment: 64)
+            queue.pointee.entries = .allocate(capacity: Self.perBackend)
+            queue.pointee.entries!.initialize(repeating: Held(), count: Self.perBackend)
+            // Kept in backend order, so frames of several backends leave in balancer order.
+            var position = holdingCount
+            while position > 0 && holding[position - 1] > backend {
+                holding[position] = holding[position - 1]
+                position -= 1
+            }
+            holding[position] = backend
+            holdingCount += 1
         }
         let slot = (queue.pointee.first + queue.pointee.count) % Self.perBackend
         if let source = frame.baseAddress {
             (queue.pointee.memory! + slot * Self.slotBytes).copyMemory(from: source, byteCount: frame.count)
         }
-        entries[backend * Self.perBackend + slot] = Held(
+        queue.pointee.entries![slot] = Held(
             length: frame.count, ingress: ingress, heldAt: now, metadata: metadata)
         queue.pointee.count += 1
         counts.pointee.waiting += 1
@@ -100,10 +124,10 @@ final class HeldFrames {
     /// order), calling `dropped` with each one's ingress port.
     func expire(now: Int64, _ dropped: (PortID) -> Void) {
         guard counts.pointee.waiting > 0 else { return }
-        for backend in 0..<backendCount {
-            let queue = queues + backend
+        for position in 0..<holdingCount {
+            let queue = queues + holding[position]
             while queue.pointee.count > 0 {
-                let held = entries[backend * Self.perBackend + queue.pointee.first]
+                let held = queue.pointee.entries![queue.pointee.first]
                 // A capture's time may go backwards: a frame "held in the future" waits on.
                 guard now &- held.heldAt >= Self.timeout, now >= held.heldAt else { break }
                 removeFirst(queue)
@@ -120,7 +144,7 @@ final class HeldFrames {
         let queue = queues + backend
         var moved = false
         while queue.pointee.count > 0, !batch.isFull {
-            let held = entries[backend * Self.perBackend + queue.pointee.first]
+            let held = queue.pointee.entries![queue.pointee.first]
             if batch.isEmpty {
                 batch.ingressPort = held.ingress
             } else if batch.ingressPort != held.ingress {

@@ -165,6 +165,8 @@ final class LoadBalancerStage {
         for index in 0..<serviceCount where services[index].network == network && services[index].vip == target {
             let balancer = services[index]
             if arp.operation == 1 {
+                // Never to a group address (the frame goes on, and L2 drops it as multicast-source).
+                guard !UnsafeRawBufferPointer(frame).mac(6).isMulticast, !arp.senderMAC.isMulticast else { return }
                 // Answer in place: the request becomes the reply, back out of its port.
                 let requester = arp.senderMAC
                 let arrivingSource = UnsafeRawBufferPointer(frame).mac(6)
@@ -183,7 +185,7 @@ final class LoadBalancerStage {
                 counters.pointee.answered &+= 1
                 if Trace.isRecording { trace.record(TraceEvent(frame: frameIndex, .vipAnswered, a: Int32(index))) }
             } else {
-                if checking { takeARPProbeAnswer(arp, service: index, now: now) }
+                if checking { takeARPProbeAnswer(arp, network: network, now: now) }
                 batch.verdicts[frameIndex] = .consume  // a backend answering our ARP request
                 if Trace.isRecording { trace.record(TraceEvent(frame: frameIndex, .vipARPReplyTaken, a: Int32(index))) }
             }
@@ -235,7 +237,9 @@ final class LoadBalancerStage {
         }
         guard isVIP else { return }
         if serviceIndex < 0 {
-            if proto == IPProtocol.icmp, parsed.hasL4, frame[Int(parsed.l4Offset)] == 8 {
+            if proto == IPProtocol.icmp, parsed.hasL4, frame[Int(parsed.l4Offset)] == 8,
+                !UnsafeRawBufferPointer(frame).mac(6).isMulticast, Self.isUnicast(source)
+            {
                 let first = (0..<serviceCount).first { services[$0].network == network && services[$0].vip == destination }!
                 metadata.pointee.arrivingSource = UnsafeRawBufferPointer(frame).mac(6)
                 metadata.pointee.learnArrivingSource = true
@@ -351,7 +355,9 @@ final class LoadBalancerStage {
     /// `HeldFrames.release`). False when none can leave.
     func releaseHeld(into batch: FrameBatch) -> Bool {
         guard held.counts.pointee.waiting > 0 else { return false }
-        for index in 0..<backendCount where backends[index].mac != .zero && held.waiting(index) > 0 {
+        for position in 0..<held.holdingCount {
+            let index = held.holdingBackend(position)
+            guard backends[index].mac != .zero, held.waiting(index) > 0 else { continue }
             if held.release(index, mac: backends[index].mac, into: batch) { return true }
         }
         return false
@@ -492,18 +498,25 @@ final class LoadBalancerStage {
 
     /// Times out outstanding probes (`cursor` 0 only) and writes the probes due into `batch`,
     /// from flat backend index `cursor` on, as many as fit. Returns where to go on, nil when done.
-    func writeProbes(into batch: FrameBatch, from cursor: Int, now: Int64) -> Int? {
+    /// `located`: whether L2 knows the port of a MAC in a network; a probe goes out only by
+    /// unicast to a located backend (a flooded one would show its nonce to every host), else
+    /// an ARP request for the backend takes its place (and the probe fails).
+    func writeProbes(
+        into batch: FrameBatch, from cursor: Int, now: Int64, located: (NetworkID, MACAddress) -> Bool
+    ) -> Int? {
         if cursor == 0 { health.expire(now: now) { setDown($0, $1) } }
         return health.due(now: now, from: cursor) { index, nonce in
             guard let area = batch.nextFreeFrameArea(), let check = health.health[index] else { return false }
             let backend = backends[index]
             let service = services[ownerService(of: index)]
             let verdict: Verdict
-            if check.probe == .arp || backend.mac == .zero {
-                // An ARP probe, or the backend's MAC must be asked for first (this probe then fails).
+            let reachable = backend.mac != .zero && located(backend.network, backend.mac)
+            if check.probe == .arp || !reachable {
+                // An ARP probe (unicast when the backend is located), or the backend must be
+                // found first (a broadcast ARP request; this probe then fails).
                 writeARPRequest(into: area, header: 12, padded: 60, service: service, backend: backend.address)
-                if backend.mac != .zero { area.setMAC(0, backend.mac) }
-                verdict = backend.mac != .zero ? .pass : .floodAll
+                if reachable { area.setMAC(0, backend.mac) }
+                verdict = reachable ? .pass : .floodAll
             } else {
                 writeProbe(into: area, check.probe, service: service, backend: backend, nonce: nonce)
                 verdict = .pass
@@ -527,6 +540,8 @@ final class LoadBalancerStage {
     static func echoProbe(_ nonce: UInt64) -> (identifier: UInt16, sequence: UInt16) {
         (UInt16(truncatingIfNeeded: nonce >> 16), UInt16(truncatingIfNeeded: nonce >> 48))
     }
+    /// The echo probe's 8 data bytes: 64 more bits a forger must guess (a reply echoes them).
+    static func echoPayload(_ nonce: UInt64, key: HashKey) -> UInt64 { key.hash(nonce ^ 0x6563_686f) }
 
     /// A TCP SYN (with an MSS option) or an ICMP echo request from the VIP and the balancer's MAC
     /// to the backend, 60 bytes with padding.
@@ -566,18 +581,24 @@ final class LoadBalancerStage {
             out[l4] = 8
             out.setU16(l4 + 4, identifier)
             out.setU16(l4 + 6, sequence)
-            for (offset, byte) in "tapestry".utf8.enumerated() { out[l4 + 8 + offset] = byte }
+            let payload = Self.echoPayload(nonce, key: health.key)
+            out.setU32(l4 + 8, UInt32(truncatingIfNeeded: payload >> 32))
+            out.setU32(l4 + 12, UInt32(truncatingIfNeeded: payload))
         }
         let field = probe == .tcp ? l4 + 16 : l4 + 2
         out.setU16(field, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l4..<(l4 + l4Length)]), initial: pseudo)))
     }
 
-    /// An ARP reply from a backend to the VIP answers its outstanding ARP probe.
-    private func takeARPProbeAnswer(_ arp: ARPView, service: Int, now: Int64) {
-        let first = services[service].firstBackend
-        let count = balancers[service].backends.count
-        for index in first..<(first + count) where backends[index].address == arp.senderIP {
-            guard health.health[index]?.probe == .arp, let nonce = health.outstandingNonce(index) else { continue }
+    /// An ARP reply from a backend to a VIP answers the outstanding ARP probe of every balancer
+    /// of that VIP the backend serves; from the backend's pinned MAC only, once it is known.
+    private func takeARPProbeAnswer(_ arp: ARPView, network: NetworkID, now: Int64) {
+        for index in 0..<backendCount
+        where backends[index].address == arp.senderIP && backends[index].network == network
+            && (backends[index].mac == .zero || backends[index].mac == arp.senderMAC)
+        {
+            guard services[ownerService(of: index)].vip == arp.targetIP, health.health[index]?.probe == .arp,
+                let nonce = health.outstandingNonce(index)
+            else { continue }
             _ = health.answer(index, nonce: nonce, success: true, now: now) { setDown($0, $1) }
         }
     }
@@ -617,9 +638,11 @@ final class LoadBalancerStage {
                 }
                 return
             case .icmp:
-                guard parsed.ipProtocol == IPProtocol.icmp, l4 + 8 <= frame.count, frame[l4] == 0 else { continue }
+                guard parsed.ipProtocol == IPProtocol.icmp, l4 + 16 <= frame.count, frame[l4] == 0 else { continue }
                 let (identifier, sequence) = Self.echoProbe(nonce)
-                guard frame.u16(l4 + 4) == identifier, frame.u16(l4 + 6) == sequence else { continue }
+                guard frame.u16(l4 + 4) == identifier, frame.u16(l4 + 6) == sequence,
+                    UInt64(frame.u32(l4 + 8)) << 32 | UInt64(frame.u32(l4 + 12)) == Self.echoPayload(nonce, key: health.key)
+                else { continue }
                 _ = health.answer(backend, nonce: nonce, success: true, now: now) { setDown($0, $1) }
                 batch.verdicts[index] = .consume
                 return
@@ -636,19 +659,21 @@ final class LoadBalancerStage {
         let parsed = metadata.pointee.parsed
         let frame = batch.frame(index)
         let l3 = Int(parsed.l3Offset)
-        let l4 = Int(parsed.l4Offset)
+        let received = Int(parsed.l4Offset)
         let backendMAC = UnsafeRawBufferPointer(frame).mac(6)
         let backendIP = IPv4Address(rawValue: frame.u32(l3 + 12))
-        let backendPort = frame.u16(l4)
-        let probePort = frame.u16(l4 + 2)
-        let sequence = frame.u32(l4 + 8)
+        let backendPort = frame.u16(received)
+        let probePort = frame.u16(received + 2)
+        let sequence = frame.u32(received + 8)
         let (region, start) = batch.slot(index)
+        let l4 = l3 + 20  // no IP options in the answer
         let length = l4 + 20
         let padded = max(60 + (metadata.pointee.consumedTag ? 4 : 0), length)
         let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + padded)])
         for byte in length..<padded { out[byte] = 0 }
         out.setMAC(0, backendMAC)
         out.setMAC(6, service.mac)
+        out[l3] = 0x45
         out.setU16(l3 + 2, UInt16(length - l3))
         out.setU16(l3 + 4, 0)
         out[l3 + 8] = 64
@@ -690,6 +715,8 @@ final class LoadBalancerStage {
         let l4 = Int(parsed.l4Offset)
         let client = UnsafeRawBufferPointer(frame).mac(6)
         let clientIP = IPv4Address(rawValue: frame.u32(l3 + 12))
+        // Never to a group address (RFC 1122 3.2.2: no ICMP error to a non-unicast source).
+        guard !client.isMulticast, Self.isUnicast(clientIP) else { return false }
         let (region, start) = batch.slot(index)
         let minimum = 60 + (metadata.pointee.consumedTag ? 4 : 0)
         var length: Int
@@ -700,15 +727,20 @@ final class LoadBalancerStage {
             let ipEnd = min(frame.count, l3 + Int(frame.u16(l3 + 2)))
             let dataOffset = Int(frame[l4 + 12] >> 4) * 4
             let payload = max(0, ipEnd - l4 - dataOffset)
+            let flags = frame[l4 + 13]
+            // The answer's IP header has no options (the client's, such as a source route, are
+            // not echoed): its TCP header follows 20 bytes of IP.
+            let l4 = l3 + 20
             length = l4 + 20
             let padded = max(minimum, length)
             let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + padded)])
             for byte in length..<padded { out[byte] = 0 }
+            out[l3] = 0x45
             out.setU16(l4, service.port)
             out.setU16(l4 + 2, clientPort)
             out.setU32(l4 + 4, 0)
             // A SYN counts one; the ACK covers what the segment carried.
-            out.setU32(l4 + 8, sequence &+ UInt32(truncatingIfNeeded: payload) &+ (frame[l4 + 13] & 0x02 != 0 ? 1 : 0))
+            out.setU32(l4 + 8, sequence &+ UInt32(truncatingIfNeeded: payload) &+ (flags & 0x02 != 0 ? 1 : 0))
             out[l4 + 12] = 5 << 4
             out[l4 + 13] = 0x14  // RST, ACK
             out.setU32(l4 + 14, 0)
@@ -754,8 +786,13 @@ final class LoadBalancerStage {
         return true
     }
 
-    /// The IPv4 header of an answer from the switch: `l4 - l3` bytes (20 for a RST, which keeps
-    /// the request's header length; an ICMP error's header is rewritten to 20), TTL 64, no ID.
+    /// Not 0.0.0.0, multicast, class E or broadcast: an address an answer may go to.
+    static func isUnicast(_ address: IPv4Address) -> Bool {
+        address.rawValue != 0 && address.rawValue >> 28 < 0xE
+    }
+
+    /// The IPv4 header of an answer from the switch, `l4 - l3` bytes (the answers write 20: no
+    /// options), TTL 64, no ID.
     private func writeAnswerIPv4(
         _ out: UnsafeMutableRawBufferPointer, l3: Int, l4: Int, length: Int, proto: UInt8, from: IPv4Address, to: IPv4Address
     ) {

@@ -61,6 +61,7 @@ struct VLANIngressStage {
             batch.metadata[index].connection = -1
             batch.metadata[index].skipLearning = false
             batch.metadata[index].learnArrivingSource = false
+            batch.metadata[index].cause = .none  // read by the firewall for what it decided
             if !parsed.isValid {
                 batch.verdicts[index] = .drop(.invalid)
                 if Trace.isRecording { trace.record(Self.malformed(index, batch)) }
