@@ -351,21 +351,9 @@ extension DatapathTarget {
             try require(rounds <= 1_000, "releaseHeld keeps returning true")
             try require(!ownFrames.isEmpty, "a release with no frames")
             released += UInt64(ownFrames.count)
-            let queues = datapath.transmitQueues
-            for active in 0..<queues.activeCount {
-                let port = queues.activePort(active)
-                for index in 0..<queues.count(port) {
-                    let frame = queues.frame(port, index)
-                    let parsed = FrameParser.parse(frame)
-                    try require(parsed.isValid && parsed.layer3 == .ipv4, "a released frame on port \(port) does not parse as IPv4: \(hex(frame))")
-                    if fixChecksums && queues.offload(port, index).isPlain {
-                        try require(ChecksumVerifier.ipv4HeaderIsValid(frame, parsed) ?? true, "released IPv4 header checksum invalid: \(hex(frame))")
-                        try require(ChecksumVerifier.l4IsValid(frame, parsed) ?? true, "released L4 checksum invalid: \(hex(frame))")
-                    }
-                }
+            try checkOwnFrames(datapath, tunnels, "released frame", checksums: fixChecksums) { parsed, _ in
+                parsed.layer3 == .ipv4
             }
-            try checkTunnels(datapath, tunnels)
-            queues.removeAll()
         }
         let end = datapath.counters
         try require(end.heldReleased &- start.heldReleased == released, "released \(released), counted \(end.heldReleased &- start.heldReleased)")
@@ -388,27 +376,36 @@ extension DatapathTarget {
         while datapath.runHealthChecks(into: ownFrames, cursor: &cursor, now: Timestamp(nanoseconds: now)) {
             rounds += 1
             try require(rounds <= 100, "runHealthChecks keeps returning true")
-            let queues = datapath.transmitQueues
-            for active in 0..<queues.activeCount {
-                let port = queues.activePort(active)
-                for index in 0..<queues.count(port) {
-                    let frame = queues.frame(port, index)
-                    let parsed = FrameParser.parse(frame)
-                    try require(parsed.isValid, "a probe on port \(port) does not parse: \(hex(frame))")
-                    if parsed.layer3 == .ipv4 {
-                        try require(ChecksumVerifier.ipv4HeaderIsValid(frame, parsed) ?? true, "probe IPv4 header checksum invalid: \(hex(frame))")
-                        try require(ChecksumVerifier.l4IsValid(frame, parsed) ?? true, "probe L4 checksum invalid: \(hex(frame))")
-                        let source = IPv4Address(rawValue: frame.u32(Int(parsed.l3Offset) + 12))
-                        try require(vips.contains(source), "a probe from \(source)")
-                    } else {
-                        try require(parsed.layer3 == .arp, "a probe that is neither IPv4 nor ARP: \(hex(frame))")
-                    }
-                }
+            try checkOwnFrames(datapath, tunnels, "probe", checksums: true) { parsed, frame in
+                parsed.layer3 == .arp
+                    || parsed.layer3 == .ipv4 && vips.contains(IPv4Address(rawValue: frame.u32(Int(parsed.l3Offset) + 12)))
             }
-            try checkTunnels(datapath, tunnels)
-            queues.removeAll()
         }
         try require(datapath.counters.totalDrops == dropsBefore, "health checks counted drops")
+    }
+
+    /// The frames the switch queued by itself this round (`what`): each parses and is `expected`
+    /// (given its parse), with valid IPv4 and L4 checksums when `checksums` (and no offload);
+    /// its tunnel copies are checked too, then the queues emptied.
+    static func checkOwnFrames(
+        _ datapath: Datapath, _ tunnels: [VXLANEndpoint?], _ what: String, checksums: Bool,
+        expected: (ParsedFrame, UnsafeRawBufferPointer) -> Bool
+    ) throws(InvariantViolation) {
+        let queues = datapath.transmitQueues
+        for active in 0..<queues.activeCount {
+            let port = queues.activePort(active)
+            for index in 0..<queues.count(port) {
+                let frame = queues.frame(port, index)
+                let parsed = FrameParser.parse(frame)
+                try require(parsed.isValid && expected(parsed, frame), "an unexpected \(what) on port \(port): \(hex(frame))")
+                if checksums && queues.offload(port, index).isPlain {
+                    try require(ChecksumVerifier.ipv4HeaderIsValid(frame, parsed) ?? true, "\(what): IPv4 header checksum invalid: \(hex(frame))")
+                    try require(ChecksumVerifier.l4IsValid(frame, parsed) ?? true, "\(what): L4 checksum invalid: \(hex(frame))")
+                }
+            }
+        }
+        try checkTunnels(datapath, tunnels)
+        queues.removeAll()
     }
 
     /// Every frame queued on a VXLAN port, encapsulated for each remote it goes to.

@@ -85,20 +85,22 @@ public final class SwitchCore {
     /// does this when it starts and after a reload; replay and tests do not, so their outputs
     /// hold only what the traffic caused).
     public func askForBackendMACs(now: Timestamp, transmit: (PortID, TransmitQueues) -> Void) {
-        let queues = datapath.transmitQueues
-        var cursor = 0
-        while datapath.askForBackendMACs(into: ownFrames, cursor: &cursor, now: now) {
-            for active in 0..<queues.activeCount { transmit(queues.activePort(active), queues) }
-            queues.removeAll()
-        }
+        sendOwnFrames(transmit) { datapath.askForBackendMACs(into: ownFrames, cursor: &$0, now: now) }
     }
 
     /// Sends the health-check probes due at `now` (a live switch, when
     /// `datapath.nextHealthCheck` comes).
     public func runHealthChecks(now: Timestamp, transmit: (PortID, TransmitQueues) -> Void) {
+        sendOwnFrames(transmit) { datapath.runHealthChecks(into: ownFrames, cursor: &$0, now: now) }
+    }
+
+    /// Calls `fill` (a datapath step that puts frames of the switch's own in `ownFrames` and
+    /// queues them, going on from a cursor) until it has nothing more, handing each round's
+    /// queues to `transmit`.
+    private func sendOwnFrames(_ transmit: (PortID, TransmitQueues) -> Void, _ fill: (inout Int) -> Bool) {
         let queues = datapath.transmitQueues
         var cursor = 0
-        while datapath.runHealthChecks(into: ownFrames, cursor: &cursor, now: now) {
+        while fill(&cursor) {
             for active in 0..<queues.activeCount { transmit(queues.activePort(active), queues) }
             queues.removeAll()
         }

@@ -117,6 +117,19 @@ final class LiveLab {
         try lab.background(command, in: name(short))
     }
 
+    /// `python3 -m http.server` on port 8080 in host `short`, serving a page that says
+    /// "served by SHORT", ended after `seconds` at the latest; returns once it listens (or after 10 s).
+    func webServer(in short: String, seconds: Int = 60) throws -> ChildProcess {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(short)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        try "served by \(short)\n".write(to: root.appendingPathComponent("index.html"), atomically: true, encoding: .utf8)
+        let server = try background(
+            "exec timeout \(seconds) python3 -m http.server 8080 --bind 0.0.0.0 --directory \(root.path)", in: short)
+        let deadline = Date().addingTimeInterval(10)
+        while sh("ss -ltn | grep -q ':8080'", in: short).status != 0 && Date() < deadline { usleep(100_000) }
+        return server
+    }
+
     /// `iperf3 -s -1` in host `short`: a server for one client that ends after 60 s if none
     /// comes, so a client that failed fails its test instead of leaving `wait()` hanging.
     func iperf3Server(in short: String, port: Int = 5201) throws -> ChildProcess {

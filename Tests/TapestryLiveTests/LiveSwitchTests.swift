@@ -253,17 +253,7 @@ import Testing
         defer {
             for server in servers where server.isRunning { server.terminate() }
         }
-        for backend in ["w1", "w2"] {
-            let root = FileManager.default.temporaryDirectory.appendingPathComponent("\(lab.prefix)-\(backend)")
-            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-            try "served by \(backend)\n".write(to: root.appendingPathComponent("index.html"), atomically: true, encoding: .utf8)
-            servers.append(try lab.background("exec timeout 60 python3 -m http.server 8080 --bind 0.0.0.0 --directory \(root.path)", in: backend))
-        }
-        // Wait until both servers listen.
-        for backend in ["w1", "w2"] {
-            let deadline = Date().addingTimeInterval(10)
-            while lab.sh("ss -ltn | grep -q ':8080'", in: backend).status != 0 && Date() < deadline { usleep(100_000) }
-        }
+        for backend in ["w1", "w2"] { servers.append(try lab.webServer(in: backend)) }
         var pages: [String] = []
         var seconds: [Double] = []
         for _ in 0..<6 {
@@ -315,14 +305,7 @@ import Testing
         defer {
             for server in servers.values where server.isRunning { server.terminate() }
         }
-        func serve(_ backend: String) throws {
-            let root = FileManager.default.temporaryDirectory.appendingPathComponent("\(lab.prefix)-\(backend)")
-            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-            try "served by \(backend)\n".write(to: root.appendingPathComponent("index.html"), atomically: true, encoding: .utf8)
-            servers[backend] = try lab.background("exec timeout 90 python3 -m http.server 8080 --bind 0.0.0.0 --directory \(root.path)", in: backend)
-            let deadline = Date().addingTimeInterval(10)
-            while lab.sh("ss -ltn | grep -q ':8080'", in: backend).status != 0 && Date() < deadline { usleep(100_000) }
-        }
+        func serve(_ backend: String) throws { servers[backend] = try lab.webServer(in: backend, seconds: 90) }
         func fetch() -> String {
             lab.sh("curl -s -m 3 http://10.0.10.100/", in: "cl").output.trimmingCharacters(in: .whitespacesAndNewlines)
         }

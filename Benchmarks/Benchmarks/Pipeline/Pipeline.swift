@@ -38,6 +38,21 @@ func frame(
     return bytes + [0x08, 0x00] + ip
 }
 
+/// The load balancer benchmarks' two backends (10.0.0.11 and .12) announce themselves from a2
+/// with ARP requests, so their MACs are known; `batch` is left empty.
+func announceBackends(_ datapath: Datapath, _ batch: FrameBatch) {
+    batch.removeAll()
+    batch.ingressPort = 1
+    for (index, ip) in [UInt32(0x0A00_000B), 0x0A00_000C].enumerated() {
+        let sender = mac(300 + UInt64(index))
+        let arp: [UInt8] = [0, 1, 8, 0, 6, 4, 0, 1] + sender + [10, 0, 0, UInt8(ip & 0xFF)] + [0, 0, 0, 0, 0, 0] + [10, 0, 0, 1]
+        (MACAddress.broadcast.bytes + sender + [0x08, 0x06] + arp + [UInt8](repeating: 0, count: 18)).withUnsafeBytes { _ = batch.append($0) }
+    }
+    datapath.process(batch, now: Timestamp(seconds: 1))
+    datapath.transmitQueues.removeAll()
+    batch.removeAll()
+}
+
 /// Learns `hosts` hosts behind `port` by sending one broadcast from each.
 func learn(_ datapath: Datapath, hosts: some Sequence<UInt64>, on port: PortID, vid: UInt16?) {
     let batch = datapath.makeBatch()
@@ -148,16 +163,8 @@ let benchmarks: @Sendable () -> Void = {
             backends: [.init(address: IPv4Address(10, 0, 0, 11), port: 8080), .init(address: IPv4Address(10, 0, 0, 12), port: 8080)],
             health: checked ? .init(probe: .tcp, interval: 2_000_000_000, timeout: 1_000_000_000, rise: 2, fall: 2) : nil)
         let datapath = makeDatapath(loadBalancers: [balancer])
-        // The backends announce themselves from a2 (ARP), so their MACs are known.
         let batch = datapath.makeBatch()
-        batch.ingressPort = 1
-        for (index, ip) in [UInt32(0x0A00_000B), 0x0A00_000C].enumerated() {
-            let sender = mac(300 + UInt64(index))
-            let arp: [UInt8] = [0, 1, 8, 0, 6, 4, 0, 1] + sender + [10, 0, 0, UInt8(ip & 0xFF)] + [0, 0, 0, 0, 0, 0] + [10, 0, 0, 1]
-            (MACAddress.broadcast.bytes + sender + [0x08, 0x06] + arp + [UInt8](repeating: 0, count: 18)).withUnsafeBytes { _ = batch.append($0) }
-        }
-        datapath.process(batch, now: Timestamp(seconds: 1))
-        datapath.transmitQueues.removeAll()
+        announceBackends(datapath, batch)
         learn(datapath, hosts: 200..<232, on: 0, vid: nil)
         let frames = (0..<32).map {
             frame(dst: 0x100, src: 200 + UInt64($0), vid: nil, from: 0x0A00_0001, to: 0x0A00_0064, sport: 40000 + UInt16($0), dport: 5000)
@@ -187,14 +194,7 @@ let benchmarks: @Sendable () -> Void = {
                 affinity: affinity ? 300_000_000_000 : nil)
             let datapath = makeDatapath(loadBalancers: [balancer])
             let batch = datapath.makeBatch()
-            batch.ingressPort = 1
-            for (index, ip) in [UInt32(0x0A00_000B), 0x0A00_000C].enumerated() {
-                let sender = mac(300 + UInt64(index))
-                let arp: [UInt8] = [0, 1, 8, 0, 6, 4, 0, 1] + sender + [10, 0, 0, UInt8(ip & 0xFF)] + [0, 0, 0, 0, 0, 0] + [10, 0, 0, 1]
-                (MACAddress.broadcast.bytes + sender + [0x08, 0x06] + arp + [UInt8](repeating: 0, count: 18)).withUnsafeBytes { _ = batch.append($0) }
-            }
-            datapath.process(batch, now: Timestamp(seconds: 1))
-            datapath.transmitQueues.removeAll()
+            announceBackends(datapath, batch)
             batch.ingressPort = 0
             var prototype = frame(dst: 0x100, src: 200, vid: nil, from: 0x0A01_0000, to: 0x0A00_0064, dport: 5000)
             var flow: UInt32 = 0

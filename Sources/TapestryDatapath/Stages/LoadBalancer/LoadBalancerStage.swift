@@ -557,13 +557,9 @@ final class LoadBalancerStage {
         let l4 = l3 + 20
         let l4Length = probe == .tcp ? 24 : 16
         out[l3] = 0x45
-        out.setU16(l3 + 2, UInt16(20 + l4Length))
-        out.setU16(l3 + 6, 0x4000)  // DF
-        out[l3 + 8] = 64
-        out[l3 + 9] = probe == .tcp ? IPProtocol.tcp : IPProtocol.icmp
-        out.setU32(l3 + 12, service.vip.rawValue)
-        out.setU32(l3 + 16, backend.address.rawValue)
-        out.setU16(l3 + 10, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l3..<l4]))))
+        writeAnswerIPv4(
+            out, l3: l3, l4: l4, length: l4 + l4Length, proto: probe == .tcp ? IPProtocol.tcp : IPProtocol.icmp,
+            from: service.vip, to: backend.address)
         var pseudo: UInt64 = 0
         if probe == .tcp {
             let (port, sequence) = Self.tcpProbe(nonce)
@@ -666,38 +662,30 @@ final class LoadBalancerStage {
         let probePort = frame.u16(received + 2)
         let sequence = frame.u32(received + 8)
         let (region, start) = batch.slot(index)
-        let l4 = l3 + 20  // no IP options in the answer
-        let length = l4 + 20
+        let length = l3 + 40  // a 20-byte IP header (no options) and the RST
         let padded = max(60 + (metadata.pointee.consumedTag ? 4 : 0), length)
         let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + padded)])
         for byte in length..<padded { out[byte] = 0 }
         out.setMAC(0, backendMAC)
         out.setMAC(6, service.mac)
-        out[l3] = 0x45
-        out.setU16(l3 + 2, UInt16(length - l3))
-        out.setU16(l3 + 4, 0)
-        out[l3 + 8] = 64
-        out.setU32(l3 + 12, service.vip.rawValue)
-        out.setU32(l3 + 16, backendIP.rawValue)
-        out.setU16(l3 + 10, 0)
-        out.setU16(l3 + 10, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l3..<l4]))))
-        out.setU16(l4, probePort)
-        out.setU16(l4 + 2, backendPort)
-        out.setU32(l4 + 4, sequence)
-        out.setU32(l4 + 8, 0)
-        out[l4 + 12] = 5 << 4
-        out[l4 + 13] = 0x04  // RST
-        out.setU32(l4 + 14, 0)  // window and checksum
-        out.setU16(l4 + 18, 0)
-        let pseudo = InternetChecksum.ipv4PseudoHeaderSum(
-            source: service.vip, destination: backendIP, proto: IPProtocol.tcp, length: 20)
-        out.setU16(l4 + 16, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l4..<length]), initial: pseudo)))
-        batch.setBounds(index, start: start, length: padded)
+        writeReset(
+            out, l3: l3, from: service.vip, probePort, to: backendIP, backendPort, sequence: sequence, acknowledgment: 0,
+            flags: 0x04)
+        sendBack(batch, index, start: start, length: padded, arrivingSource: backendMAC, ingress: ingress)
+    }
+
+    /// Frame `index`, rewritten in its slot into the switch's answer (`start`, `length`), goes
+    /// back out of the port it came in on; L2 learns the source it arrived with, not the VIP's MAC.
+    private func sendBack(
+        _ batch: FrameBatch, _ index: Int, start: Int, length: Int, arrivingSource: MACAddress, ingress: PortID
+    ) {
+        let metadata = batch.metadata + index
+        batch.setBounds(index, start: start, length: length)
         metadata.pointee.offload = VirtioNetHeader()
         metadata.pointee.parsed = FrameParser.parse(UnsafeRawBufferPointer(batch.frame(index)))
         metadata.pointee.skipLearning = true
         metadata.pointee.learnArrivingSource = true
-        metadata.pointee.arrivingSource = backendMAC
+        metadata.pointee.arrivingSource = arrivingSource
         batch.verdicts[index] = .forward(ingress)
     }
 
@@ -728,26 +716,14 @@ final class LoadBalancerStage {
             let dataOffset = Int(frame[l4 + 12] >> 4) * 4
             let payload = max(0, ipEnd - l4 - dataOffset)
             let flags = frame[l4 + 13]
-            // The answer's IP header has no options (the client's, such as a source route, are
-            // not echoed): its TCP header follows 20 bytes of IP.
-            let l4 = l3 + 20
-            length = l4 + 20
+            length = l3 + 40
             let padded = max(minimum, length)
             let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + padded)])
             for byte in length..<padded { out[byte] = 0 }
-            out[l3] = 0x45
-            out.setU16(l4, service.port)
-            out.setU16(l4 + 2, clientPort)
-            out.setU32(l4 + 4, 0)
             // A SYN counts one; the ACK covers what the segment carried.
-            out.setU32(l4 + 8, sequence &+ UInt32(truncatingIfNeeded: payload) &+ (flags & 0x02 != 0 ? 1 : 0))
-            out[l4 + 12] = 5 << 4
-            out[l4 + 13] = 0x14  // RST, ACK
-            out.setU32(l4 + 14, 0)
-            out.setU16(l4 + 18, 0)
-            writeAnswerIPv4(out, l3: l3, l4: l4, length: length, proto: IPProtocol.tcp, from: service.vip, to: clientIP)
-            let pseudo = InternetChecksum.ipv4PseudoHeaderSum(source: service.vip, destination: clientIP, proto: IPProtocol.tcp, length: 20)
-            out.setU16(l4 + 16, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l4..<length]), initial: pseudo)))
+            writeReset(
+                out, l3: l3, from: service.vip, service.port, to: clientIP, clientPort, sequence: 0,
+                acknowledgment: sequence &+ UInt32(truncatingIfNeeded: payload) &+ (flags & 0x02 != 0 ? 1 : 0), flags: 0x14)
             length = padded
         } else if parsed.ipProtocol == IPProtocol.udp {
             // ICMP header, then the datagram's IP header and first 8 bytes (RFC 792).
@@ -774,16 +750,31 @@ final class LoadBalancerStage {
         let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + length)])
         out.setMAC(0, client)
         out.setMAC(6, service.mac)
-        batch.setBounds(index, start: start, length: length)
-        metadata.pointee.offload = VirtioNetHeader()
-        metadata.pointee.parsed = FrameParser.parse(UnsafeRawBufferPointer(batch.frame(index)))
-        metadata.pointee.skipLearning = true
-        metadata.pointee.learnArrivingSource = true
-        metadata.pointee.arrivingSource = client
-        batch.verdicts[index] = .forward(ingress)
+        sendBack(batch, index, start: start, length: length, arrivingSource: client, ingress: ingress)
         counters.pointee.refused &+= 1
         counters.pointee.refusedInBatch &+= 1
         return true
+    }
+
+    /// A TCP RST (with `flags`, no options) from the switch after a 20-byte IPv4 header at `l3`
+    /// (the request's IP options, such as a source route, are not echoed), checksums written.
+    private func writeReset(
+        _ out: UnsafeMutableRawBufferPointer, l3: Int, from: IPv4Address, _ fromPort: UInt16, to: IPv4Address,
+        _ toPort: UInt16, sequence: UInt32, acknowledgment: UInt32, flags: UInt8
+    ) {
+        let l4 = l3 + 20
+        out[l3] = 0x45
+        out.setU16(l4, fromPort)
+        out.setU16(l4 + 2, toPort)
+        out.setU32(l4 + 4, sequence)
+        out.setU32(l4 + 8, acknowledgment)
+        out[l4 + 12] = 5 << 4
+        out[l4 + 13] = flags
+        out.setU32(l4 + 14, 0)  // window and checksum
+        out.setU16(l4 + 18, 0)
+        writeAnswerIPv4(out, l3: l3, l4: l4, length: l4 + 20, proto: IPProtocol.tcp, from: from, to: to)
+        let pseudo = InternetChecksum.ipv4PseudoHeaderSum(source: from, destination: to, proto: IPProtocol.tcp, length: 20)
+        out.setU16(l4 + 16, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l4..<(l4 + 20)]), initial: pseudo)))
     }
 
     /// Not 0.0.0.0, multicast, class E or broadcast: an address an answer may go to.
