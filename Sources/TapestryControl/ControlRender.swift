@@ -118,7 +118,9 @@ public enum ControlRender {
     static func balancers(_ answer: ControlAnswer.Balancers) -> String {
         var rows: [[String]] = []
         for balancer in answer.loadBalancers {
-            let service = "\(balancer.name) \(balancer.vip):\(balancer.port)/\(balancer.proto)"
+            // An IPv6 VIP is bracketed, as backends are, so its port stays readable.
+            let vip = balancer.vip.contains(":") ? "[\(balancer.vip)]" : balancer.vip
+            let service = "\(balancer.name) \(vip):\(balancer.port)/\(balancer.proto)"
             for backend in balancer.backends {
                 let since = backend.healthChanged.map { " since \(utc($0))" } ?? ""
                 rows.append([

@@ -377,8 +377,15 @@ extension DatapathTarget {
             rounds += 1
             try require(rounds <= 100, "runHealthChecks keeps returning true")
             try checkOwnFrames(datapath, tunnels, "probe", checksums: true) { parsed, frame in
-                parsed.layer3 == .arp
-                    || parsed.layer3 == .ipv4 && vips.contains(IPv4Address(rawValue: frame.u32(Int(parsed.l3Offset) + 12)))
+                let l3 = Int(parsed.l3Offset)
+                return switch parsed.layer3 {
+                case .arp: true
+                case .ipv4: vips.contains(.v4(IPv4Address(rawValue: frame.u32(l3 + 12))))
+                // An IPv6 balancer's probes are TCP or echo from the VIP, or NDP solicitations
+                // from the VIP (the probe a `probe: arp` check sends to an IPv6 backend).
+                case .ipv6: vips.contains(.v6(IPv6Address(high: frame.u64(l3 + 8), low: frame.u64(l3 + 16))))
+                default: false
+                }
             }
         }
         try require(datapath.counters.totalDrops == dropsBefore, "health checks counted drops")

@@ -205,9 +205,9 @@ public struct PacketTestFile: Sendable {
                 let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
                 let balancers = topology?.loadBalancers ?? []
                 guard parts.count == 2, let balancer = balancers.firstIndex(where: { $0.name == parts[0] }),
-                    let backend = balancers[balancer].backends.firstIndex(where: { "\($0.address):\($0.port)" == parts[1] })
+                    let backend = balancers[balancer].backends.firstIndex(where: { $0.address.withPort($0.port) == parts[1] })
                 else {
-                    let known = balancers.flatMap { lb in lb.backends.map { "\(lb.name)/\($0.address):\($0.port)" } }
+                    let known = balancers.flatMap { lb in lb.backends.map { "\(lb.name)/\($0.address.withPort($0.port))" } }
                     reader.reader.error(item, "down: '\(text)' is not a backend; backends: \(known.isEmpty ? "none" : known.joined(separator: ", "))")
                     continue
                 }

@@ -178,7 +178,7 @@ extension LiveSwitch {
         guard let balancer = balancers.firstIndex(where: { $0.name == name }) else {
             return "no load balancer named '\(name)'"
         }
-        guard let backend = balancers[balancer].backends.firstIndex(where: { "\($0.address):\($0.port)" == address }) else {
+        guard let backend = balancers[balancer].backends.firstIndex(where: { $0.address.withPort($0.port) == address }) else {
             return "load balancer '\(name)' has no backend \(address)"
         }
         datapath.setDrained(balancer: balancer, backend: backend, drain)
@@ -283,7 +283,7 @@ extension SwitchSnapshot {
             if Int(entry.backend) < balancer.backends.count {
                 let backend = balancer.backends[Int(entry.backend)]
                 row.loadBalancer = balancer.name
-                row.backend = "\(backend.address):\(backend.port)"
+                row.backend = backend.address.withPort(backend.port)
             }
         }
         return row
@@ -293,7 +293,7 @@ extension SwitchSnapshot {
         let list = configuration.loadBalancers.enumerated().map { index, balancer in
             let backends = balancer.backends.enumerated().map { backendIndex, backend in
                 ControlAnswer.Balancers.Backend(
-                    address: "\(backend.address):\(backend.port)", weight: backend.weight,
+                    address: backend.address.withPort(backend.port), weight: backend.weight,
                     connections: counters.backendSelections.isEmpty ? 0 : counters.backendSelections[index][backendIndex],
                     drained: drained[index][backendIndex], mac: backendMACs[index][backendIndex].map { "\($0)" } ?? "unknown",
                     health: balancer.health == nil ? "unchecked" : health[index][backendIndex].up ? "up" : "down",

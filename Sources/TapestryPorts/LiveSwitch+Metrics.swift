@@ -69,14 +69,14 @@ extension SwitchSnapshot {
         for (index, balancer) in configuration.loadBalancers.enumerated() {
             for (backendIndex, backend) in balancer.backends.enumerated() {
                 let value = counters.backendSelections.isEmpty ? 0 : counters.backendSelections[index][backendIndex]
-                lines.append("tapestry_lb_selections_total{balancer=\"\(balancer.name)\",backend=\"\(backend.address):\(backend.port)\"} \(value)")
+                lines.append("tapestry_lb_selections_total{balancer=\"\(balancer.name)\",backend=\"\(backend.address.withPort(backend.port))\"} \(value)")
             }
         }
         if configuration.loadBalancers.contains(where: { $0.health != nil }) {
             family("tapestry_lb_backend_up", "gauge", "1 while a health-checked backend is up, 0 while its checks find it down.")
             for (index, balancer) in configuration.loadBalancers.enumerated() where balancer.health != nil {
                 for (backendIndex, backend) in balancer.backends.enumerated() {
-                    lines.append("tapestry_lb_backend_up{balancer=\"\(balancer.name)\",backend=\"\(backend.address):\(backend.port)\"} \(health[index][backendIndex].up ? 1 : 0)")
+                    lines.append("tapestry_lb_backend_up{balancer=\"\(balancer.name)\",backend=\"\(backend.address.withPort(backend.port))\"} \(health[index][backendIndex].up ? 1 : 0)")
                 }
             }
         }

@@ -318,7 +318,7 @@ public final class LiveSwitch {
             let why = change.up
                 ? "\(check?.rise ?? 0) probes in a row answered"
                 : "\(check?.fall ?? 0) probes in a row failed"
-            log("load balancer \(balancer.name): backend \(backend.address):\(backend.port) \(change.up ? "up" : "down") (\(why))")
+            log("load balancer \(balancer.name): backend \(backend.address.withPort(backend.port)) \(change.up ? "up" : "down") (\(why))")
         }
     }
 

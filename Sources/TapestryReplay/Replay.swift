@@ -135,7 +135,7 @@ public struct Replay {
                     .init(
                         name: balancer.name,
                         backends: balancer.backends.enumerated().map { backendIndex, backend in
-                            ("\(backend.address):\(backend.port)",
+                            (backend.address.withPort(backend.port),
                              counters.backendSelections.isEmpty ? 0 : counters.backendSelections[index][backendIndex])
                         })
                 }

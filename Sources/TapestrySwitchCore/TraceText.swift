@@ -89,7 +89,7 @@ public enum TraceText {
             guard configuration.loadBalancers.indices.contains(Int(balancer)) else { return nil }
             let service = configuration.loadBalancers[Int(balancer)]
             guard service.backends.indices.contains(Int(backend)) else { return nil }
-            return (service.name, "\(service.backends[Int(backend)].address):\(service.backends[Int(backend)].port)")
+            return (service.name, service.backends[Int(backend)].address.withPort(service.backends[Int(backend)].port))
         }
         let ingressName = portName(Int32(ingress))
         let ingressMode = configuration.ports.indices.contains(Int(ingress))
@@ -164,7 +164,7 @@ public enum TraceText {
             case .replyRewritten:
                 if let (_, address) = backend(event.a, event.b) {
                     let service = configuration.loadBalancers[Int(event.a)]
-                    line(.loadBalancer, "reply from backend \(address): source rewritten to \(service.vip):\(service.port)")
+                    line(.loadBalancer, "reply from backend \(address): source rewritten to \(service.vip.withPort(service.port))")
                 }
             case .backendChosen:
                 if let (name, address) = backend(event.a, event.b) {

@@ -30,7 +30,7 @@ extension Topology {
         }
         if !loadBalancers.isEmpty {
             let list = loadBalancers.map {
-                "\($0.name) \($0.vip):\($0.port)/\($0.proto.rawValue) over \($0.backends.count) backend\($0.backends.count == 1 ? "" : "s")"
+                "\($0.name) \($0.vip.withPort($0.port))/\($0.proto.rawValue) over \($0.backends.count) backend\($0.backends.count == 1 ? "" : "s")"
             }.joined(separator: ", ")
             parts.append("load balancer\(loadBalancers.count == 1 ? "" : "s") \(list)")
         }

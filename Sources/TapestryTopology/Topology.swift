@@ -175,13 +175,14 @@ extension Topology {
     public struct LoadBalancer: Sendable, Equatable {
         public enum Proto: String, Sendable, Equatable { case tcp, udp }
         public struct Backend: Sendable, Equatable {
-            public var address: IPv4Address
+            public var address: IPAddress
             public var port: UInt16
             public var weight: Int = 1
         }
         public var name: String
         public var network: String
-        public var vip: IPv4Address
+        /// IPv4 or IPv6; every backend is of the same family.
+        public var vip: IPAddress
         public var port: UInt16
         public var proto: Proto = .tcp
         public var mac: MACAddress

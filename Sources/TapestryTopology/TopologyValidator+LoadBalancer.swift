@@ -30,23 +30,31 @@ extension TopologyValidator {
                     valid = false
                 }
             }
-            var vip = IPv4Address(rawValue: 0)
+            var vip = IPAddress.v4(IPv4Address(rawValue: 0))
             var vipPrefix: IPPrefix? = nil
+            var vipKnown = false
             if let value = fields["vip"], let text = reader.string(value.value, what: "vip") {
                 let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-                if let address = IPv4Address(parts[0]), parts.count <= 2 {
+                if let address = IPAddress(parts[0]), parts.count <= 2 {
                     vip = address
+                    vipKnown = true
+                    if !address.isUnicastHost {
+                        reader.error(value.value, "vip '\(text)' must be a unicast address (not unspecified, multicast, broadcast or loopback)")
+                        valid = false
+                    }
+                    let bits = address.isIPv6 ? 128 : 32
                     if parts.count == 2 {
-                        if let length = Int(parts[1]), (1...32).contains(length), parts[1].allSatisfy(\.isNumber) {
-                            let mask: UInt32 = ~UInt32(0) << (32 - length)
-                            vipPrefix = .v4(IPv4Address(rawValue: address.rawValue & mask), length: length)
+                        if let length = Int(parts[1]), (1...bits).contains(length), parts[1].allSatisfy(\.isNumber) {
+                            vipPrefix = Self.network(of: address, length: length)
                         } else {
-                            reader.error(value.value, "vip '\(text)' has an invalid prefix length (1-32)")
+                            reader.error(value.value, "vip '\(text)' has an invalid prefix length (1-\(bits))")
                             valid = false
                         }
                     }
                 } else {
-                    reader.error(value.value, "vip '\(text)' is not an IPv4 address (like 10.0.10.100, or 10.0.10.100/24)")
+                    reader.error(
+                        value.value,
+                        "vip '\(text)' is not an IPv4 or IPv6 address (like 10.0.10.100, fd00:10::100, or with a prefix: 10.0.10.100/24)")
                     valid = false
                 }
             }
@@ -91,7 +99,12 @@ extension TopologyValidator {
                         continue
                     }
                     if backends.contains(where: { $0.address == backend.address && $0.port == backend.port }) {
-                        reader.error(addressNode, "backend \(backend.address):\(backend.port) is listed twice")
+                        reader.error(addressNode, "backend \(backend.address.withPort(backend.port)) is listed twice")
+                        valid = false
+                    } else if vipKnown, backend.address.isIPv6 != vip.isIPv6 {
+                        reader.error(
+                            addressNode,
+                            "backend \(backend.address) is \(backend.address.isIPv6 ? "IPv6" : "IPv4") but the vip \(vip) is \(vip.isIPv6 ? "IPv6" : "IPv4"): a balancer's backends are of its VIP's family")
                         valid = false
                     } else if backend.address == vip {
                         reader.error(addressNode, "backend \(backend.address) is the VIP itself")
@@ -117,7 +130,7 @@ extension TopologyValidator {
             if valid {
                 let service = "\(network) \(vip) \(port) \(proto)"
                 if let owner = services[service] {
-                    reader.error(fields["vip"]?.value, "\(vip):\(port)/\(proto) is already served by load balancer '\(owner)'")
+                    reader.error(fields["vip"]?.value, "\(vip.withPort(port))/\(proto) is already served by load balancer '\(owner)'")
                     continue
                 }
                 services[service] = entry.key
@@ -184,15 +197,26 @@ extension TopologyValidator {
             }
         }
         guard let text = reader.string(addressNode, what: "a backend") else { return nil }
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2, let address = IPv4Address(parts[0]) else {
-            reader.error(addressNode, "backend '\(text)' must be IPv4:PORT, like 10.0.10.11:8080")
+        guard let (address, portText) = IPAddress.parseEndpoint(text) else {
+            reader.error(addressNode, "backend '\(text)' must be IPv4:PORT or [IPv6]:PORT, like 10.0.10.11:8080 or [fd00:10::11]:8080")
             return nil
         }
-        guard let port = UInt16(parts[1]), port > 0 else {
+        guard let port = UInt16(portText), port > 0, portText.allSatisfy(\.isNumber) else {
             reader.error(addressNode, "backend '\(text)' needs a port 1-65535")
             return nil
         }
         return (Topology.LoadBalancer.Backend(address: address, port: port, weight: weight), addressNode)
+    }
+
+    /// The prefix of `length` bits that holds `address`.
+    static func network(of address: IPAddress, length: Int) -> IPPrefix {
+        switch address {
+        case .v4(let v4):
+            let mask: UInt32 = ~UInt32(0) << (32 - length)
+            return .v4(IPv4Address(rawValue: v4.rawValue & mask), length: length)
+        case .v6(let v6):
+            let (high, low) = IPPrefix.v6Mask(length)
+            return .v6(IPv6Address(high: v6.high & high, low: v6.low & low), length: length)
+        }
     }
 }

@@ -19,6 +19,11 @@ extension UnsafeRawBufferPointer {
         UInt32(bigEndian: baseAddress.unsafelyUnwrapped.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
 
+    @inline(__always)
+    public func u64(_ offset: Int) -> UInt64 {
+        UInt64(bigEndian: baseAddress.unsafelyUnwrapped.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+    }
+
     /// Six bytes as a MAC address.
     @inline(__always)
     public func mac(_ offset: Int) -> MACAddress {
@@ -37,6 +42,16 @@ extension UnsafeMutableRawBufferPointer {
     @inline(__always)
     public func u32(_ offset: Int) -> UInt32 {
         UnsafeRawBufferPointer(self).u32(offset)
+    }
+
+    @inline(__always)
+    public func u64(_ offset: Int) -> UInt64 {
+        UnsafeRawBufferPointer(self).u64(offset)
+    }
+
+    @inline(__always)
+    public func setU64(_ offset: Int, _ value: UInt64) {
+        baseAddress.unsafelyUnwrapped.storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt64.self)
     }
 
     @inline(__always)

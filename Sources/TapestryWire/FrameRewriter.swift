@@ -47,11 +47,14 @@ public enum FrameRewriter {
     ) -> Bool {
         guard parsed.layer3 == .ipv6 else { return false }
         let field = Int(parsed.l3Offset) + (which == .source ? 8 : 24)
-        let newGroups = address.groups
         let checksumField = l4ChecksumOffset(frame, parsed, pseudoHeaderCovered: true)
+        // Word by word from the two halves: a load balancer rewrites every packet so, and the
+        // datapath allocates nothing per frame.
         for index in 0..<8 {
+            let half = index < 4 ? address.high : address.low
+            let new = UInt16(truncatingIfNeeded: half >> (48 - 16 * UInt64(index & 3)))
             let old = frame.u16(field + 2 * index)
-            let new = newGroups[index]
+            guard old != new else { continue }
             frame.setU16(field + 2 * index, new)
             if let checksumField {
                 updateL4Checksum(frame, at: checksumField, parsed: parsed) {

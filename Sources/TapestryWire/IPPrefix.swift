@@ -40,7 +40,7 @@ public enum IPPrefix: Hashable, Sendable, CustomStringConvertible {
         return .failure(.badAddress)
     }
 
-    static func v6Mask(_ bits: Int) -> (UInt64, UInt64) {
+    public static func v6Mask(_ bits: Int) -> (UInt64, UInt64) {
         let high: UInt64 = bits >= 64 ? ~0 : (bits == 0 ? 0 : ~UInt64(0) << (64 - bits))
         let low: UInt64 = bits <= 64 ? 0 : (bits >= 128 ? ~0 : ~UInt64(0) << (128 - bits))
         return (high, low)

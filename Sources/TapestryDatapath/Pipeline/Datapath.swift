@@ -98,7 +98,7 @@ public final class Datapath {
         // keep their backend) in a tracking-only mode when there is no firewall.
         if configuration.firewall != nil || !configuration.loadBalancers.isEmpty {
             let services = configuration.loadBalancers.map {
-                (network: $0.network, vip: FlowKey.mapped($0.vip.rawValue), proto: $0.proto, port: $0.port)
+                (network: $0.network, isIPv6: $0.vip.isIPv6, vipHigh: $0.vip.high, vipLow: $0.vip.low, proto: $0.proto, port: $0.port)
             }
             firewall = FirewallStage(
                 configuration: configuration.firewall
@@ -393,7 +393,7 @@ public final class Datapath {
         loadBalancer?.isDrained(balancer: balancer, backend: backend) ?? false
     }
 
-    func learnBackendMAC(network: NetworkID, address: IPv4Address, mac: MACAddress, now: Timestamp) {
+    func learnBackendMAC(network: NetworkID, address: IPAddress, mac: MACAddress, now: Timestamp) {
         loadBalancer?.learnMAC(network: network, address: address, mac: mac, now: now)
     }
 

@@ -22,7 +22,7 @@ struct FirewallStage {
     /// is dropped for policy or state, and only connections to a VIP service are tracked.
     let enforce: Bool
     /// (network, VIP as IPv4-mapped low half, protocol, port) of every load-balancer service.
-    let services: [(network: NetworkID, vip: UInt64, proto: UInt8, port: UInt16)]
+    let services: [(network: NetworkID, isIPv6: Bool, vipHigh: UInt64, vipLow: UInt64, proto: UInt8, port: UInt16)]
 
     struct Events {
         var created: UInt64 = 0
@@ -32,7 +32,7 @@ struct FirewallStage {
 
     init(
         configuration: FirewallConfiguration, enforce: Bool = true,
-        services: [(network: NetworkID, vip: UInt64, proto: UInt8, port: UInt16)] = [], fragmentSlots: Int = 4096,
+        services: [(network: NetworkID, isIPv6: Bool, vipHigh: UInt64, vipLow: UInt64, proto: UInt8, port: UInt16)] = [], fragmentSlots: Int = 4096,
         hashKey: HashKey = .fixed
     ) {
         self.configuration = configuration
@@ -110,7 +110,7 @@ struct FirewallStage {
         let proto = parsed.ipProtocol
         // Only the switch speaks for a VIP: a host sending from one could open connections in
         // its name (and so capture a health check's answers, marking live backends down).
-        if !isIPv6 && !services.isEmpty && isVIP(packet.sourceLow, packet.sourceHigh, network: network) {
+        if !services.isEmpty && isVIP(packet.sourceHigh, packet.sourceLow, isIPv6: isIPv6, network: network) {
             return drop(.invalid, .spoofedVIP, 0, metadata)
         }
         if parsed.fragment == .later {
@@ -267,9 +267,11 @@ struct FirewallStage {
 
     /// Whether an address is a load balancer's VIP in `network`.
     @inline(__always)
-    private func isVIP(_ low: UInt64, _ high: UInt64, network: NetworkID) -> Bool {
-        guard high == 0 else { return false }
-        for service in services where service.network == network && service.vip == low { return true }
+    private func isVIP(_ high: UInt64, _ low: UInt64, isIPv6: Bool, network: NetworkID) -> Bool {
+        for service in services
+        where service.network == network && service.vipLow == low && service.vipHigh == high && service.isIPv6 == isIPv6 {
+            return true
+        }
         return false
     }
 
@@ -277,7 +279,8 @@ struct FirewallStage {
     @inline(__always)
     private func isService(_ packet: Packet, proto: UInt8, network: NetworkID) -> Bool {
         for service in services
-        where service.network == network && service.vip == packet.destinationLow && packet.destinationHigh == 0
+        where service.network == network && service.vipLow == packet.destinationLow
+            && service.vipHigh == packet.destinationHigh && service.isIPv6 == packet.isIPv6
             && service.proto == proto && service.port == packet.destinationPort
         {
             return true

@@ -1,10 +1,10 @@
 import TapestryWire
 
-/// Client affinity: for (balancer, client IPv4 address), the backend its last new connection
+/// Client affinity: for (balancer, client IPv4 or IPv6 address), the backend its last new connection
 /// got and when. Looked up and written once per new connection to a balancer with `affinity`,
 /// never per packet.
 ///
-/// Bounded: `capacity` entries allocated once (24 bytes each: 1.5 MB, only for a datapath with a
+/// Bounded: `capacity` entries allocated once (40 bytes each: 2.5 MiB, only for a datapath with a
 /// balancer that has `affinity`), open addressing with a probe
 /// window of `window` slots from the keyed hash's home. A new client takes an empty or expired
 /// slot of its window, else the least recently used one: the table never grows, and a flood of
@@ -13,7 +13,9 @@ import TapestryWire
 /// to evict a chosen client.
 final class AffinityTable {
     struct Entry {
-        var client: UInt32 = 0
+        /// The client's address as `HostAddress` holds it (a balancer's clients are of one family).
+        var clientHigh: UInt64 = 0
+        var clientLow: UInt64 = 0
         var balancer: Int16 = -1  // -1: empty
         var backend: Int16 = 0
         var lastUsed: Int64 = 0
@@ -41,17 +43,18 @@ final class AffinityTable {
     deinit { entries.deallocate() }
 
     @inline(__always)
-    private func home(_ balancer: Int, _ client: IPv4Address) -> Int {
-        Int(truncatingIfNeeded: key.hash(UInt64(client.rawValue) | UInt64(balancer) << 32) & UInt64(Self.capacity - 1))
+    private func home(_ balancer: Int, _ client: HostAddress) -> Int {
+        Int(truncatingIfNeeded: key.hash(client.high, client.low, UInt64(balancer), 0, 0) >> 48 & UInt64(Self.capacity - 1))
     }
 
     @inline(__always)
-    private func matches(_ entry: Entry, _ balancer: Int, _ client: IPv4Address) -> Bool {
-        entry.balancer >= 0 && Int(entry.balancer) == balancer && entry.client == client.rawValue
+    private func matches(_ entry: Entry, _ balancer: Int, _ client: HostAddress) -> Bool {
+        entry.balancer >= 0 && Int(entry.balancer) == balancer && entry.clientLow == client.low
+            && entry.clientHigh == client.high
     }
 
     /// The backend `client`'s last connection to `balancer` got, if its affinity has not run out.
-    func backend(balancer: Int, client: IPv4Address, now: Int64) -> Int? {
+    func backend(balancer: Int, client: HostAddress, now: Int64) -> Int? {
         let start = home(balancer, client)
         for step in 0..<Self.window {
             let entry = entries[(start + step) & (Self.capacity - 1)]
@@ -63,7 +66,7 @@ final class AffinityTable {
     /// Records that `client`'s new connection to `balancer` went to `backend` at `now`, for
     /// `within` nanoseconds: its own slot, else a free one of its window, else the window's
     /// least recently used.
-    func record(balancer: Int, client: IPv4Address, backend: Int, now: Int64, within: Int64) {
+    func record(balancer: Int, client: HostAddress, backend: Int, now: Int64, within: Int64) {
         let start = home(balancer, client)
         var chosen = -1
         var free = -1
@@ -80,7 +83,7 @@ final class AffinityTable {
         }
         let slot = chosen >= 0 ? chosen : free >= 0 ? free : oldest
         entries[slot] = Entry(
-            client: client.rawValue, balancer: Int16(truncatingIfNeeded: balancer), backend: Int16(truncatingIfNeeded: backend),
+            clientHigh: client.high, clientLow: client.low, balancer: Int16(truncatingIfNeeded: balancer), backend: Int16(truncatingIfNeeded: backend),
             lastUsed: now, expires: now &+ within)
     }
 

@@ -3,11 +3,11 @@ import TapestryWire
 /// A load balancer as the datapath runs it: a VIP service in one network and its backends.
 public struct LoadBalancerConfiguration: Sendable, Equatable {
     public struct Backend: Sendable, Equatable {
-        public var address: IPv4Address
+        public var address: IPAddress
         public var port: UInt16
         public var weight: Int
 
-        public init(address: IPv4Address, port: UInt16, weight: Int = 1) {
+        public init(address: IPAddress, port: UInt16, weight: Int = 1) {
             self.address = address
             self.port = port
             self.weight = weight
@@ -16,7 +16,8 @@ public struct LoadBalancerConfiguration: Sendable, Equatable {
 
     public var name: String
     public var network: NetworkID
-    public var vip: IPv4Address
+    /// IPv4 or IPv6, the family of every backend.
+    public var vip: IPAddress
     public var port: UInt16
     /// IP protocol number: 6 (TCP) or 17 (UDP).
     public var proto: UInt8
@@ -47,7 +48,7 @@ public struct LoadBalancerConfiguration: Sendable, Equatable {
     }
 
     public init(
-        name: String, network: NetworkID, vip: IPv4Address, port: UInt16, proto: UInt8, mac: MACAddress,
+        name: String, network: NetworkID, vip: IPAddress, port: UInt16, proto: UInt8, mac: MACAddress,
         backends: [Backend], health: Health? = nil, affinity: Int64? = nil
     ) {
         self.health = health

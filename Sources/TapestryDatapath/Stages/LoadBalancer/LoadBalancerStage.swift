@@ -1,14 +1,16 @@
 import TapestryWire
 
-/// The round-robin load balancer: answers ARP and ping for each VIP, gives each new connection to
-/// VIP:port the next backend, and rewrites both directions of the connection.
+/// The round-robin load balancer: answers ARP (IPv4) or neighbor solicitations (IPv6) and ping
+/// for each VIP, gives each new connection to VIP:port the next backend, and rewrites both
+/// directions of the connection. A balancer and its backends are of one family.
 ///
 /// Expects: frames after the connection-tracking stage (`metadata.connection`, `isReply`,
 /// `isNewConnection`); connection tracking runs whenever a load balancer exists.
-/// Emits: `.forward(ingress)` for its answers (ARP reply, echo reply), `.consume` for ARP
-/// replies addressed to a VIP and for frames it holds (`HeldFrames`) while their backend's MAC
-/// is unknown, `.floodAll` for the ARP request it sends for such a backend (in the held frame's
-/// place, at most once a second); rewritten frames keep `.pass`. Held frames leave through
+/// Emits: `.forward(ingress)` for its answers (ARP reply, neighbor advertisement, echo reply),
+/// `.consume` for ARP replies and neighbor advertisements addressed to a VIP and for frames it
+/// holds (`HeldFrames`) while their backend's MAC is unknown, `.floodAll` for the ARP request or
+/// neighbor solicitation it sends for such a backend (in the held frame's place, at most once a
+/// second); rewritten frames keep `.pass`. Held frames leave through
 /// `releaseHeld` once the backend answers.
 /// A new connection to a service whose backends are all drained or down is refused in place
 /// (`.forward(ingress)`: a RST, or an ICMP port unreachable), counted `no-service`.
@@ -17,8 +19,9 @@ import TapestryWire
 /// Health checks (`HealthChecks`): probes are written by `writeProbes` for the live driver;
 /// answers are looked for only among frames to a VIP already dropped (`invalid`, `no-service`)
 /// and consumed (a SYN-ACK becomes the VIP's RST).
-/// Backend MACs are learned from ARP senders and IPv4 sources in the balancer's network, before
-/// any rewrite. See also: `WeightedRoundRobin`, docs/load-balancer.md.
+/// Backend MACs are learned from ARP senders and IPv4 and IPv6 sources (neighbor discovery's
+/// included) in the balancer's network, before any rewrite. The switch's own packets are written
+/// by `SwitchAnswers`. See also: `WeightedRoundRobin`, docs/load-balancer.md.
 final class LoadBalancerStage {
     let balancers: [LoadBalancerConfiguration]
     let table: ConnectionTable
@@ -27,7 +30,7 @@ final class LoadBalancerStage {
     /// datapath copies no strings or arrays and makes no exclusivity checks per frame.
     struct Service {
         var network: NetworkID
-        var vip: IPv4Address
+        var vip: HostAddress
         var proto: UInt8
         var port: UInt16
         var mac: MACAddress
@@ -37,7 +40,7 @@ final class LoadBalancerStage {
     }
     struct Backend {
         var network: NetworkID
-        var address: IPv4Address
+        var address: HostAddress
         var port: UInt16
         /// Learned MAC; `MACAddress.zero` while unknown.
         var mac: MACAddress
@@ -83,11 +86,11 @@ final class LoadBalancerStage {
         for (index, balancer) in balancers.enumerated() {
             (services + index).initialize(
                 to: Service(
-                    network: balancer.network, vip: balancer.vip, proto: balancer.proto, port: balancer.port,
+                    network: balancer.network, vip: HostAddress(balancer.vip), proto: balancer.proto, port: balancer.port,
                     mac: balancer.mac, firstBackend: next, affinity: balancer.affinity ?? 0))
             for backend in balancer.backends {
                 (backends + next).initialize(
-                    to: Backend(network: balancer.network, address: backend.address, port: backend.port, mac: .zero))
+                    to: Backend(network: balancer.network, address: HostAddress(backend.address), port: backend.port, mac: .zero))
                 next += 1
             }
         }
@@ -142,8 +145,15 @@ final class LoadBalancerStage {
             case .arp:
                 handleARP(
                     frame, parsed, network: network, index: index, batch: batch, ingress: ingress, now: now, trace: &trace)
-            case .ipv4:
-                handleIPv4(frame, parsed, metadata, index: index, batch: batch, ingress: ingress, now: now, trace: &trace)
+            case .ipv4, .ipv6:
+                if parsed.layer3 == .ipv6, parsed.ipProtocol == IPProtocol.icmpv6, parsed.hasL4,
+                    Int(parsed.l4Offset) + 24 <= frame.count, frame[Int(parsed.l4Offset)] == 135 || frame[Int(parsed.l4Offset)] == 136
+                {
+                    handleNeighborDiscovery(
+                        frame, parsed, network: network, index: index, batch: batch, ingress: ingress, now: now, trace: &trace)
+                } else {
+                    handleIP(frame, parsed, metadata, index: index, batch: batch, ingress: ingress, now: now, trace: &trace)
+                }
             default:
                 continue
             }
@@ -160,8 +170,8 @@ final class LoadBalancerStage {
         guard let arp = ARPView(validating: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(frame)[l3...])),
             arp.isEthernetIPv4
         else { return }
-        learn(network: network, ip: arp.senderIP, mac: arp.senderMAC, now: now)
-        let target = arp.targetIP
+        learn(network: network, ip: HostAddress(ipv4: arp.senderIP.rawValue), mac: arp.senderMAC, now: now)
+        let target = HostAddress(ipv4: arp.targetIP.rawValue)
         for index in 0..<serviceCount where services[index].network == network && services[index].vip == target {
             let balancer = services[index]
             if arp.operation == 1 {
@@ -175,7 +185,7 @@ final class LoadBalancerStage {
                 frame.setMAC(6, balancer.mac)
                 frame.setU16(l3 + 6, 2)
                 frame.setMAC(l3 + 8, balancer.mac)
-                frame.setU32(l3 + 14, balancer.vip.rawValue)
+                frame.setU32(l3 + 14, balancer.vip.ipv4.rawValue)
                 frame.setMAC(l3 + 18, requester)
                 frame.setU32(l3 + 24, requesterIP.rawValue)
                 batch.verdicts[frameIndex] = .forward(ingress)
@@ -193,17 +203,68 @@ final class LoadBalancerStage {
         }
     }
 
-    // MARK: IPv4
+    // MARK: IPv6 neighbor discovery
 
-    private func handleIPv4<Trace: TraceSink>(
+    /// A neighbor solicitation for a VIP is answered in place with the VIP's advertisement; an
+    /// advertisement to a VIP (a backend answering the switch's solicitation) is consumed. Only
+    /// well-formed messages count (RFC 4861 7.1.1: hop limit 255, code 0, a unicast target).
+    /// Others, and those about other addresses, go on as any frame.
+    private func handleNeighborDiscovery<Trace: TraceSink>(
+        _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, network: NetworkID, index frameIndex: Int,
+        batch: FrameBatch, ingress: PortID, now: Int64, trace: inout Trace
+    ) {
+        let l3 = Int(parsed.l3Offset)
+        let l4 = Int(parsed.l4Offset)
+        let bytes = UnsafeRawBufferPointer(frame)
+        let source = HostAddress(bytes, l3: l3, isIPv6: true, source: true)
+        let arrivingSource = bytes.mac(6)
+        learn(network: network, ip: source, mac: arrivingSource, now: now)
+        let target = HostAddress(ipv6High: frame.u64(l4 + 8), low: frame.u64(l4 + 16))
+        guard frame[l3 + 7] == 255, frame[l4 + 1] == 0, target.isUnicast, parsed.fragment == .none else { return }
+        let type = frame[l4]
+        if type == 136 {
+            let destination = HostAddress(bytes, l3: l3, isIPv6: true, source: false)
+            for index in 0..<serviceCount where services[index].network == network && services[index].vip == destination {
+                if checking {
+                    takeNeighborProbeAnswer(
+                        source: source, target: target, mac: arrivingSource, network: network, now: now, vip: destination)
+                }
+                batch.verdicts[frameIndex] = .consume
+                if Trace.isRecording { trace.record(TraceEvent(frame: frameIndex, .vipARPReplyTaken, a: Int32(index))) }
+                return
+            }
+            return
+        }
+        for index in 0..<serviceCount where services[index].network == network && services[index].vip == target {
+            // Never to a group address; a solicitor with an address must have a unicast one.
+            guard !arrivingSource.isMulticast, source.isUnicast || (source.high | source.low) == 0 else { return }
+            let (region, start) = batch.slot(frameIndex)
+            let end = l3 + SwitchAnswers.neighborMessageLength
+            guard start + end <= region.count else { return }
+            let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + end)])
+            out.setMAC(0, arrivingSource)
+            out.setMAC(6, services[index].mac)
+            _ = SwitchAnswers.writeNeighborAdvertisement(out, l3: l3, mac: services[index].mac, vip: target, to: source)
+            sendBack(batch, frameIndex, start: start, length: end, arrivingSource: arrivingSource, ingress: ingress)
+            counters.pointee.answered &+= 1
+            if Trace.isRecording { trace.record(TraceEvent(frame: frameIndex, .vipAnswered, a: Int32(index))) }
+            return
+        }
+    }
+
+    // MARK: IPv4 and IPv6
+
+    private func handleIP<Trace: TraceSink>(
         _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, _ metadata: UnsafeMutablePointer<FrameMetadata>,
         index: Int, batch: FrameBatch, ingress: PortID, now: Int64, trace: inout Trace
     ) {
         let l3 = Int(parsed.l3Offset)
+        let isIPv6 = parsed.layer3 == .ipv6
         let network = metadata.pointee.network
-        let source = IPv4Address(rawValue: frame.u32(l3 + 12))
-        let destination = IPv4Address(rawValue: frame.u32(l3 + 16))
-        learn(network: network, ip: source, mac: UnsafeRawBufferPointer(frame).mac(6), now: now)
+        let bytes = UnsafeRawBufferPointer(frame)
+        let source = HostAddress(bytes, l3: l3, isIPv6: isIPv6, source: true)
+        let destination = HostAddress(bytes, l3: l3, isIPv6: isIPv6, source: false)
+        learn(network: network, ip: source, mac: bytes.mac(6), now: now)
 
         if metadata.pointee.connection >= 0 && metadata.pointee.isReply {
             let entry = table.entry(Int(metadata.pointee.connection))
@@ -212,7 +273,7 @@ final class LoadBalancerStage {
             let backend = backends[service.firstBackend + Int(entry.pointee.backend)]
             guard source == backend.address else { return }
             // Reply: it must look as if the VIP sent it.
-            _ = FrameRewriter.setIPv4Address(frame, parsed, .source, service.vip)
+            setAddress(frame, parsed, .source, service.vip)
             _ = FrameRewriter.setPort(frame, parsed, .source, service.port)
             frame.setMAC(6, service.mac)
             metadata.pointee.skipLearning = true
@@ -237,13 +298,16 @@ final class LoadBalancerStage {
         }
         guard isVIP else { return }
         if serviceIndex < 0 {
-            if proto == IPProtocol.icmp, parsed.hasL4, frame[Int(parsed.l4Offset)] == 8,
-                !UnsafeRawBufferPointer(frame).mac(6).isMulticast, Self.isUnicast(source)
-            {
+            let isEchoRequest =
+                parsed.hasL4 && parsed.fragment == .none
+                && (isIPv6
+                    ? proto == IPProtocol.icmpv6 && frame[Int(parsed.l4Offset)] == 128
+                    : proto == IPProtocol.icmp && frame[Int(parsed.l4Offset)] == 8)
+            if isEchoRequest, !bytes.mac(6).isMulticast, source.isUnicast {
                 let first = (0..<serviceCount).first { services[$0].network == network && services[$0].vip == destination }!
-                metadata.pointee.arrivingSource = UnsafeRawBufferPointer(frame).mac(6)
+                metadata.pointee.arrivingSource = bytes.mac(6)
                 metadata.pointee.learnArrivingSource = true
-                answerEcho(frame, parsed, mac: services[first].mac)
+                SwitchAnswers.answerEcho(frame, parsed, mac: services[first].mac)
                 // The answer never passes connection tracking: record it as the reply, so the
                 // request's entry is answered (and expires on the ICMP timeout) rather than
                 // left unreplied.
@@ -299,10 +363,9 @@ final class LoadBalancerStage {
             // The backend side of the connection finds the same entry.
             var backendIsA = true
             let key = FlowKey(
-                network: network, proto: proto, isIPv6: false, sourceHigh: 0,
-                sourceLow: FlowKey.mapped(backend.address.rawValue), sourcePort: backend.port, destinationHigh: 0,
-                destinationLow: FlowKey.mapped(source.rawValue), destinationPort: frame.u16(Int(parsed.l4Offset)),
-                sourceIsA: &backendIsA)
+                network: network, proto: proto, isIPv6: isIPv6, sourceHigh: backend.address.high,
+                sourceLow: backend.address.low, sourcePort: backend.port, destinationHigh: source.high,
+                destinationLow: source.low, destinationPort: frame.u16(Int(parsed.l4Offset)), sourceIsA: &backendIsA)
             table.addAlias(id: id, key: key, backendIsA: backendIsA)
         }
         let backendIndex = service.firstBackend + Int(entry.pointee.backend)
@@ -311,7 +374,7 @@ final class LoadBalancerStage {
             trace.record(
                 TraceEvent(frame: index, .backendChosen, a: Int32(serviceIndex), b: Int32(entry.pointee.backend), c: why))
         }
-        _ = FrameRewriter.setIPv4Address(frame, parsed, .destination, backend.address)
+        setAddress(frame, parsed, .destination, backend.address)
         _ = FrameRewriter.setPort(frame, parsed, .destination, backend.port)
         guard backend.mac != .zero else {
             hold(frame, metadata, index: index, batch: batch, ingress: ingress, serviceIndex: serviceIndex,
@@ -321,9 +384,21 @@ final class LoadBalancerStage {
         frame.setMAC(0, backend.mac)
     }
 
+    @inline(__always)
+    private func setAddress(
+        _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, _ which: FrameRewriter.Endpoint, _ address: HostAddress
+    ) {
+        if address.isIPv6 {
+            _ = FrameRewriter.setIPv6Address(frame, parsed, which, address.ipv6)
+        } else {
+            _ = FrameRewriter.setIPv4Address(frame, parsed, which, address.ipv4)
+        }
+    }
+
     /// A frame for a backend whose MAC is unknown: held (its destination MAC is written when it
-    /// leaves), and in its place an ARP request for the backend unless one went out within
-    /// `HeldFrames.askInterval`; dropped `no-service` when the backend's queue is full.
+    /// leaves), and in its place an ARP request or neighbor solicitation for the backend unless
+    /// one went out within `HeldFrames.askInterval`; dropped `no-service` when the backend's
+    /// queue is full.
     private func hold<Trace: TraceSink>(
         _ frame: UnsafeMutableRawBufferPointer, _ metadata: UnsafeMutablePointer<FrameMetadata>, index: Int,
         batch: FrameBatch, ingress: PortID, serviceIndex: Int, backendIndex: Int, now: Int64, trace: inout Trace
@@ -340,7 +415,7 @@ final class LoadBalancerStage {
         if asked {
             metadata.pointee.arrivingSource = UnsafeRawBufferPointer(frame).mac(6)
             metadata.pointee.learnArrivingSource = true
-            askForBackend(frame, batch: batch, index: index, service: service, backend: backends[backendIndex].address)
+            askForBackend(batch: batch, index: index, service: service, backend: backends[backendIndex].address)
             metadata.pointee.skipLearning = true
         } else {
             batch.verdicts[index] = .consume
@@ -363,10 +438,10 @@ final class LoadBalancerStage {
         return false
     }
 
-    /// Writes an ARP request from the VIP into `batch` for every backend whose MAC is unknown,
-    /// from flat backend index `cursor` on, as many as fit (a live switch asks when it starts and
-    /// after a reload, so the first connection does not wait). Returns where to go on, nil when
-    /// every backend was visited.
+    /// Writes an ARP request or neighbor solicitation from the VIP into `batch` for every backend
+    /// whose MAC is unknown, from flat backend index `cursor` on, as many as fit (a live switch
+    /// asks when it starts and after a reload, so the first connection does not wait). Returns
+    /// where to go on, nil when every backend was visited.
     func askForUnknownBackends(into batch: FrameBatch, from cursor: Int) -> Int? {
         var index = cursor
         while index < backendCount {
@@ -374,8 +449,8 @@ final class LoadBalancerStage {
             if backend.mac == .zero {
                 guard let area = batch.nextFreeFrameArea() else { return index }
                 let owner = ownerService(of: index)
-                writeARPRequest(into: area, header: 12, padded: 60, service: services[owner], backend: backend.address)
-                batch.commit(length: 60)
+                let length = writeSolicitation(into: area, header: 12, padded: 60, service: services[owner], backend: backend.address)
+                batch.commit(length: length)
                 let slot = batch.count - 1
                 batch.metadata[slot] = FrameMetadata()
                 batch.metadata[slot].network = backend.network
@@ -405,76 +480,44 @@ final class LoadBalancerStage {
         if Trace.isRecording { trace.record(TraceEvent(frame: index, .dropped, b: -1, c: Int32(cause.rawValue))) }
     }
 
-    /// Turns an echo request to the VIP into the VIP's echo reply, in place.
-    private func answerEcho(_ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, mac: MACAddress) {
-        let l3 = Int(parsed.l3Offset)
-        let l4 = Int(parsed.l4Offset)
-        let requester = UnsafeRawBufferPointer(frame).mac(6)
-        frame.setMAC(0, requester)
-        frame.setMAC(6, mac)
-        let source = frame.u32(l3 + 12)
-        frame.setU32(l3 + 12, frame.u32(l3 + 16))
-        frame.setU32(l3 + 16, source)  // a swap leaves the IP header checksum as it was
-        let typeAndCode = frame.u16(l4)
-        let reply = typeAndCode & 0x00FF  // type 0, same code
-        frame.setU16(l4, reply)
-        let checksum = InternetChecksum.update(frame.u16(l4 + 2), old: typeAndCode, new: reply)
-        if checksum != 0 {
-            frame.setU16(l4 + 2, checksum)
-        } else {
-            // 0x0000 from the incremental update is right only when the message is not all zeros
-            // (found by the datapath fuzzer: a request of zeros got 0x0000, which receivers reject;
-            // its checksum is 0xFFFF). ICMP has no pseudo-header, so sum the message again.
-            let end = min(l3 + Int(frame.u16(l3 + 2)), frame.count)
-            frame.setU16(l4 + 2, 0)
-            frame.setU16(l4 + 2, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: frame[l4..<end]))))
-        }
-    }
-
-    /// Replaces the frame by a broadcast ARP request from the VIP for `backend`.
-    private func askForBackend(
-        _ frame: UnsafeMutableRawBufferPointer, batch: FrameBatch, index: Int, service: Service, backend: IPv4Address
-    ) {
+    /// Replaces frame `index` by the VIP's request for `backend`'s MAC (ARP, or a neighbor
+    /// solicitation to its solicited-node group), flooded.
+    private func askForBackend(batch: FrameBatch, index: Int, service: Service, backend: HostAddress) {
         let (region, start) = batch.slot(index)
         let metadata = batch.metadata[index]
-        // Egress removes a consumed tag at offset 12: write the ARP after it so tagging still works.
+        // Egress removes a consumed tag at offset 12: write the request after it so tagging still works.
         let header = metadata.consumedTag ? 16 : 12
-        let length = header + 2 + 28
-        let padded = max(60 + (metadata.consumedTag ? 4 : 0), length)  // 60 bytes once the tag is gone
-        let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + padded)])
-        writeARPRequest(into: out, header: header, padded: padded, service: service, backend: backend)
-        batch.setBounds(index, start: start, length: padded)
+        let minimum = 60 + (metadata.consumedTag ? 4 : 0)  // 60 bytes once the tag is gone
+        let room = UnsafeMutableRawBufferPointer(rebasing: region[start..<min(region.count, start + 128)])
+        let length = writeSolicitation(into: room, header: header, padded: minimum, service: service, backend: backend)
+        batch.setBounds(index, start: start, length: length)
         batch.metadata[index].offload = VirtioNetHeader()
         batch.metadata[index].priorityBits = 0  // the switch's own request, not the frame's priority
         batch.verdicts[index] = .floodAll
     }
 
-    /// A broadcast ARP request from the VIP for `backend`, its EtherType at `header`, zero-padded
-    /// to `padded` bytes.
-    private func writeARPRequest(
-        into out: UnsafeMutableRawBufferPointer, header: Int, padded: Int, service: Service, backend: IPv4Address
-    ) {
-        out.setMAC(0, .broadcast)
-        out.setMAC(6, service.mac)
-        out.setU16(header, EtherType.arp)
-        let arp = header + 2
-        out.setU16(arp, 1)
-        out.setU16(arp + 2, EtherType.ipv4)
-        out[arp + 4] = 6
-        out[arp + 5] = 4
-        out.setU16(arp + 6, 1)
-        out.setMAC(arp + 8, service.mac)
-        out.setU32(arp + 14, service.vip.rawValue)
-        out.setMAC(arp + 18, .zero)
-        out.setU32(arp + 24, backend.rawValue)
-        for byte in (arp + 28)..<padded { out[byte] = 0 }
+    /// The VIP's broadcast ARP request (IPv4) or multicast neighbor solicitation (IPv6) for
+    /// `backend`, its EtherType at `header`, at least `padded` bytes. Returns the length.
+    private func writeSolicitation(
+        into out: UnsafeMutableRawBufferPointer, header: Int, padded: Int, service: Service, backend: HostAddress
+    ) -> Int {
+        if backend.isIPv6 {
+            let end = SwitchAnswers.writeNeighborSolicitation(
+                into: out, header: header, mac: service.mac, vip: service.vip, target: backend)
+            for byte in end..<max(end, padded) { out[byte] = 0 }
+            return max(end, padded)
+        }
+        let length = max(padded, header + 2 + 28)
+        SwitchAnswers.writeARPRequest(
+            into: out, header: header, padded: length, mac: service.mac, vip: service.vip.ipv4, target: backend.ipv4)
+        return length
     }
 
     /// A backend's MAC, from a frame claiming its address. Once known it is pinned: a different
     /// MAC replaces it only after the known one has been silent for `macAging` (a backend that
     /// really changed its NIC), so one forged ARP reply cannot redirect the backend's connections.
     @inline(__always)
-    private func learn(network: NetworkID, ip: IPv4Address, mac: MACAddress, now: Int64) {
+    private func learn(network: NetworkID, ip: HostAddress, mac: MACAddress, now: Int64) {
         guard !mac.isMulticast, mac != .zero else { return }
         for index in 0..<backendCount where backends[index].address == ip && backends[index].network == network {
             if backends[index].mac == mac || backends[index].mac == .zero
@@ -500,7 +543,7 @@ final class LoadBalancerStage {
     /// from flat backend index `cursor` on, as many as fit. Returns where to go on, nil when done.
     /// `located`: whether L2 knows the port of a MAC in a network; a probe goes out only by
     /// unicast to a located backend (a flooded one would show its nonce to every host), else
-    /// an ARP request for the backend takes its place (and the probe fails).
+    /// a request for the backend's MAC takes its place (and the probe fails).
     func writeProbes(
         into batch: FrameBatch, from cursor: Int, now: Int64, located: (NetworkID, MACAddress) -> Bool
     ) -> Int? {
@@ -510,18 +553,28 @@ final class LoadBalancerStage {
             let backend = backends[index]
             let service = services[ownerService(of: index)]
             let verdict: Verdict
+            let length: Int
             let reachable = backend.mac != .zero && located(backend.network, backend.mac)
-            if check.probe == .arp || !reachable {
+            if check.probe == .arp && reachable && backend.address.isIPv6 {
+                // IPv6's ARP: a neighbor solicitation to the backend itself (as Linux checks
+                // reachability), answered by an advertisement.
+                length = SwitchAnswers.writeNeighborSolicitation(
+                    into: area, header: 12, mac: service.mac, vip: service.vip, target: backend.address, unicast: backend.mac)
+                verdict = .pass
+            } else if check.probe == .arp || !reachable {
                 // An ARP probe (unicast when the backend is located), or the backend must be
-                // found first (a broadcast ARP request; this probe then fails).
-                writeARPRequest(into: area, header: 12, padded: 60, service: service, backend: backend.address)
+                // found first (a broadcast request; this probe then fails).
+                length = writeSolicitation(into: area, header: 12, padded: 60, service: service, backend: backend.address)
                 if reachable { area.setMAC(0, backend.mac) }
                 verdict = reachable ? .pass : .floodAll
             } else {
-                writeProbe(into: area, check.probe, service: service, backend: backend, nonce: nonce)
+                length = SwitchAnswers.writeProbe(
+                    into: area, tcp: check.probe == .tcp, mac: service.mac, vip: service.vip, to: backend.mac, backend.address,
+                    port: backend.port, identity: Self.tcpProbe(nonce), echo: Self.echoProbe(nonce),
+                    payload: Self.echoPayload(nonce, key: health.key))
                 verdict = .pass
             }
-            batch.commit(length: 60)
+            batch.commit(length: length)
             let slot = batch.count - 1
             batch.metadata[slot] = FrameMetadata()
             batch.metadata[slot].parsed = FrameParser.parse(UnsafeRawBufferPointer(batch.frame(slot)))
@@ -543,56 +596,26 @@ final class LoadBalancerStage {
     /// The echo probe's 8 data bytes: 64 more bits a forger must guess (a reply echoes them).
     static func echoPayload(_ nonce: UInt64, key: HashKey) -> UInt64 { key.hash(nonce ^ 0x6563_686f) }
 
-    /// A TCP SYN (with an MSS option) or an ICMP echo request from the VIP and the balancer's MAC
-    /// to the backend, 60 bytes with padding.
-    private func writeProbe(
-        into out: UnsafeMutableRawBufferPointer, _ probe: LoadBalancerConfiguration.Health.Probe, service: Service,
-        backend: Backend, nonce: UInt64
-    ) {
-        for byte in 0..<60 { out[byte] = 0 }
-        out.setMAC(0, backend.mac)
-        out.setMAC(6, service.mac)
-        out.setU16(12, EtherType.ipv4)
-        let l3 = 14
-        let l4 = l3 + 20
-        let l4Length = probe == .tcp ? 24 : 16
-        out[l3] = 0x45
-        writeAnswerIPv4(
-            out, l3: l3, l4: l4, length: l4 + l4Length, proto: probe == .tcp ? IPProtocol.tcp : IPProtocol.icmp,
-            from: service.vip, to: backend.address)
-        var pseudo: UInt64 = 0
-        if probe == .tcp {
-            let (port, sequence) = Self.tcpProbe(nonce)
-            out.setU16(l4, port)
-            out.setU16(l4 + 2, backend.port)
-            out.setU32(l4 + 4, sequence)
-            out[l4 + 12] = 6 << 4  // 24 bytes: the MSS option
-            out[l4 + 13] = 0x02  // SYN
-            out.setU16(l4 + 14, 64240)
-            out.setU32(l4 + 20, 0x0204_05B4)  // MSS 1460
-            pseudo = InternetChecksum.ipv4PseudoHeaderSum(
-                source: service.vip, destination: backend.address, proto: IPProtocol.tcp, length: l4Length)
-        } else {
-            let (identifier, sequence) = Self.echoProbe(nonce)
-            out[l4] = 8
-            out.setU16(l4 + 4, identifier)
-            out.setU16(l4 + 6, sequence)
-            let payload = Self.echoPayload(nonce, key: health.key)
-            out.setU32(l4 + 8, UInt32(truncatingIfNeeded: payload >> 32))
-            out.setU32(l4 + 12, UInt32(truncatingIfNeeded: payload))
-        }
-        let field = probe == .tcp ? l4 + 16 : l4 + 2
-        out.setU16(field, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l4..<(l4 + l4Length)]), initial: pseudo)))
-    }
-
     /// An ARP reply from a backend to a VIP answers the outstanding ARP probe of every balancer
     /// of that VIP the backend serves; from the backend's pinned MAC only, once it is known.
     private func takeARPProbeAnswer(_ arp: ARPView, network: NetworkID, now: Int64) {
+        takeNeighborProbeAnswer(
+            source: HostAddress(ipv4: arp.senderIP.rawValue), target: HostAddress(ipv4: arp.targetIP.rawValue),
+            mac: arp.senderMAC, network: network, now: now, vip: HostAddress(ipv4: arp.targetIP.rawValue))
+    }
+
+    /// An answer about `source` (ARP's sender, or a neighbor advertisement's sender whose
+    /// `target` is itself) to `vip` answers the outstanding ARP probe of every balancer of that
+    /// VIP the backend serves; from the backend's pinned MAC only, once it is known.
+    private func takeNeighborProbeAnswer(
+        source: HostAddress, target: HostAddress, mac: MACAddress, network: NetworkID, now: Int64, vip: HostAddress
+    ) {
+        guard source.isIPv6 ? target == source : true else { return }
         for index in 0..<backendCount
-        where backends[index].address == arp.senderIP && backends[index].network == network
-            && (backends[index].mac == .zero || backends[index].mac == arp.senderMAC)
+        where backends[index].address == source && backends[index].network == network
+            && (backends[index].mac == .zero || backends[index].mac == mac)
         {
-            guard services[ownerService(of: index)].vip == arp.targetIP, health.health[index]?.probe == .arp,
+            guard services[ownerService(of: index)].vip == vip, health.health[index]?.probe == .arp,
                 let nonce = health.outstandingNonce(index)
             else { continue }
             _ = health.answer(index, nonce: nonce, success: true, now: now) { setDown($0, $1) }
@@ -606,12 +629,14 @@ final class LoadBalancerStage {
     private func takeProbeAnswer(_ batch: FrameBatch, _ index: Int, ingress: PortID, now: Int64) {
         let metadata = batch.metadata + index
         let parsed = metadata.pointee.parsed
-        guard parsed.isValid, parsed.layer3 == .ipv4, parsed.hasL4, parsed.fragment == .none else { return }
+        guard parsed.isValid, parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6, parsed.hasL4, parsed.fragment == .none
+        else { return }
+        let isIPv6 = parsed.layer3 == .ipv6
         let frame = batch.frame(index)
         let l3 = Int(parsed.l3Offset)
         let l4 = Int(parsed.l4Offset)
-        let source = IPv4Address(rawValue: frame.u32(l3 + 12))
-        let destination = IPv4Address(rawValue: frame.u32(l3 + 16))
+        let source = HostAddress(UnsafeRawBufferPointer(frame), l3: l3, isIPv6: isIPv6, source: true)
+        let destination = HostAddress(UnsafeRawBufferPointer(frame), l3: l3, isIPv6: isIPv6, source: false)
         let network = metadata.pointee.network
         for backend in 0..<backendCount where backends[backend].address == source && backends[backend].network == network {
             guard let check = health.health[backend], let nonce = health.outstandingNonce(backend) else { continue }
@@ -634,7 +659,8 @@ final class LoadBalancerStage {
                 }
                 return
             case .icmp:
-                guard parsed.ipProtocol == IPProtocol.icmp, l4 + 16 <= frame.count, frame[l4] == 0 else { continue }
+                let echoReply: (proto: UInt8, type: UInt8) = isIPv6 ? (IPProtocol.icmpv6, 129) : (IPProtocol.icmp, 0)
+                guard parsed.ipProtocol == echoReply.proto, l4 + 16 <= frame.count, frame[l4] == echoReply.type else { continue }
                 let (identifier, sequence) = Self.echoProbe(nonce)
                 guard frame.u16(l4 + 4) == identifier, frame.u16(l4 + 6) == sequence,
                     UInt64(frame.u32(l4 + 8)) << 32 | UInt64(frame.u32(l4 + 12)) == Self.echoPayload(nonce, key: health.key)
@@ -657,18 +683,18 @@ final class LoadBalancerStage {
         let l3 = Int(parsed.l3Offset)
         let received = Int(parsed.l4Offset)
         let backendMAC = UnsafeRawBufferPointer(frame).mac(6)
-        let backendIP = IPv4Address(rawValue: frame.u32(l3 + 12))
+        let backendIP = HostAddress(UnsafeRawBufferPointer(frame), l3: l3, isIPv6: service.vip.isIPv6, source: true)
         let backendPort = frame.u16(received)
         let probePort = frame.u16(received + 2)
         let sequence = frame.u32(received + 8)
         let (region, start) = batch.slot(index)
-        let length = l3 + 40  // a 20-byte IP header (no options) and the RST
+        let length = l3 + (service.vip.isIPv6 ? SwitchAnswers.ipv6HeaderLength : SwitchAnswers.ipv4HeaderLength) + 20
         let padded = max(60 + (metadata.pointee.consumedTag ? 4 : 0), length)
         let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + padded)])
         for byte in length..<padded { out[byte] = 0 }
         out.setMAC(0, backendMAC)
         out.setMAC(6, service.mac)
-        writeReset(
+        _ = SwitchAnswers.writeReset(
             out, l3: l3, from: service.vip, probePort, to: backendIP, backendPort, sequence: sequence, acknowledgment: 0,
             flags: 0x04)
         sendBack(batch, index, start: start, length: padded, arrivingSource: backendMAC, ingress: ingress)
@@ -689,60 +715,70 @@ final class LoadBalancerStage {
         batch.verdicts[index] = .forward(ingress)
     }
 
+    /// How much of a refused datagram an ICMPv6 error quotes: as much as keeps the error within
+    /// IPv6's minimum MTU (RFC 4443 2.4 (c)), 1280 - 40 - 8 bytes.
+    static let maxQuotedIPv6 = 1232
+
     /// A new connection to a service whose backends are all drained or down, refused at once as a
     /// host with nothing listening would: a TCP SYN gets a RST from VIP:port, a UDP datagram an
-    /// ICMP port unreachable from the VIP quoting it; in the frame's place, back out of its port.
-    /// False (the caller drops it) when the frame cannot be answered so (no room, not IPv4 TCP or
-    /// UDP, a header that does not fit).
+    /// ICMP (or ICMPv6) port unreachable from the VIP quoting it; in the frame's place, back out
+    /// of its port. False (the caller drops it) when the frame cannot be answered so (no room,
+    /// not TCP or UDP, a header that does not fit).
     private func refuse(_ batch: FrameBatch, _ index: Int, service: Service, ingress: PortID) -> Bool {
         let metadata = batch.metadata + index
         let parsed = metadata.pointee.parsed
-        guard parsed.layer3 == .ipv4, parsed.hasL4, parsed.fragment == .none else { return false }
+        guard parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6, parsed.hasL4, parsed.fragment == .none else { return false }
+        let isIPv6 = parsed.layer3 == .ipv6
         let frame = batch.frame(index)
         let l3 = Int(parsed.l3Offset)
         let l4 = Int(parsed.l4Offset)
         let client = UnsafeRawBufferPointer(frame).mac(6)
-        let clientIP = IPv4Address(rawValue: frame.u32(l3 + 12))
-        // Never to a group address (RFC 1122 3.2.2: no ICMP error to a non-unicast source).
-        guard !client.isMulticast, Self.isUnicast(clientIP) else { return false }
+        let clientIP = HostAddress(UnsafeRawBufferPointer(frame), l3: l3, isIPv6: isIPv6, source: true)
+        // Never to a group address (RFC 1122 3.2.2, RFC 4443 2.4 (e): no error to a non-unicast source).
+        guard !client.isMulticast, clientIP.isUnicast else { return false }
         let (region, start) = batch.slot(index)
         let minimum = 60 + (metadata.pointee.consumedTag ? 4 : 0)
+        let ipHeader = isIPv6 ? SwitchAnswers.ipv6HeaderLength : SwitchAnswers.ipv4HeaderLength
+        let ipEnd = min(frame.count, l3 + (isIPv6 ? 40 + Int(frame.u16(l3 + 4)) : Int(frame.u16(l3 + 2))))
         var length: Int
         if parsed.ipProtocol == IPProtocol.tcp {
             guard l4 + 20 <= frame.count, frame[l4 + 13] & 0x04 == 0 else { return false }  // never answer a RST
             let clientPort = frame.u16(l4)
             let sequence = frame.u32(l4 + 4)
-            let ipEnd = min(frame.count, l3 + Int(frame.u16(l3 + 2)))
             let dataOffset = Int(frame[l4 + 12] >> 4) * 4
             let payload = max(0, ipEnd - l4 - dataOffset)
             let flags = frame[l4 + 13]
-            length = l3 + 40
+            length = l3 + ipHeader + 20
+            guard start + max(minimum, length) <= region.count else { return false }
             let padded = max(minimum, length)
             let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + padded)])
             for byte in length..<padded { out[byte] = 0 }
             // A SYN counts one; the ACK covers what the segment carried.
-            writeReset(
+            _ = SwitchAnswers.writeReset(
                 out, l3: l3, from: service.vip, service.port, to: clientIP, clientPort, sequence: 0,
                 acknowledgment: sequence &+ UInt32(truncatingIfNeeded: payload) &+ (flags & 0x02 != 0 ? 1 : 0), flags: 0x14)
             length = padded
         } else if parsed.ipProtocol == IPProtocol.udp {
-            // ICMP header, then the datagram's IP header and first 8 bytes (RFC 792).
-            let quoted = min(frame.count, l4 + 8) - l3
-            guard quoted >= 28, start + l3 + 28 + quoted <= region.count else { return false }
+            // ICMP header, then the datagram: its IP header and first 8 bytes (RFC 792), or for
+            // ICMPv6 as much as fits the minimum MTU.
+            let quoted = isIPv6 ? min(ipEnd - l3, Self.maxQuotedIPv6) : min(frame.count, l4 + 8) - l3
+            let icmp = l3 + ipHeader
+            guard quoted >= ipHeader + 8, start + icmp + 8 + quoted <= region.count else { return false }
             let base = region.baseAddress! + start
-            (base + l3 + 28).copyMemory(from: base + l3, byteCount: quoted)  // memmove: may overlap
-            length = l3 + 28 + quoted
+            (base + icmp + 8).copyMemory(from: base + l3, byteCount: quoted)  // memmove: may overlap
+            length = icmp + 8 + quoted
             let padded = max(minimum, length)
             let out = UnsafeMutableRawBufferPointer(rebasing: region[start..<(start + padded)])
             for byte in length..<padded { out[byte] = 0 }
-            let icmp = l3 + 20
-            out[icmp] = 3
-            out[icmp + 1] = 3
+            let proto = isIPv6 ? IPProtocol.icmpv6 : IPProtocol.icmp
+            out[icmp] = isIPv6 ? 1 : 3  // destination unreachable
+            out[icmp + 1] = isIPv6 ? 4 : 3  // port unreachable
             out.setU32(icmp + 2, 0)
             out.setU16(icmp + 6, 0)
-            out[l3] = 0x45  // the answer has no IP options
-            writeAnswerIPv4(out, l3: l3, l4: icmp, length: length, proto: IPProtocol.icmp, from: service.vip, to: clientIP)
-            out.setU16(icmp + 2, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[icmp..<length]))))
+            SwitchAnswers.writeIPHeader(out, l3: l3, length: length, proto: proto, from: service.vip, to: clientIP)
+            let pseudo =
+                isIPv6 ? SwitchAnswers.pseudoHeaderSum(from: service.vip, to: clientIP, proto: proto, length: length - icmp) : 0
+            SwitchAnswers.writeChecksum(out, field: icmp + 2, l4: icmp, end: length, pseudo: pseudo)
             length = padded
         } else {
             return false
@@ -754,48 +790,6 @@ final class LoadBalancerStage {
         counters.pointee.refused &+= 1
         counters.pointee.refusedInBatch &+= 1
         return true
-    }
-
-    /// A TCP RST (with `flags`, no options) from the switch after a 20-byte IPv4 header at `l3`
-    /// (the request's IP options, such as a source route, are not echoed), checksums written.
-    private func writeReset(
-        _ out: UnsafeMutableRawBufferPointer, l3: Int, from: IPv4Address, _ fromPort: UInt16, to: IPv4Address,
-        _ toPort: UInt16, sequence: UInt32, acknowledgment: UInt32, flags: UInt8
-    ) {
-        let l4 = l3 + 20
-        out[l3] = 0x45
-        out.setU16(l4, fromPort)
-        out.setU16(l4 + 2, toPort)
-        out.setU32(l4 + 4, sequence)
-        out.setU32(l4 + 8, acknowledgment)
-        out[l4 + 12] = 5 << 4
-        out[l4 + 13] = flags
-        out.setU32(l4 + 14, 0)  // window and checksum
-        out.setU16(l4 + 18, 0)
-        writeAnswerIPv4(out, l3: l3, l4: l4, length: l4 + 20, proto: IPProtocol.tcp, from: from, to: to)
-        let pseudo = InternetChecksum.ipv4PseudoHeaderSum(source: from, destination: to, proto: IPProtocol.tcp, length: 20)
-        out.setU16(l4 + 16, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l4..<(l4 + 20)]), initial: pseudo)))
-    }
-
-    /// Not 0.0.0.0, multicast, class E or broadcast: an address an answer may go to.
-    static func isUnicast(_ address: IPv4Address) -> Bool {
-        address.rawValue != 0 && address.rawValue >> 28 < 0xE
-    }
-
-    /// The IPv4 header of an answer from the switch, `l4 - l3` bytes (the answers write 20: no
-    /// options), TTL 64, no ID.
-    private func writeAnswerIPv4(
-        _ out: UnsafeMutableRawBufferPointer, l3: Int, l4: Int, length: Int, proto: UInt8, from: IPv4Address, to: IPv4Address
-    ) {
-        out.setU16(l3 + 2, UInt16(length - l3))
-        out.setU16(l3 + 4, 0)
-        out.setU16(l3 + 6, 0x4000)
-        out[l3 + 8] = 64
-        out[l3 + 9] = proto
-        out.setU32(l3 + 12, from.rawValue)
-        out.setU32(l3 + 16, to.rawValue)
-        out.setU16(l3 + 10, 0)
-        out.setU16(l3 + 10, InternetChecksum.fold(InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: out[l3..<l4]))))
     }
 
     /// Sets a backend down or up by hand (a test file's `down:`): as a failed or passed check would.
@@ -814,8 +808,8 @@ final class LoadBalancerStage {
         schedulers[balancer].setDrained(backend, drained)
     }
 
-    func learnMAC(network: NetworkID, address: IPv4Address, mac: MACAddress, now: Timestamp) {
-        learn(network: network, ip: address, mac: mac, now: now.nanoseconds)
+    func learnMAC(network: NetworkID, address: IPAddress, mac: MACAddress, now: Timestamp) {
+        learn(network: network, ip: HostAddress(address), mac: mac, now: now.nanoseconds)
     }
 
     /// A reload's counters: the old stage's totals, and its selections of backends that remain.
