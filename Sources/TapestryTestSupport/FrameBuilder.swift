@@ -200,4 +200,54 @@ public enum FrameBuilder {
             dst: dst, src: src, ipv6(src: from, dst: to), icmp(type: 128, identifier: identifier, sequence: 1, v6: true),
             payload: Array("ping6".utf8), pad: false)
     }
+
+    /// A complete Ethernet/IPv6/TCP frame.
+    public static func tcp6(
+        dst: MACAddress, src: MACAddress, from: IPv6Address, to: IPv6Address, sport: UInt16 = 40000,
+        dport: UInt16 = 80, flags: TCPFlags = .syn, seq: UInt32 = 1000, ack: UInt32 = 0, payload: [UInt8] = []
+    ) -> [UInt8] {
+        frame(dst: dst, src: src, ipv6(src: from, dst: to), tcp(sport: sport, dport: dport, flags: flags, seq: seq, ack: ack), payload: payload)
+    }
+
+    /// The 16 bytes of an IPv6 address, in network order.
+    public static func bytes(_ address: IPv6Address) -> [UInt8] {
+        (0..<16).map { UInt8(truncatingIfNeeded: (($0 < 8 ? address.high : address.low) >> (56 - 8 * ($0 % 8)))) }
+    }
+
+    /// The 6 bytes of a MAC address.
+    public static func bytes(_ mac: MACAddress) -> [UInt8] {
+        (0..<6).map { UInt8(truncatingIfNeeded: mac.rawValue >> (40 - 8 * $0)) }
+    }
+
+    /// The solicited-node group of `target` (ff02::1:ffXX:XXXX) and its MAC (33:33:ff:XX:XX:XX).
+    public static func solicitedNode(_ target: IPv6Address) -> (IPv6Address, MACAddress) {
+        let low24 = target.low & 0xFF_FFFF
+        return (IPv6Address(high: 0xFF02_0000_0000_0000, low: 0x1_FF00_0000 | low24),
+                MACAddress(rawValue: 0x3333_FF00_0000 | low24))
+    }
+
+    /// An RFC 4861 neighbor solicitation for `target` with a source link-layer address option
+    /// (none when `from` is `::`, as duplicate address detection sends it); to the target's
+    /// solicited-node group unless `dst`/`to` say otherwise.
+    public static func neighborSolicitation(
+        src: MACAddress, from: IPv6Address, target: IPv6Address, dst: MACAddress? = nil, to: IPv6Address? = nil,
+        hopLimit: UInt8 = 255
+    ) -> [UInt8] {
+        let (group, groupMAC) = solicitedNode(target)
+        let option: [UInt8] = (from.high | from.low) == 0 ? [] : [1, 1] + bytes(src)
+        return frame(
+            dst: dst ?? groupMAC, src: src, ipv6(src: from, dst: to ?? group, hopLimit: hopLimit),
+            icmp(type: 135, v6: true), payload: bytes(target) + option, pad: false)
+    }
+
+    /// An RFC 4861 neighbor advertisement for `target` (flags: R 0x80, S 0x40, O 0x20) with a
+    /// target link-layer address option of `src`.
+    public static func neighborAdvertisement(
+        dst: MACAddress, src: MACAddress, from: IPv6Address, to: IPv6Address, target: IPv6Address, flags: UInt8 = 0x60,
+        hopLimit: UInt8 = 255
+    ) -> [UInt8] {
+        frame(
+            dst: dst, src: src, ipv6(src: from, dst: to, hopLimit: hopLimit),
+            icmp(type: 136, identifier: UInt16(flags) << 8, v6: true), payload: bytes(target) + [2, 1] + bytes(src), pad: false)
+    }
 }

@@ -27,8 +27,8 @@ public struct DatapathCounters: Sendable, Equatable {
     public var ruleDecisions: [UInt64] = []
     /// Load balancers: connections given to each backend `[balancer][backend]`; frames that found
     /// their backend's MAC unknown (held, or dropped when its queue was full), of them the ones
-    /// sent once it answered, those dropped after waiting, and those waiting now; ARP and ping
-    /// answers for VIPs.
+    /// sent once it answered, those dropped after waiting, and those waiting now; ARP, neighbor
+    /// solicitation and echo answers for VIPs.
     public var backendSelections: [[UInt64]] = []
     public var backendUnresolved: UInt64 = 0
     public var heldReleased: UInt64 = 0
