@@ -37,7 +37,16 @@ Load-balancer model (what the expected outputs encode):
    in arrival order (backends in balancer and list order), with the backend's MAC as
    destination, through L2 forwarding from their ingress port (not learned again) and egress
    with the tag they arrived with.
-8. Anything else IPv4 to a VIP: `no-service`.
+8. Anything else IPv4 or IPv6 to a VIP: `no-service`.
+IPv6 (a VIP of that family, its backends too): rule 1 is neighbor discovery (RFC 4861): a
+solicitation with hop limit 255, code 0 and a unicast target that is a VIP, from a unicast MAC
+and from a unicast address or `::`, is answered by an 86-byte advertisement built from scratch
+(scapy), out of the ingress port: to the solicitor, flags S and O; to ff02::1 and
+33:33:00:00:00:01 with O only when the solicitor is `::` (duplicate address detection). An
+advertisement with hop limit 255 and a unicast target sent to a VIP is consumed. Rule 2 is
+ICMPv6 echo (128 -> 129, hop limit unchanged). Rule 3 learns from every IPv6 frame's source.
+Rule 7's request is a neighbor solicitation from the VIP to the backend's solicited-node
+group (86 bytes, hop limit 255, a source link-layer address option).
 Decisions where the brief was silent: an ARP reply whose target IP is a VIP is consumed
 (not forwarded; not a drop); L2 learns the arriving source MAC of every frame the LB
 answers, consumes or replaces (it came from that host on that port) but nothing from
@@ -56,11 +65,14 @@ import gen_replay_fixtures as l2  # noqa: E402  (VLAN classification, L2 Switch,
 import gen_firewall_fixtures as fw  # noqa: E402  (firewall model, Builder/Host, TCP state machine)
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP  # noqa: E402
+from scapy.layers.inet6 import (  # noqa: E402
+    ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6)
 from scapy.layers.l2 import Ether  # noqa: E402
 
 US = fw.US
 TCP_P, UDP_P, ICMP_P = fw.TCP_P, fw.UDP_P, fw.ICMP_P
-ETH_ARP, ETH_IPV4 = 0x0806, 0x0800
+ETH_ARP, ETH_IPV4, ETH_IPV6 = 0x0806, 0x0800, 0x86DD
+ICMP6_P = 58
 u16 = fw.u16
 
 
@@ -70,9 +82,9 @@ u16 = fw.u16
 
 class Backend:
     def __init__(self, address, weight=1, explicit_weight=False):
-        ip, port = address.split(":")
+        ip, port = address.rsplit(":", 1)
         self.address = address
-        self.ip = ipaddress.IPv4Address(ip)
+        self.ip = ipaddress.ip_address(ip.strip("[]"))
         self.port = int(port)
         self.weight = weight
         self.explicit_weight = explicit_weight
@@ -82,8 +94,8 @@ class LoadBalancer:
     def __init__(self, name, network, vip, port, proto, mac, backends, affinity=None):
         self.name, self.network, self.port, self.proto, self.mac = name, network, port, proto, mac
         self.affinity = affinity                  # seconds, or None
-        self.last = {}                            # client IPv4Address -> (backend index, time)
-        self.vip = ipaddress.IPv4Address(vip)
+        self.last = {}                            # client address -> (backend index, time)
+        self.vip = ipaddress.ip_address(vip)
         self.proto_num = fw.PROTO_NUM[proto]
         self.backends = []
         for b in backends:
@@ -115,7 +127,7 @@ class LoadBalancer:
             if b.explicit_weight:
                 lines.append('      - { address: "%s", weight: %d }' % (b.address, b.weight))
             else:
-                lines.append("      - %s" % b.address)
+                lines.append('      - "%s"' % b.address if b.address.startswith("[") else "      - %s" % b.address)
         if self.affinity is not None:
             lines.append("    affinity: %d" % self.affinity)
         return lines
@@ -165,7 +177,8 @@ def rewrite(stripped, eth_src=None, eth_dst=None, ip_src=None, ip_dst=None, spor
         p.src = eth_src
     if eth_dst is not None:
         p.dst = eth_dst
-    ip = p[IP]
+    v6 = u16(stripped, 12) == ETH_IPV6
+    ip = p[IPv6] if v6 else p[IP]
     if ip_src is not None:
         ip.src = str(ip_src)
     if ip_dst is not None:
@@ -175,14 +188,19 @@ def rewrite(stripped, eth_src=None, eth_dst=None, ip_src=None, ip_dst=None, spor
         l4.sport = sport
     if dport is not None:
         l4.dport = dport
-    del ip.chksum
+    if not v6:
+        del ip.chksum
     del l4.chksum
     out = bytes(p)
     assert len(out) == len(stripped)
-    # Only the rewritten fields and the two checksums may differ.
-    ihl = (stripped[14] & 0x0F) * 4
-    l4o = 14 + ihl
-    allowed = set(range(0, 12)) | set(range(24, 26)) | set(range(26, 34)) | set(range(l4o, l4o + 4))
+    # Only the rewritten fields and the checksums may differ.
+    if v6:
+        l4o = 14 + 40
+        allowed = set(range(0, 12)) | set(range(22, 54)) | set(range(l4o, l4o + 4))
+    else:
+        ihl = (stripped[14] & 0x0F) * 4
+        l4o = 14 + ihl
+        allowed = set(range(0, 12)) | set(range(24, 26)) | set(range(26, 34)) | set(range(l4o, l4o + 4))
     allowed |= set(range(l4o + 16, l4o + 18)) if TCP in p else set(range(l4o + 6, l4o + 8))
     assert all(out[i] == stripped[i] for i in range(len(out)) if i not in allowed)
     return out
@@ -208,6 +226,46 @@ def echo_answer(stripped, lb_mac):
     assert len(out) == len(stripped)
     assert Ether(out)[IP].chksum == old_sum and Ether(out)[IP].ttl == Ether(stripped)[IP].ttl
     return out
+
+
+def echo6_answer(stripped, lb_mac):
+    """Rule 2 for IPv6: the echo reply built in place of the request."""
+    p = Ether(stripped)
+    p.dst, p.src = p.src, lb_mac
+    p[IPv6].src, p[IPv6].dst = p[IPv6].dst, p[IPv6].src
+    request = p[ICMPv6EchoRequest]
+    reply = ICMPv6EchoReply(code=request.code, id=request.id, seq=request.seq, data=request.data)
+    request.underlayer.remove_payload()
+    out = bytes(p / reply)
+    assert len(out) == len(stripped) and Ether(out)[IPv6].hlim == Ether(stripped)[IPv6].hlim
+    return out
+
+
+def neighbor_answer(stripped, lb_mac, vip):
+    """Rule 1 for IPv6: the VIP's advertisement, to the solicitor (or to all nodes for DAD)."""
+    solicitor = ipaddress.IPv6Address(stripped[22:38])
+    detecting = solicitor == ipaddress.IPv6Address("::")
+    eth_dst = "33:33:00:00:00:01" if detecting else l2.mac_text(stripped[6:12])
+    out = bytes(Ether(dst=eth_dst, src=lb_mac) /
+                IPv6(src=str(vip), dst="ff02::1" if detecting else str(solicitor), hlim=255) /
+                ICMPv6ND_NA(R=0, S=0 if detecting else 1, O=1, tgt=str(vip)) / ICMPv6NDOptDstLLAddr(lladdr=lb_mac))
+    assert len(out) == 86
+    return out
+
+
+def solicitation_from_vip(lb, backend_ip):
+    """Rule 7 for IPv6: a neighbor solicitation from the VIP to the backend's group."""
+    t = backend_ip.packed
+    group = "ff02::1:ff%02x:%02x%02x" % (t[13], t[14], t[15])
+    out = bytes(Ether(dst="33:33:ff:%02x:%02x:%02x" % (t[13], t[14], t[15]), src=lb.mac) /
+                IPv6(src=str(lb.vip), dst=group, hlim=255) / ICMPv6ND_NS(tgt=str(backend_ip)) /
+                ICMPv6NDOptSrcLLAddr(lladdr=lb.mac))
+    assert len(out) == 86
+    return out
+
+
+def unicast6(address):
+    return not (address.is_unspecified or address.is_multicast)
 
 
 def arp_from_vip(lb, backend_ip):
@@ -268,6 +326,10 @@ class LbStage:
             src = ip4(stripped[26:30])
             if self.is_backend(net, src):
                 self.backend_mac[(net, src)] = l2.mac_text(stripped[6:12])
+        elif et == ETH_IPV6 and len(stripped) >= 54:
+            src = ipaddress.IPv6Address(stripped[22:38])
+            if self.is_backend(net, src):
+                self.backend_mac[(net, src)] = l2.mac_text(stripped[6:12])
 
     def reply_conn(self, now, net, pkt):
         """The LB connection whose reply this packet (backend ip:port -> client ip:port) is."""
@@ -321,7 +383,20 @@ class LbStage:
                 if lbs and op == 2:
                     return "consume", None
             return "forward", stripped, True
-        if et != ETH_IPV4:
+        if et == ETH_IPV6 and len(stripped) >= 14 + 40 + 24 and stripped[20] == ICMP6_P and stripped[54] in (135, 136):
+            hlim, code = stripped[21], stripped[55]
+            target = ipaddress.IPv6Address(stripped[62:78])
+            if hlim == 255 and code == 0 and unicast6(target):
+                if stripped[54] == 136:
+                    if self.vip_lbs(net, ipaddress.IPv6Address(stripped[38:54])):
+                        return "consume", None
+                else:
+                    lbs = self.vip_lbs(net, target)
+                    solicitor = ipaddress.IPv6Address(stripped[22:38])
+                    if lbs and not stripped[6] & 1 and (unicast6(solicitor) or solicitor.is_unspecified):
+                        return "answer", neighbor_answer(stripped, lbs[0].mac, target)
+            return "forward", stripped, True
+        if et not in (ETH_IPV4, ETH_IPV6):
             return "forward", stripped, True
         pkt = fw.parse_ip(stripped[14:])
         c = self.reply_conn(now, net, pkt)
@@ -335,6 +410,8 @@ class LbStage:
         if not served:
             if pkt.proto == ICMP_P and pkt.itype == 8 and not pkt.frag_off:
                 return "answer", echo_answer(stripped, lbs[0].mac)     # rule 2
+            if pkt.proto == ICMP6_P and pkt.itype == 128:
+                return "answer", echo6_answer(stripped, lbs[0].mac)
             raise l2.Drop("no-service")                             # rule 8
         lb = served[0]
         key = (net, pkt.proto, pkt.src, pkt.sport, lb.vip, lb.port)
@@ -358,7 +435,7 @@ class LbStage:
             if last is not None and 0 <= now - last < US:
                 return "hold", None, held
             self.asked[key] = now
-            return "flood", arp_from_vip(lb, b.ip), held
+            return "flood", (solicitation_from_vip if b.ip.version == 6 else arp_from_vip)(lb, b.ip), held
         return "forward", rewrite(stripped, eth_dst=bmac, ip_dst=b.ip, dport=b.port), True   # rule 5
 
 
@@ -525,8 +602,9 @@ class Flow:
     """One TCP conversation through the VIP: the client talks to VIP:vport, the backend
     answers from its own ip:bport (what each really sends on the wire)."""
 
-    def __init__(self, b, client, cport, backend, bport=8080, vport=80, cisn=1000000, sisn=5000000):
+    def __init__(self, b, client, cport, backend, bport=8080, vport=80, cisn=1000000, sisn=5000000, vip=None):
         self.b, self.cli, self.cport, self.bk, self.bport, self.vport = b, client, cport, backend, bport, vport
+        self.vip = vip or V
         self.nxt = {"c": cisn, "s": sisn}
 
     def send(self, side, flags, data=b"", advance=True):
@@ -536,7 +614,7 @@ class Flow:
         if advance:
             self.nxt[side] = seq + len(data) + ("S" in flags) + ("F" in flags)
         if side == "c":
-            return self.b.tcp(self.cli, V, self.cport, self.vport, flags, seq, ack, data)
+            return self.b.tcp(self.cli, self.vip, self.cport, self.vport, flags, seq, ack, data)
         return self.b.tcp(self.bk, self.cli, self.bport, self.cport, flags, seq, ack, data)
 
     def c(self, flags, data=b"", **kw):
@@ -724,7 +802,49 @@ def s_no_service():
                 "TCP to VIP:443, UDP to VIP:80 and an ICMP echo reply to the VIP are dropped `no-service`; a non-SYN to VIP:80 without a connection is `invalid` and takes no pick (the next SYN still gets b1); backend traffic outside LB connections is switched unchanged.")
 
 
-SCENARIOS = [s_arp_vip, s_round_robin, s_udp, s_weights, s_unresolved, s_held, s_affinity, s_firewall, s_no_service]
+VIP6 = "fd00:10::100"
+C6 = fw.Host("c", "02:00:00:00:10:05", "fd00:10::5")
+B16 = fw.Host("b1", "02:00:00:00:10:11", "fd00:10::11")
+B26 = fw.Host("b2", "02:00:00:00:10:12", "fd00:10::12")
+T6 = fw.Host("t", "02:00:00:00:10:20", "fd00:10::20")
+V6 = fw.Host(None, LB_MAC, VIP6)
+
+
+def s_ipv6():
+    lb = LoadBalancer("web6", "lan", VIP6, 80, "tcp", LB_MAC, ["[fd00:10::11]:8080", "[fd00:10::12]:8080"])
+    topo = lb_topo("lb-ipv6", lb, with_trunk=True)
+    b = fw.Builder()
+    f1 = Flow(b, C6, 50001, B16, vip=V6)
+    f2 = Flow(b, C6, 50002, B26, cisn=2000000, sisn=6000000, vip=V6)
+    group = "ff02::1:ff00:100"
+    dad = bytes(Ether(src=C6.mac, dst="33:33:ff:00:01:00") / IPv6(src="::", dst=group, hlim=255) / ICMPv6ND_NS(tgt=VIP6))
+    routed = bytes(Ether(src=C6.mac, dst="33:33:ff:00:01:00") / IPv6(src=C6.ip, dst=group, hlim=64) /
+                   ICMPv6ND_NS(tgt=VIP6) / ICMPv6NDOptSrcLLAddr(lladdr=C6.mac))
+    advert = bytes(Ether(src=B26.mac, dst=LB_MAC) / IPv6(src=B26.ip, dst=VIP6, hlim=255) /
+                   ICMPv6ND_NA(S=1, O=1, tgt=B26.ip) / ICMPv6NDOptDstLLAddr(lladdr=B26.mac))
+    frames = [
+        (0.0, "c", b.ns(C6, VIP6)),                          # answered out of c: S|O, the LB MAC
+        (0.1, "t", tagged(b.ns(T6, VIP6), 10, 3)),           # answered out of t, VID 10 PCP 3
+        (0.2, "c", b.echo(C6, V6, 0x6161, 1)),               # ICMPv6 echo answered
+        (0.3, "c", l2.pad60(dad)),                           # DAD for the VIP: answered to all nodes, O only
+        (0.4, "c", routed),                                  # hop limit 64: not answered, flooded as it is
+        (0.5, "b1", b.ns(B16, C6.ip)),                       # b1 speaks: learned (its IPv6 source)
+        (1.0, "c", f1.c("S")),                               # b1: addresses, port and checksum rewritten
+        (1.001, "b1", f1.s("SA")),                           # back from the VIP
+        (1.002, "c", f1.c("A")),
+        (1.003, "c", f1.c("PA", HTTP_GET)),
+        (1.004, "b1", f1.s("PA", HTTP_OK)),
+        (2.0, "c", f2.c("S")),                               # b2 unknown: held, solicited from the VIP
+        (2.1, "b2", advert),                                 # b2 answers the VIP: consumed, the SYN leaves
+        (2.101, "b2", f2.s("SA")),
+        (3.0, "c", b.udp(C6, V6, 50003, 80, b"udp-to-port-80")),  # UDP to VIP:80 (the LB is tcp): no-service
+        (3.1, "c", b.echo(C6, V6, 0x6262, 1, reply=True)),   # an echo reply to the VIP: no-service
+    ]
+    return emit("lb-ipv6", topo, frames,
+                "An IPv6 VIP: neighbor solicitations for it are answered with the LB MAC (solicited and override; to all nodes for duplicate address detection; tagged on the trunk), one with hop limit 64 is not; echo is answered; two connections go to {sequence} with addresses, ports and checksums rewritten both ways (recomputed by scapy); b2's MAC is unknown, so its SYN waits while the VIP solicits it and leaves when b2's advertisement (consumed) comes; UDP and an echo reply to the VIP are no-service.")
+
+
+SCENARIOS = [s_arp_vip, s_round_robin, s_udp, s_weights, s_unresolved, s_held, s_affinity, s_firewall, s_no_service, s_ipv6]
 
 
 def main():
