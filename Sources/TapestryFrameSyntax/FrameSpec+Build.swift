@@ -131,7 +131,7 @@ extension FrameSpec {
             if let quote = icmp.quote {
                 bytes += [0, 0, 0, 0] + (try quote.spec.packet())
             } else if let target = icmp.target {
-                bytes += [0, 0, 0, 0] + target.bytes
+                bytes += [icmp.neighborFlags, 0, 0, 0] + target.bytes
             } else {
                 bytes += be16(icmp.id) + be16(icmp.seq)
             }

@@ -168,8 +168,12 @@ extension FrameSpec {
                     return (isIPv6 ? .icmpv6(icmp) : .icmp(icmp), [])
                 }
             }
-            if isIPv6, icmp.type == 135 || icmp.type == 136, icmp.id == 0, icmp.seq == 0, region.count >= 24 {
+            // An advertisement's R, S and O flags are the top bits of its reserved field.
+            let flagsOnly = icmp.type == 136 && icmp.id & 0x1FFF == 0
+            if isIPv6, icmp.type == 135 || icmp.type == 136, icmp.id == 0 || flagsOnly, icmp.seq == 0, region.count >= 24 {
                 icmp.target = IPv6Address(high: u64(region, 8), low: u64(region, 16))
+                icmp.neighborFlags = UInt8(truncatingIfNeeded: icmp.id >> 8)
+                icmp.id = 0
                 return (.icmpv6(icmp), Array(region[24...]))
             }
             return (isIPv6 ? .icmpv6(icmp) : .icmp(icmp), Array(region[8...]))

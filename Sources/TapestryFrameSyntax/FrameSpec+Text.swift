@@ -93,11 +93,17 @@ extension FrameSpec {
             fields.append(("quote", "{ \(quote.spec.upperLines().joined(separator: ", ")) }"))
         } else if let target = icmp.target {
             fields.append(("target", "\"\(target)\""))
+            if icmp.neighborFlags != 0 { fields.append(("flags", Self.neighborFlagLetters(icmp.neighborFlags))) }
         } else {
             fields += [("id", "\(icmp.id)"), ("seq", "\(icmp.seq)")]
         }
         if let checksum = icmp.checksum { fields.append(("checksum", hex16(checksum))) }
         return fields
+    }
+
+    /// A neighbor advertisement's flags as letters, RSO in that order.
+    public static func neighborFlagLetters(_ flags: UInt8) -> String {
+        zip([UInt8(0x80), 0x40, 0x20], ["R", "S", "O"]).filter { flags & $0.0 != 0 }.map(\.1).joined()
     }
 
     /// The contract's letters, FSRPAUEC in that order.

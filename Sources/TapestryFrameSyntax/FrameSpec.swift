@@ -89,13 +89,15 @@ public struct FrameSpec: Equatable, Sendable {
     }
 
     /// ICMP or ICMPv6: echo (`id`, `seq`), an error quoting a packet (`quote`: from its IP layer
-    /// on), neighbour discovery (`target`), or any other type with the payload after the header.
+    /// on), neighbour discovery (`target`, and a neighbor advertisement's `flags`: R 0x80, S 0x40,
+    /// O 0x20), or any other type with the payload after the header.
     public struct ICMP: Equatable, Sendable {
         public var type: UInt8 = 8
         public var code: UInt8 = 0
         public var id: UInt16 = 0
         public var seq: UInt16 = 0
         public var target: IPv6Address?
+        public var neighborFlags: UInt8 = 0
         public var checksum: UInt16?
         public var quote: Quote?
         public init() {}

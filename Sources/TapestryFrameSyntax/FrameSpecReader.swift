@@ -269,9 +269,35 @@ package struct FrameSpecReader {
         return udp
     }
 
+    /// `RSO` letters (any of them, each once) of a neighbor advertisement.
+    private mutating func neighborFlags(_ node: Node) -> UInt8? {
+        guard case .scalar(let scalar) = node else {
+            reader.error(node, "icmpv6.flags must be letters of R, S, O (like SO)")
+            return nil
+        }
+        var flags: UInt8 = 0
+        for letter in scalar.string {
+            let bit: UInt8
+            switch letter {
+            case "R": bit = 0x80
+            case "S": bit = 0x40
+            case "O": bit = 0x20
+            default:
+                reader.error(node, "icmpv6.flags '\(scalar.string)' must be letters of R, S, O (like SO)")
+                return nil
+            }
+            guard flags & bit == 0 else {
+                reader.error(node, "icmpv6.flags '\(scalar.string)' names \(letter) twice")
+                return nil
+            }
+            flags |= bit
+        }
+        return flags
+    }
+
     private mutating func icmp(_ node: Node, v6: Bool) -> FrameSpec.ICMP? {
         let layer = v6 ? "icmpv6" : "icmp"
-        let allowed = ["type", "code", "id", "seq", "quote", "checksum"] + (v6 ? ["target"] : [])
+        let allowed = ["type", "code", "id", "seq", "quote", "checksum"] + (v6 ? ["target", "flags"] : [])
         guard let fields = reader.entries(node, what: layer, allowed: allowed) else { return nil }
         var icmp = FrameSpec.ICMP()
         icmp.type = v6 ? 128 : 8
@@ -293,6 +319,12 @@ package struct FrameSpecReader {
         icmp.seq = fields["seq"].flatMap { number($0.value, what: "\(layer).seq", max: 65_535) }.map { UInt16($0) } ?? 0
         icmp.checksum = fields["checksum"].flatMap { checksum($0.value, what: "\(layer).checksum") }
         icmp.target = fields["target"].flatMap { ipv6Address($0.value, what: "icmpv6.target") }
+        if let flags = fields["flags"] {
+            icmp.neighborFlags = neighborFlags(flags.value) ?? 0
+            if icmp.type != 136 || fields["target"] == nil {
+                reader.error(flags.keyNode, "icmpv6.flags are a neighbor advertisement's (type neighbor-advert, with a target)")
+            }
+        }
         if let quote = fields["quote"] {
             if fields["id"] != nil || fields["seq"] != nil || fields["target"] != nil {
                 reader.error(quote.keyNode, "\(layer).quote takes the place of id and seq (and target)")

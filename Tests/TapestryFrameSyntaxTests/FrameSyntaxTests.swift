@@ -131,6 +131,31 @@ import Yams
         let ndBytes = try nd.build()
         #expect(Self.checksumsValid(ndBytes))
         #expect(FrameSpec.decode(ndBytes).text().contains("icmpv6: { type: neighbor-solicit, code: 0, target: \"fe80::2\" }"))
+        // An advertisement's R, S and O flags round trip as letters; they belong to advertisements only.
+        let advert = try Self.parse("""
+            eth: { src: 02:00:00:00:00:02, dst: 02:00:00:00:00:01 }
+            ipv6: { src: "fe80::2", dst: "fe80::1", hlim: 255 }
+            icmpv6: { type: neighbor-advert, target: "fe80::2", flags: SO }
+            payload: { hex: "02 01 02 00 00 00 00 02" }
+            """).get()
+        let advertBytes = try advert.build()
+        #expect(advertBytes[58] == 0x60 && Self.checksumsValid(advertBytes))
+        let advertText = FrameSpec.decode(advertBytes).text()
+        #expect(advertText.contains("icmpv6: { type: neighbor-advert, code: 0, target: \"fe80::2\", flags: SO }"), "\(advertText)")
+        #expect(try Self.parse(advertText).get().build() == advertBytes)
+        let head = "eth: { src: 02:00:00:00:00:02, dst: 02:00:00:00:00:01 }\nipv6: { src: \"fe80::2\", dst: \"fe80::1\" }\n"
+        for (flags, message) in [("SX", "must be letters of R, S, O"), ("SS", "names S twice")] {
+            guard case .failure(let errors) = Self.parse(head + "icmpv6: { type: neighbor-advert, target: \"fe80::2\", flags: \(flags) }") else {
+                Issue.record("flags \(flags) accepted")
+                continue
+            }
+            #expect(errors.description.contains(message), "\(errors)")
+        }
+        guard case .failure(let misplaced) = Self.parse(head + "icmpv6: { type: neighbor-solicit, target: \"fe80::2\", flags: S }") else {
+            Issue.record("flags on a solicitation accepted")
+            return
+        }
+        #expect(misplaced.description.contains("icmpv6.flags are a neighbor advertisement's"), "\(misplaced)")
         let double = try Self.parse("""
             eth: { src: 02:00:00:00:00:01, dst: 02:00:00:00:00:02 }
             vlan: [{ vid: 100, tpid: 0x88a8 }, { vid: 10, pcp: 5 }]

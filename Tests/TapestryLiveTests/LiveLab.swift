@@ -59,8 +59,9 @@ final class LiveLab {
     func name(_ short: String) -> String { "\(prefix)-\(short)" }
 
     /// Creates a namespace per host, loopback up, IPv6 off.
-    func addHosts(_ hosts: [String]) throws {
-        for host in hosts { try lab.addNamespace(name(host)) }
+    /// Namespaces for `hosts`, IPv6 off unless `ipv6`.
+    func addHosts(_ hosts: [String], ipv6: Bool = false) throws {
+        for host in hosts { try lab.addNamespace(name(host), ipv6: ipv6) }
     }
 
     /// Starts `tapestry run` on the topology text and waits for its `ready` line. With `user`
@@ -117,14 +118,15 @@ final class LiveLab {
         try lab.background(command, in: name(short))
     }
 
-    /// `python3 -m http.server` on port 8080 in host `short`, serving a page that says
-    /// "served by SHORT", ended after `seconds` at the latest; returns once it listens (or after 10 s).
-    func webServer(in short: String, seconds: Int = 60) throws -> ChildProcess {
+    /// `python3 -m http.server` on port 8080 of `bind` (`::` for IPv6) in host `short`, serving a
+    /// page that says "served by SHORT", ended after `seconds` at the latest; returns once it
+    /// listens (or after 10 s).
+    func webServer(in short: String, seconds: Int = 60, bind: String = "0.0.0.0") throws -> ChildProcess {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(short)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         try "served by \(short)\n".write(to: root.appendingPathComponent("index.html"), atomically: true, encoding: .utf8)
         let server = try background(
-            "exec timeout \(seconds) python3 -m http.server 8080 --bind 0.0.0.0 --directory \(root.path)", in: short)
+            "exec timeout \(seconds) python3 -m http.server 8080 --bind \(bind) --directory \(root.path)", in: short)
         let deadline = Date().addingTimeInterval(10)
         while sh("ss -ltn | grep -q ':8080'", in: short).status != 0 && Date() < deadline { usleep(100_000) }
         return server

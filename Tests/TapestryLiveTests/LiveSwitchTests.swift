@@ -269,6 +269,56 @@ import Testing
         #expect(lab.stop() == 0)
     }
 
+    /// An IPv6 VIP live: the client finds the VIP's MAC by neighbor discovery (the switch
+    /// answers), pings it, and `curl -6` alternates between two backends served over IPv6, each
+    /// request under 0.1 s (the switch solicited the backends when it started).
+    @Test func curlToAnIPv6VIPAlternates() throws {
+        if LiveLab.skip("curlToAnIPv6VIPAlternates") { return }
+        let lab = LiveLab()
+        defer { lab.tearDown() }
+        try lab.addHosts(["cl", "w1", "w2"], ipv6: true)
+        try lab.start(
+            topology: """
+                name: lblive6
+                networks: { web: { vlan: 10 } }
+                ports:
+                  cl: { tap: \(lab.name("cl")), network: web, netns: \(lab.name("cl")) }
+                  w1: { tap: \(lab.name("w1")), network: web, netns: \(lab.name("w1")) }
+                  w2: { tap: \(lab.name("w2")), network: web, netns: \(lab.name("w2")) }
+                load_balancers:
+                  site6:
+                    network: web
+                    vip: fd00:10::100/64
+                    port: 80
+                    backends: ["[fd00:10::11]:8080", "[fd00:10::12]:8080"]
+                """)
+        for (host, address) in [("cl", "fd00:10::1"), ("w1", "fd00:10::11"), ("w2", "fd00:10::12")] {
+            // nodad: the address is usable at once (duplicate address detection would take a second).
+            lab.sh("ip -n \(lab.name(host)) addr add \(address)/64 dev \(lab.name(host)) nodad")
+            lab.sh("ip -n \(lab.name(host)) link set \(lab.name(host)) up")
+        }
+        var servers: [ChildProcess] = []
+        defer {
+            for server in servers where server.isRunning { server.terminate() }
+        }
+        for backend in ["w1", "w2"] { servers.append(try lab.webServer(in: backend, bind: "::")) }
+        let ping = lab.sh("ping -6 -c 1 -W 2 fd00:10::100", in: "cl")
+        #expect(ping.status == 0, "ping -6 to the VIP: \(ping.output)")
+        let neighbor = lab.sh("ip -6 neigh show fd00:10::100", in: "cl").output
+        #expect(neighbor.contains("02:"), "the client learned the VIP's MAC by neighbor discovery: \(neighbor)")
+        var pages: [String] = []
+        var seconds: [Double] = []
+        for _ in 0..<4 {
+            let fetch = lab.sh("curl -6 -g -s -m 5 -w '\\n%{time_total}' 'http://[fd00:10::100]/'", in: "cl")
+            let lines = fetch.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            pages.append(lines.first ?? "")
+            seconds.append(lines.last.flatMap { Double($0) } ?? .infinity)
+        }
+        #expect(pages == ["served by w1", "served by w2", "served by w1", "served by w2"], "\(pages)")
+        #expect(seconds.allSatisfy { $0 < 0.1 }, "request times \(seconds) s")
+        #expect(lab.stop() == 0)
+    }
+
     /// Health checks live: TCP probes every second (timeout 1, rise 2, fall 2) against two
     /// `python3 -m http.server` backends. Killing w2's server takes it down within fall x
     /// interval + timeout (3 s; 5 s allowed for a loaded machine), after which every request goes
