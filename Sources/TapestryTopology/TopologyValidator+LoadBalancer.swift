@@ -51,6 +51,9 @@ extension TopologyValidator {
                             valid = false
                         }
                     }
+                } else if let ipv4 = Self.mappedIPv4(parts[0]) {
+                    reader.error(value.value, "vip '\(text)' is an IPv4-mapped IPv6 address; write the IPv4 address \(ipv4)")
+                    valid = false
                 } else {
                     reader.error(
                         value.value,
@@ -198,7 +201,12 @@ extension TopologyValidator {
         }
         guard let text = reader.string(addressNode, what: "a backend") else { return nil }
         guard let (address, portText) = IPAddress.parseEndpoint(text) else {
-            reader.error(addressNode, "backend '\(text)' must be IPv4:PORT or [IPv6]:PORT, like 10.0.10.11:8080 or [fd00:10::11]:8080")
+            let inside = text.hasPrefix("[") ? text.dropFirst().prefix(while: { $0 != "]" }) : Substring(text)
+            if let ipv4 = Self.mappedIPv4(inside) {
+                reader.error(addressNode, "backend '\(text)' is an IPv4-mapped IPv6 address; write the IPv4 address \(ipv4) as IPv4:PORT")
+            } else {
+                reader.error(addressNode, "backend '\(text)' must be IPv4:PORT or [IPv6]:PORT, like 10.0.10.11:8080 or [fd00:10::11]:8080")
+            }
             return nil
         }
         guard let port = UInt16(portText), port > 0, portText.allSatisfy(\.isNumber) else {
@@ -206,6 +214,13 @@ extension TopologyValidator {
             return nil
         }
         return (Topology.LoadBalancer.Backend(address: address, port: port, weight: weight), addressNode)
+    }
+
+    /// The IPv4 address an IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) names, for the message
+    /// that refuses it.
+    static func mappedIPv4(_ text: Substring) -> IPv4Address? {
+        guard let address = IPv6Address(text), IPAddress.isMapped(address) else { return nil }
+        return IPv4Address(rawValue: UInt32(truncatingIfNeeded: address.low))
     }
 
     /// The prefix of `length` bits that holds `address`.

@@ -271,15 +271,19 @@ import Testing
 
     /// An IPv6 VIP live: the client finds the VIP's MAC by neighbor discovery (the switch
     /// answers), pings it, and `curl -6` alternates between two backends served over IPv6, each
-    /// request under 0.1 s (the switch solicited the backends when it started).
+    /// request under 0.1 s (the switch solicited the backends when it started); `ctl lb drain`
+    /// names an IPv6 backend as the topology does, `[ADDRESS]:PORT`.
     @Test func curlToAnIPv6VIPAlternates() throws {
         if LiveLab.skip("curlToAnIPv6VIPAlternates") { return }
         let lab = LiveLab()
         defer { lab.tearDown() }
+        let control = "/tmp/\(lab.prefix).sock"
+        let binary = try #require(LiveLab.binary).path
         try lab.addHosts(["cl", "w1", "w2"], ipv6: true)
         try lab.start(
             topology: """
                 name: lblive6
+                control: \(control)
                 networks: { web: { vlan: 10 } }
                 ports:
                   cl: { tap: \(lab.name("cl")), network: web, netns: \(lab.name("cl")) }
@@ -316,6 +320,14 @@ import Testing
         }
         #expect(pages == ["served by w1", "served by w2", "served by w1", "served by w2"], "\(pages)")
         #expect(seconds.allSatisfy { $0 < 0.1 }, "request times \(seconds) s")
+        let drain = lab.sh("\(binary) ctl --control \(control) lb drain site6 '[fd00:10::12]:8080'")
+        #expect(drain.status == 0, "\(drain.output)")
+        let table = lab.sh("\(binary) ctl --control \(control) lb").output
+        #expect(table.contains("site6 [fd00:10::100]:80/tcp") && table.contains("[fd00:10::12]:8080"), "\(table)")
+        for _ in 0..<2 {
+            let page = lab.sh("curl -6 -g -s -m 5 'http://[fd00:10::100]/'", in: "cl").output
+            #expect(page.trimmingCharacters(in: .whitespacesAndNewlines) == "served by w1", "w2 is drained: \(page)")
+        }
         #expect(lab.stop() == 0)
     }
 
