@@ -24,8 +24,13 @@ public enum FrameRewriter {
     /// Rewrites the IPv4 source (`which == .source`) or destination address, fixing the header
     /// checksum and the TCP/UDP checksum over the pseudo-header. A UDP checksum of 0 means "none"
     /// and stays 0; a computed 0 is sent as 0xFFFF (RFC 768).
+    ///
+    /// `partialChecksum`: the frame's L4 checksum is still to be completed (a virtio-net header's
+    /// NEEDS_CSUM): its field holds the pseudo-header's sum, not a checksum, so it moves the
+    /// other way (plus the new address, minus the old) and nothing about UDP's 0 applies.
     public static func setIPv4Address(
-        _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, _ which: Endpoint, _ address: IPv4Address
+        _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, _ which: Endpoint, _ address: IPv4Address,
+        partialChecksum: Bool = false
     ) -> Bool {
         guard parsed.layer3 == .ipv4 else { return false }
         let l3 = Int(parsed.l3Offset)
@@ -36,14 +41,20 @@ public enum FrameRewriter {
         frame.setU32(field, new)
         frame.setU16(l3 + 10, InternetChecksum.update(frame.u16(l3 + 10), old: old, new: new))
         if let checksumField = l4ChecksumOffset(frame, parsed, pseudoHeaderCovered: true) {
-            updateL4Checksum(frame, at: checksumField, parsed: parsed) { InternetChecksum.update($0, old: old, new: new) }
+            if partialChecksum {
+                frame.setU16(checksumField, InternetChecksum.update(frame.u16(checksumField), old: new, new: old))
+            } else {
+                updateL4Checksum(frame, at: checksumField, parsed: parsed) { InternetChecksum.update($0, old: old, new: new) }
+            }
         }
         return true
     }
 
-    /// Rewrites an IPv6 address and fixes the TCP, UDP or ICMPv6 checksum (all cover the pseudo-header).
+    /// Rewrites an IPv6 address and fixes the TCP, UDP or ICMPv6 checksum (all cover the
+    /// pseudo-header); `partialChecksum` as for `setIPv4Address`.
     public static func setIPv6Address(
-        _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, _ which: Endpoint, _ address: IPv6Address
+        _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, _ which: Endpoint, _ address: IPv6Address,
+        partialChecksum: Bool = false
     ) -> Bool {
         guard parsed.layer3 == .ipv6 else { return false }
         let field = Int(parsed.l3Offset) + (which == .source ? 8 : 24)
@@ -57,17 +68,24 @@ public enum FrameRewriter {
             guard old != new else { continue }
             frame.setU16(field + 2 * index, new)
             if let checksumField {
-                updateL4Checksum(frame, at: checksumField, parsed: parsed) {
-                    InternetChecksum.update($0, old: old, new: new)
+                if partialChecksum {
+                    frame.setU16(checksumField, InternetChecksum.update(frame.u16(checksumField), old: new, new: old))
+                } else {
+                    updateL4Checksum(frame, at: checksumField, parsed: parsed) {
+                        InternetChecksum.update($0, old: old, new: new)
+                    }
                 }
             }
         }
         return true
     }
 
-    /// Rewrites the TCP or UDP source or destination port and fixes the L4 checksum.
+    /// Rewrites the TCP or UDP source or destination port and fixes the L4 checksum. With
+    /// `partialChecksum` the port lies inside what the completion will sum, so the field (the
+    /// pseudo-header's sum) stays as it is.
     public static func setPort(
-        _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, _ which: Endpoint, _ port: UInt16
+        _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, _ which: Endpoint, _ port: UInt16,
+        partialChecksum: Bool = false
     ) -> Bool {
         guard parsed.hasL4, parsed.ipProtocol == IPProtocol.tcp || parsed.ipProtocol == IPProtocol.udp else {
             return false
@@ -75,7 +93,7 @@ public enum FrameRewriter {
         let field = Int(parsed.l4Offset) + (which == .source ? 0 : 2)
         let old = frame.u16(field)
         frame.setU16(field, port)
-        if let checksumField = l4ChecksumOffset(frame, parsed, pseudoHeaderCovered: false) {
+        if !partialChecksum, let checksumField = l4ChecksumOffset(frame, parsed, pseudoHeaderCovered: false) {
             updateL4Checksum(frame, at: checksumField, parsed: parsed) { InternetChecksum.update($0, old: old, new: port) }
         }
         return true

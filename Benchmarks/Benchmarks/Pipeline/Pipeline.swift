@@ -38,6 +38,14 @@ func frame(
     return bytes + [0x08, 0x00] + ip
 }
 
+/// A 64-byte IPv6/UDP frame (2 payload bytes) from `fd00::FROM` to `fd00::TO`.
+func frame6(dst: UInt64, src: UInt64, from: UInt16, to: UInt16, sport: UInt16 = 40000, dport: UInt16 = 5000) -> [UInt8] {
+    let address: (UInt16) -> [UInt8] = { [0xFD, 0] + [UInt8](repeating: 0, count: 12) + [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
+    let ip: [UInt8] = [0x60, 0, 0, 0, 0, 10, 17, 64] + address(from) + address(to)
+    let udp: [UInt8] = [UInt8(sport >> 8), UInt8(sport & 0xFF), UInt8(dport >> 8), UInt8(dport & 0xFF), 0, 10, 0, 0, 0x5A, 0x5A]
+    return mac(dst) + mac(src) + [0x86, 0xDD] + ip + udp
+}
+
 /// The load balancer benchmarks' two backends (10.0.0.11 and .12) announce themselves from a2
 /// with ARP requests, so their MACs are known; `batch` is left empty.
 func announceBackends(_ datapath: Datapath, _ batch: FrameBatch) {
@@ -158,9 +166,9 @@ let benchmarks: @Sendable () -> Void = {
     for checked in [false, true] {
     Benchmark("Load balancer established path (VLAN+conntrack+LB NAT+L2)\(checked ? " with health checks" : "") 64B") { benchmark in
         let balancer = LoadBalancerConfiguration(
-            name: "web", network: 0, vip: IPv4Address(10, 0, 0, 100), port: 5000, proto: 17,
+            name: "web", network: 0, vip: .v4(IPv4Address(10, 0, 0, 100)), port: 5000, proto: 17,
             mac: MACAddress(rawValue: 0x0200_0000_0100),
-            backends: [.init(address: IPv4Address(10, 0, 0, 11), port: 8080), .init(address: IPv4Address(10, 0, 0, 12), port: 8080)],
+            backends: [.init(address: .v4(IPv4Address(10, 0, 0, 11)), port: 8080), .init(address: .v4(IPv4Address(10, 0, 0, 12)), port: 8080)],
             health: checked ? .init(probe: .tcp, interval: 2_000_000_000, timeout: 1_000_000_000, rise: 2, fall: 2) : nil)
         let datapath = makeDatapath(loadBalancers: [balancer])
         let batch = datapath.makeBatch()
@@ -179,6 +187,35 @@ let benchmarks: @Sendable () -> Void = {
     }
     }
 
+    // The same over IPv6: 32 client flows (fd00::1, ports 40000-40031) to the VIP fd00::100,
+    // each rewritten to fd00::11 or fd00::12 (two 64-bit words per address, and the UDP checksum
+    // updated for the pseudo-header's change).
+    Benchmark("Load balancer established path IPv6 (VLAN+conntrack+LB NAT+L2) 64B") { benchmark in
+        let address: (UInt64) -> IPAddress = { .v6(IPv6Address(high: 0xFD00_0000_0000_0000, low: $0)) }
+        let balancer = LoadBalancerConfiguration(
+            name: "web6", network: 0, vip: address(0x100), port: 5000, proto: 17,
+            mac: MACAddress(rawValue: 0x0200_0000_0100),
+            backends: [.init(address: address(0x11), port: 8080), .init(address: address(0x12), port: 8080)])
+        let datapath = makeDatapath(loadBalancers: [balancer])
+        let batch = datapath.makeBatch()
+        // The backends speak once (any IPv6 packet from a backend's address teaches its MAC).
+        batch.ingressPort = 1
+        for (index, backend) in [UInt16(0x11), 0x12].enumerated() {
+            frame6(dst: 200, src: 300 + UInt64(index), from: backend, to: 1).withUnsafeBytes { _ = batch.append($0) }
+        }
+        datapath.process(batch, now: Timestamp(seconds: 1))
+        datapath.transmitQueues.removeAll()
+        learn(datapath, hosts: 200..<232, on: 0, vid: nil)
+        let frames = (0..<32).map { frame6(dst: 0x100, src: 200 + UInt64($0), from: 1, to: 0x100, sport: 40000 + UInt16($0)) }
+        _ = run(datapath, batch, frames, port: 0, count: 32)
+        precondition(datapath.counters.backendSelections == [[16, 16]], "32 flows spread over the two backends")
+        benchmark.startMeasurement()
+        let sent = run(datapath, batch, frames, port: 0, count: benchmark.scaledIterations.count)
+        benchmark.stopMeasurement()
+        precondition(sent == benchmark.scaledIterations.count, "every frame forwarded to its backend")
+        blackHole(sent)
+    }
+
     // Connection setup through a balancer with affinity: every frame is a new UDP flow to the
     // VIP from one of 4,096 clients (new source port each time), so each one creates a
     // connection and its alias, looks the client up in the affinity table and records it.
@@ -188,9 +225,9 @@ let benchmarks: @Sendable () -> Void = {
             configuration: .init(scalingFactor: .kilo, maxDuration: .seconds(3), maxIterations: 20)
         ) { benchmark in
             let balancer = LoadBalancerConfiguration(
-                name: "web", network: 0, vip: IPv4Address(10, 0, 0, 100), port: 5000, proto: 17,
+                name: "web", network: 0, vip: .v4(IPv4Address(10, 0, 0, 100)), port: 5000, proto: 17,
                 mac: MACAddress(rawValue: 0x0200_0000_0100),
-                backends: [.init(address: IPv4Address(10, 0, 0, 11), port: 8080), .init(address: IPv4Address(10, 0, 0, 12), port: 8080)],
+                backends: [.init(address: .v4(IPv4Address(10, 0, 0, 11)), port: 8080), .init(address: .v4(IPv4Address(10, 0, 0, 12)), port: 8080)],
                 affinity: affinity ? 300_000_000_000 : nil)
             let datapath = makeDatapath(loadBalancers: [balancer])
             let batch = datapath.makeBatch()

@@ -273,8 +273,9 @@ final class LoadBalancerStage {
             let backend = backends[service.firstBackend + Int(entry.pointee.backend)]
             guard source == backend.address else { return }
             // Reply: it must look as if the VIP sent it.
-            setAddress(frame, parsed, .source, service.vip)
-            _ = FrameRewriter.setPort(frame, parsed, .source, service.port)
+            let partial = metadata.pointee.offload.needsChecksum
+            setAddress(frame, parsed, .source, service.vip, partialChecksum: partial)
+            _ = FrameRewriter.setPort(frame, parsed, .source, service.port, partialChecksum: partial)
             frame.setMAC(6, service.mac)
             metadata.pointee.skipLearning = true
             if Trace.isRecording {
@@ -374,8 +375,9 @@ final class LoadBalancerStage {
             trace.record(
                 TraceEvent(frame: index, .backendChosen, a: Int32(serviceIndex), b: Int32(entry.pointee.backend), c: why))
         }
-        setAddress(frame, parsed, .destination, backend.address)
-        _ = FrameRewriter.setPort(frame, parsed, .destination, backend.port)
+        let partial = metadata.pointee.offload.needsChecksum
+        setAddress(frame, parsed, .destination, backend.address, partialChecksum: partial)
+        _ = FrameRewriter.setPort(frame, parsed, .destination, backend.port, partialChecksum: partial)
         guard backend.mac != .zero else {
             hold(frame, metadata, index: index, batch: batch, ingress: ingress, serviceIndex: serviceIndex,
                  backendIndex: backendIndex, now: now, trace: &trace)
@@ -386,12 +388,13 @@ final class LoadBalancerStage {
 
     @inline(__always)
     private func setAddress(
-        _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, _ which: FrameRewriter.Endpoint, _ address: HostAddress
+        _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, _ which: FrameRewriter.Endpoint, _ address: HostAddress,
+        partialChecksum: Bool
     ) {
         if address.isIPv6 {
-            _ = FrameRewriter.setIPv6Address(frame, parsed, which, address.ipv6)
+            _ = FrameRewriter.setIPv6Address(frame, parsed, which, address.ipv6, partialChecksum: partialChecksum)
         } else {
-            _ = FrameRewriter.setIPv4Address(frame, parsed, which, address.ipv4)
+            _ = FrameRewriter.setIPv4Address(frame, parsed, which, address.ipv4, partialChecksum: partialChecksum)
         }
     }
 
