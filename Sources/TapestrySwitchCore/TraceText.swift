@@ -257,6 +257,7 @@ public enum TraceText {
         case .allBackendsDrained: return "to a VIP service whose backends are all drained or down"
         case .untrackedServiceTraffic: return "to a VIP service, but belongs to no tracked connection"
         case .spoofedVIP: return "its source is a load balancer's VIP, which only the switch sends from"
+        case .claimedVIP: return "it claims a load balancer's VIP (ARP sender or advertised target), which only the switch answers for"
         case .heldFramesFull: return "the backend's MAC is unknown and 16 frames already wait for it (or the frame is larger than a held frame may be)"
         case .none: return "no cause recorded"
         }

@@ -109,6 +109,9 @@ extension TopologyValidator {
                             addressNode,
                             "backend \(backend.address) is \(backend.address.isIPv6 ? "IPv6" : "IPv4") but the vip \(vip) is \(vip.isIPv6 ? "IPv6" : "IPv4"): a balancer's backends are of its VIP's family")
                         valid = false
+                    } else if !backend.address.isUnicastHost {
+                        reader.error(addressNode, "backend \(backend.address) must be a unicast address (not unspecified, multicast, broadcast or loopback)")
+                        valid = false
                     } else if backend.address == vip {
                         reader.error(addressNode, "backend \(backend.address) is the VIP itself")
                         valid = false

@@ -223,6 +223,32 @@ import TapestryWire
 
     /// No answer goes to a group address: a SYN from a broadcast MAC to an all-down service is
     /// dropped, not refused.
+    /// No ICMP error about a datagram sent to a group address (RFC 1122 3.2.2), and ICMP errors
+    /// are rate limited: 50 at once, then 1,000 a second; a refusal past the budget is a plain
+    /// `no-service` drop.
+    @Test func portUnreachablesAreForUnicastFramesAndRateLimited() {
+        let udp = LoadBalancerTests().makeSwitch(LB.topology(proto: "udp", port: 53))
+        udp.datapath.setDrained(balancer: 0, backend: 0, true)
+        udp.datapath.setDrained(balancer: 0, backend: 1, true)
+        let broadcast = FrameBuilder.udp4(dst: .broadcast, src: LB.client, from: LB.ipClient, to: LB.vip, sport: 40001, dport: 53)
+        #expect(udp.send(broadcast, on: "c")["c"] == nil)
+        #expect(udp.counters.refusedConnections == 0)
+        var answered = 0
+        for sport in UInt16(41000)..<41060 {
+            let datagram = FrameBuilder.udp4(dst: LB.lbMAC, src: LB.client, from: LB.ipClient, to: LB.vip, sport: sport, dport: 53)
+            if udp.send(datagram, on: "c")["c"] != nil { answered += 1 }
+        }
+        #expect(answered == 50, "the burst")
+        udp.clock.advance(by: .milliseconds(10))  // 10 ms: 10 more
+        answered = 0
+        for sport in UInt16(42000)..<42020 {
+            let datagram = FrameBuilder.udp4(dst: LB.lbMAC, src: LB.client, from: LB.ipClient, to: LB.vip, sport: sport, dport: 53)
+            if udp.send(datagram, on: "c")["c"] != nil { answered += 1 }
+        }
+        #expect(answered == 10)
+        #expect(udp.drops == ["no-service": 81])
+    }
+
     @Test func refusalsGoOnlyToUnicastSources() {
         let sw = makeSwitch()
         sw.datapath.setBackendUp(balancer: 0, backend: 0, false, now: sw.clock.now)

@@ -243,6 +243,54 @@ import TapestryWire
         #expect(!nd.datapath.backendHealth(balancer: 0, backend: 1).up, "b2's forged answers did not keep it up")
     }
 
+    /// A host advertising the VIP (a backend answering for it, or an unsolicited claim to all
+    /// nodes) is dropped `invalid`: were it flooded, clients would send the service to that host.
+    @Test func anAdvertisementClaimingTheVIPIsDropped() {
+        let sw = makeSwitch()
+        let claim = FrameBuilder.neighborAdvertisement(
+            dst: MACAddress(rawValue: 0x3333_0000_0001), src: LB.b1, from: Self.ipB1, to: IPv6Address("ff02::1")!,
+            target: Self.vip, flags: 0x20)
+        #expect(sw.send(claim, on: "b1").isEmpty)
+        #expect(sw.drops == ["invalid": 1])
+        #expect(sw.trace([claim], on: "b1")[0].contains { $0.contains("it claims a load balancer's VIP") })
+    }
+
+    /// Malformed neighbor discovery sent to the VIP is `no-service`, not forwarded: a bad
+    /// checksum, a hop limit other than 255.
+    @Test func malformedNeighborDiscoveryToTheVIPIsDropped() {
+        let sw = makeSwitch()
+        var corrupt = FrameBuilder.neighborSolicitation(src: LB.client, from: Self.ipClient, target: Self.vip, dst: LB.lbMAC, to: Self.vip)
+        corrupt[57] ^= 0x01  // the ICMPv6 checksum's low byte
+        #expect(sw.send(corrupt, on: "c").isEmpty)
+        let routed = FrameBuilder.neighborSolicitation(
+            src: LB.client, from: Self.ipClient, target: Self.vip, dst: LB.lbMAC, to: Self.vip, hopLimit: 64)
+        #expect(sw.send(routed, on: "c").isEmpty)
+        #expect(sw.drops == ["no-service": 2] && sw.counters.loadBalancerAnswers == 0)
+        // The same solicitation, well formed and unicast to the VIP, is answered.
+        let unicast = FrameBuilder.neighborSolicitation(src: LB.client, from: Self.ipClient, target: Self.vip, dst: LB.lbMAC, to: Self.vip)
+        #expect(sw.send(unicast, on: "c").keys.sorted() == ["c"])
+    }
+
+    /// The target must be inside the IPv6 payload: a solicitation whose payload length covers
+    /// only the ICMPv6 header (its target sits in what would be padding) is not answered.
+    @Test func aTargetOutsideThePayloadIsNotAnswered() {
+        let sw = makeSwitch()
+        var short = FrameBuilder.neighborSolicitation(src: LB.client, from: Self.ipClient, target: Self.vip)
+        short[18] = 0
+        short[19] = 8  // payload length 8
+        // Its checksum, over those 8 bytes, made valid so only the length is wrong.
+        short[56] = 0
+        short[57] = 0
+        var sum = InternetChecksum.ipv6PseudoHeaderSum(
+            source: Self.ipClient, destination: IPv6Address("ff02::1:ff00:100")!, proto: IPProtocol.icmpv6, length: 8)
+        for index in stride(from: 54, to: 62, by: 2) { sum += UInt64(short[index]) << 8 | UInt64(short[index + 1]) }
+        let checksum = InternetChecksum.fold(sum)
+        short[56] = UInt8(checksum >> 8)
+        short[57] = UInt8(checksum & 0xFF)
+        #expect(sw.send(short, on: "c")["c"] == nil)
+        #expect(sw.counters.loadBalancerAnswers == 0)
+    }
+
     /// Only the switch speaks for an IPv6 VIP too: a host's packet from the VIP's address is
     /// dropped `invalid`.
     @Test func packetsFromTheIPv6VIPAreDropped() {

@@ -89,6 +89,17 @@ import TapestryWire
         #expect(sw.datapath.backendMAC(balancer: 0, backend: 0) == forger)
     }
 
+    /// A host answering ARP for the VIP (a backend that has the VIP configured, a gratuitous
+    /// claim) is dropped `invalid`, so clients keep the switch's answer.
+    @Test func anARPClaimingTheVIPIsDropped() {
+        let sw = makeSwitch()
+        let claim = FrameBuilder.arp(dst: Self.client, src: Self.b1, operation: 2, senderIP: Self.vip, targetMAC: Self.client, targetIP: Self.ipClient)
+        #expect(sw.send(claim, on: "b1").isEmpty)
+        let gratuitous = FrameBuilder.arpRequest(src: Self.b2, senderIP: Self.vip, targetIP: Self.vip)
+        #expect(sw.send(gratuitous, on: "b2").isEmpty)
+        #expect(sw.drops == ["invalid": 2])
+    }
+
     @Test func answersPingToTheVIP() throws {
         let sw = makeSwitch()
         let out = sw.send(FrameBuilder.ping4(dst: Self.lbMAC, src: Self.client, from: Self.ipClient, to: Self.vip, identifier: 5), on: "c")

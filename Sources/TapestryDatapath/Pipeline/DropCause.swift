@@ -36,9 +36,12 @@ public enum DropCause: UInt8, Sendable {
     /// `no-service`: the backend's MAC is unknown and its queue of held frames is full (or the
     /// frame is larger than a held frame may be).
     case heldFramesFull
-    /// `invalid`: an IPv4 packet whose source is a load balancer's VIP (only the switch sends
+    /// `invalid`: an IP packet whose source is a load balancer's VIP (only the switch sends
     /// from a VIP), dropped with or without a firewall.
     case spoofedVIP
+    /// `invalid`: an ARP packet whose sender is a VIP, or a neighbor advertisement whose target
+    /// is one: a host speaking for a VIP, which only the switch answers for.
+    case claimedVIP
 }
 
 extension DropCause {
@@ -46,7 +49,7 @@ extension DropCause {
     public var reason: DropReason {
         switch self {
         case .none, .tcpWithoutConnection, .tcpOutOfState, .unsolicitedEchoReply, .unrelatedICMPError, .strayFragment,
-            .untrackedServiceTraffic, .spoofedVIP:
+            .untrackedServiceTraffic, .spoofedVIP, .claimedVIP:
             return .invalid
         case .refusedByRule, .refusedAfterReload, .tooManyTags: return .firewall
         case .tableFull: return .tableFull

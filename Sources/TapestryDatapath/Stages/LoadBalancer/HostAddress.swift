@@ -39,12 +39,15 @@ struct HostAddress: Equatable {
     var ipv4: IPv4Address { IPv4Address(rawValue: UInt32(truncatingIfNeeded: low)) }
     var ipv6: IPv6Address { IPv6Address(high: high, low: low) }
 
-    /// An address an answer may go to: IPv4 not 0.0.0.0, multicast, class E or broadcast; IPv6
-    /// not `::` or multicast.
+    /// An address an answer may go to: IPv4 not 0.0.0.0, loopback, multicast, class E or
+    /// broadcast; IPv6 not `::`, `::1`, IPv4-mapped or multicast.
     var isUnicast: Bool {
-        if isIPv6 { return (high | low) != 0 && high >> 56 != 0xFF }
+        if isIPv6 {
+            let mapped = high == 0 && low >> 32 == 0xFFFF
+            return (high | low) != 0 && !(high == 0 && low == 1) && !mapped && high >> 56 != 0xFF
+        }
         let raw = UInt32(truncatingIfNeeded: low)
-        return raw != 0 && raw >> 28 < 0xE
+        return raw != 0 && raw >> 24 != 127 && raw >> 28 < 0xE
     }
 
     /// Writes the address at `offset` (4 or 16 bytes).

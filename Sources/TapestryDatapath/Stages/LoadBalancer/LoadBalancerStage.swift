@@ -56,6 +56,8 @@ final class LoadBalancerStage {
     private let selectionCounts: UnsafeMutablePointer<UInt64>
     private let counters: UnsafeMutablePointer<(unresolved: UInt64, answered: UInt64, refused: UInt64, refusedInBatch: UInt64)>
     private var schedulers: [WeightedRoundRobin]
+    /// ICMP and ICMPv6 port unreachables the switch may send for refused datagrams.
+    private var errorBudget = TokenBucket(perSecond: 1_000, burst: 50)
     /// Frames waiting for their backend's MAC, by flat backend index.
     let held: HeldFrames
     /// Probe state of backends with `health`; `checking` is false when no balancer has any.
@@ -147,7 +149,7 @@ final class LoadBalancerStage {
                     frame, parsed, network: network, index: index, batch: batch, ingress: ingress, now: now, trace: &trace)
             case .ipv4, .ipv6:
                 if parsed.layer3 == .ipv6, parsed.ipProtocol == IPProtocol.icmpv6, parsed.hasL4,
-                    Int(parsed.l4Offset) + 24 <= frame.count, frame[Int(parsed.l4Offset)] == 135 || frame[Int(parsed.l4Offset)] == 136
+                    Int(parsed.l4Offset) < frame.count, frame[Int(parsed.l4Offset)] == 135 || frame[Int(parsed.l4Offset)] == 136
                 {
                     handleNeighborDiscovery(
                         frame, parsed, network: network, index: index, batch: batch, ingress: ingress, now: now, trace: &trace)
@@ -170,7 +172,14 @@ final class LoadBalancerStage {
         guard let arp = ARPView(validating: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(frame)[l3...])),
             arp.isEthernetIPv4
         else { return }
-        learn(network: network, ip: HostAddress(ipv4: arp.senderIP.rawValue), mac: arp.senderMAC, now: now)
+        let sender = HostAddress(ipv4: arp.senderIP.rawValue)
+        if isVIP(sender, network: network) {
+            // A host speaking for a VIP (a backend answering for it, a gratuitous claim): only
+            // the switch does, or clients would send the service's traffic to that host.
+            drop(.invalid, .claimedVIP, frameIndex, batch, &trace)
+            return
+        }
+        learn(network: network, ip: sender, mac: arp.senderMAC, now: now)
         let target = HostAddress(ipv4: arp.targetIP.rawValue)
         for index in 0..<serviceCount where services[index].network == network && services[index].vip == target {
             let balancer = services[index]
@@ -206,9 +215,11 @@ final class LoadBalancerStage {
     // MARK: IPv6 neighbor discovery
 
     /// A neighbor solicitation for a VIP is answered in place with the VIP's advertisement; an
-    /// advertisement to a VIP (a backend answering the switch's solicitation) is consumed. Only
-    /// well-formed messages count (RFC 4861 7.1.1: hop limit 255, code 0, a unicast target).
-    /// Others, and those about other addresses, go on as any frame.
+    /// advertisement to a VIP (a backend answering the switch's solicitation) is consumed; one
+    /// whose target is a VIP (a host claiming it) is dropped `invalid`. Only well-formed messages
+    /// count (RFC 4861 7.1.1: hop limit 255, code 0, a valid checksum, 24 bytes or more within
+    /// the IPv6 payload, a unicast target): others to a VIP are `no-service`, the rest, and
+    /// those about other addresses, go on as any frame.
     private func handleNeighborDiscovery<Trace: TraceSink>(
         _ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, network: NetworkID, index frameIndex: Int,
         batch: FrameBatch, ingress: PortID, now: Int64, trace: inout Trace
@@ -217,13 +228,25 @@ final class LoadBalancerStage {
         let l4 = Int(parsed.l4Offset)
         let bytes = UnsafeRawBufferPointer(frame)
         let source = HostAddress(bytes, l3: l3, isIPv6: true, source: true)
+        let destination = HostAddress(bytes, l3: l3, isIPv6: true, source: false)
         let arrivingSource = bytes.mac(6)
         learn(network: network, ip: source, mac: arrivingSource, now: now)
+        let messageEnd = min(frame.count, l3 + SwitchAnswers.ipv6HeaderLength + Int(frame.u16(l3 + 4)))
+        guard l4 + 24 <= messageEnd, frame[l3 + 7] == 255, frame[l4 + 1] == 0, parsed.fragment == .none,
+            HostAddress(ipv6High: frame.u64(l4 + 8), low: frame.u64(l4 + 16)).isUnicast,
+            ChecksumVerifier.l4IsValid(bytes, parsed) == true
+        else {
+            if isVIP(destination, network: network) { drop(.noService, .notServed, frameIndex, batch, &trace) }
+            return
+        }
         let target = HostAddress(ipv6High: frame.u64(l4 + 8), low: frame.u64(l4 + 16))
-        guard frame[l3 + 7] == 255, frame[l4 + 1] == 0, target.isUnicast, parsed.fragment == .none else { return }
         let type = frame[l4]
         if type == 136 {
-            let destination = HostAddress(bytes, l3: l3, isIPv6: true, source: false)
+            if isVIP(target, network: network) {
+                // A host advertising a VIP: only the switch does (see handleARP).
+                drop(.invalid, .claimedVIP, frameIndex, batch, &trace)
+                return
+            }
             for index in 0..<serviceCount where services[index].network == network && services[index].vip == destination {
                 if checking {
                     takeNeighborProbeAnswer(
@@ -250,6 +273,13 @@ final class LoadBalancerStage {
             if Trace.isRecording { trace.record(TraceEvent(frame: frameIndex, .vipAnswered, a: Int32(index))) }
             return
         }
+    }
+
+    /// Whether `address` is a VIP of `network`.
+    @inline(__always)
+    private func isVIP(_ address: HostAddress, network: NetworkID) -> Bool {
+        for index in 0..<serviceCount where services[index].network == network && services[index].vip == address { return true }
+        return false
     }
 
     // MARK: IPv4 and IPv6
@@ -346,7 +376,7 @@ final class LoadBalancerStage {
                 sticky = previous
             }
             guard let chosen = sticky ?? schedulers[serviceIndex].next() else {
-                if !refuse(batch, index, service: service, ingress: ingress) {
+                if !refuse(batch, index, service: service, ingress: ingress, now: now) {
                     drop(.noService, .allBackendsDrained, index, batch, &trace)
                 } else if Trace.isRecording {
                     trace.record(TraceEvent(frame: index, .refused, a: Int32(serviceIndex), b: proto == IPProtocol.tcp ? 0 : 1))
@@ -450,7 +480,7 @@ final class LoadBalancerStage {
         while index < backendCount {
             let backend = backends[index]
             if backend.mac == .zero {
-                guard let area = batch.nextFreeFrameArea() else { return index }
+                guard let area = batch.nextFreeFrameArea(), area.count >= SwitchAnswers.longestOwnFrame else { return index }
                 let owner = ownerService(of: index)
                 let length = writeSolicitation(into: area, header: 12, padded: 60, service: services[owner], backend: backend.address)
                 batch.commit(length: length)
@@ -492,6 +522,10 @@ final class LoadBalancerStage {
         let header = metadata.consumedTag ? 16 : 12
         let minimum = 60 + (metadata.consumedTag ? 4 : 0)  // 60 bytes once the tag is gone
         let room = UnsafeMutableRawBufferPointer(rebasing: region[start..<min(region.count, start + 128)])
+        guard room.count >= SwitchAnswers.longestOwnFrame else {
+            batch.verdicts[index] = .consume  // held; with slots this small nothing can ask
+            return
+        }
         let length = writeSolicitation(into: room, header: header, padded: minimum, service: service, backend: backend)
         batch.setBounds(index, start: start, length: length)
         batch.metadata[index].offload = VirtioNetHeader()
@@ -552,7 +586,9 @@ final class LoadBalancerStage {
     ) -> Int? {
         if cursor == 0 { health.expire(now: now) { setDown($0, $1) } }
         return health.due(now: now, from: cursor) { index, nonce in
-            guard let area = batch.nextFreeFrameArea(), let check = health.health[index] else { return false }
+            guard let area = batch.nextFreeFrameArea(), area.count >= SwitchAnswers.longestOwnFrame,
+                let check = health.health[index]
+            else { return false }
             let backend = backends[index]
             let service = services[ownerService(of: index)]
             let verdict: Verdict
@@ -727,7 +763,7 @@ final class LoadBalancerStage {
     /// ICMP (or ICMPv6) port unreachable from the VIP quoting it; in the frame's place, back out
     /// of its port. False (the caller drops it) when the frame cannot be answered so (no room,
     /// not TCP or UDP, a header that does not fit).
-    private func refuse(_ batch: FrameBatch, _ index: Int, service: Service, ingress: PortID) -> Bool {
+    private func refuse(_ batch: FrameBatch, _ index: Int, service: Service, ingress: PortID, now: Int64) -> Bool {
         let metadata = batch.metadata + index
         let parsed = metadata.pointee.parsed
         guard parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6, parsed.hasL4, parsed.fragment == .none else { return false }
@@ -737,8 +773,10 @@ final class LoadBalancerStage {
         let l4 = Int(parsed.l4Offset)
         let client = UnsafeRawBufferPointer(frame).mac(6)
         let clientIP = HostAddress(UnsafeRawBufferPointer(frame), l3: l3, isIPv6: isIPv6, source: true)
-        // Never to a group address (RFC 1122 3.2.2, RFC 4443 2.4 (e): no error to a non-unicast source).
-        guard !client.isMulticast, clientIP.isUnicast else { return false }
+        // Never to a group address, nor for a frame sent to one (RFC 1122 3.2.2, RFC 4443 2.4 (e):
+        // no error about a packet to a multicast or broadcast link-layer address, none to a
+        // non-unicast source).
+        guard !client.isMulticast, !UnsafeRawBufferPointer(frame).mac(0).isMulticast, clientIP.isUnicast else { return false }
         let (region, start) = batch.slot(index)
         let minimum = 60 + (metadata.pointee.consumedTag ? 4 : 0)
         let ipHeader = isIPv6 ? SwitchAnswers.ipv6HeaderLength : SwitchAnswers.ipv4HeaderLength
@@ -762,6 +800,9 @@ final class LoadBalancerStage {
                 acknowledgment: sequence &+ UInt32(truncatingIfNeeded: payload) &+ (flags & 0x02 != 0 ? 1 : 0), flags: 0x14)
             length = padded
         } else if parsed.ipProtocol == IPProtocol.udp {
+            // Errors are rate limited (RFC 4443 2.4 (f); Linux's icmp_msgs_per_sec and
+            // icmp_msgs_burst): past the budget the datagram is dropped without an answer.
+            guard errorBudget.take(now: now) else { return false }
             // ICMP header, then the datagram: its IP header and first 8 bytes (RFC 792), or for
             // ICMPv6 as much as fits the minimum MTU.
             let quoted = isIPv6 ? min(ipEnd - l3, Self.maxQuotedIPv6) : min(frame.count, l4 + 8) - l3

@@ -99,6 +99,9 @@ enum SwitchAnswers {
     /// Bytes of a neighbor solicitation or advertisement after the EtherType: IPv6 header,
     /// 24 bytes of message and an 8-byte link-layer address option.
     static let neighborMessageLength = ipv6HeaderLength + 32
+    /// The longest frame the switch writes on its own (a solicitation after a kept tag: 16 + 2 +
+    /// 72 bytes); an area shorter than this gets none.
+    static let longestOwnFrame = 90
 
     /// A neighbor solicitation from `vip` for `target` (RFC 4861 4.3), with the balancer's MAC as
     /// its source link-layer address: to the target's solicited-node group, or to `unicast`
