@@ -50,6 +50,13 @@ struct HostAddress: Equatable {
         return raw != 0 && raw >> 24 != 127 && raw >> 28 < 0xE
     }
 
+    /// Branch-free: the per-frame scans (backends, VIPs) compare many addresses that differ in
+    /// their low word, and IPv4 ones all share a high word of 0.
+    @inline(__always)
+    static func == (a: HostAddress, b: HostAddress) -> Bool {
+        ((a.low ^ b.low) | (a.high ^ b.high)) == 0 && a.isIPv6 == b.isIPv6
+    }
+
     /// Writes the address at `offset` (4 or 16 bytes).
     @inline(__always)
     func store(_ out: UnsafeMutableRawBufferPointer, at offset: Int) {
