@@ -71,7 +71,8 @@ let package = Package(
         .executableTarget(
             name: "tapestry",
             dependencies: [
-                "TapestryControl", "TapestryFrameSyntax", "TapestryLab", "TapestryPacketTest", "TapestryReplay", "TapestryTopology", "TapestryPorts",
+                "TapestryControl", "TapestryFrameSyntax", "TapestryLab", "TapestryPacketTest", "TapestryProcess", "TapestryReplay", "TapestryTopology",
+                "TapestryPorts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -10,6 +10,6 @@ struct Tapestry: ParsableCommand {
             against pcap captures, deterministically, and writes what leaves every port.
             """,
         version: "0.1.0",
-        subcommands: [Check.self, Replay.self, Run.self, Trace.self, Test.self, Decode.self, Ctl.self, Demo.self]
+        subcommands: [Check.self, Replay.self, Run.self, Trace.self, Test.self, Decode.self, Ctl.self, Demo.self, Graph.self]
     )
 }

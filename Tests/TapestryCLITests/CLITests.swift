@@ -22,10 +22,11 @@ import Testing
         var stderr: String
     }
 
-    static func run(_ executable: URL, _ arguments: [String]) throws -> Outcome {
+    static func run(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) throws -> Outcome {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        if let environment { process.environment = environment }
         process.currentDirectoryURL = root
         let out = Pipe()
         let err = Pipe()
@@ -45,6 +46,40 @@ import Testing
     func tapestry(_ arguments: [String]) throws -> Outcome {
         let binary = try #require(Self.binary, "the tapestry binary was not found next to the tests")
         return try Self.run(binary, arguments)
+    }
+
+    /// `graph`: DOT and Mermaid on standard output, SVG through Graphviz into a file (written
+    /// whole or not at all), a clear error without `dot`, and nothing written for an invalid file.
+    @Test func graphDrawsATopology() throws {
+        let dot = try tapestry("graph", "topologies/office.yaml")
+        #expect(dot.status == 0 && dot.stdout.hasPrefix("graph \"office\" {") && dot.stdout.contains("p3 -- n1 [label=\"tagged\"];"), "\(dot.stdout)")
+        let mermaid = try tapestry("graph", "topologies/office.yaml", "--format", "mermaid")
+        #expect(mermaid.status == 0 && mermaid.stdout.hasPrefix("flowchart LR\n") && mermaid.stdout.contains("p3 ---|\"native\"| n0"))
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-graph-\(getpid()).svg")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let hasDot = ["/usr/bin/dot", "/usr/local/bin/dot"].contains { FileManager.default.isExecutableFile(atPath: $0) }
+        if hasDot {
+            let svg = try tapestry("graph", "topologies/load-balancer.yaml", "--format", "svg", "--output", file.path)
+            #expect(svg.status == 0, "\(svg.stderr)")
+            let text = try String(contentsOf: file, encoding: .utf8)
+            #expect(text.hasPrefix("<?xml") && text.contains("<svg") && text.contains("load balancer site6"), "\(text.prefix(200))")
+        } else {
+            print("graphDrawsATopology: SVG part skipped: Graphviz's dot is not installed (scripts/setup-debian.sh installs it)")
+        }
+        // The README's picture is this command's output, so it cannot go stale.
+        let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
+        let drawn = try tapestry("graph", "topologies/load-balancer.yaml", "--format", "mermaid")
+        #expect(readme.contains("```mermaid\n" + drawn.stdout + "```"), "README.md's picture differs from `tapestry graph topologies/load-balancer.yaml --format mermaid`")
+        let binary = try #require(Self.binary)
+        let noDot = try Self.run(binary, ["graph", "topologies/office.yaml", "--format", "svg"], environment: ["PATH": "/nonexistent"])
+        #expect(noDot.status == 1 && noDot.stderr.contains("--format svg needs Graphviz's dot"), "\(noDot.stderr)")
+        let invalid = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-graph-bad-\(getpid()).yaml")
+        try "name: Bad\nnetworks:\n  web: { vlan: 5000 }\nports: {}\n".write(to: invalid, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: invalid) }
+        let unwritten = file.appendingPathExtension("never")
+        let refused = try tapestry("graph", invalid.path, "--output", unwritten.path)
+        #expect(refused.status == 1 && refused.stderr.contains("3:16: error:"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: unwritten.path))
     }
 
     @Test func checkValidPrintsASummary() throws {
