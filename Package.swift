@@ -75,8 +75,10 @@ let package = Package(
                 "TapestryPorts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            plugins: ["BuildInfo"]
         ),
+        .plugin(name: "BuildInfo", capability: .buildTool()),
         .testTarget(name: "TapestryWireTests", dependencies: ["TapestryWire", "TapestryTestSupport"]),
         .testTarget(
             name: "TapestryTopologyTests",

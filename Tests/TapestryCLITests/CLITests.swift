@@ -82,6 +82,24 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: unwritten.path))
     }
 
+    /// `--version` and `version` say the release and the commit the binary was built from (in a
+    /// git checkout; "unknown" outside one).
+    @Test func versionNamesTheCommit() throws {
+        let flag = try tapestry("--version")
+        let command = try tapestry("version")
+        #expect(flag.status == 0 && command.status == 0 && flag.stdout == command.stdout)
+        let inCheckout = FileManager.default.fileExists(atPath: Self.root.appendingPathComponent(".git").path)
+        let text = flag.stdout
+        #expect(text.hasPrefix("0.1.0 (commit ") && text.hasSuffix(")\n"), "\(text)")
+        var commit = text.dropFirst("0.1.0 (commit ".count).dropLast(2)
+        if commit.hasSuffix("-dirty") { commit = commit.dropLast("-dirty".count) }
+        if inCheckout {
+            #expect(commit.count == 12 && commit.allSatisfy(\.isHexDigit), "\(text)")
+        } else {
+            #expect(commit == "unknown", "\(text)")
+        }
+    }
+
     @Test func checkValidPrintsASummary() throws {
         let result = try tapestry("check", "topologies/office.yaml")
         #expect(result.status == 0)
