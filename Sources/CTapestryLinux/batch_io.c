@@ -17,6 +17,8 @@
 #include <sys/un.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
 
 #ifndef PACKET_IGNORE_OUTGOING
 #define PACKET_IGNORE_OUTGOING 23
@@ -248,6 +250,47 @@ int tapestry_udp_open(const char *netns, uint32_t local, uint16_t port, const ch
         if (setns(original, CLONE_NEWNET) != 0) abort();
         close(original);
     }
+    return fd >= 0 ? fd : -code;
+}
+
+int tapestry_tap_open_in(const char *netns, const char *name, short flags, const char **step) {
+    *step = "open the current network namespace";
+    int original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (original < 0) return -errno;
+    *step = "open the network namespace";
+    int target = open(netns, O_RDONLY | O_CLOEXEC);
+    if (target < 0) {
+        int code = errno;
+        close(original);
+        return -code;
+    }
+    *step = "enter the network namespace";
+    int entered = setns(target, CLONE_NEWNET);
+    int code = errno;
+    close(target);
+    if (entered != 0) {
+        close(original);
+        return -code;
+    }
+    *step = "open /dev/net/tun";
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    code = errno;
+    if (fd >= 0) {
+        struct ifreq request;
+        memset(&request, 0, sizeof request);
+        strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+        request.ifr_flags = flags;
+        *step = "attach the tap device (TUNSETIFF)";
+        if (ioctl(fd, TUNSETIFF, &request) != 0) {
+            code = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    // Back to the switch's own namespace; failing that, this thread would open later devices
+    // and sockets in the wrong one.
+    if (setns(original, CLONE_NEWNET) != 0) abort();
+    close(original);
     return fd >= 0 ? fd : -code;
 }
 

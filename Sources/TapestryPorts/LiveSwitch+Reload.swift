@@ -38,6 +38,7 @@ extension LiveSwitch {
         var kept = Set<Int>()
         var reopenedPorts: [(old: Int, port: LivePort)] = []
         let configuration = DatapathConfiguration(topology: new)
+        let namespacesBefore = createdNamespaces.count
         for (newIndex, port) in new.ports.enumerated() {
             if let index = topology.ports.indices.first(where: {
                 !kept.contains($0) && Self.sameAttachment(topology.ports[$0], port)
@@ -56,6 +57,7 @@ extension LiveSwitch {
                 continue
             }
             do {
+                try createMissingNamespaces(for: [port])
                 let live = try LivePort.open(
                     port, index: newIndex, configuration: configuration, offloads: offloads,
                     maxFrameLength: Self.maxFrameLength)
@@ -64,6 +66,7 @@ extension LiveSwitch {
             } catch {
                 opened.forEach { $0.port.close() }
                 reopenedPorts.forEach { $0.port.close() }
+                removeCreatedNamespaces(since: namespacesBefore)
                 return ReloadResult(ok: false, message: "reload refused, nothing changed: \(error)")
             }
         }

@@ -30,6 +30,8 @@ public final class LiveSwitch {
     /// The ports in topology order, each with what the loop knows about it (one array of
     /// values, rebuilt as one by a reload).
     var slots: [PortSlot] = []
+    /// Namespaces `run` created for TAP ports (`createMissingNamespaces`), removed at stop.
+    var createdNamespaces: [String] = []
     let epoll: Int32
     private let stopSignals: Int32
     private let reloadSignals: Int32
@@ -95,6 +97,7 @@ public final class LiveSwitch {
             throw PortError(port: "", operation: "epoll_create1", errno: errno)
         }
         do throws(PortError) {
+            try createMissingNamespaces(for: topology.ports)
             for (index, port) in topology.ports.enumerated() {
                 let live = try LivePort.open(
                     port, index: index, configuration: core.configuration, offloads: offloads,
@@ -107,6 +110,7 @@ public final class LiveSwitch {
             try watch(channel.datapathWake, tag: .control, port: "")
         } catch {
             for slot in slots { slot.port.close() }
+            removeCreatedNamespaces()
             Glibc.close(epoll)
             Glibc.close(stopSignals)
             throw error
@@ -115,6 +119,7 @@ public final class LiveSwitch {
 
     deinit {
         for slot in slots { slot.port.close() }
+        removeCreatedNamespaces()
         Glibc.close(epoll)
         Glibc.close(stopSignals)
         Glibc.close(reloadSignals)
@@ -230,6 +235,7 @@ public final class LiveSwitch {
     /// the control socket.
     public func detach() {
         for slot in slots { slot.port.close() }
+        removeCreatedNamespaces()
         control = nil
         metrics = nil
     }

@@ -9,7 +9,8 @@ import Glibc
 
 /// A TAP device opened through /dev/net/tun: created if missing, attached if it already exists
 /// as a persistent device; non-blocking; brought up; optionally moved into a named network
-/// namespace (the descriptor keeps working there).
+/// namespace (the descriptor keeps working there). A persistent device already in that namespace
+/// (a restart after it was moved there) is attached where it is.
 ///
 /// Closing the descriptor destroys a device this process created (non-persistent), so a failed
 /// attach leaves nothing behind.
@@ -31,18 +32,36 @@ public final class TAPDevice {
             throw PortError(
                 port: port, operation: "open tap '\(name)'", detail: "device names are 1 to 15 bytes")
         }
-        let fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw PortError(port: port, operation: "open /dev/net/tun", errno: errno)
-        }
-        var request = ifreq()
-        InterfaceFlags.setName(&request, name)
-        request.ifr_ifru.ifru_flags = TAPESTRY_IFF_TAP | TAPESTRY_IFF_NO_PI | (offloads ? TAPESTRY_IFF_VNET_HDR : 0)
-        guard ioctl(fd, TAPESTRY_TUNSETIFF, &request) == 0 else {
-            let code = errno
-            close(fd)
-            let hint = code == EBUSY ? "the device is in use by another process" : nil
-            throw PortError(port: port, operation: "attach tap '\(name)' (TUNSETIFF)", errno: code, detail: hint)
+        let flags = TAPESTRY_IFF_TAP | TAPESTRY_IFF_NO_PI | (offloads ? TAPESTRY_IFF_VNET_HDR : 0)
+        let inNamespace = netns.map { Self.exists(name, in: $0) } ?? false
+        let fd: Int32
+        if inNamespace, let netns {
+            var step: UnsafePointer<CChar>? = nil
+            let opened = tapestry_tap_open_in("/run/netns/\(netns)", name, flags, &step)
+            guard opened >= 0 else {
+                let what = step.map { String(cString: $0) } ?? "attach"
+                throw PortError(port: port, operation: "attach tap '\(name)' in netns '\(netns)' (\(what))", errno: -opened)
+            }
+            fd = opened
+        } else {
+            fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC)
+            guard fd >= 0 else {
+                throw PortError(port: port, operation: "open /dev/net/tun", errno: errno)
+            }
+            var request = ifreq()
+            InterfaceFlags.setName(&request, name)
+            request.ifr_ifru.ifru_flags = flags
+            guard ioctl(fd, TAPESTRY_TUNSETIFF, &request) == 0 else {
+                let code = errno
+                close(fd)
+                var hint = code == EBUSY ? "the device is in use by another process" : nil
+                if code == EINVAL, FileManager.default.fileExists(atPath: "/sys/class/net/\(name)"),
+                    !FileManager.default.fileExists(atPath: "/sys/class/net/\(name)/tun_flags")
+                {
+                    hint = "a device named '\(name)' exists and is not a TAP device; name another, or attach it with an `interface:` port"
+                }
+                throw PortError(port: port, operation: "attach tap '\(name)' (TUNSETIFF)", errno: code, detail: hint)
+            }
         }
         if offloads {
             var headerSize: Int32 = Int32(VirtioNetHeader.length)
@@ -59,8 +78,12 @@ public final class TAPDevice {
         self.fileDescriptor = fd
         self.offloads = offloads
         do {
-            try InterfaceFlags.setUp(name: name, port: port)
-            if let netns { try Self.move(name: name, into: netns, port: port) }
+            if inNamespace, let netns {
+                try Self.ip(["-n", netns, "link", "set", name, "up"], port: port)
+            } else {
+                try InterfaceFlags.setUp(name: name, port: port)
+                if let netns { try Self.move(name: name, into: netns, port: port) }
+            }
         } catch {
             close(fd)
             closed = true
@@ -110,13 +133,26 @@ public final class TAPDevice {
             throw PortError(port: port, operation: "move '\(name)' into netns '\(netns)'", detail: "no such namespace")
         }
         for arguments in [["link", "set", name, "netns", netns], ["-n", netns, "link", "set", name, "up"]] {
-            let (status, output) = runIP(arguments)
-            guard status == 0 else {
-                throw PortError(
-                    port: port, operation: "ip \(arguments.joined(separator: " "))",
-                    detail: output.trimmingCharacters(in: .whitespacesAndNewlines))
-            }
+            try ip(arguments, port: port)
         }
+    }
+
+    private static func ip(_ arguments: [String], port: String) throws(PortError) {
+        let (status, output) = runIP(arguments)
+        guard status == 0 else {
+            throw PortError(
+                port: port, operation: "ip \(arguments.joined(separator: " "))",
+                detail: output.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+    }
+
+    /// Whether device `name` exists in namespace `netns` (and not, by that name, here: a device
+    /// here is the one to attach and move).
+    private static func exists(_ name: String, in netns: String) -> Bool {
+        guard FileManager.default.fileExists(atPath: "/run/netns/\(netns)"),
+            !FileManager.default.fileExists(atPath: "/sys/class/net/\(name)")
+        else { return false }
+        return runIP(["-n", netns, "link", "show", "dev", name]).0 == 0
     }
 
     /// `ip` with a clean signal mask: this thread blocks SIGTERM, SIGINT and SIGHUP for the

@@ -638,24 +638,69 @@ import Testing
     @Test func attachErrorsNameThePortAndLeaveNothing() throws {
         if LiveLab.skip("attachErrorsNameThePortAndLeaveNothing") { return }
         let lab = LiveLab()
-        defer { lab.tearDown() }
+        let fresh = "\(lab.prefix)-fresh"
+        defer {
+            lab.sh("ip netns del \(fresh) 2>/dev/null")  // only if the switch failed to remove it
+            lab.tearDown()
+        }
         try lab.addHosts(["a1"])
         do {
+            // `bad` names the loopback device, which is no TAP device: TUNSETIFF refuses it.
             try lab.start(
                 topology: """
                     name: broken
                     networks: { web: { vlan: 10 } }
                     ports:
                       good: { tap: \(lab.name("a1")), network: web, netns: \(lab.name("a1")) }
-                      bad: { tap: \(lab.name("zz")), network: web, netns: \(lab.prefix)-missing }
+                      made: { tap: \(lab.name("zz")), network: web, netns: \(fresh) }
+                      bad: { tap: lo, network: web }
                     """)
             Issue.record("run should fail")
         } catch {
             #expect("\(error)".contains("exited 1"), "\(error)")
-            #expect(lab.log.contains("port 'bad'") && lab.log.contains("no such namespace"), "\(lab.log)")
+            #expect(lab.log.contains("port 'bad'") && lab.log.contains("a device named 'lo' exists and is not a TAP device"), "\(lab.log)")
         }
         #expect(lab.sh("ip link show \(lab.name("a1"))", in: "a1").status != 0, "the good port's device was removed too")
         #expect(lab.sh("ip link show \(lab.name("zz"))").status != 0)
+        #expect(!FileManager.default.fileExists(atPath: "/run/netns/\(fresh)"), "the namespace the switch created for 'made' was removed")
+    }
+
+    /// Restarts keep hosts working: a missing `netns:` namespace is created by `run` (and removed
+    /// at stop, being the switch's), and a persistent TAP device already moved into its namespace
+    /// by an earlier run is attached there again; frames flow after the restart.
+    @Test func restartsReattachPersistentDevicesAndMakeMissingNamespaces() throws {
+        if LiveLab.skip("restartsReattachPersistentDevicesAndMakeMissingNamespaces") { return }
+        let lab = LiveLab()
+        let made = "\(lab.prefix)-made"
+        let persistent = lab.name("pt")
+        defer {
+            lab.sh("ip -n \(lab.name("a1")) link del \(persistent) 2>/dev/null; ip link del \(persistent) 2>/dev/null")
+            lab.sh("ip netns del \(made) 2>/dev/null")
+            lab.tearDown()
+        }
+        try lab.addHosts(["a1", "a2"])
+        #expect(lab.sh("ip tuntap add dev \(persistent) mode tap").status == 0)
+        let topology = """
+            name: restart
+            networks: { web: { vlan: 10 } }
+            ports:
+              p1: { tap: \(persistent), network: web, netns: \(lab.name("a1")) }
+              p2: { tap: \(lab.name("a2")), network: web, netns: \(lab.name("a2")) }
+              p3: { tap: \(lab.name("m3")), network: web, netns: \(made) }
+            """
+        try lab.start(topology: topology)
+        #expect(lab.log.contains("created namespace '\(made)' for port 'p3'"), "\(lab.log)")
+        #expect(lab.sh("ip -n \(made) link show \(lab.name("m3"))").status == 0)
+        #expect(lab.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: "/run/netns/\(made)"), "removed at stop")
+        #expect(lab.sh("ip -n \(lab.name("a1")) link show \(persistent)").status == 0, "the persistent device stays in its namespace")
+        // The second run finds it there (it used to fail: "An interface with the same name exists").
+        try lab.start(topology: topology)
+        lab.sh("ip -n \(lab.name("a1")) addr add 10.0.10.1/24 dev \(persistent)")
+        lab.address("a2", "10.0.10.2/24")
+        let ping = lab.sh("ping -c 2 -W 2 10.0.10.2", in: "a1")
+        #expect(ping.status == 0, "ping through the reattached device: \(ping.output) \(lab.log)")
+        #expect(lab.stop() == 0)
     }
 }
 

@@ -68,6 +68,12 @@ int tapestry_accept(int fd, void *address, unsigned int *length);
 // names what failed.
 int tapestry_udp_open(const char *netns, uint32_t local, uint16_t port, const char **step);
 
+// Opens /dev/net/tun inside the named network namespace at path `netns` and attaches TAP device
+// `name` there (TUNSETIFF with `flags`): how a persistent device already moved into a namespace
+// is attached again after a restart. Returns the descriptor, or -errno with `step` naming what
+// failed. The calling thread is back in its own namespace either way.
+int tapestry_tap_open_in(const char *netns, const char *name, short flags, const char **step);
+
 // Receives up to `count` datagrams; `sources[i]` is the IPv4 sender of message i (host order,
 // 0 when not IPv4). Returns how many, 0 when none is waiting, or -errno.
 int tapestry_udp_recv(int fd, struct tapestry_message *messages, int count, uint32_t *sources);
