@@ -82,6 +82,27 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: unwritten.path))
     }
 
+    /// The systemd unit passes `systemd-analyze verify` without a word (warnings about a bad
+    /// value do not change its exit status, so any output fails), with its binary path pointed
+    /// at this build.
+    @Test func systemdUnitVerifies() throws {
+        let analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let analyze else {
+            print("systemdUnitVerifies: skipped: systemd-analyze is not installed")
+            return
+        }
+        let binary = try #require(Self.binary)
+        let unit = try String(contentsOf: Self.root.appendingPathComponent("deploy/tapestry@.service"), encoding: .utf8)
+        #expect(unit.contains("ExecStart=/usr/local/bin/tapestry run /etc/tapestry/%i.yaml"))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-unit-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("tapestry@lab.service")
+        try unit.replacingOccurrences(of: "/usr/local/bin/tapestry", with: binary.path).write(to: file, atomically: true, encoding: .utf8)
+        let result = try Self.run(URL(fileURLWithPath: analyze), ["verify", file.path])
+        #expect(result.status == 0 && result.stdout.isEmpty && result.stderr.isEmpty, "\(result.stdout)\(result.stderr)")
+    }
+
     /// `--version` and `version` say the release and the commit the binary was built from (in a
     /// git checkout; "unknown" outside one).
     @Test func versionNamesTheCommit() throws {
