@@ -197,29 +197,43 @@ int tapestry_dgram_connect(int fd, const char *peer) {
     return connect(fd, (struct sockaddr *)&to, sizeof to) == 0 ? 0 : -errno;
 }
 
+// setns changes the calling thread's namespace only: step in, make the descriptor (it stays in
+// the namespace it was made in), step back. Returns a descriptor of the thread's own namespace
+// to give to leave_netns, or -errno with `step` naming what failed (the thread did not move).
+static int enter_netns(const char *netns, const char **step) {
+    *step = "open the current network namespace";
+    int original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (original < 0) return -errno;
+    *step = "open the network namespace";
+    int target = open(netns, O_RDONLY | O_CLOEXEC);
+    if (target < 0) {
+        int code = errno;
+        close(original);
+        return -code;
+    }
+    *step = "enter the network namespace";
+    int entered = setns(target, CLONE_NEWNET);
+    int code = errno;
+    close(target);
+    if (entered != 0) {
+        close(original);
+        return -code;
+    }
+    return original;
+}
+
+// Back to the switch's own namespace; failing that, this thread would open later devices and
+// sockets in the wrong one.
+static void leave_netns(int original) {
+    if (setns(original, CLONE_NEWNET) != 0) abort();
+    close(original);
+}
+
 int tapestry_udp_open(const char *netns, uint32_t local, uint16_t port, const char **step) {
     int original = -1;
     if (netns != NULL) {
-        // setns changes the calling thread's namespace only: step in, make the socket (it stays
-        // in the namespace it was made in), step back.
-        *step = "open the current network namespace";
-        original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-        if (original < 0) return -errno;
-        *step = "open the network namespace";
-        int target = open(netns, O_RDONLY | O_CLOEXEC);
-        if (target < 0) {
-            int code = errno;
-            close(original);
-            return -code;
-        }
-        *step = "enter the network namespace";
-        int entered = setns(target, CLONE_NEWNET);
-        int code = errno;
-        close(target);
-        if (entered != 0) {
-            close(original);
-            return -code;
-        }
+        original = enter_netns(netns, step);
+        if (original < 0) return original;
     }
     *step = "open a UDP socket";
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -244,37 +258,16 @@ int tapestry_udp_open(const char *netns, uint32_t local, uint16_t port, const ch
             fd = -1;
         }
     }
-    if (original >= 0) {
-        // Back to the switch's own namespace; failing that, this thread would open later
-        // sockets in the wrong one.
-        if (setns(original, CLONE_NEWNET) != 0) abort();
-        close(original);
-    }
+    if (original >= 0) leave_netns(original);
     return fd >= 0 ? fd : -code;
 }
 
 int tapestry_tap_open_in(const char *netns, const char *name, short flags, const char **step) {
-    *step = "open the current network namespace";
-    int original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (original < 0) return -errno;
-    *step = "open the network namespace";
-    int target = open(netns, O_RDONLY | O_CLOEXEC);
-    if (target < 0) {
-        int code = errno;
-        close(original);
-        return -code;
-    }
-    *step = "enter the network namespace";
-    int entered = setns(target, CLONE_NEWNET);
-    int code = errno;
-    close(target);
-    if (entered != 0) {
-        close(original);
-        return -code;
-    }
+    int original = enter_netns(netns, step);
+    if (original < 0) return original;
     *step = "open /dev/net/tun";
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    code = errno;
+    int code = errno;
     if (fd >= 0) {
         struct ifreq request;
         memset(&request, 0, sizeof request);
@@ -287,10 +280,7 @@ int tapestry_tap_open_in(const char *netns, const char *name, short flags, const
             fd = -1;
         }
     }
-    // Back to the switch's own namespace; failing that, this thread would open later devices
-    // and sockets in the wrong one.
-    if (setns(original, CLONE_NEWNET) != 0) abort();
-    close(original);
+    leave_netns(original);
     return fd >= 0 ? fd : -code;
 }
 

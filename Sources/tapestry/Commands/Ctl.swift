@@ -57,13 +57,7 @@ extension Tapestry {
             if let control {
                 path = control
             } else if let topology {
-                switch TopologyLoader.load(path: topology) {
-                case .success(let loaded):
-                    path = loaded.controlPath
-                case .failure(let errors):
-                    printError(errors.description)
-                    throw ExitCode(1)
-                }
+                path = try loadTopologyOrExit(topology).controlPath
             } else {
                 let directory = Topology.defaultControlDirectory
                 let sockets = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])

@@ -28,13 +28,7 @@ extension Tapestry {
                 printError("tapestry demo: needs root (network namespaces and TAP devices); try: sudo \(CommandLine.arguments[0]) demo")
                 throw ExitCode(1)
             }
-            let loaded: Topology
-            switch TopologyLoader.load(path: topology) {
-            case .success(let topology): loaded = topology
-            case .failure(let errors):
-                printError(errors.description)
-                throw ExitCode(1)
-            }
+            let loaded = try loadTopologyOrExit(topology)
             let hosts = loaded.ports.compactMap { port -> (port: String, tap: String, netns: String, network: String)? in
                 guard case .tap(let tap) = port.attachment, let netns = port.netns, case .access(let network) = port.mode
                 else { return nil }

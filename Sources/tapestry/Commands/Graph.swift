@@ -31,13 +31,7 @@ extension Tapestry {
         var output: String?
 
         func run() throws {
-            let loaded: Topology
-            switch TopologyLoader.load(path: topology) {
-            case .success(let topology): loaded = topology
-            case .failure(let errors):
-                printError(errors.description)
-                throw ExitCode(1)
-            }
+            let loaded = try loadTopologyOrExit(topology)
             let graph = TopologyGraph(loaded)
             let text: String
             switch format {

@@ -55,13 +55,7 @@ extension Tapestry {
         }
 
         func run() throws {
-            let loaded: Topology
-            switch TopologyLoader.load(path: topology) {
-            case .success(let topology): loaded = topology
-            case .failure(let errors):
-                printError(errors.description)
-                throw ExitCode(1)
-            }
+            let loaded = try loadTopologyOrExit(topology)
             var replay = TapestryReplay.Replay(
                 topology: loaded, inputs: inputs.compactMap(Self.split), outputDirectory: outputDirectory,
                 expectations: expectations.compactMap(Self.split))

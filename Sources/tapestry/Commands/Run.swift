@@ -25,13 +25,7 @@ extension Tapestry {
         var logLevel: Logger.Level = .info
 
         func run() throws {
-            let loaded: Topology
-            switch TopologyLoader.load(path: topology) {
-            case .success(let topology): loaded = topology
-            case .failure(let errors):
-                printError(errors.description)
-                throw ExitCode(1)
-            }
+            let loaded = try loadTopologyOrExit(topology)
             LoggingSystem.bootstrap(StreamLogHandler.standardError)
             var logger = Logger(label: "tapestry")
             logger.logLevel = logLevel

@@ -31,13 +31,7 @@ extension Tapestry {
         }
 
         func run() throws {
-            let loaded: Topology
-            switch TopologyLoader.load(path: topology) {
-            case .success(let topology): loaded = topology
-            case .failure(let errors):
-                printError(errors.description)
-                throw ExitCode(1)
-            }
+            let loaded = try loadTopologyOrExit(topology)
             do {
                 print(try Tracer(topology: loaded, inputs: inputs.compactMap(Replay.split)).run(only: frame))
             } catch {
