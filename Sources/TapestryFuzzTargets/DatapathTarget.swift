@@ -479,6 +479,18 @@ extension String {
 enum Checksums {
     static func fix(_ frame: UnsafeMutableRawBufferPointer) {
         let bytes = UnsafeRawBufferPointer(frame)
+        // The parser sees through two tags; behind more it sees nothing, yet egress may pop the
+        // outer one and the output parse then reaches the packet. Fix the packet behind any
+        // number of tags (found by the datapath run of a48988e: a triple-tagged fragment whose
+        // checksum could not be made valid came out with two tags and a "bad" header).
+        var tagsEnd = 12
+        while tagsEnd + 4 <= frame.count, EtherType.isTag(bytes.u16(tagsEnd)) { tagsEnd += 4 }
+        if tagsEnd > 12 + 2 * 4 {
+            var untagged = Array(bytes[0..<12]) + Array(bytes[tagsEnd...])
+            untagged.withUnsafeMutableBytes { fix($0) }
+            untagged.withUnsafeBytes { (frame.baseAddress! + tagsEnd).copyMemory(from: $0.baseAddress! + 12, byteCount: $0.count - 12) }
+            return
+        }
         let parsed = FrameParser.parse(bytes)
         guard parsed.isValid, parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6 else { return }
         let l3 = Int(parsed.l3Offset)
