@@ -5,7 +5,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # qemu-system-x86 and busybox-static: the real-VM test (scripts/vm/test-vms.sh) and the QEMU socket-port tests.
-packages=(libpcap-dev tcpdump tshark iproute2 iputils-ping iperf3 ethtool curl python3 qemu-system-x86 busybox-static graphviz)
+packages=(libpcap-dev tcpdump tshark iproute2 iputils-ping iperf3 ethtool curl python3 python3-jsonschema python3-yaml qemu-system-x86 busybox-static graphviz)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -10,7 +10,7 @@ struct Tapestry: ParsableCommand {
             against pcap captures, deterministically, and writes what leaves every port.
             """,
         version: Tapestry.version,
-        subcommands: [Check.self, Replay.self, Run.self, Trace.self, Test.self, Decode.self, Ctl.self, Demo.self, Graph.self, Version.self]
+        subcommands: [Check.self, Replay.self, Run.self, Trace.self, Test.self, Decode.self, Ctl.self, Demo.self, Graph.self, Schema.self, Completions.self, Version.self]
     )
 
     /// The release and the commit it was built from (`BuildInfo`, stamped at build time).

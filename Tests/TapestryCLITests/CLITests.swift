@@ -121,6 +121,104 @@ import Testing
         }
     }
 
+    /// Invalid fixtures that only `check` can refuse: what is wrong is a relation between values
+    /// (a name defined elsewhere, a value used twice, an address's family or host bits, a range's
+    /// order), which a JSON Schema of single values does not express. Exact: a fixture the schema
+    /// starts refusing must leave this list.
+    static let refusedByCheckOnly: Set<String> = [
+        "duplicate-key-in-flow-mapping", "duplicate-network-name",  // JSON has no duplicate keys
+        "firewall-bad-cidr-address", "firewall-bad-cidr-length", "firewall-host-bits-set", "firewall-icmp-with-ipv6",
+        "firewall-dport-range-reversed", "lb-backend-is-vip", "lb-backend-outside-prefix", "lb-duplicate-backends",
+        "lb-family-mismatch", "lb-health-tcp-on-udp", "lb-health-timeout", "lb-vip-not-address", "misspelled-network",
+        "native-not-in-trunk", "port-undefined-network", "socket-path-shared", "socket-peers-on-unix",
+        "trunk-undefined-network", "vlan-reused",
+    ]
+
+    /// `tapestry schema` through a real JSON Schema validator (python3-jsonschema, as an editor's
+    /// YAML language server uses it) and through `check`, over every valid example and every
+    /// invalid fixture: valid files pass both; invalid ones fail both, except the listed few.
+    /// The billion-laughs fixtures stay out: they test the loader's YAML budget, and expanding
+    /// their aliases into JSON is exactly the blow-up they are made of.
+    @Test func schemaAgreesWithCheck() throws {
+        let python = URL(fileURLWithPath: "/usr/bin/python3")
+        guard FileManager.default.isExecutableFile(atPath: python.path),
+            try Self.run(python, ["-c", "import jsonschema, yaml"]).status == 0
+        else {
+            print("schemaAgreesWithCheck: skipped: python3 with jsonschema and yaml is not installed (apt-get install python3-jsonschema python3-yaml)")
+            return
+        }
+        let schema = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-schema-\(getpid()).json")
+        defer { try? FileManager.default.removeItem(at: schema) }
+        let printed = try tapestry("schema")
+        #expect(printed.status == 0)
+        try printed.stdout.write(to: schema, atomically: true, encoding: .utf8)
+        func yamlFiles(_ directory: String) -> [String] {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent(directory).path)) ?? []
+            return names.filter { $0.hasSuffix(".yaml") }.sorted().map { "\(directory)/\($0)" }
+        }
+        let scenarios = "Tests/TapestryReplayTests/Scenarios"
+        let scenarioTopologies = ((try? FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent(scenarios).path)) ?? [])
+            .sorted().map { "\(scenarios)/\($0)/topology.yaml" }
+            .filter { FileManager.default.fileExists(atPath: Self.root.appendingPathComponent($0).path) }
+        let valid = yamlFiles("topologies") + yamlFiles("Tests/TapestryTopologyTests/Fixtures/valid") + ["examples/office/topology.yaml"]
+            + scenarioTopologies
+        let invalid = yamlFiles("Tests/TapestryTopologyTests/Fixtures/invalid").filter { !$0.contains("billion-laughs") }
+        #expect(valid.count >= 12 && invalid.count >= 60, "\(valid.count) valid, \(invalid.count) invalid")
+        let result = try Self.run(python, ["scripts/schema_check.py", schema.path] + valid + invalid)
+        #expect(result.status == 0, "\(result.stderr)")
+        var verdicts: [String: String] = [:]
+        for line in result.stdout.split(separator: "\n") {
+            guard let colon = line.range(of: ": ") else { continue }
+            verdicts[String(line[..<colon.lowerBound])] = String(line[colon.upperBound...])
+        }
+        for file in valid {
+            #expect(verdicts[file] == "valid", "\(file): the schema says \(verdicts[file] ?? "nothing")")
+            #expect(try tapestry("check", file).status == 0, "\(file): check refuses it")
+        }
+        var acceptedBySchema: Set<String> = []
+        for file in invalid {
+            let name = String(file.split(separator: "/").last!.dropLast(".yaml".count))
+            let verdict = try #require(verdicts[file], "\(file): no verdict")
+            #expect(try tapestry("check", file).status == 1, "\(file): check accepts it")
+            if verdict == "valid" { acceptedBySchema.insert(name) }
+        }
+        #expect(acceptedBySchema == Self.refusedByCheckOnly,
+            "accepted by the schema but not listed: \(acceptedBySchema.subtracting(Self.refusedByCheckOnly).sorted()); listed but refused: \(Self.refusedByCheckOnly.subtracting(acceptedBySchema).sorted())")
+    }
+
+    /// The bash script `completions` prints, driven as bash drives it: ctl's commands and filters,
+    /// the topology's ports for `--in PORT=` and then captures, topology files for `check`.
+    @Test func completionsCompletePortsCapturesAndCtl() throws {
+        let binary = try #require(Self.binary)
+        for shell in ["bash", "zsh", "fish"] {
+            let script = try tapestry("completions", shell)
+            #expect(script.status == 0 && script.stdout.contains("tapestry") && script.stdout.count > 1000, "\(shell)")
+        }
+        #expect(try tapestry("completions", "tcsh").status == 64)
+        let driver = """
+            source <("$TAPESTRY" completions bash)
+            tapestry() { "$TAPESTRY" "$@"; }
+            complete_words() {
+              COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMP_LINE="${COMP_WORDS[*]}"; COMP_POINT=${#COMP_LINE}
+              COMPREPLY=(); _tapestry tapestry "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD - 1]}"; echo "${COMPREPLY[*]}"
+            }
+            complete_words tapestry ctl ""
+            complete_words tapestry ctl conntrack pro
+            complete_words tapestry replay topologies/office.yaml --in p
+            complete_words tapestry replay topologies/office.yaml --in pc1=examples/office/in/d
+            complete_words tapestry check topologies/off
+            """
+        let result = try Self.run(URL(fileURLWithPath: "/bin/bash"), ["-c", driver], environment: ["TAPESTRY": binary.path, "PATH": "/usr/bin:/bin"])
+        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        #expect(result.status == 0 && lines.count >= 5, "\(result.stdout)\(result.stderr)")
+        guard lines.count >= 5 else { return }
+        #expect(lines[0] == "show stats rules fdb conntrack lb reload trace")
+        #expect(lines[1] == "proto=tcp proto=udp proto=icmp proto=icmpv6")
+        #expect(lines[2] == "pc1= pc2=")
+        #expect(lines[3] == "pc1=examples/office/in/db1.pcap")
+        #expect(lines[4] == "topologies/office.yaml")
+    }
+
     @Test func checkValidPrintsASummary() throws {
         let result = try tapestry("check", "topologies/office.yaml")
         #expect(result.status == 0)

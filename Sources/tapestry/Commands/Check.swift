@@ -11,7 +11,7 @@ extension Tapestry {
                 """
         )
 
-        @Argument(help: "The topology file (YAML).")
+        @Argument(help: "The topology file (YAML).", completion: .file(extensions: ["yaml", "yml"]))
         var topology: String
 
         func run() throws {

@@ -20,19 +20,19 @@ extension Tapestry {
                 """
         )
 
-        @Option(help: ArgumentHelp("The switch's control socket.", valueName: "PATH"))
+        @Option(help: ArgumentHelp("The switch's control socket.", valueName: "PATH"), completion: .file(extensions: ["sock"]))
         var control: String?
 
-        @Option(help: ArgumentHelp("Find the control socket from this topology file's `control:`.", valueName: "FILE"))
+        @Option(help: ArgumentHelp("Find the control socket from this topology file's `control:`.", valueName: "FILE"), completion: Complete.topology)
         var topology: String?
 
         @Flag(help: "Print the switch's JSON answer instead of tables.")
         var json = false
 
-        @Argument(help: "show | fdb | conntrack | lb | stats | rules | reload | trace")
+        @Argument(help: "show | fdb | conntrack | lb | stats | rules | reload | trace", completion: .list(Complete.controlCommands))
         var command: String
 
-        @Argument(parsing: .captureForPassthrough, help: "Arguments of the command (filters, flush, drain/undrain).")
+        @Argument(parsing: .captureForPassthrough, help: "Arguments of the command (filters, flush, drain/undrain).", completion: Complete.controlArguments)
         var arguments: [String] = []
 
         /// `--json` may follow the command (`ctl show --json`); every other word is the request's.

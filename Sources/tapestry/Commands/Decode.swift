@@ -15,7 +15,7 @@ extension Tapestry {
                 """
         )
 
-        @Argument(help: "The capture (pcap or pcapng, Ethernet).")
+        @Argument(help: "The capture (pcap or pcapng, Ethernet).", completion: Complete.capture)
         var capture: String
 
         @Option(help: "Print only this frame (1 is the first).")

@@ -20,14 +20,27 @@ extension Tapestry {
                 """
         )
 
-        @Argument(help: "The topology to demonstrate.")
-        var topology = "topologies/demo.yaml"
+        @Argument(
+            help: "The topology to demonstrate (default: topologies/demo.yaml here, else the one installed with tapestry).",
+            completion: Complete.topology)
+        var file: String?
+
+        /// topologies/demo.yaml in a checkout; an installed binary's is PREFIX/share/tapestry/topologies/demo.yaml.
+        static var bundledDemo: String {
+            let local = "topologies/demo.yaml"
+            if FileManager.default.fileExists(atPath: local) { return local }
+            let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+            let installed = binary.deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("share/tapestry/topologies/demo.yaml").path
+            return FileManager.default.fileExists(atPath: installed) ? installed : local
+        }
 
         func run() throws {
             guard geteuid() == 0 else {
                 printError("tapestry demo: needs root (network namespaces and TAP devices); try: sudo \(CommandLine.arguments[0]) demo")
                 throw ExitCode(1)
             }
+            let topology = file ?? Self.bundledDemo
             let loaded = try loadTopologyOrExit(topology)
             let hosts = loaded.ports.compactMap { port -> (port: String, tap: String, netns: String, network: String)? in
                 guard case .tap(let tap) = port.attachment, let netns = port.netns, case .access(let network) = port.mode

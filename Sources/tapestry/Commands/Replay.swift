@@ -14,23 +14,23 @@ extension Tapestry {
                 """
         )
 
-        @Argument(help: "The topology file (YAML).")
+        @Argument(help: "The topology file (YAML).", completion: Complete.topology)
         var topology: String
 
-        @Option(name: .customLong("in"), help: ArgumentHelp("A capture to feed into a port.", valueName: "PORT=FILE.pcap"))
+        @Option(name: .customLong("in"), help: ArgumentHelp("A capture to feed into a port.", valueName: "PORT=FILE.pcap"), completion: Complete.portCapture)
         var inputs: [String] = []
 
-        @Option(name: .customLong("out"), help: ArgumentHelp("Directory for the output captures (created if missing).", valueName: "DIR"))
+        @Option(name: .customLong("out"), help: ArgumentHelp("Directory for the output captures (created if missing).", valueName: "DIR"), completion: .directory)
         var outputDirectory: String
 
-        @Option(name: .customLong("expect"), help: ArgumentHelp("A capture a port's output must equal.", valueName: "PORT=FILE.pcap"))
+        @Option(name: .customLong("expect"), help: ArgumentHelp("A capture a port's output must equal.", valueName: "PORT=FILE.pcap"), completion: Complete.portCapture)
         var expectations: [String] = []
 
         @Option(
             name: .customLong("drops"),
             help: ArgumentHelp(
                 "Also write every dropped frame to this pcapng file, each with the comment 'port PORT: STAGE: REASON: CAUSE'.",
-                valueName: "FILE.pcapng"))
+                valueName: "FILE.pcapng"), completion: .file(extensions: ["pcapng"]))
         var dropsPath: String?
 
         @Flag(help: "Print the summary as JSON.")

@@ -15,7 +15,7 @@ extension Tapestry {
                 """
         )
 
-        @Argument(help: "The topology file (YAML).")
+        @Argument(help: "The topology file (YAML).", completion: Complete.topology)
         var topology: String
 
         @Flag(name: .customLong("no-offloads"), help: "Open TAP devices without virtio-net headers and TSO (for comparison).")

@@ -15,10 +15,10 @@ extension Tapestry {
                 """
         )
 
-        @Argument(help: "Test files (*.test.yaml) and folders.")
+        @Argument(help: "Test files (*.test.yaml) and folders.", completion: .file(extensions: ["yaml", "yml"]))
         var paths: [String]
 
-        @Option(help: ArgumentHelp("Also write the results as JUnit XML to this file.", valueName: "FILE"))
+        @Option(help: ArgumentHelp("Also write the results as JUnit XML to this file.", valueName: "FILE"), completion: .file(extensions: ["xml"]))
         var junit: String?
 
         @Flag(help: "Print the results as JSON instead of text.")

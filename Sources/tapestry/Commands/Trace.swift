@@ -15,10 +15,10 @@ extension Tapestry {
                 """
         )
 
-        @Argument(help: "The topology file (YAML).")
+        @Argument(help: "The topology file (YAML).", completion: Complete.topology)
         var topology: String
 
-        @Option(name: .customLong("in"), help: ArgumentHelp("A capture to feed into a port.", valueName: "PORT=FILE.pcap"))
+        @Option(name: .customLong("in"), help: ArgumentHelp("A capture to feed into a port.", valueName: "PORT=FILE.pcap"), completion: Complete.portCapture)
         var inputs: [String] = []
 
         @Option(help: "Show only this frame (1 is the first, in merged order).")
