@@ -42,7 +42,7 @@ enum Complete {
             let path = directory + name
             guard path.hasPrefix(partial), !name.hasPrefix(".") || partial.hasSuffix("/.") else { return nil }
             var isDirectory: ObjCBool = false
-            FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+            _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
             if isDirectory.boolValue { return path + "/" }
             return [".pcap", ".pcapng", ".cap"].contains { name.hasSuffix($0) } ? path : nil
         }
