@@ -10,7 +10,7 @@ if [ -n "$namespaces" ]; then
   echo "leftover namespaces:" $namespaces
   left=1
 fi
-processes=$(pgrep -af 'tapestry run /tmp/tl|tapestry-demo|python3 -m http.server|iperf3 -s|sleep 300' | grep -v pgrep || true)
+processes=$(pgrep -af 'tapestry run /tmp/tl|tapestry-demo|python3 -m http.server|busybox httpd|iperf3 -s|sleep 300' | grep -v pgrep || true)
 if [ -n "$processes" ]; then
   echo "leftover processes:"
   echo "$processes"

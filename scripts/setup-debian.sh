@@ -4,7 +4,8 @@
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-# qemu-system-x86 and busybox-static: the real-VM test (scripts/vm/test-vms.sh) and the QEMU socket-port tests.
+# qemu-system-x86 and busybox-static: the real-VM test (scripts/vm/test-vms.sh) and the QEMU socket-port tests;
+# busybox also serves the demo's web pages. python3-jsonschema and python3-yaml: the schema test.
 packages=(libpcap-dev tcpdump tshark iproute2 iputils-ping iperf3 ethtool curl python3 python3-jsonschema python3-yaml qemu-system-x86 busybox-static graphviz)
 missing=()
 for package in "${packages[@]}"; do
