@@ -69,7 +69,7 @@ public final class LiveSwitch {
         // The control socket first: it also tells whether this switch is already running, before
         // any device is touched.
         do {
-            control = try SocketListener(unixPath: topology.controlPath, switchName: topology.name)
+            control = try SocketListener(unixPath: topology.controlPath, switchName: topology.name, createDirectory: topology.control == nil)
             if let address = topology.metrics {
                 metrics = try SocketListener(tcpHost: address.host, port: address.port)
             }

@@ -26,12 +26,21 @@ final class SocketListener {
     }
 
     /// A unix stream socket at `path`. Refuses when a switch already answers there; removes a
-    /// stale socket file left by one that died.
-    init(unixPath path: String, switchName: String) throws(ListenError) {
+    /// stale socket file left by one that died. `createDirectory`: for the default path only (the
+    /// switch's own directory); a directory the user named must exist, so a typo in `control:`
+    /// is an error rather than a new directory somewhere.
+    init(unixPath path: String, switchName: String, createDirectory: Bool) throws(ListenError) {
         let directory = (path as NSString).deletingLastPathComponent
-        // 0700: for an ordinary user this may be /tmp/tapestry-UID, which nobody else may enter.
-        try? FileManager.default.createDirectory(
-            atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        if createDirectory {
+            // 0700: for an ordinary user this may be /tmp/tapestry-UID, which nobody else may enter.
+            try? FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } else {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw .inUse("control socket \(path): the directory \(directory) does not exist; create it, or leave `control:` out for the default path")
+            }
+        }
         var status = stat()
         if geteuid() != 0, stat(directory, &status) == 0, status.st_uid != geteuid() {
             throw .inUse("\(directory) belongs to another user; set `control:` to a path of yours")

@@ -219,6 +219,24 @@ import Testing
         #expect(lines[4] == "topologies/office.yaml")
     }
 
+    /// A `control:` path in a directory that does not exist is an error that names it; the
+    /// directory is not created (only the default path's directory is the switch's to make).
+    @Test func controlPathInAMissingDirectoryIsAnError() throws {
+        let missing = "/tmp/tapestry-missing-\(getpid())/sub"
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("tapestry-control-\(getpid()).yaml")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try """
+            name: ctl
+            control: \(missing)/x.sock
+            networks: { lan: { vlan: 10 } }
+            ports: { vm: { socket: /tmp/tapestry-control-\(getpid())-vm.sock, network: lan } }
+            """.write(to: file, atomically: true, encoding: .utf8)
+        let result = try tapestry("run", file.path)
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("control socket \(missing)/x.sock: the directory \(missing) does not exist; create it, or leave `control:` out for the default path"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/tapestry-missing-\(getpid())"), "the directory was created")
+    }
+
     @Test func checkValidPrintsASummary() throws {
         let result = try tapestry("check", "topologies/office.yaml")
         #expect(result.status == 0)

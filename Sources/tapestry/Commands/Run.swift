@@ -8,10 +8,15 @@ extension Tapestry {
         static let configuration = CommandConfiguration(
             abstract: "Attach every port of a topology and switch frames until SIGINT or SIGTERM.",
             discussion: """
-                Creates (or attaches to existing persistent) TAP devices, moves those with `netns:` into that \
-                namespace, and prints a line containing `ready` on standard error once all are attached. On \
-                SIGINT or SIGTERM it detaches (TAP devices it created disappear) and exits 0. A port that \
-                cannot be attached is an error naming the port; nothing is left behind. Needs CAP_NET_ADMIN.
+                Attaches every port: creates TAP devices (or attaches to persistent ones) and moves those with \
+                `netns:` into that namespace (creating it when missing); listens on socket ports for QEMU \
+                (`-netdev stream` over unix or TCP, `-netdev dgram`); opens packet sockets on `interface:` \
+                ports; binds the UDP socket of `vxlan:` ports. Prints a line containing `ready` on standard \
+                error once all are attached, serves `tapestry ctl` on the control socket (and metrics when \
+                the topology asks), re-reads the topology on SIGHUP, and on SIGINT or SIGTERM detaches (TAP \
+                devices and namespaces it created disappear) and exits 0. A port that cannot be attached is \
+                an error naming the port; nothing is left behind. TAP, interface and netns ports need \
+                CAP_NET_ADMIN (root); socket and vxlan ports need no privilege.
                 """
         )
 
