@@ -176,10 +176,11 @@ extension LiveSwitch {
     private func drain(_ name: String, _ address: String, _ drain: Bool) -> String? {
         let balancers = datapath.configuration.loadBalancers
         guard let balancer = balancers.firstIndex(where: { $0.name == name }) else {
-            return "no load balancer named '\(name)'"
+            return "no load balancer named '\(name)'\(DidYouMean.suffix(name, in: balancers.map(\.name)))"
         }
         guard let backend = balancers[balancer].backends.firstIndex(where: { $0.address.withPort($0.port) == address }) else {
-            return "load balancer '\(name)' has no backend \(address)"
+            let backends = balancers[balancer].backends.map { $0.address.withPort($0.port) }
+            return "load balancer '\(name)' has no backend \(address)\(DidYouMean.suffix(address, in: backends)); backends: \(backends.joined(separator: ", "))"
         }
         datapath.setDrained(balancer: balancer, backend: backend, drain)
         log("load balancer '\(name)': backend \(address) \(drain ? "drained (no new connections)" : "back in rotation")")
@@ -358,6 +359,6 @@ extension DatapathConfiguration {
     /// Nil when `network` is nil or one of this switch's networks; else why the request is refused.
     func refusal(network: String?) -> String? {
         guard let network, !networks.contains(where: { $0.name == network }) else { return nil }
-        return "unknown network '\(network)'; networks: \(networks.map(\.name).joined(separator: ", "))"
+        return "unknown network '\(network)'\(DidYouMean.suffix(network, in: networks.map(\.name))); networks: \(networks.map(\.name).joined(separator: ", "))"
     }
 }

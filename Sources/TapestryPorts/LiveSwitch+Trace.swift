@@ -1,6 +1,7 @@
 import TapestryControl
 import TapestryDatapath
 import TapestrySwitchCore
+import TapestryTopology
 import TapestryWire
 
 #if canImport(Glibc)
@@ -28,7 +29,8 @@ extension LiveSwitch {
     func armTrace(port name: String, count: Int, seconds: Int, client: UInt64) -> ControlResult? {
         guard pendingTrace == nil else { return .failed("a trace is already running") }
         guard let port = topology.ports.firstIndex(where: { $0.name == name }) else {
-            return .refused("unknown port '\(name)'; ports: \(topology.ports.map(\.name).joined(separator: ", "))")
+            let names = topology.ports.map(\.name)
+            return .refused("unknown port '\(name)'\(DidYouMean.suffix(name, in: names)); ports: \(names.joined(separator: ", "))")
         }
         pendingTrace = PendingTrace(
             client: client, port: PortID(port), remaining: min(1000, max(1, count)),

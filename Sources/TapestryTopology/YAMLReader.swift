@@ -178,17 +178,7 @@ package struct YAMLReader {
 
     /// The allowed word nearest to a misspelling (edit distance at most 2), for "did you mean".
     package func closest(_ word: String, in candidates: [String]) -> String? {
-        // A suggestion is for a misspelt name; a long word is not one (and costs length x length).
-        let a = Array(word.utf8)
-        guard a.count <= 64 else { return nil }
-        var best: (name: String, distance: Int)?
-        for candidate in candidates {
-            let b = Array(candidate.utf8)
-            // More than two bytes apart in length is more than two edits apart.
-            guard abs(a.count - b.count) <= 2, let distance = Self.editDistance(a, b, limit: 2) else { continue }
-            if best == nil || distance < best!.distance { best = (candidate, distance) }
-        }
-        return best?.name
+        DidYouMean.closest(word, in: candidates)
     }
 
     /// Edits (insert, delete, substitute, swap two neighbours) from `a` to `b`, nil above `limit`:

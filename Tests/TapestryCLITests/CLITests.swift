@@ -349,6 +349,8 @@ import Testing
         let result = try tapestry("replay", "topologies/office.yaml", "--in", "nosuch=examples/office/in/pc1.pcap", "--out", "/tmp/tapestry-never")
         #expect(result.status == 1)
         #expect(result.stderr.contains("no port named 'nosuch'"))
+        let typo = try tapestry("replay", "topologies/office.yaml", "--in", "pcl=examples/office/in/pc1.pcap", "--out", "/tmp/tapestry-never")
+        #expect(typo.status == 1 && typo.stderr.contains("no port named 'pcl' in the topology (did you mean 'pc1'?) (ports: pc1, pc2, db1, uplink)"), "\(typo.stderr)")
         #expect(!FileManager.default.fileExists(atPath: "/tmp/tapestry-never"))
         let missing = try tapestry("check", "topologies/does-not-exist.yaml")
         #expect(missing.status == 1 && missing.stderr.contains("does-not-exist.yaml:1:1: error: no such file"))

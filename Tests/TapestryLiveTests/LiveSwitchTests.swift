@@ -463,6 +463,13 @@ import Testing
         #expect(conntrack.status == 0 && conntrack.output.contains("icmp") && conntrack.output.contains("REPLIED"), "\(conntrack.output)")
         #expect(lab.sh("\(binary) ctl --control \(control) conntrack proto=tcp").output.contains("0 shown"))
         #expect(lab.sh("\(binary) ctl --control \(control) lb drain site 10.0.0.2:8080").status == 0)
+        // Misspelt names come back with the nearest one the switch has.
+        let wrongBalancer = lab.sh("\(binary) ctl --control \(control) lb drain stie 10.0.0.2:8080")
+        #expect(wrongBalancer.status != 0 && wrongBalancer.output.contains("no load balancer named 'stie' (did you mean 'site'?)"), "\(wrongBalancer.output)")
+        let wrongBackend = lab.sh("\(binary) ctl --control \(control) lb drain site 10.0.0.2:8008")
+        #expect(wrongBackend.output.contains("load balancer 'site' has no backend 10.0.0.2:8008 (did you mean '10.0.0.2:8080'?)"), "\(wrongBackend.output)")
+        let wrongPort = lab.sh("\(binary) ctl --control \(control) trace a11 1 1")
+        #expect(wrongPort.status == 64 && wrongPort.output.contains("unknown port 'a11' (did you mean 'a1'?)"), "\(wrongPort.output)")
         #expect(lab.sh("\(binary) ctl --control \(control) lb").output.contains("drained"))
         let stats = lab.sh("\(binary) ctl --control \(control) --json stats")
         let statsJSON = try JSONSerialization.jsonObject(with: Data(stats.output.utf8)) as? [String: Any]
