@@ -94,6 +94,7 @@ public enum TraceText {
         let ingressName = portName(Int32(ingress))
         let ingressMode = configuration.ports.indices.contains(Int(ingress))
             ? (configuration.ports[Int(ingress)].mode.isAccess ? "access" : "trunk") : "?"
+        var window: (UInt32, UInt32, UInt32)?
         for event in events where Int(event.frame) == frame {
             switch event.kind {
             case .malformed:
@@ -145,9 +146,20 @@ public enum TraceText {
                 let kind = ConnectionEntry.Kind(rawValue: UInt8(truncatingIfNeeded: event.c >> 24)) ?? .other
                 let direction = event.c & 0x10000 != 0 ? "reply" : "original"
                 line(.firewall, "connection #\(event.a) (\(direction) direction): \(state(kind, event.b)) -> \(state(kind, event.c))")
+            case .tcpIgnored:
+                line(.firewall, event.b == 1
+                    ? "connection #\(event.a): an ACK answering the SYN (a challenge ACK, RFC 5961): passes unchecked, state unchanged"
+                    : "connection #\(event.a): a new SYN on a live connection: passes unchecked (the server answers with a challenge ACK or a SYN-ACK), state unchanged")
+            case .outsideWindow:
+                window = (UInt32(bitPattern: event.a), UInt32(bitPattern: event.b), UInt32(bitPattern: event.c))
             case .dropped, .invalidIgnored:
                 let cause = DropCause(rawValue: UInt8(truncatingIfNeeded: event.c)) ?? .none
-                let why = explain(cause, detail: UInt32(bitPattern: event.a), rule: event.b, topology)
+                var why = explain(cause, detail: UInt32(bitPattern: event.a), rule: event.b, topology)
+                if cause == .tcpOutOfWindow, let (value, low, high) = window {
+                    let check = TCPWindow.Check(rawValue: UInt8(truncatingIfNeeded: UInt32(bitPattern: event.a) >> 8))
+                    let what = check == .ackAbove || check == .ackBelow || check == .resetNotForSYN ? "acknowledgment" : "sequence"
+                    why += ": \(what) \(value) outside the window \(low)-\(high)"
+                }
                 if event.kind == .invalidIgnored {
                     line(.firewall, "\(why); not enforced (no firewall section: only VIP connections are tracked)")
                 } else {
@@ -241,6 +253,20 @@ public enum TraceText {
         switch cause {
         case .tcpWithoutConnection:
             return "TCP \(tcpFlags(UInt8(truncatingIfNeeded: detail))) without a connection (only a SYN opens one)"
+        case .tcpOutOfWindow:
+            let state = TCPConnectionState(rawValue: UInt8(truncatingIfNeeded: detail >> 16)).map { "\($0)" } ?? "?"
+            let flags = tcpFlags(UInt8(truncatingIfNeeded: detail))
+            let why: String
+            switch TCPWindow.Check(rawValue: UInt8(truncatingIfNeeded: detail >> 8)) {
+            case .sequenceAbove?: why = "beyond what the receiver's window allows"
+            case .sequenceBelow?: why = "before the window (data acknowledged long ago, or an older connection's)"
+            case .ackAbove?: why = "acknowledging data the other side never sent"
+            case .ackBelow?: why = "acknowledging data from before the window"
+            case .resetOutside?: why = "a RST whose sequence number is not in the receiver's window"
+            case .resetNotForSYN?: why = "a RST that does not acknowledge the SYN"
+            case nil: why = "outside the window"
+            }
+            return "TCP \(flags) outside its \(state) connection's window: \(why)"
         case .tcpOutOfState:
             let state = TCPConnectionState(rawValue: UInt8(truncatingIfNeeded: detail >> 8)).map { "\($0)" } ?? "?"
             return "TCP \(tcpFlags(UInt8(truncatingIfNeeded: detail))) does not fit its connection's state \(state)"

@@ -91,13 +91,18 @@ public enum FrameBuilder {
         return .ipv6(ip)
     }
 
-    public static func tcp(sport: UInt16, dport: UInt16, flags: TCPFlags = .syn, seq: UInt32 = 1000, ack: UInt32 = 0) -> FrameSpec.Transport {
+    public static func tcp(
+        sport: UInt16, dport: UInt16, flags: TCPFlags = .syn, seq: UInt32 = 1000, ack: UInt32 = 0, window: UInt16 = 65535,
+        options: [UInt8] = []
+    ) -> FrameSpec.Transport {
         var tcp = FrameSpec.TCP()
         tcp.sport = sport
         tcp.dport = dport
         tcp.flags = flags.rawValue
         tcp.seq = seq
         tcp.ack = ack
+        tcp.window = window
+        tcp.options = options
         return .tcp(tcp)
     }
 
@@ -149,9 +154,12 @@ public enum FrameBuilder {
     /// A complete Ethernet/IPv4/TCP frame.
     public static func tcp4(
         dst: MACAddress, src: MACAddress, from: IPv4Address, to: IPv4Address, sport: UInt16 = 40000,
-        dport: UInt16 = 80, flags: TCPFlags = .syn, payload: [UInt8] = [], tags: [Tag] = []
+        dport: UInt16 = 80, flags: TCPFlags = .syn, seq: UInt32 = 1000, ack: UInt32 = 0, window: UInt16 = 65535,
+        options: [UInt8] = [], payload: [UInt8] = [], tags: [Tag] = []
     ) -> [UInt8] {
-        frame(dst: dst, src: src, tags: tags, ipv4(src: from, dst: to), tcp(sport: sport, dport: dport, flags: flags), payload: payload)
+        frame(
+            dst: dst, src: src, tags: tags, ipv4(src: from, dst: to),
+            tcp(sport: sport, dport: dport, flags: flags, seq: seq, ack: ack, window: window, options: options), payload: payload)
     }
 
     /// A complete Ethernet/IPv4/ICMP echo request.

@@ -109,9 +109,14 @@ import TapestryWire
     @Test func synSentRejectsAnythingButTheHandshake() {
         let sw = makeSwitch()
         #expect(passes(sw, tcp(Self.c, Self.s, Self.ipC, Self.ipS, 40000, 80, .syn), on: "c"))
-        #expect(!passes(sw, tcp(Self.s, Self.c, Self.ipS, Self.ipC, 80, 40000, .ack), on: "s"))
+        #expect(!passes(sw, tcp(Self.s, Self.c, Self.ipS, Self.ipC, 80, 40000, [.ack, .fin]), on: "s"), "a FIN before the SYN-ACK")
         #expect(sw.drops == ["invalid": 1])
-        #expect(passes(sw, tcp(Self.s, Self.c, Self.ipS, Self.ipC, 80, 40000, .rst), on: "s"), "RST passes and closes")
+        // RFC 793, SYN-SENT: a RST is acceptable only if it acknowledges the SYN (seq 1000 + 1).
+        #expect(!passes(sw, tcp(Self.s, Self.c, Self.ipS, Self.ipC, 80, 40000, .rst), on: "s"), "a RST that acknowledges nothing")
+        #expect(!passes(sw, FrameBuilder.tcp4(dst: Self.c, src: Self.s, from: Self.ipS, to: Self.ipC, sport: 80, dport: 40000, flags: [.rst, .ack], seq: 0, ack: 999), on: "s"))
+        #expect(sw.drops == ["invalid": 3] && state(sw) == [.synSent])
+        let refusal = FrameBuilder.tcp4(dst: Self.c, src: Self.s, from: Self.ipS, to: Self.ipC, sport: 80, dport: 40000, flags: [.rst, .ack], seq: 0, ack: 1001)
+        #expect(passes(sw, refusal, on: "s"), "the refusal passes and closes")
         #expect(state(sw) == [.close])
     }
 

@@ -55,7 +55,10 @@ import TapestryTestSupport
     }
 
     @Test func synSentAcceptsOnlyTheHandshake() {
-        #expect(S.synSent.on(flags: Self.ack, from: .reply, closer: nil) == .invalid, "a bare ACK as the answer")
+        // A bare ACK answering the SYN is a challenge ACK (RFC 5961 4.2) from a server that still
+        // holds an older connection: it passes unchecked, so the client can answer with a RST.
+        #expect(S.synSent.on(flags: Self.ack, from: .reply, closer: nil) == .ignore, "a bare ACK as the answer")
+        #expect(S.synSent.on(flags: Self.ack | Self.fin, from: .reply, closer: nil) == .invalid, "a FIN before any SYN-ACK")
         #expect(S.synSent.on(flags: Self.syn, from: .reply, closer: nil) == .invalid, "a SYN from the server")
         #expect(S.synSent.on(flags: Self.psh, from: .original, closer: nil) == .invalid, "data before the handshake")
         #expect(S.synSent.on(flags: Self.synAck, from: .original, closer: nil) == .invalid)
@@ -66,7 +69,12 @@ import TapestryTestSupport
         #expect(S.close.on(flags: Self.syn, from: .reply, closer: nil) == .reopen)
         #expect(S.timeWait.on(flags: Self.ack, from: .reply, closer: .original) == .move(.timeWait, closer: .original))
         #expect(S.close.on(flags: Self.ack, from: .original, closer: nil) == .invalid)
-        #expect(S.established.on(flags: Self.syn, from: .original, closer: nil) == .move(.established, closer: nil))
+        // A new SYN from the client of a live connection: passed unchecked (the server answers
+        // with a challenge ACK), the connection unchanged.
+        for state in [S.synReceived, .established, .finWait, .closeWait, .lastAck] {
+            #expect(state.on(flags: Self.syn, from: .original, closer: nil) == .ignore, "\(state)")
+        }
+        #expect(S.established.on(flags: Self.syn, from: .reply, closer: nil) == .move(.established, closer: nil))
     }
 
     @Test func openingPacketsArePureSYNs() {

@@ -42,6 +42,11 @@ public enum DropCause: UInt8, Sendable {
     /// `invalid`: an ARP packet whose sender is a VIP, or a neighbor advertisement whose target
     /// is one: a host speaking for a VIP, which only the switch answers for.
     case claimedVIP
+    /// `invalid`: a TCP segment outside its connection's sequence window (`TCPWindow`); the
+    /// connection is unchanged. Detail: flags in the low byte, `TCPWindow.Check` in the second,
+    /// `TCPConnectionState.rawValue` in the third. A traced frame also has an `outsideWindow`
+    /// event with the numbers.
+    case tcpOutOfWindow
 }
 
 extension DropCause {
@@ -49,7 +54,7 @@ extension DropCause {
     public var reason: DropReason {
         switch self {
         case .none, .tcpWithoutConnection, .tcpOutOfState, .unsolicitedEchoReply, .unrelatedICMPError, .strayFragment,
-            .untrackedServiceTraffic, .spoofedVIP, .claimedVIP:
+            .untrackedServiceTraffic, .spoofedVIP, .claimedVIP, .tcpOutOfWindow:
             return .invalid
         case .refusedByRule, .refusedAfterReload, .tooManyTags: return .firewall
         case .tableFull: return .tableFull

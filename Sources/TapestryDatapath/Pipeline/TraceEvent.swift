@@ -35,6 +35,12 @@ public struct TraceEvent: Sendable, Equatable {
         case notService
         /// A later fragment of a datagram whose first fragment passed (identification `a`).
         case fragmentPassed
+        /// A TCP packet of connection `a` let through unchecked, its state unchanged
+        /// (`TCPConnectionState.Transition.ignore`); `b` 1 for the reply direction.
+        case tcpIgnored
+        /// A TCP segment outside its connection's window: `a` the sequence (or ACK) number, `b`
+        /// and `c` the window's low and high ends (bit patterns of UInt32). A `dropped` follows.
+        case outsideWindow
         /// A new connection `a` allowed by rule `b` (-1 `default`); `c`: its TCP state in the low
         /// byte, its `ConnectionEntry.Kind` in the top byte.
         case connectionOpened
@@ -112,7 +118,7 @@ public struct TraceEvent: Sendable, Equatable {
             .notDecapsulated:
             return .vlan
         case .notIP, .neighbourDiscovery, .relatedError, .notService, .fragmentPassed, .connectionOpened,
-            .connectionUpdated, .invalidIgnored:
+            .connectionUpdated, .invalidIgnored, .tcpIgnored, .outsideWindow:
             return .firewall
         case .dropped:
             return DropCause(rawValue: UInt8(truncatingIfNeeded: c))?.isLoadBalancer == true ? .loadBalancer : .firewall

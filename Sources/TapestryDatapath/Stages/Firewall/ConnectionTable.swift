@@ -13,6 +13,8 @@ public struct ConnectionEntry: Sendable {
     /// A packet in the reply direction has been seen.
     public var replied = false
     public var tcpState = TCPConnectionState.synSent
+    /// The sequence windows both sides have shown (TCP only), beside the state machine's state.
+    public var window = TCPWindow()
     /// Which side sent the first FIN (TCP): 0 none, 1 original, 2 reply.
     public var closer: UInt8 = 0
     public var inUse = false

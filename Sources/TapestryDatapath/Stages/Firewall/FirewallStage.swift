@@ -190,6 +190,9 @@ struct FirewallStage {
                 let closer: TCPConnectionState.Direction? =
                     entry.pointee.closer == 0 ? nil : (entry.pointee.closer == 1 ? .original : .reply)
                 switch entry.pointee.tcpState.on(flags: packet.tcpFlags, from: direction, closer: closer) {
+                case .ignore:
+                    entry.pointee.window.ignored(tcpSegment(frame, parsed), from: direction)
+                    if Trace.isRecording { trace.record(TraceEvent(frame: index, .tcpIgnored, a: Int32(id), b: direction == .reply ? 1 : 0)) }
                 case .invalid:
                     if !enforce {  // tracking only: the load balancer still needs the connection
                         metadata.pointee.connection = Int32(id)
@@ -203,7 +206,31 @@ struct FirewallStage {
                     return open(
                         packet, frame, parsed, metadata, index: index, port: port, now: now, replacing: id,
                         events: &events, trace: &trace)
-                case .move(let state, let newCloser):
+                case .move(var state, var newCloser):
+                    switch entry.pointee.window.update(tcpSegment(frame, parsed), from: direction, state: entry.pointee.tcpState) {
+                    case .accept:
+                        break
+                    case .acceptKeepingState:
+                        (state, newCloser) = (entry.pointee.tcpState, closer)
+                    case .restarted:
+                        (state, newCloser) = (.synReceived, nil)
+                    case .outside(let check, let value, let low, let high):
+                        if Trace.isRecording {
+                            trace.record(
+                                TraceEvent(
+                                    frame: index, .outsideWindow, a: Int32(bitPattern: value), b: Int32(bitPattern: low),
+                                    c: Int32(bitPattern: high)))
+                        }
+                        if !enforce {
+                            metadata.pointee.connection = Int32(id)
+                            metadata.pointee.isReply = direction == .reply
+                            metadata.pointee.isNewConnection = false
+                        }
+                        return drop(
+                            .invalid, .tcpOutOfWindow,
+                            UInt32(packet.tcpFlags) | UInt32(check.rawValue) << 8 | UInt32(entry.pointee.tcpState.rawValue) << 16,
+                            metadata)
+                    }
                     entry.pointee.tcpState = state
                     entry.pointee.closer = newCloser.map { $0 == .original ? 1 : 2 } ?? 0
                     entry.pointee.timeout = configuration.timeouts.tcp[Int(state.rawValue)]
@@ -324,6 +351,7 @@ struct FirewallStage {
             entry.originIsA = packet.sourceIsA
             entry.rule = Int32(rule)
             entry.tcpState = .synSent
+            if kind == .tcp { _ = entry.window.update(tcpSegment(frame, parsed), from: .original, state: .synSent) }
             entry.packetsOriginal = 1
             entry.bytesOriginal = UInt64(frame.count)
             switch kind {
@@ -489,6 +517,26 @@ struct FirewallStage {
             // Saturating: `now` is a capture's timestamp in replay, anything up to the reader's limit.
             until: now.addingReportingOverflow(configuration.fragmentTimeout).overflow
                 ? .max : now &+ configuration.fragmentTimeout)
+    }
+
+    /// The TCP fields the window needs. The parser guaranteed the TCP header (its data offset
+    /// included) lies inside the IP datagram and the datagram inside the frame, so the payload is
+    /// the datagram's end minus the header's; a first fragment gives its own payload only.
+    @inline(__always)
+    private func tcpSegment(_ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame) -> TCPWindow.Segment {
+        let l3 = Int(parsed.l3Offset)
+        let l4 = Int(parsed.l4Offset)
+        let datagramEnd = parsed.layer3 == .ipv6 ? l3 + 40 + Int(frame.u16(l3 + 4)) : l3 + Int(frame.u16(l3 + 2))
+        let headerLength = Int(frame[l4 + 12] >> 4) * 4
+        let flags = frame[l4 + 13]
+        let payload = max(0, min(datagramEnd, frame.count) - l4 - headerLength)
+        var windowScale: UInt8?
+        if flags & 0x02 != 0 && headerLength > 20 {
+            windowScale = TCPWindow.windowScale(in: UnsafeRawBufferPointer(rebasing: frame[(l4 + 20)..<(l4 + headerLength)]))
+        }
+        return TCPWindow.Segment(
+            sequence: frame.u32(l4 + 4), acknowledgment: frame.u32(l4 + 8), flags: flags, window: frame.u16(l4 + 14),
+            payloadLength: UInt32(truncatingIfNeeded: payload), windowScale: windowScale)
     }
 
     /// A packet with its source and destination addresses filled in (IPv4 as IPv4-mapped).

@@ -16,6 +16,13 @@ public enum TCPConnectionState: UInt8, Sendable, CaseIterable, CustomStringConve
         /// A new connection on the same 4-tuple (SYN after TIME_WAIT or CLOSE): evaluate the rules
         /// again as for an unknown flow.
         case reopen
+        /// The packet passes without changing the connection or being checked against its
+        /// window (Linux conntrack's "ignore"): the switch's view may be out of date and this may be
+        /// how the two hosts get back in step. A SYN from the original side of a connection
+        /// past its handshake (its client restarted; the server answers with a challenge ACK,
+        /// RFC 5961 4), and a reply-side ACK while the SYN is unanswered (that challenge ACK,
+        /// from a server still holding an older connection the switch no longer knows).
+        case ignore
     }
 
     public var description: String {
@@ -44,10 +51,14 @@ public enum TCPConnectionState: UInt8, Sendable, CaseIterable, CustomStringConve
         let fin = flags & 0x01 != 0
         let rst = flags & 0x04 != 0
         if rst { return .move(.close, closer: closer) }
+        if direction == .original && Self.isOpening(flags) && self != .synSent && self != .timeWait && self != .close {
+            return .ignore
+        }
         switch self {
         case .synSent:
             if direction == .original && syn && !ack { return .move(.synSent, closer: nil) }
             if direction == .reply && syn && ack { return .move(.synReceived, closer: nil) }
+            if direction == .reply && ack && !syn && !fin { return .ignore }
             return .invalid
         case .synReceived:
             if fin { return .move(.finWait, closer: direction) }
