@@ -20,6 +20,16 @@ let package = Package(
             ],
             path: "Benchmarks/Pipeline",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        )
+        ),
+        // The firewall's TCP established path timed by hand (firewall-timing.sh): the benchmark
+        // runner reports nothing under Swift 6.3 on Linux without swift-runtime-interposer.
+        .executableTarget(
+            name: "FirewallTiming",
+            dependencies: [
+                .product(name: "TapestryDatapath", package: "Tapestry"),
+                .product(name: "TapestryWire", package: "Tapestry"),
+            ],
+            path: "Sources/FirewallTiming"
+        ),
     ]
 )

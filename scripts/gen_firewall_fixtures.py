@@ -26,6 +26,9 @@ Firewall model (what the expected outputs encode):
   direction), without refreshing it; otherwise `invalid`.
 - IPv4 first fragments are ordinary packets; when one passes, (src, dst, proto, id) is
   remembered 30 s; later fragments pass only when remembered, else `invalid`.
+- TCP sequence windows (RFC 793 acceptability as Linux's tcp_in_window bounds it; RFC 7323
+  scaling; RFC 5961 RSTs and challenge ACKs), see `Window` below: a segment the state machine
+  accepts must also lie in the window, else `invalid` with nothing changed.
 - max_connections: the least recently seen unreplied connection (TCP SYN_SENT, or a non-TCP
   flow that never saw a reply) is evicted to make room, else the new one is `table-full`.
 
@@ -74,6 +77,9 @@ ECHO_REP = {ICMP_P: 0, ICMP6_P: 129}
 class Pkt:
     """The fields of one IP packet the firewall looks at."""
     proto = sport = dport = flags = itype = None
+    seq = ack = window = 0
+    payload = 0
+    wscale = None       # the window-scale option's shift, on a SYN
     inner = None        # bytes of the quoted packet for an ICMP error
     ident = 0
     mf = False
@@ -117,6 +123,13 @@ def parse_ip(p):
         pkt.sport, pkt.dport = u16(l4, 0), u16(l4, 2)
         if pkt.proto == TCP_P and len(l4) >= 14:
             pkt.flags = l4[13]
+        if pkt.proto == TCP_P and len(l4) >= 20:
+            pkt.seq, pkt.ack = struct.unpack("!II", l4[4:12])
+            pkt.window = u16(l4, 14)
+            hlen = (l4[12] >> 4) * 4
+            pkt.payload = max(0, len(l4) - hlen)
+            if pkt.flags & SYN:
+                pkt.wscale = tcp_wscale(l4[20:hlen])
     elif pkt.proto in (ICMP_P, ICMP6_P) and len(l4) >= 1:
         pkt.itype = l4[0]
         if pkt.itype in (ECHO_REQ[pkt.proto], ECHO_REP[pkt.proto]) and len(l4) >= 6:
@@ -125,6 +138,131 @@ def parse_ip(p):
         if pkt.itype in errors:
             pkt.inner = l4[8:]
     return pkt
+
+
+def tcp_wscale(opts):
+    """The window-scale option (kind 3, length 3) in TCP option bytes; None if absent or bad."""
+    i = 0
+    while i < len(opts):
+        kind = opts[i]
+        if kind == 0:
+            return None
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= len(opts) or opts[i + 1] < 2 or i + opts[i + 1] > len(opts):
+            return None
+        if kind == 3:
+            return opts[i + 2] if opts[i + 1] == 3 else None
+        i += opts[i + 1]
+    return None
+
+
+M32 = 1 << 32
+
+
+def lt(a, b):
+    """a before b in sequence space (RFC 1982 style, modulo 2^32)."""
+    return ((a - b) % M32) >= (1 << 31)
+
+
+def le(a, b):
+    return a == b or lt(a, b)
+
+
+class Side:
+    """What one end of a TCP connection has shown."""
+    def __init__(self):
+        self.end = self.maxend = self.maxwin = self.maxack = 0
+        self.scale = 0
+        self.offered = False
+        self.acked = False
+
+
+class Window:
+    """Sequence windows of one connection. For a segment from sender to receiver it must hold:
+    seq <= sender.maxend; seq+len >= sender.end - receiver.maxwin; ack <= receiver.end;
+    ack >= receiver.end - max(sender.maxwin, 66000). RSTs: exactly the receiver's last ACK
+    closes, elsewhere in the window passes keeping the state, outside is invalid; in SYN_SENT a
+    refusal must acknowledge the SYN and the client's RST must sit at its next sequence number
+    or at the ACK number of a challenge ACK let through."""
+
+    def __init__(self):
+        self.side = {"original": Side(), "reply": Side()}
+        self.challenge_ack = None
+        self.ignored_syn = None        # (end, window, wscale)
+
+    def ignored(self, d, pkt):
+        if d == "reply":
+            self.challenge_ack = pkt.ack
+        elif pkt.flags & SYN:
+            self.ignored_syn = ((pkt.seq + 1) % M32, pkt.window, pkt.wscale)
+
+    def check(self, d, pkt, state):
+        """'accept' | 'keep' | 'restart'; raises Drop('invalid') when outside."""
+        flags = pkt.flags
+        syn, ack_f, rst, fin = (bool(flags & f) for f in (SYN, ACK, RST, FIN))
+        if (d == "reply" and self.ignored_syn is not None and flags & 0x17 == 0x12 and state != "SYN_SENT"
+                and pkt.ack == self.ignored_syn[0]):
+            fresh = Window()
+            end, win, ws = self.ignored_syn
+            syn_pkt = Pkt()
+            syn_pkt.flags, syn_pkt.seq, syn_pkt.ack, syn_pkt.window, syn_pkt.wscale = SYN, (end - 1) % M32, 0, win, ws
+            fresh.check("original", syn_pkt, "SYN_SENT")
+            fresh.check("reply", pkt, "SYN_SENT")
+            self.side, self.challenge_ack, self.ignored_syn = fresh.side, None, None
+            return "restart"
+        me = self.side[d]
+        other = self.side["reply" if d == "original" else "original"]
+        seq = pkt.seq
+        end = (seq + pkt.payload + syn + fin) % M32
+        if syn and (me.maxwin == 0 or (state == "SYN_SENT" and d == "original" and lt(me.end, end))):
+            me.end = me.maxend = end
+            me.maxwin = max(pkt.window, 1)
+            me.offered = pkt.wscale is not None
+            me.scale = min(pkt.wscale or 0, 14)
+            if d == "reply" and not (me.offered and other.offered):
+                me.scale = other.scale = 0
+            if not ack_f:
+                return "accept"
+        if rst:
+            if state == "SYN_SENT":
+                if d == "reply":
+                    if ack_f and pkt.ack == other.end:
+                        return "accept"
+                    raise l2.Drop("invalid")
+                if seq == me.end or seq == self.challenge_ack:
+                    return "accept"
+                raise l2.Drop("invalid")
+            if other.acked and seq == other.maxack:
+                return "accept"
+            low = other.maxack if other.acked else (me.end - other.maxwin) % M32
+            if lt(seq, low) or lt(me.maxend, seq):
+                raise l2.Drop("invalid")
+        ack = pkt.ack if ack_f and not (rst and pkt.ack == 0) else other.end
+        if not le(seq, me.maxend):
+            raise l2.Drop("invalid")
+        if other.maxwin and not lt((me.end - other.maxwin - 1) % M32, end):
+            raise l2.Drop("invalid")
+        if other.maxwin:
+            slack = max(me.maxwin, 66000)
+            if not le(ack, other.end) or not lt((other.end - slack - 1) % M32, ack):
+                raise l2.Drop("invalid")
+        if rst and state != "SYN_SENT":
+            return "keep"
+        win = pkt.window if syn else pkt.window << me.scale
+        me.maxwin = max(me.maxwin, win)
+        if lt(me.end, end):
+            me.end = end
+        if ack_f:
+            if not me.acked or lt(me.maxack, ack):
+                me.maxack = ack
+            me.acked = True
+        if other.maxwin and lt(me.maxend, end):
+            other.maxwin = (other.maxwin + (end - me.maxend) % M32) % M32
+        if ack_f and lt((other.maxend - 1) % M32, (ack + win) % M32):
+            other.maxend = (ack + win + (1 if win == 0 else 0)) % M32
+        return "accept"
 
 
 def ip_of_frame(stripped):
@@ -144,6 +282,7 @@ class Conn:
         self.orig = (src, sport)
         self.resp = (dst, dport)
         self.state = "SYN_SENT" if proto == TCP_P else None
+        self.window = Window() if proto == TCP_P else None
         self.closer = None          # "original" | "reply"
         self.replied = False
         self.last_seen = now
@@ -237,8 +376,10 @@ class Firewall:
             del self.conns[replacing]        # reopening a TIME_WAIT/CLOSE tuple needs no extra room
         else:
             self.make_room()
-        self.conns[(net, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)] = \
-            Conn(pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, now)
+        conn = Conn(pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, now)
+        if conn.window is not None:
+            conn.window.check("original", pkt, "SYN_SENT")
+        self.conns[(net, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)] = conn
 
     # -- per packet --------------------------------------------------------
 
@@ -276,27 +417,45 @@ class Firewall:
             self.new_connection(now, net, pkt)
             return
         if pkt.proto == TCP_P:
-            if self.tcp_step(conn, direction, pkt.flags) == "reopen":
+            before = (conn.state, conn.closer)
+            step = self.tcp_step(conn, direction, pkt.flags)
+            if step == "reopen":
                 self.new_connection(now, net, pkt, replacing=key)
                 return
+            if step == "ignore":
+                conn.window.ignored(direction, pkt)
+                return
+            after = (conn.state, conn.closer)
+            conn.state, conn.closer = before
+            verdict = conn.window.check(direction, pkt, before[0])   # raises Drop: nothing changed
+            if verdict == "accept":
+                conn.state, conn.closer = after
+            elif verdict == "restart":
+                conn.state, conn.closer = "SYN_RECV", None
         elif direction == "reply":
             conn.replied = True
         conn.last_seen = now
 
     @staticmethod
     def tcp_step(conn, d, flags):
-        """Apply the transition; raise Drop for invalid; 'reopen' for a SYN on TIME_WAIT/CLOSE."""
+        """Apply the transition; raise Drop for invalid; 'reopen' for a SYN on TIME_WAIT/CLOSE;
+        'ignore' for what passes unchecked: a reply ACK answering a SYN (a challenge ACK), a
+        pure SYN from the client of a connection past SYN_SENT (a restarted client)."""
         syn, ack, rst, fin = (bool(flags & f) for f in (SYN, ACK, RST, FIN))
         pure_syn = syn and not (ack or rst or fin)
         closer = d == conn.closer
         s = conn.state
         if rst:
             conn.state = "CLOSE"
+        elif d == "original" and pure_syn and s not in ("SYN_SENT", "TIME_WAIT", "CLOSE"):
+            return "ignore"
         elif s == "SYN_SENT":
             if d == "original" and syn and not ack:
                 pass
             elif d == "reply" and syn and ack:
                 conn.state = "SYN_RECV"
+            elif d == "reply" and ack and not syn and not fin:
+                return "ignore"
             else:
                 raise l2.Drop("invalid")
         elif s == "SYN_RECV":
@@ -407,9 +566,11 @@ class Builder:
     def arp_rep(self, a, b):
         return l2.arp_reply(a.mac, a.ip, b.mac, b.ip)
 
-    def tcp(self, a, b, sport, dport, flags, seq, ack=0, data=b""):
+    def tcp(self, a, b, sport, dport, flags, seq, ack=0, data=b"", window=64240, wscale=None):
         opts = [("MSS", 1460)] if "S" in flags else []
-        l4 = TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, window=64240, options=opts)
+        if wscale is not None:
+            opts += [("NOP", None), ("WScale", wscale)]
+        l4 = TCP(sport=sport, dport=dport, flags=flags, seq=seq % M32, ack=ack % M32, window=window, options=opts)
         return self.frame(a, b, self.ip(a, b) / l4 / (Raw(data) if data else b""))
 
     def udp(self, a, b, sport, dport, data=b"tapestry firewall fixture"):
@@ -699,9 +860,92 @@ def s_default_allow():
                 "`default: allow` with one drop rule for 10.0.1.66: everything passes except new connections from that host (`firewall`); its replies to others' connections pass.")
 
 
+def s_windows():
+    """Sequence windows on one scaled connection and one where only the client offers scaling."""
+    topo = FwTopology("fw-windows", ["c", "s", "x"], WEB_POLICY)
+    b = Builder()
+    ci, si = 3_000_000_000, 4_294_960_000          # the server's numbers wrap past 2^32
+    frames = [
+        (0.0, "c", b.tcp(C, S, 40001, 80, "S", ci, window=64240, wscale=7)),
+        (0.001, "s", b.tcp(S, C, 80, 40001, "SA", si, ci + 1, window=65160, wscale=7)),
+        (0.002, "c", b.tcp(C, S, 40001, 80, "A", ci + 1, si + 1, window=502)),
+        (0.003, "c", b.tcp(C, S, 40001, 80, "PA", ci + 1, si + 1, HTTP_GET, window=502)),
+        # The server's window: 509 << 7 = 65152 bytes from its ACK.
+        (0.004, "s", b.tcp(S, C, 80, 40001, "A", si + 1, ci + 1 + len(HTTP_GET), window=509)),
+        (0.005, "s", b.tcp(S, C, 80, 40001, "PA", si + 1, ci + 1 + len(HTTP_GET), HTTP_OK, window=509)),
+        (0.006, "c", b.tcp(C, S, 40001, 80, "PA", ci + 1, si + 1, HTTP_GET, window=502)),       # retransmission: passes
+        (0.007, "c", b.tcp(C, S, 40001, 80, "A", ci + len(HTTP_GET), si + 1 + len(HTTP_OK), window=502)),  # keepalive
+        # Past 64240 unscaled but inside 65152 scaled: passes only because both SYNs offered scaling.
+        (0.008, "c", b.tcp(C, S, 40001, 80, "PA", ci + 1 + 65000, si + 1 + len(HTTP_OK), b"x" * 100, window=502)),
+        (0.009, "c", b.tcp(C, S, 40001, 80, "PA", ci + 1 + 70000, si + 1 + len(HTTP_OK), b"y" * 100, window=502)),  # beyond: invalid
+        (0.010, "c", b.tcp(C, S, 40001, 80, "PA", ci - 200000, si + 1 + len(HTTP_OK), b"z" * 100, window=502)),   # stale: invalid
+        (0.011, "s", b.tcp(S, C, 80, 40001, "A", si + 1 + len(HTTP_OK), ci + 1 + 90000, window=509)),  # ACKs unsent data: invalid
+        # Forged RSTs from x with the server's address: outside the window, invalid.
+        (0.012, "x", b.tcp(S, C, 80, 40001, "R", 2_000_000_000)),
+        (0.013, "x", b.tcp(S, C, 80, 40001, "R", si + 1 + 10_000_000)),
+        # A RST in the window but not exact: passes, the connection stays.
+        (0.014, "s", b.tcp(S, C, 80, 40001, "R", si + 1 + len(HTTP_OK) + 1000)),
+        (0.015, "c", b.tcp(C, S, 40001, 80, "FA", ci + 1 + 65000 + 100 + 300000, si + 1 + len(HTTP_OK), window=502)),  # FIN outside: invalid
+        (0.016, "c", b.tcp(C, S, 40001, 80, "FA", ci + 1 + 65100, si + 1 + len(HTTP_OK), window=502)),
+        (0.017, "s", b.tcp(S, C, 80, 40001, "FA", si + 1 + len(HTTP_OK), ci + 1 + 65101, window=509)),
+        (0.018, "c", b.tcp(C, S, 40001, 80, "A", ci + 1 + 65101, si + 2 + len(HTTP_OK), window=502)),
+        # Only the client offers scaling: the server's 509 is 509 bytes, data 600 bytes on is outside.
+        (1.0, "c", b.tcp(C, S, 40002, 80, "S", 1000, window=64240, wscale=7)),
+        (1.001, "s", b.tcp(S, C, 80, 40002, "SA", 5000, 1001, window=509)),
+        (1.002, "c", b.tcp(C, S, 40002, 80, "A", 1001, 5001, window=502)),
+        (1.003, "c", b.tcp(C, S, 40002, 80, "PA", 1001 + 600, 5001, b"w" * 10, window=502)),      # invalid
+        (1.004, "c", b.tcp(C, S, 40002, 80, "PA", 1001, 5001, b"v" * 400, window=502)),          # passes
+    ]
+    return emit("fw-windows", topo, frames,
+                "TCP sequence windows: retransmission and keepalive pass; data past the scaled window, stale data, an ACK of unsent data, forged and out-of-window RSTs and an out-of-window FIN are `invalid`; an in-window RST passes without closing; scaling only when both SYNs offer it; sequence numbers wrap.")
+
+
+def s_challenge_ack():
+    """RFC 5961 challenge ACKs: after a switch restart, on a live connection, and a SYN-ACK that restarts."""
+    topo = FwTopology("fw-challenge", ["c", "s"], WEB_POLICY)
+    b = Builder()
+    frames = [
+        # The switch knows nothing of the server's old connection on 40001.
+        (0.0, "c", b.tcp(C, S, 40001, 80, "S", 7000)),
+        (0.001, "s", b.tcp(S, C, 80, 40001, "A", 90000, 33333)),          # challenge ACK: passes
+        (0.002, "c", b.tcp(C, S, 40001, 80, "R", 33334)),                 # not at its ACK number: invalid
+        (0.003, "c", b.tcp(C, S, 40001, 80, "R", 33333)),                 # the answer: passes, CLOSE
+        (1.0, "c", b.tcp(C, S, 40001, 80, "S", 7000)),                    # reopens
+        (1.001, "s", b.tcp(S, C, 80, 40001, "SA", 123, 7001)),
+        (1.002, "c", b.tcp(C, S, 40001, 80, "A", 7001, 124)),
+        # A refusal must acknowledge the SYN.
+        (2.0, "c", b.tcp(C, S, 40002, 80, "S", 500)),
+        (2.001, "s", b.tcp(S, C, 80, 40002, "R", 0)),                     # invalid
+        (2.002, "s", b.tcp(S, C, 80, 40002, "RA", 0, 501)),               # passes, CLOSE
+        # A live connection; the client restarts and sends a SYN with a new ISN.
+        (3.0, "c", b.tcp(C, S, 40003, 80, "S", 1000)),
+        (3.001, "s", b.tcp(S, C, 80, 40003, "SA", 5000, 1001)),
+        (3.002, "c", b.tcp(C, S, 40003, 80, "A", 1001, 5001)),
+        (3.003, "c", b.tcp(C, S, 40003, 80, "PA", 1001, 5001, HTTP_GET)),
+        (3.004, "s", b.tcp(S, C, 80, 40003, "A", 5001, 1001 + len(HTTP_GET))),
+        (4.0, "c", b.tcp(C, S, 40003, 80, "S", 2_000_000_000)),           # passes unchecked
+        (4.001, "s", b.tcp(S, C, 80, 40003, "A", 5001, 1001 + len(HTTP_GET))),   # challenge ACK, in the old window
+        (4.002, "c", b.tcp(C, S, 40003, 80, "R", 1001 + len(HTTP_GET))),  # the exact RST: CLOSE
+        (5.0, "c", b.tcp(C, S, 40003, 80, "S", 2_000_000_000)),           # reopens
+        (5.001, "s", b.tcp(S, C, 80, 40003, "SA", 77, 2_000_000_001)),
+        (5.002, "c", b.tcp(C, S, 40003, 80, "A", 2_000_000_001, 78)),
+        # Another live connection; this server had forgotten it and answers the new SYN.
+        (6.0, "c", b.tcp(C, S, 40004, 80, "S", 1000)),
+        (6.001, "s", b.tcp(S, C, 80, 40004, "SA", 5000, 1001)),
+        (6.002, "c", b.tcp(C, S, 40004, 80, "A", 1001, 5001)),
+        (7.0, "c", b.tcp(C, S, 40004, 80, "S", 400000)),                  # passes unchecked
+        (7.001, "s", b.tcp(S, C, 80, 40004, "SA", 9, 400001)),            # answers it: restarts, SYN_RECV
+        (7.002, "c", b.tcp(C, S, 40004, 80, "A", 400001, 10)),
+        (7.003, "c", b.tcp(C, S, 40004, 80, "PA", 400001, 10, HTTP_GET)),
+        (7.004, "c", b.tcp(C, S, 40004, 80, "PA", 1001, 5001, HTTP_GET)),  # the old connection's numbers: invalid
+    ]
+    return emit("fw-challenge-ack", topo, frames,
+                "RFC 5961 challenge ACKs: a reply ACK answering a SYN passes and the client's RST at its ACK number closes; a refusal must acknowledge the SYN; a new SYN on a live connection passes unchecked, the challenge ACK and exact RST close it; a SYN-ACK answering that SYN restarts the connection.")
+
+
 SCENARIOS = [
     s_unsolicited_reply, s_icmp,
-    s_ipv6, s_fragments, s_table_full, s_syn_flood, s_default_allow,
+    s_ipv6, s_fragments, s_table_full, s_syn_flood, s_default_allow, s_windows, s_challenge_ack,
 ]
 
 
