@@ -5,9 +5,11 @@ import Testing
 /// Sequence-window tracking against real Linux stacks: a third host on the network that knows a
 /// connection's four-tuple (it reads it off the client, as an on-path observer of addresses
 /// could guess it) forges RSTs with sequence numbers spread over the whole space, both ways, while
-/// iperf3 transfers. Without window tracking the first RST reaching either end kills the transfer;
-/// with it every forgery is dropped as `invalid` (or, the rare one landing inside a window, passed
-/// without closing anything, and the kernel answers it with a challenge ACK), and iperf3 ends well.
+/// iperf3 transfers. The Linux hosts themselves ignore out-of-window RSTs (RFC 5961); a switch
+/// without window tracking does not: the first forgery moves its connection to CLOSE and every
+/// later segment is dropped, and the transfer stalls (with the window check disabled, all four
+/// checks below fail). With it, every forgery is dropped as `invalid` (or, the rare one landing
+/// inside a window, passed without closing anything), and iperf3 carries on to its end.
 @Suite(.serialized) struct FirewallWindowLiveTests {
     @Test func forgedRSTsDoNotEndAnIperf3Transfer() throws {
         if LiveLab.skip("forgedRSTsDoNotEndAnIperf3Transfer") { return }
@@ -40,7 +42,8 @@ import Testing
         usleep(300_000)
         let result = FileManager.default.temporaryDirectory.appendingPathComponent("\(lab.prefix)-iperf.json")
         defer { try? FileManager.default.removeItem(at: result) }
-        let client = try lab.background("iperf3 -c 10.0.0.2 -p 5201 -t 4 -J > \(result.path)", in: "a1")
+        // timeout: a transfer the switch stalls ends in a failure, not a hang.
+        let client = try lab.background("timeout 30 iperf3 -c 10.0.0.2 -p 5201 -t 12 -J > \(result.path)", in: "a1")
         usleep(1_200_000)
         // iperf3's control connection and its data stream, as the client's kernel lists them.
         let listed = lab.sh("ss -Htn state established '( dport = :5201 )'", in: "a1").output
@@ -64,13 +67,22 @@ import Testing
             """
         let sent = lab.sh("\(python) -c '\(forge)'", in: "b1")
         #expect(sent.status == 0 && sent.output.contains("\(ports.count * 512)"), "\(sent.output)")
+        let binary = try #require(LiveLab.binary).path
+        // Right after the forgeries, while iperf3 still runs: the switch still has both
+        // connections established (a RST that moved one to CLOSE would drop its next segments).
+        let tracked = lab.sh("\(binary) ctl --control \(control) conntrack proto=tcp")
+        let established = tracked.output.split(separator: "\n").filter { $0.contains(":5201") && $0.contains("ESTABLISHED") }
+        #expect(established.count == 2, "\(tracked.output)")
         let clientStatus = client.wait()
         server.wait()
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: result)) as? [String: Any]
         let end = json?["end"] as? [String: Any]
         let received = (end?["sum_received"] as? [String: Any])?["bytes"] as? Double ?? 0
         #expect(clientStatus == 0 && received > 10_000_000, "the transfer survived the forged RSTs: \(received) bytes, \(json?["error"] ?? "")")
-        let binary = try #require(LiveLab.binary).path
+        // And it went on after them: the last second still carried data.
+        let intervals = json?["intervals"] as? [[String: Any]] ?? []
+        let lastBytes = (intervals.last?["sum"] as? [String: Any])?["bytes"] as? Double ?? 0
+        #expect(intervals.count >= 11 && lastBytes > 1_000_000, "the last interval carried \(lastBytes) bytes of \(intervals.count)")
         let stats = lab.sh("\(binary) ctl --control \(control) --json stats")
         let statsJSON = try JSONSerialization.jsonObject(with: Data(stats.output.utf8)) as? [String: Any]
         let attacker = (statsJSON?["ports"] as? [String: Any])?["b1"] as? [String: Any]
