@@ -170,3 +170,14 @@ extension TCPWindow.Verdict {
         return false
     }
 }
+
+/// What the windows add to each tracked connection (docs/firewall.md, "Memory and bounds").
+@Suite struct ConnectionEntrySizeTests {
+    @Test func sizesAreTheDocumentedOnes() {
+        // Two sides of four UInt32 and three flags, the challenge-ACK and ignored-SYN memory.
+        #expect(MemoryLayout<TCPWindow>.stride == 56)
+        // 168 bytes before the windows.
+        #expect(MemoryLayout<ConnectionEntry>.stride == 224)
+        #expect(ConnectionTable.bytesPerEntry == 276)
+    }
+}
