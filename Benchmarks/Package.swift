@@ -11,9 +11,19 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // What both executables build their frames and datapaths with.
+        .target(
+            name: "BenchmarkFrames",
+            dependencies: [
+                .product(name: "TapestryDatapath", package: "Tapestry"),
+                .product(name: "TapestryWire", package: "Tapestry"),
+            ],
+            path: "Sources/BenchmarkFrames"
+        ),
         .executableTarget(
             name: "Pipeline",
             dependencies: [
+                "BenchmarkFrames",
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "TapestryDatapath", package: "Tapestry"),
                 .product(name: "TapestryWire", package: "Tapestry"),
@@ -26,6 +36,7 @@ let package = Package(
         .executableTarget(
             name: "FirewallTiming",
             dependencies: [
+                "BenchmarkFrames",
                 .product(name: "TapestryDatapath", package: "Tapestry"),
                 .product(name: "TapestryWire", package: "Tapestry"),
             ],

@@ -1,4 +1,5 @@
 import Benchmark
+import BenchmarkFrames
 import TapestryDatapath
 import TapestryWire
 

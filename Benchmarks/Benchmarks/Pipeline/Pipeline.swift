@@ -1,25 +1,11 @@
 import Benchmark
+import BenchmarkFrames
 import TapestryDatapath
 import TapestryWire
 
 // The L2 + VLAN pipeline on 64-byte frames in batches of 32, in steady state (every destination
 // already learned). One benchmark iteration is one frame (scaling factor mega: throughput reads as
 // Mpps), so mallocCountTotal divided by the scaled iterations is mallocs per frame.
-
-/// Ports: a1, a2 access in network 0 (VLAN 10); t trunk carrying networks 0 and 1 (VLAN 10, 20),
-/// no native; b1 access in network 1.
-func makeDatapath(firewall: FirewallConfiguration? = nil, loadBalancers: [LoadBalancerConfiguration] = []) -> Datapath {
-    let configuration = DatapathConfiguration(
-        networks: [.init(name: "web", vid: 10), .init(name: "db", vid: 20)],
-        ports: [
-            .init(name: "a1", mode: .access(0)), .init(name: "a2", mode: .access(0)),
-            .init(name: "t", mode: .trunk([0, 1], native: nil)), .init(name: "b1", mode: .access(1)),
-        ],
-        macAgingSeconds: 300, macTableSize: 8192, firewall: firewall, loadBalancers: loadBalancers)
-    return Datapath(configuration: configuration, batchCapacity: 32, maxFrameLength: 9216 + 18)
-}
-
-func mac(_ value: UInt64) -> [UInt8] { MACAddress(rawValue: 0x0200_0000_0000 | value).bytes }
 
 /// A 64-byte IPv4/UDP frame (headers valid so the parser walks to L4), optionally tagged.
 func frame(
@@ -36,17 +22,6 @@ func frame(
     ip += [UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 0, 0]
     ip += [UInt8](repeating: 0x5A, count: udpLength - 8)
     return bytes + [0x08, 0x00] + ip
-}
-
-/// A 64-byte IPv4/TCP frame (10 payload bytes) with the given flags and numbers.
-func tcpFrame(
-    dst: UInt64, src: UInt64, from: UInt32, to: UInt32, sport: UInt16, dport: UInt16, flags: UInt8, seq: UInt32, ack: UInt32
-) -> [UInt8] {
-    func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
-    let ip: [UInt8] = [0x45, 0, 0, 50, 0, 1, 0x40, 0, 64, 6, 0, 0] + be32(from) + be32(to)
-    let tcp: [UInt8] = [UInt8(sport >> 8), UInt8(sport & 0xFF), UInt8(dport >> 8), UInt8(dport & 0xFF)] + be32(seq) + be32(ack)
-        + [0x50, flags, 0xFF, 0xFF, 0, 0, 0, 0]
-    return mac(dst) + mac(src) + [0x08, 0x00] + ip + tcp + [UInt8](repeating: 0x5A, count: 10)
 }
 
 /// A 64-byte IPv6/UDP frame (2 payload bytes) from `fd00::FROM` to `fd00::TO`.
@@ -86,28 +61,6 @@ func learn(_ datapath: Datapath, hosts: some Sequence<UInt64>, on port: PortID, 
     }
     datapath.process(batch, now: Timestamp(seconds: 1))
     datapath.transmitQueues.removeAll()
-}
-
-/// Runs `frames` through the datapath from `port`, refilling one batch from a fixed set of 32
-/// frames each time (a copy per frame, as a receive into the slot would be).
-@inline(never)
-func run(_ datapath: Datapath, _ batch: FrameBatch, _ frames: [[UInt8]], port: PortID, count: Int) -> Int {
-    batch.ingressPort = port
-    var sent = 0
-    var done = 0
-    let now = Timestamp(seconds: 2)
-    while done < count {
-        batch.removeAll()
-        for index in 0..<min(32, count - done) {
-            frames[index].withUnsafeBytes { _ = batch.append($0) }
-        }
-        done += batch.count
-        datapath.process(batch, now: now)
-        let queues = datapath.transmitQueues
-        for active in 0..<queues.activeCount { sent &+= queues.count(queues.activePort(active)) }
-        queues.removeAll()
-    }
-    return sent
 }
 
 let benchmarks: @Sendable () -> Void = {
@@ -172,26 +125,10 @@ let benchmarks: @Sendable () -> Void = {
     // The same with TCP: 32 connections through their handshakes, then data segments from the
     // clients (each frame is the same segment again, as a retransmission is: the state machine
     // and the sequence-window checks run in full on every frame).
-    let tcpFirewall = FirewallConfiguration(
-        defaultAction: .drop, maxConnections: 262_144,
-        rules: [.init(action: .allow, proto: 6, destinationPorts: [80...80])])
     Benchmark("Full pipeline (VLAN+firewall TCP established+L2) 64B") { benchmark in
         let datapath = makeDatapath(firewall: tcpFirewall)
-        learn(datapath, hosts: 100..<132, on: 1, vid: nil)
-        learn(datapath, hosts: 200..<232, on: 0, vid: nil)
-        func segment(_ flow: Int, client: Bool, flags: UInt8, seq: UInt32, ack: UInt32) -> [UInt8] {
-            client
-                ? tcpFrame(dst: 100 + UInt64(flow), src: 200 + UInt64(flow), from: 0x0A00_0001, to: 0x0A00_0002,
-                    sport: 40000 + UInt16(flow), dport: 80, flags: flags, seq: seq, ack: ack)
-                : tcpFrame(dst: 200 + UInt64(flow), src: 100 + UInt64(flow), from: 0x0A00_0002, to: 0x0A00_0001,
-                    sport: 80, dport: 40000 + UInt16(flow), flags: flags, seq: seq, ack: ack)
-        }
         let batch = datapath.makeBatch()
-        _ = run(datapath, batch, (0..<32).map { segment($0, client: true, flags: 0x02, seq: 1000, ack: 0) }, port: 0, count: 32)
-        _ = run(datapath, batch, (0..<32).map { segment($0, client: false, flags: 0x12, seq: 9000, ack: 1001) }, port: 1, count: 32)
-        _ = run(datapath, batch, (0..<32).map { segment($0, client: true, flags: 0x10, seq: 1001, ack: 9001) }, port: 0, count: 32)
-        let data = (0..<32).map { segment($0, client: true, flags: 0x18, seq: 1001, ack: 9001) }
-        precondition(datapath.connectionTable!.count == 32)
+        let data = establishTCPConnections(datapath, batch)
         benchmark.startMeasurement()
         let sent = run(datapath, batch, data, port: 0, count: benchmark.scaledIterations.count)
         benchmark.stopMeasurement()
