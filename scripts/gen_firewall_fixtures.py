@@ -62,6 +62,8 @@ FRAGMENT_MEMORY_US = 30 * US
 PROTO_NUM = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 TCP_P, UDP_P, ICMP_P, ICMP6_P = 6, 17, 1, 58
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+# FIN|SYN|RST|ACK|URG combinations a TCP sends (Linux's tcp_valid_flags); others are invalid.
+VALID_FLAGS = {0x02, 0x22, 0x12, 0x04, 0x14, 0x11, 0x31, 0x10, 0x30}
 
 ICMP4_ERRORS = {3, 4, 5, 11, 12}
 ICMP6_ERRORS = {1, 2, 3, 4}
@@ -202,8 +204,8 @@ class Window:
         """'accept' | 'keep' | 'restart'; raises Drop('invalid') when outside."""
         flags = pkt.flags
         syn, ack_f, rst, fin = (bool(flags & f) for f in (SYN, ACK, RST, FIN))
-        if (d == "reply" and self.ignored_syn is not None and flags & 0x17 == 0x12 and state != "SYN_SENT"
-                and pkt.ack == self.ignored_syn[0]):
+        if (d == "reply" and self.ignored_syn is not None and flags & 0x17 == 0x12
+                and state not in ("SYN_SENT", "TIME_WAIT", "CLOSE") and pkt.ack == self.ignored_syn[0]):
             fresh = Window()
             end, win, ws = self.ignored_syn
             syn_pkt = Pkt()
@@ -259,9 +261,13 @@ class Window:
                 me.maxack = ack
             me.acked = True
         if other.maxwin and lt(me.maxend, end):
-            other.maxwin = (other.maxwin + (end - me.maxend) % M32) % M32
+            other.maxwin = min(other.maxwin + (end - me.maxend) % M32, 65535 << 14)
         if ack_f and lt((other.maxend - 1) % M32, (ack + win) % M32):
             other.maxend = (ack + win + (1 if win == 0 else 0)) % M32
+        if not syn:
+            # An in-window segment: what passed unchecked vouches for nothing any more.
+            self.challenge_ack = None
+            self.ignored_syn = None
         return "accept"
 
 
@@ -445,6 +451,8 @@ class Firewall:
         pure_syn = syn and not (ack or rst or fin)
         closer = d == conn.closer
         s = conn.state
+        if flags & 0x37 not in VALID_FLAGS:
+            raise l2.Drop("invalid")
         if rst:
             conn.state = "CLOSE"
         elif d == "original" and pure_syn and s not in ("SYN_SENT", "TIME_WAIT", "CLOSE"):
@@ -886,6 +894,7 @@ def s_windows():
         # A RST in the window but not exact: passes, the connection stays.
         (0.014, "s", b.tcp(S, C, 80, 40001, "R", si + 1 + len(HTTP_OK) + 1000)),
         (0.015, "c", b.tcp(C, S, 40001, 80, "FA", ci + 1 + 65000 + 100 + 300000, si + 1 + len(HTTP_OK), window=502)),  # FIN outside: invalid
+        (0.0155, "c", b.tcp(C, S, 40001, 80, "F", ci + 1 + 65100, 0, window=502)),     # FIN without ACK: invalid
         (0.016, "c", b.tcp(C, S, 40001, 80, "FA", ci + 1 + 65100, si + 1 + len(HTTP_OK), window=502)),
         (0.017, "s", b.tcp(S, C, 80, 40001, "FA", si + 1 + len(HTTP_OK), ci + 1 + 65101, window=509)),
         (0.018, "c", b.tcp(C, S, 40001, 80, "A", ci + 1 + 65101, si + 2 + len(HTTP_OK), window=502)),
@@ -897,7 +906,7 @@ def s_windows():
         (1.004, "c", b.tcp(C, S, 40002, 80, "PA", 1001, 5001, b"v" * 400, window=502)),          # passes
     ]
     return emit("fw-windows", topo, frames,
-                "TCP sequence windows: retransmission and keepalive pass; data past the scaled window, stale data, an ACK of unsent data, forged and out-of-window RSTs and an out-of-window FIN are `invalid`; an in-window RST passes without closing; scaling only when both SYNs offer it; sequence numbers wrap.")
+                "TCP sequence windows: retransmission and keepalive pass; data past the scaled window, stale data, an ACK of unsent data, forged and out-of-window RSTs, an out-of-window FIN and a FIN without ACK are `invalid`; an in-window RST passes without closing; scaling only when both SYNs offer it; sequence numbers wrap.")
 
 
 def s_challenge_ack():
@@ -915,6 +924,7 @@ def s_challenge_ack():
         (1.002, "c", b.tcp(C, S, 40001, 80, "A", 7001, 124)),
         # A refusal must acknowledge the SYN.
         (2.0, "c", b.tcp(C, S, 40002, 80, "S", 500)),
+        (2.0005, "s", b.tcp(S, C, 80, 40002, "SR", 0, 501)),             # SYN+RST is no segment a TCP sends: invalid
         (2.001, "s", b.tcp(S, C, 80, 40002, "R", 0)),                     # invalid
         (2.002, "s", b.tcp(S, C, 80, 40002, "RA", 0, 501)),               # passes, CLOSE
         # A live connection; the client restarts and sends a SYN with a new ISN.
@@ -940,7 +950,7 @@ def s_challenge_ack():
         (7.004, "c", b.tcp(C, S, 40004, 80, "PA", 1001, 5001, HTTP_GET)),  # the old connection's numbers: invalid
     ]
     return emit("fw-challenge-ack", topo, frames,
-                "RFC 5961 challenge ACKs: a reply ACK answering a SYN passes and the client's RST at its ACK number closes; a refusal must acknowledge the SYN; a new SYN on a live connection passes unchecked, the challenge ACK and exact RST close it; a SYN-ACK answering that SYN restarts the connection.")
+                "RFC 5961 challenge ACKs: a reply ACK answering a SYN passes and the client's RST at its ACK number closes; a refusal must acknowledge the SYN (SYN+RST is invalid); a new SYN on a live connection passes unchecked, the challenge ACK and exact RST close it; a SYN-ACK answering that SYN restarts the connection.")
 
 
 SCENARIOS = [

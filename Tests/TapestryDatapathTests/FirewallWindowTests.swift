@@ -94,6 +94,18 @@ import TapestryWire
             "\(outside)")
     }
 
+    /// A forged SYN+RST (no TCP sends one) while the SYN waits is invalid: the real SYN-ACK passes.
+    @Test func aForgedSYNRSTDoesNotCloseAWaitingConnection() {
+        let sw = makeSwitch()
+        #expect(passes(sw, fromClient(.syn, seq: 1000), on: "c"))
+        #expect(!passes(sw, fromServer([.syn, .rst], seq: 1, ack: 2), on: "s"))
+        #expect(!passes(sw, fromClient([.syn, .rst], seq: 5000), on: "c"))
+        #expect(!passes(sw, fromClient(.fin, seq: 1001), on: "c"), "a FIN without ACK")
+        #expect(sw.drops == ["invalid": 3] && state(sw) == [.synSent])
+        #expect(passes(sw, fromServer([.syn, .ack], seq: 5000, ack: 1001), on: "s"))
+        #expect(state(sw) == [.synReceived])
+    }
+
     /// After a switch restart the switch knows nothing; the client (rebooted) sends a new SYN on
     /// the tuple of a connection the server still holds. The server's challenge ACK passes, the
     /// client's RST at that ACK number passes and closes, and the client's next SYN opens anew.

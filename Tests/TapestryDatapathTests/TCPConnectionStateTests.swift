@@ -77,6 +77,22 @@ import TapestryTestSupport
         #expect(S.established.on(flags: Self.syn, from: .reply, closer: nil) == .move(.established, closer: nil))
     }
 
+    /// Linux's tcp_valid_flags: a combination no TCP sends is invalid in every state, before any
+    /// transition (a forged SYN+RST must not close a connection waiting for its SYN-ACK).
+    @Test func impossibleFlagCombinationsAreInvalidEverywhere() {
+        let impossible: [UInt8] = [0x06, 0x03, 0x07, 0x01, 0x00, 0x29, 0x16, 0x13, 0x05, 0x20, 0x08]
+        for state in S.allCases {
+            for flags in impossible {
+                for direction in [S.Direction.original, .reply] {
+                    #expect(state.on(flags: flags, from: direction, closer: nil) == .invalid, "\(state) flags \(flags)")
+                }
+            }
+        }
+        for flags: UInt8 in [0x02, 0x22, 0x12, 0x04, 0x14, 0x11, 0x31, 0x10, 0x30, 0x18, 0xD2, 0x1C] {
+            #expect(S.hasValidFlags(flags), "\(flags)")
+        }
+    }
+
     @Test func openingPacketsArePureSYNs() {
         #expect(S.isOpening(Self.syn))
         for flags: UInt8 in [Self.synAck, Self.ack, 0x03, 0x06, 0x00, Self.fin] { #expect(!S.isOpening(flags), "\(flags)") }

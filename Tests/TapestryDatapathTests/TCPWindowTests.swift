@@ -115,6 +115,41 @@ import Testing
     }
 
     /// RFC 7323: windows are scaled by the shift each side offered, only when both offered one.
+    /// What passed unchecked stops counting once an in-window segment shows the hosts in step:
+    /// a forged SYN now and a forged SYN-ACK much later restart nothing (attacker review).
+    @Test func anInWindowSegmentForgetsWhatPassedUnchecked() {
+        var w = Self.established()
+        w.ignored(Self.segment(900_000, 0, Self.syn), from: .original)
+        #expect(w.hasIgnoredSYN)
+        #expect(w.update(Self.segment(50001, 1001, Self.ack), from: .reply, state: .established) == .accept)
+        #expect(!w.hasIgnoredSYN)
+        #expect(w.update(Self.segment(777, 900_001, Self.synAck), from: .reply, state: .established).isOutside)
+        var waiting = W()
+        _ = waiting.update(Self.segment(7000, 0, Self.syn), from: .original, state: .synSent)
+        waiting.ignored(Self.segment(90000, 5555, Self.ack), from: .reply)
+        _ = waiting.update(Self.segment(7000, 0, Self.syn), from: .original, state: .synSent)
+        #expect(waiting.hasIgnoredAck, "the client's retransmitted SYN keeps the challenge ACK's number")
+    }
+
+    /// A first fragment carries only part of its segment: the receiver's ACK of all of it passes.
+    @Test func aFirstFragmentMayReachTheWindowsEdge() {
+        var w = Self.established()
+        var first = Self.segment(1001, 50001, Self.psh, length: 1200)
+        first.isFirstFragment = true
+        #expect(w.update(first, from: .original, state: .established) == .accept)
+        #expect(w.original.end == w.original.maxEnd)
+        #expect(w.update(Self.segment(50001, 1001 + 3000, Self.ack), from: .reply, state: .established) == .accept)
+    }
+
+    /// Zero-window probes grow the receiver's largest window, but never past what a window can
+    /// be, so it cannot wrap to 0 (which would read as a side never seen).
+    @Test func probesCannotWrapTheLargestWindow() {
+        var w = Self.established()
+        w.reply.maxWindow = TCPWindow.largestWindow - 10
+        #expect(w.update(Self.segment(w.original.maxEnd, 50001, Self.psh, length: 1000), from: .original, state: .established) == .accept)
+        #expect(w.reply.maxWindow == TCPWindow.largestWindow)
+    }
+
     @Test func windowScaling() {
         var scaled = Self.established(window: 502, clientScale: 7, serverScale: 7)
         // The server's first scaled ACK: 502 << 7 = 64256 bytes from 1001.

@@ -536,7 +536,8 @@ struct FirewallStage {
         }
         return TCPWindow.Segment(
             sequence: frame.u32(l4 + 4), acknowledgment: frame.u32(l4 + 8), flags: flags, window: frame.u16(l4 + 14),
-            payloadLength: UInt32(truncatingIfNeeded: payload), windowScale: windowScale)
+            payloadLength: UInt32(truncatingIfNeeded: payload), windowScale: windowScale,
+            isFirstFragment: parsed.fragment == .first)
     }
 
     /// A packet with its source and destination addresses filled in (IPv4 as IPv4-mapped).

@@ -38,6 +38,18 @@ public enum TCPConnectionState: UInt8, Sendable, CaseIterable, CustomStringConve
         }
     }
 
+    /// The flag combinations a TCP segment may carry (Linux's `tcp_valid_flags`, ignoring PSH,
+    /// ECE and CWR): SYN, SYN+URG, SYN+ACK, RST, RST+ACK, FIN+ACK, FIN+ACK+URG, ACK, ACK+URG.
+    /// Anything else (SYN+RST, SYN+FIN, FIN without ACK, no flags, ...) is no segment a TCP
+    /// sends: it is `invalid` before the state machine or the windows see it.
+    @inline(__always)
+    public static func hasValidFlags(_ flags: UInt8) -> Bool {
+        // One bit per valid value of FIN|SYN|RST|ACK|URG (0x37 -> indices 0...0x37).
+        let valid: UInt64 = 1 << 0x02 | 1 << 0x22 | 1 << 0x12 | 1 << 0x04 | 1 << 0x14 | 1 << 0x11 | 1 << 0x31
+            | 1 << 0x10 | 1 << 0x30
+        return valid >> UInt64(flags & 0x37) & 1 != 0
+    }
+
     /// A packet that may open a connection: SYN without ACK, RST or FIN.
     @inline(__always)
     public static func isOpening(_ flags: UInt8) -> Bool { flags & 0x17 == 0x02 }
@@ -50,6 +62,7 @@ public enum TCPConnectionState: UInt8, Sendable, CaseIterable, CustomStringConve
         let ack = flags & 0x10 != 0
         let fin = flags & 0x01 != 0
         let rst = flags & 0x04 != 0
+        guard Self.hasValidFlags(flags) else { return .invalid }
         if rst { return .move(.close, closer: closer) }
         if direction == .original && Self.isOpening(flags) && self != .synSent && self != .timeWait && self != .close {
             return .ignore

@@ -45,15 +45,16 @@ public struct TCPWindow: Sendable, Equatable {
     /// (a challenge ACK from a server that still holds an older connection on this tuple, RFC
     /// 5961 4.2): the client's answering RST carries it as its sequence number.
     public var ignoredAck: UInt32 = 0
-    public var hasIgnoredAck = false
     /// After the handshake, the last SYN from the original side let through unchecked (its end,
     /// window and scale option): if the server answers it with a SYN-ACK rather than a challenge
     /// ACK (it had forgotten the old connection), the connection starts again from these two.
     public var ignoredSYNEnd: UInt32 = 0
     public var ignoredSYNWindow: UInt16 = 0
-    /// 0xFF: the SYN offered no window scale.
-    public var ignoredSYNScale: UInt8 = 0xFF
+    public var ignoredSYNScale: UInt8 = 0
+    public var ignoredSYNOfferedScale = false
     public var hasIgnoredSYN = false
+    /// Whether `ignoredAck` holds one (declared here, with the other flags, to keep the value at 56 bytes).
+    public var hasIgnoredAck = false
 
     public init() {}
 
@@ -68,11 +69,14 @@ public struct TCPWindow: Sendable, Equatable {
         public var payloadLength: UInt32
         /// The window scale option's shift, on a SYN that carries one.
         public var windowScale: UInt8?
+        /// The first fragment of a fragmented segment: its payload is only part of the segment's.
+        public var isFirstFragment = false
 
         public init(
             sequence: UInt32, acknowledgment: UInt32, flags: UInt8, window: UInt16, payloadLength: UInt32,
-            windowScale: UInt8? = nil
+            windowScale: UInt8? = nil, isFirstFragment: Bool = false
         ) {
+            self.isFirstFragment = isFirstFragment
             self.sequence = sequence
             self.acknowledgment = acknowledgment
             self.flags = flags
@@ -126,7 +130,8 @@ public struct TCPWindow: Sendable, Equatable {
         } else if segment.syn {
             ignoredSYNEnd = segment.end
             ignoredSYNWindow = segment.window
-            ignoredSYNScale = segment.windowScale ?? 0xFF
+            ignoredSYNScale = min(segment.windowScale ?? 0, 14)
+            ignoredSYNOfferedScale = segment.windowScale != nil
             hasIgnoredSYN = true
         }
     }
@@ -148,14 +153,39 @@ public struct TCPWindow: Sendable, Equatable {
     public mutating func update(
         _ segment: Segment, from direction: TCPConnectionState.Direction, state: TCPConnectionState
     ) -> Verdict {
+        // The common case, kept small enough to inline: an ACK or data (no SYN, RST or FIN)
+        // between two sides that have both shown their SYNs.
+        if segment.flags & 0x07 == 0 && original.isInitialized && reply.isInitialized {
+            let verdict = direction == .original
+                ? Self.inWindow(segment, sender: &original, receiver: &reply)
+                : Self.inWindow(segment, sender: &reply, receiver: &original)
+            if case .accept = verdict { forgetIgnored() }
+            return verdict
+        }
+        return updateRare(segment, from: direction, state: state)
+    }
+
+    /// An in-window segment brings the two hosts' view and the switch's back in step: what was
+    /// let through unchecked no longer vouches for anything (Linux keeps only the last packet's).
+    @inline(__always)
+    private mutating func forgetIgnored() {
+        hasIgnoredAck = false
+        hasIgnoredSYN = false
+    }
+
+    /// SYNs, RSTs, FINs, and anything before both sides are known.
+    @inline(never)
+    private mutating func updateRare(
+        _ segment: Segment, from direction: TCPConnectionState.Direction, state: TCPConnectionState
+    ) -> Verdict {
         if direction == .reply && hasIgnoredSYN && segment.flags & 0x17 == 0x12 && segment.acknowledgment == ignoredSYNEnd
-            && state != .synSent
+            && state != .synSent && state != .timeWait && state != .close
         {
             // Linux conntrack does the same: the server forgot the old connection and accepts the new one.
             var restarted = TCPWindow()
             let syn = Segment(
                 sequence: ignoredSYNEnd &- 1, acknowledgment: 0, flags: 0x02, window: ignoredSYNWindow, payloadLength: 0,
-                windowScale: ignoredSYNScale == 0xFF ? nil : ignoredSYNScale)
+                windowScale: ignoredSYNOfferedScale ? ignoredSYNScale : nil)
             _ = Self.check(syn, sender: &restarted.original, receiver: &restarted.reply, state: .synSent, isOriginal: true, ignoredAck: nil)
             guard case .accept = Self.check(
                 segment, sender: &restarted.reply, receiver: &restarted.original, state: .synSent, isOriginal: false,
@@ -165,10 +195,12 @@ public struct TCPWindow: Sendable, Equatable {
             return .restarted
         }
         let ignoredAck = hasIgnoredAck ? ignoredAck : nil
-        if direction == .original {
-            return Self.check(segment, sender: &original, receiver: &reply, state: state, isOriginal: true, ignoredAck: ignoredAck)
-        }
-        return Self.check(segment, sender: &reply, receiver: &original, state: state, isOriginal: false, ignoredAck: ignoredAck)
+        let verdict = direction == .original
+            ? Self.check(segment, sender: &original, receiver: &reply, state: state, isOriginal: true, ignoredAck: ignoredAck)
+            : Self.check(segment, sender: &reply, receiver: &original, state: state, isOriginal: false, ignoredAck: ignoredAck)
+        // A SYN the client retransmits while waiting does not bring anything back in step.
+        if case .accept = verdict, !segment.syn { forgetIgnored() }
+        return verdict
     }
 
     @inline(__always)
@@ -176,7 +208,6 @@ public struct TCPWindow: Sendable, Equatable {
         _ segment: Segment, sender: inout Side, receiver: inout Side, state: TCPConnectionState, isOriginal: Bool,
         ignoredAck: UInt32?
     ) -> Verdict {
-        let sequence = segment.sequence
         let end = segment.end
         if segment.syn {
             if !sender.isInitialized || (state == .synSent && isOriginal && after(end, sender.end)) {
@@ -200,6 +231,22 @@ public struct TCPWindow: Sendable, Equatable {
                 return verdict
             }
         }
+        if segment.rst && state != .synSent {
+            // In the window but not the exact RST (that one returned above): it passes for the
+            // receiver to challenge, and shows nothing to record.
+            if case .outside(let check, let value, let low, let high) = checks(segment, sender: sender, receiver: receiver) {
+                return .outside(check, value: value, low: low, high: high)
+            }
+            return .acceptKeepingState
+        }
+        return inWindow(segment, sender: &sender, receiver: &receiver)
+    }
+
+    /// The four checks; `.accept` when all pass (nothing recorded).
+    @inline(__always)
+    private static func checks(_ segment: Segment, sender: Side, receiver: Side) -> Verdict {
+        let sequence = segment.sequence
+        let end = segment.end
         var ack = segment.acknowledgment
         if !segment.hasAck || (segment.rst && ack == 0) { ack = receiver.end }  // nothing acknowledged
         // Check 1 and 2: the segment's sequence space against the windows.
@@ -219,12 +266,19 @@ public struct TCPWindow: Sendable, Equatable {
                 return .outside(.ackBelow, value: ack, low: receiver.end &- slack, high: receiver.end)
             }
         }
-        if segment.rst && state != .synSent {
-            // In the window but not the exact RST (that one returned above): it passes for the
-            // receiver to challenge, and shows nothing to record.
-            return .acceptKeepingState
-        }
-        // In the window: record what the segment shows.
+        return .accept
+    }
+
+    /// The largest window a side can advertise (65535 scaled by 14): what `maxWindow` saturates at.
+    static let largestWindow: UInt32 = 65_535 << 14
+
+    /// The checks, then, when they pass, what the segment shows.
+    @inline(__always)
+    private static func inWindow(_ segment: Segment, sender: inout Side, receiver: inout Side) -> Verdict {
+        let verdict = checks(segment, sender: sender, receiver: receiver)
+        guard case .accept = verdict else { return verdict }
+        let end = segment.end
+        let ack = segment.hasAck ? segment.acknowledgment : receiver.end
         let scaledWindow = segment.syn ? UInt32(segment.window) : UInt32(segment.window) << UInt32(sender.scale)
         if sender.maxWindow < scaledWindow { sender.maxWindow = scaledWindow }
         if after(end, sender.end) { sender.end = end }
@@ -233,11 +287,18 @@ public struct TCPWindow: Sendable, Equatable {
             sender.sentAck = true
         }
         if receiver.isInitialized && after(end, sender.maxEnd) {
-            // The sender went past the window (a zero-window probe): the receiver evidently took it.
-            receiver.maxWindow &+= end &- sender.maxEnd
+            // The sender went past the window (a zero-window probe): the receiver evidently
+            // took it. Saturating, so no sequence of segments can wrap it to 0 (uninitialized).
+            let grown = UInt64(receiver.maxWindow) + UInt64(end &- sender.maxEnd)
+            receiver.maxWindow = UInt32(min(grown, UInt64(largestWindow)))
         }
         if segment.hasAck && after(ack &+ scaledWindow, receiver.maxEnd &- 1) {
             receiver.maxEnd = ack &+ scaledWindow &+ (scaledWindow == 0 ? 1 : 0)
+        }
+        if segment.isFirstFragment && after(sender.maxEnd, sender.end) {
+            // Only part of the segment is in view: it may reach as far as the window allowed,
+            // so the receiver's ACK of all of it is not taken for an ACK of unsent data.
+            sender.end = sender.maxEnd
         }
         return .accept
     }
