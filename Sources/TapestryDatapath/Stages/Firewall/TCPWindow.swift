@@ -137,19 +137,21 @@ public struct TCPWindow: Sendable, Equatable {
     }
 
     /// Linux's `MAXACKWINDOW` floor: ACKs this far behind the receiver's end still pass.
-    static let ackSlack: UInt32 = 66_000
+    @usableFromInline static let ackSlack: UInt32 = 66_000
 
     /// a < b modulo 2^32.
-    @inline(__always)
+    @inline(__always) @usableFromInline
     static func before(_ a: UInt32, _ b: UInt32) -> Bool { Int32(bitPattern: a &- b) < 0 }
 
-    @inline(__always)
+    @inline(__always) @usableFromInline
     static func after(_ a: UInt32, _ b: UInt32) -> Bool { before(b, a) }
 
     /// Checks `segment`, travelling in `direction` of a connection in `state`, and on success
     /// records what it shows. The caller has already run the state machine: this is only called
     /// for segments it would let through.
-    @inline(__always)
+    // @_transparent, not @inline(__always): the compiler kept the latter a call at the firewall's
+    // call site (docs/performance.md, "Firewall: TCP sequence windows").
+    @_transparent
     public mutating func update(
         _ segment: Segment, from direction: TCPConnectionState.Direction, state: TCPConnectionState
     ) -> Verdict {
@@ -167,15 +169,15 @@ public struct TCPWindow: Sendable, Equatable {
 
     /// An in-window segment brings the two hosts' view and the switch's back in step: what was
     /// let through unchecked no longer vouches for anything (Linux keeps only the last packet's).
-    @inline(__always)
-    private mutating func forgetIgnored() {
+    @inline(__always) @usableFromInline
+    mutating func forgetIgnored() {
         hasIgnoredAck = false
         hasIgnoredSYN = false
     }
 
     /// SYNs, RSTs, FINs, and anything before both sides are known.
-    @inline(never)
-    private mutating func updateRare(
+    @inline(never) @usableFromInline
+    mutating func updateRare(
         _ segment: Segment, from direction: TCPConnectionState.Direction, state: TCPConnectionState
     ) -> Verdict {
         if direction == .reply && hasIgnoredSYN && segment.flags & 0x17 == 0x12 && segment.acknowledgment == ignoredSYNEnd
@@ -243,8 +245,8 @@ public struct TCPWindow: Sendable, Equatable {
     }
 
     /// The four checks; `.accept` when all pass (nothing recorded).
-    @inline(__always)
-    private static func checks(_ segment: Segment, sender: Side, receiver: Side) -> Verdict {
+    @inline(__always) @usableFromInline
+    static func checks(_ segment: Segment, sender: Side, receiver: Side) -> Verdict {
         let sequence = segment.sequence
         let end = segment.end
         var ack = segment.acknowledgment
@@ -270,11 +272,11 @@ public struct TCPWindow: Sendable, Equatable {
     }
 
     /// The largest window a side can advertise (65535 scaled by 14): what `maxWindow` saturates at.
-    static let largestWindow: UInt32 = 65_535 << 14
+    @usableFromInline static let largestWindow: UInt32 = 65_535 << 14
 
     /// The checks, then, when they pass, what the segment shows.
-    @inline(__always)
-    private static func inWindow(_ segment: Segment, sender: inout Side, receiver: inout Side) -> Verdict {
+    @inline(__always) @usableFromInline
+    static func inWindow(_ segment: Segment, sender: inout Side, receiver: inout Side) -> Verdict {
         let verdict = checks(segment, sender: sender, receiver: receiver)
         guard case .accept = verdict else { return verdict }
         let end = segment.end
