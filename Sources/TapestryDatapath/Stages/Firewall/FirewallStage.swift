@@ -194,11 +194,7 @@ struct FirewallStage {
                     entry.pointee.window.ignored(tcpSegment(frame, parsed), from: direction)
                     if Trace.isRecording { trace.record(TraceEvent(frame: index, .tcpIgnored, a: Int32(id), b: direction == .reply ? 1 : 0)) }
                 case .invalid:
-                    if !enforce {  // tracking only: the load balancer still needs the connection
-                        metadata.pointee.connection = Int32(id)
-                        metadata.pointee.isReply = direction == .reply
-                        metadata.pointee.isNewConnection = false
-                    }
+                    keepForTrackingOnly(id, direction, metadata)
                     return drop(
                         .invalid, .tcpOutOfState, UInt32(packet.tcpFlags) | UInt32(entry.pointee.tcpState.rawValue) << 8,
                         metadata)
@@ -221,11 +217,7 @@ struct FirewallStage {
                                     frame: index, .outsideWindow, a: Int32(bitPattern: value), b: Int32(bitPattern: low),
                                     c: Int32(bitPattern: high)))
                         }
-                        if !enforce {
-                            metadata.pointee.connection = Int32(id)
-                            metadata.pointee.isReply = direction == .reply
-                            metadata.pointee.isNewConnection = false
-                        }
+                        keepForTrackingOnly(id, direction, metadata)
                         return drop(
                             .invalid, .tcpOutOfWindow,
                             UInt32(packet.tcpFlags) | UInt32(check.rawValue) << 8 | UInt32(entry.pointee.tcpState.rawValue) << 16,
@@ -517,6 +509,18 @@ struct FirewallStage {
             // Saturating: `now` is a capture's timestamp in replay, anything up to the reader's limit.
             until: now.addingReportingOverflow(configuration.fragmentTimeout).overflow
                 ? .max : now &+ configuration.fragmentTimeout)
+    }
+
+    /// Tracking only (no firewall section): a packet that does not fit its connection is not
+    /// dropped, and the load balancer still needs the connection it belongs to.
+    @inline(__always)
+    private func keepForTrackingOnly(
+        _ id: Int, _ direction: TCPConnectionState.Direction, _ metadata: UnsafeMutablePointer<FrameMetadata>
+    ) {
+        guard !enforce else { return }
+        metadata.pointee.connection = Int32(id)
+        metadata.pointee.isReply = direction == .reply
+        metadata.pointee.isNewConnection = false
     }
 
     /// The TCP fields the window needs. The parser guaranteed the TCP header (its data offset
