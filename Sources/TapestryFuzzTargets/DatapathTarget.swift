@@ -174,6 +174,7 @@ enum DatapathTarget {
         var batchTime = now
         var scratch = [UInt8](repeating: 0, count: maxFrameLength + 64)
         var expectedDrops: UInt64 = 0
+        var consumed: UInt64 = 0
         var fed: UInt64 = 0
         let tunnels = (0..<portCount).map { VXLANEndpoint(configuration: configuration, port: PortID($0)) }
         var wrapped = [UInt8](repeating: 0, count: maxFrameLength + VXLAN.underlayHeaderLength)
@@ -191,10 +192,13 @@ enum DatapathTarget {
             try checkTunnels(datapath, tunnels)
             try checkLog(datapath, topology: topologies[Int(mode & 3) % topologies.count], now: batchTime)
             for index in 0..<batch.count where batch.verdicts[index].isDrop { expectedDrops += 1 }
+            for index in 0..<batch.count where batch.verdicts[index] == .consume { consumed += 1 }
             expectedDrops += after.refusedConnections &- before.refusedConnections
+            expectedDrops += after.fragmentsHeldDropped &- before.fragmentsHeldDropped
             datapath.transmitQueues.removeAll()
             batch.removeAll()
             expectedDrops += try releaseHeld(datapath, ownFrames, tunnels, now: batchTime, fixChecksums: fixChecksums)
+            expectedDrops += try releaseHeldFragments(datapath, ownFrames, tunnels, now: batchTime, consumed: consumed, fixChecksums: fixChecksums)
             try runHealthChecks(datapath, ownFrames, tunnels, now: batchTime)
         }
 
@@ -275,6 +279,11 @@ enum DatapathTarget {
             batch.setOffload(batch.count - 1, offload)
         }
         try flush()
+        // The input is over: what is held for a first fragment is dropped, as replay drops it.
+        let beforeEnd = datapath.counters
+        datapath.dropHeldFragments()
+        expectedDrops += datapath.counters.fragmentsHeldDropped &- beforeEnd.fragmentsHeldDropped
+        try require(datapath.counters.fragmentsHeld == 0, "\(datapath.counters.fragmentsHeld) fragments still held after the end")
 
         let counters = datapath.counters
         let framesIn = counters.ports.reduce(0) { $0 + $1.framesIn }
@@ -303,9 +312,12 @@ enum DatapathTarget {
             }
         }
         let refused = after.refusedConnections &- before.refusedConnections
+        // Fragments held in earlier batches and dropped in this one (their first fragment
+        // refused, their datagram broken, replaced or timed out) count on their own ports.
+        let heldDropped = after.fragmentsHeldDropped &- before.fragmentsHeldDropped
         try require(
-            after.totalDrops &- before.totalDrops == UInt64(drops) &+ refused,
-            "drops grew by \(after.totalDrops &- before.totalDrops), \(drops) verdicts and \(refused) refused connections")
+            after.totalDrops &- before.totalDrops == UInt64(drops) &+ refused &+ heldDropped,
+            "drops grew by \(after.totalDrops &- before.totalDrops), \(drops) verdicts, \(refused) refused connections and \(heldDropped) held fragments")
         // The parser treats a frame with three or more tags as opaque L2: under a firewall it is
         // dropped (HostileFrameTests.threeTagsAreDroppedByTheFirewall), without one it is
         // switched like any L2 payload and leaves an access port with its outer tag removed,
@@ -370,6 +382,42 @@ extension DatapathTarget {
             end.heldReleased + end.heldExpired + UInt64(end.heldWaiting) <= end.backendUnresolved,
             "held: \(end.heldReleased) released + \(end.heldExpired) expired + \(end.heldWaiting) waiting > \(end.backendUnresolved) unresolved")
         try require(end.heldWaiting <= 16 * 5, "\(end.heldWaiting) frames waiting for 5 backends")
+        return end.totalDrops &- start.totalDrops
+    }
+
+    /// Later fragments held for their first fragment leave as `SwitchCore.run` lets them after
+    /// each batch: they parse as IP fragments (with valid IPv4 header checksums when the inputs
+    /// had them). Held fragments stay within their bounds, and every one held was a frame the
+    /// pipeline consumed: released, dropped or still held is at most what was consumed. Returns
+    /// the drops counted meanwhile (released fragments L2 drops).
+    static func releaseHeldFragments(
+        _ datapath: Datapath, _ ownFrames: FrameBatch, _ tunnels: [VXLANEndpoint?], now: Int64, consumed: UInt64,
+        fixChecksums: Bool
+    ) throws(InvariantViolation) -> UInt64 {
+        let start = datapath.counters
+        var released: UInt64 = 0
+        var rounds = 0
+        while datapath.releaseHeldFragments(into: ownFrames, now: Timestamp(nanoseconds: now)) {
+            rounds += 1
+            try require(rounds <= 1_000, "releaseHeldFragments keeps returning true")
+            try require(!ownFrames.isEmpty, "a release with no frames")
+            released += UInt64(ownFrames.count)
+            for index in 0..<ownFrames.count {
+                let parsed = FrameParser.parse(UnsafeRawBufferPointer(ownFrames.frame(index)))
+                try require(parsed.fragment == .later, "released a frame that is no later fragment")
+            }
+            try checkOwnFrames(datapath, tunnels, "released fragment", checksums: fixChecksums) { parsed, _ in
+                parsed.fragment == .later
+            }
+        }
+        let end = datapath.counters
+        try require(
+            end.fragmentsReleased &- start.fragmentsReleased == released,
+            "released \(released) fragments, counted \(end.fragmentsReleased &- start.fragmentsReleased)")
+        try require(
+            end.fragmentsReleased + end.fragmentsHeldDropped + UInt64(end.fragmentsHeld) <= consumed,
+            "fragments: \(end.fragmentsReleased) released + \(end.fragmentsHeldDropped) dropped + \(end.fragmentsHeld) held > \(consumed) consumed")
+        try require(end.fragmentsHeld <= FragmentTable.heldSlots, "\(end.fragmentsHeld) fragments held")
         return end.totalDrops &- start.totalDrops
     }
 

@@ -48,6 +48,7 @@ public enum PacketTestRunner {
                 for frame in 0..<queues.count(out) { sent[Int(out)].append(Array(queues.frame(out, frame))) }
             }
         }
+        core.finishInput()
         var problems: [String] = []
         for (number, name) in names.enumerated() where !test.ignorePorts.contains(name) {
             let frames = sent[number]

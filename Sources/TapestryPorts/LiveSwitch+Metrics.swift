@@ -88,6 +88,11 @@ extension SwitchSnapshot {
             lines.append("tapestry_lb_held_frames \(counters.heldWaiting)")
         }
         if let firewall = topology.firewall {
+            family("tapestry_firewall_held_fragments_total", "counter", "Later fragments held until their first fragment came, by what became of them.")
+            lines.append("tapestry_firewall_held_fragments_total{outcome=\"released\"} \(counters.fragmentsReleased)")
+            lines.append("tapestry_firewall_held_fragments_total{outcome=\"dropped\"} \(counters.fragmentsHeldDropped)")
+            family("tapestry_firewall_held_fragments", "gauge", "Later fragments waiting now for their first fragment.")
+            lines.append("tapestry_firewall_held_fragments \(counters.fragmentsHeld)")
             family("tapestry_firewall_rule_connections_total", "counter", "New connections each firewall rule (and default) decided.")
             for (index, rule) in firewall.rules.enumerated() where index < counters.ruleDecisions.count {
                 lines.append("tapestry_firewall_rule_connections_total{rule=\"\(index + 1)\",location=\"\(Self.label(rule.location))\",action=\"\(rule.action.rawValue)\"} \(counters.ruleDecisions[index])")

@@ -290,6 +290,7 @@ public struct Replay {
             }
         }
         flush()
+        core.finishInput()
         // The capture is over: the rules still over their rate say what they did not log.
         writeLog(at: max(latest, batchTime) &+ 1_000_000_000)
     }

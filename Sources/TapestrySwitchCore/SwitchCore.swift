@@ -79,6 +79,17 @@ public final class SwitchCore {
             for active in 0..<queues.activeCount { transmit(queues.activePort(active), queues) }
             queues.removeAll()
         }
+        // Later fragments held for a first fragment this batch let through.
+        while datapath.releaseHeldFragments(into: ownFrames, now: now) {
+            for active in 0..<queues.activeCount { transmit(queues.activePort(active), queues) }
+            queues.removeAll()
+        }
+    }
+
+    /// The input is over (a capture or a test ran out): what the switch still holds for a frame
+    /// that will not come now is dropped and counted (later fragments waiting for their first).
+    public func finishInput() {
+        datapath.dropHeldFragments()
     }
 
     /// Sends an ARP request from each VIP for every backend whose MAC is unknown (a live switch

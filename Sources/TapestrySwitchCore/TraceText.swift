@@ -135,6 +135,12 @@ public enum TraceText {
                 line(.firewall, "no firewall section and not to a VIP service: passes untracked")
             case .fragmentPassed:
                 line(.firewall, "a later fragment (identification \(UInt32(bitPattern: event.a))) whose first fragment passed")
+            case .fragmentHeld:
+                line(.firewall, "a later fragment (identification \(UInt32(bitPattern: event.a))) before its first fragment: held (\(event.b) of its datagram now)")
+            case .heldFragmentsReleased:
+                line(.firewall, "first fragment passed: its \(event.a) held fragment\(event.a == 1 ? "" : "s") leave right after it")
+            case .heldFragmentsDropped:
+                line(.firewall, "first fragment dropped: its \(event.a) held fragment\(event.a == 1 ? " is" : "s are") dropped too")
             case .connectionOpened:
                 let kind = ConnectionEntry.Kind(rawValue: UInt8(truncatingIfNeeded: event.c >> 24)) ?? .other
                 let after = state(kind, event.c)
@@ -205,7 +211,7 @@ public enum TraceText {
             case .learningSkipped:
                 line(.l2, "the switch's own frame: source not learned")
             case .alreadyDecided:
-                line(.l2, "destination decided by the load balancer: no lookup")
+                line(.l2, "an earlier stage took the frame or decided where it goes: no lookup")
             case .fdbHit:
                 let behind = isTunnel(event.a) ? " behind \(remoteName(PortID(truncatingIfNeeded: event.a), event.b))" : ""
                 line(.l2, "destination \(destination(original)) learned on \(portName(event.a))\(behind) -> forward")
@@ -274,7 +280,17 @@ public enum TraceText {
         case .unrelatedICMPError:
             return "ICMP error (type \(detail)) quoting no tracked connection, or not sent back to the quoted packet's sender"
         case .strayFragment:
-            return "a later fragment (identification \(detail)) whose first fragment was not let through"
+            return "a later fragment (identification \(detail)) whose first fragment was refused"
+        case .duplicateFragment:
+            return "a fragment (identification \(detail)) that repeats one already seen; the datagram goes on"
+        case .overlappingFragment:
+            return "a fragment (identification \(detail)) that overlaps another of its datagram, or lies past its end: the whole datagram is dropped"
+        case .malformedFragment:
+            return "an impossible fragment: past 65,535 bytes, empty, or not the last with a length not a multiple of 8"
+        case .tooManyFragments:
+            return "a datagram (identification \(detail)) of more than \(FragmentTable.maxFragments) fragments: dropped"
+        case .fragmentNotHeld:
+            return "a fragment (identification \(detail)) that came before its first fragment and could not be held (the held fragments are at their bound, or it is larger than \(FragmentTable.slotBytes) bytes): its datagram is dropped"
         case .refusedByRule: return "new connection; \(rule())"
         case .refusedAfterReload: return "a connection from before the reload that the new rules refuse; \(rule())"
         case .tooManyTags: return "three or more VLAN tags: the rules cannot see the payload"

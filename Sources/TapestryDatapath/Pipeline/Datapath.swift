@@ -104,7 +104,7 @@ public final class Datapath {
                 configuration: configuration.firewall
                     ?? FirewallConfiguration(defaultAction: .allow, maxConnections: configuration.trackingOnlyConnections),
                 enforce: configuration.firewall != nil, services: services,
-                fragmentSlots: configuration.fragmentSlots, hashKey: hashKey)
+                fragmentSlots: configuration.fragmentSlots, portCount: configuration.ports.count, hashKey: hashKey)
         } else {
             firewall = nil
         }
@@ -206,6 +206,7 @@ public final class Datapath {
         for index in 0..<batch.count {
             if case .drop(let reason) = batch.verdicts[index] { dropRow[reason.index] &+= 1 }
         }
+        countDroppedHeldFragments()
         // Connections a balancer refused leave as answers, so no verdict counts them.
         if let loadBalancer { dropRow[DropReason.noService.index] &+= loadBalancer.takeRefusedInBatch() }
         let queues = transmitQueues
@@ -231,6 +232,37 @@ public final class Datapath {
         guard loadBalancer.releaseHeld(into: batch) else { return false }
         runAfterLoadBalancer(batch, now: now)
         return true
+    }
+
+    /// Later fragments the firewall held until their first fragment came (`FragmentTable`) leave
+    /// here once it passed, in arrival order, with the batch's time: call after every batch like
+    /// `releaseHeld`, until it returns false, draining `transmitQueues` after each true. They go
+    /// through the stages after the firewall (their ingress was counted when they arrived).
+    public func releaseHeldFragments(into batch: FrameBatch, now: Timestamp) -> Bool {
+        guard let fragments = firewall?.fragments, fragments.hasReleases else { return false }
+        batch.removeAll()
+        guard fragments.release(into: batch) else { return false }
+        var none = NoTrace()
+        loadBalancer?.process(batch, now: now, trace: &none)
+        runAfterLoadBalancer(batch, now: now)
+        return true
+    }
+
+    /// The input is over (the end of a capture or a test): fragments still held for a first
+    /// fragment are dropped (`invalid`, on their ingress port), since it will not come now.
+    public func dropHeldFragments() {
+        firewall?.fragments.dropAllHeld()
+        countDroppedHeldFragments()
+    }
+
+    /// Held fragments the firewall dropped (their first fragment refused, their datagram broken,
+    /// replaced or timed out) count `invalid` on the port they came in on.
+    @inline(__always)
+    private func countDroppedHeldFragments() {
+        guard let fragments = firewall?.fragments, fragments.droppedPending else { return }
+        fragments.takeDropped { port, count in
+            drops[Int(port) * DropReason.count + DropReason.invalid.index] &+= count
+        }
     }
 
     /// ARP requests from the VIPs for every backend whose MAC is unknown, flooded in their
@@ -357,6 +389,11 @@ public final class Datapath {
         result.connectionsEvicted = firewallEvents.pointee.evicted
         result.relatedPassed = firewallEvents.pointee.related
         result.connections = firewall?.table.count ?? 0
+        if let fragments = firewall?.fragments {
+            result.fragmentsHeld = fragments.counts.pointee.waiting
+            result.fragmentsReleased = fragments.counts.pointee.released
+            result.fragmentsHeldDropped = fragments.counts.pointee.dropped
+        }
         if let firewall, firewall.enforce { result.ruleDecisions = Array(firewall.rules.decided) }
         if let loadBalancer {
             result.backendSelections = loadBalancer.selections

@@ -34,6 +34,11 @@ public struct DatapathCounters: Sendable, Equatable {
     public var heldReleased: UInt64 = 0
     public var heldExpired: UInt64 = 0
     public var heldWaiting = 0
+    /// Later fragments that came before their first fragment: held now, released after it, and
+    /// dropped while held (first fragment refused, overlap, timed out, or the input ended).
+    public var fragmentsHeld = 0
+    public var fragmentsReleased: UInt64 = 0
+    public var fragmentsHeldDropped: UInt64 = 0
     public var loadBalancerAnswers: UInt64 = 0
     /// New connections refused (RST or ICMP port unreachable from the VIP) because every backend
     /// was drained or down; also counted as `no-service` drops.

@@ -15,8 +15,8 @@ public enum DropCause: UInt8, Sendable {
     /// `invalid`: an ICMP error quoting no tracked connection, or not addressed to the quoted
     /// packet's sender; detail: the ICMP type.
     case unrelatedICMPError
-    /// `invalid`: a later fragment whose first fragment was not let through; detail: the
-    /// datagram's identification (16 bits for IPv4, 32 for IPv6).
+    /// `invalid`: a later fragment whose first fragment was refused; detail: the datagram's
+    /// identification (16 bits for IPv4, 32 for IPv6).
     case strayFragment
     /// `firewall`: the rules refuse a new connection (`FrameMetadata.rule` says which).
     case refusedByRule
@@ -47,6 +47,24 @@ public enum DropCause: UInt8, Sendable {
     /// `TCPConnectionState.rawValue` in the third. A traced frame also has an `outsideWindow`
     /// event with the numbers.
     case tcpOutOfWindow
+    /// `invalid`: a fragment that repeats one already seen (same offset and length); the
+    /// datagram goes on. Detail: the identification.
+    case duplicateFragment
+    /// `invalid`: a fragment that overlaps another of its datagram (RFC 5722), or lies past its
+    /// last fragment's end; the datagram is dropped (its held fragments and the ones still to
+    /// come). Detail: the identification.
+    case overlappingFragment
+    /// `invalid`: a fragment with an impossible offset or length (a datagram past 65,535 bytes,
+    /// a fragment other than the last whose length is not a multiple of 8, no payload). Detail:
+    /// the identification.
+    case malformedFragment
+    /// `invalid`: a datagram of more fragments than the firewall tracks; it is dropped. Detail:
+    /// the identification.
+    case tooManyFragments
+    /// `invalid`: a later fragment that came before its first fragment and could not be held
+    /// (every slot taken, its port's share taken, or larger than a slot); its datagram is
+    /// dropped. Detail: the identification.
+    case fragmentNotHeld
 }
 
 extension DropCause {
@@ -54,7 +72,8 @@ extension DropCause {
     public var reason: DropReason {
         switch self {
         case .none, .tcpWithoutConnection, .tcpOutOfState, .unsolicitedEchoReply, .unrelatedICMPError, .strayFragment,
-            .untrackedServiceTraffic, .spoofedVIP, .claimedVIP, .tcpOutOfWindow:
+            .untrackedServiceTraffic, .spoofedVIP, .claimedVIP, .tcpOutOfWindow, .duplicateFragment, .overlappingFragment,
+            .malformedFragment, .tooManyFragments, .fragmentNotHeld:
             return .invalid
         case .refusedByRule, .refusedAfterReload, .tooManyTags: return .firewall
         case .tableFull: return .tableFull

@@ -35,6 +35,13 @@ public struct TraceEvent: Sendable, Equatable {
         case notService
         /// A later fragment of a datagram whose first fragment passed (identification `a`).
         case fragmentPassed
+        /// A later fragment that came before its datagram's first fragment (identification `a`):
+        /// held, `b` fragments of the datagram held now.
+        case fragmentHeld
+        /// The first fragment passed: `a` held fragments of its datagram leave right after it.
+        case heldFragmentsReleased
+        /// The first fragment was dropped: so are the `a` held fragments of its datagram.
+        case heldFragmentsDropped
         /// A TCP packet of connection `a` let through unchecked, its state unchanged
         /// (`TCPConnectionState.Transition.ignore`); `b` 1 for the reply direction.
         case tcpIgnored
@@ -117,7 +124,8 @@ public struct TraceEvent: Sendable, Equatable {
         case .malformed, .classified, .serviceTagRefused, .doubleTagOnAccess, .tagOnAccess, .vidNotOnTrunk,
             .notDecapsulated:
             return .vlan
-        case .notIP, .neighbourDiscovery, .relatedError, .notService, .fragmentPassed, .connectionOpened,
+        case .notIP, .neighbourDiscovery, .relatedError, .notService, .fragmentPassed, .fragmentHeld, .heldFragmentsReleased,
+            .heldFragmentsDropped, .connectionOpened,
             .connectionUpdated, .invalidIgnored, .tcpIgnored, .outsideWindow:
             return .firewall
         case .dropped:

@@ -7,7 +7,8 @@ import TapestryWire
 /// Drops: `firewall` (a NEW connection the rules refuse, a frame with three or more VLAN tags
 /// whose payload the rules cannot see), `invalid` (a TCP packet that is not a
 /// SYN for an unknown connection, a packet that does not fit its connection's state, an unsolicited
-/// echo reply, an ICMP error about nothing tracked, a later fragment of a datagram not let through),
+/// echo reply, an ICMP error about nothing tracked, a fragment of a datagram whose first fragment
+/// was refused, an overlapping, duplicate or impossible fragment: `FragmentTable`),
 /// `table-full` (a NEW connection when the table is full of connections that may not be evicted).
 /// Passes untouched: non-IP frames, ICMPv6 neighbour discovery and MLD.
 ///
@@ -33,7 +34,7 @@ struct FirewallStage {
     init(
         configuration: FirewallConfiguration, enforce: Bool = true,
         services: [(network: NetworkID, isIPv6: Bool, vipHigh: UInt64, vipLow: UInt64, proto: UInt8, port: UInt16)] = [], fragmentSlots: Int = 4096,
-        hashKey: HashKey = .fixed
+        portCount: Int = 1, hashKey: HashKey = .fixed
     ) {
         self.configuration = configuration
         self.enforce = enforce
@@ -41,7 +42,8 @@ struct FirewallStage {
         rules = FirewallRules(configuration)
         table = ConnectionTable(
             maxEntries: configuration.maxConnections, allowsAliases: !services.isEmpty, hashKey: hashKey.derived(2))
-        fragments = FragmentTable(capacity: fragmentSlots, hashKey: hashKey.derived(3))
+        fragments = FragmentTable(
+            capacity: fragmentSlots, portCount: portCount, timeout: configuration.fragmentTimeout, hashKey: hashKey.derived(3))
     }
 
     /// What the stage learned about one packet, for its decision.
@@ -80,9 +82,16 @@ struct FirewallStage {
             }
             let frame = UnsafeRawBufferPointer(batch.frame(index))
             let metadata = batch.metadata + index
-            if let reason = decide(
+            // Without a firewall section fragments pass as any packet does (nothing is enforced).
+            var fragmentRecord = -1
+            if enforce && parsed.fragment != .none {
+                guard let record = arriving(batch, index, frame, parsed, metadata, now: now, trace: &trace) else { continue }
+                fragmentRecord = record
+            }
+            let reason = decide(
                 frame, parsed, metadata, index: index, port: batch.ingressPort, now: now, events: &events, trace: &trace)
-            {
+            if fragmentRecord >= 0 { settleFirst(fragmentRecord, passed: reason == nil, index: index, trace: &trace) }
+            if let reason {
                 // A VIP's address is the switch's: dropped even when tracking only (see `decide`).
                 let enforced = enforce || reason == .tableFull || metadata.pointee.cause == .spoofedVIP
                 if enforced { batch.verdicts[index] = .drop(reason) }
@@ -96,6 +105,7 @@ struct FirewallStage {
             }
         }
         table.sweep(now: now, budget: 32)
+        fragments.sweep(now: now, budget: 64)
     }
 
     /// Nil to pass the frame, else the drop reason.
@@ -113,17 +123,8 @@ struct FirewallStage {
         if !services.isEmpty && isVIP(packet.sourceHigh, packet.sourceLow, isIPv6: isIPv6, network: network) {
             return drop(.invalid, .spoofedVIP, 0, metadata)
         }
-        if parsed.fragment == .later {
-            let key = fragmentKey(packet, network: network, proto: proto, isIPv6: isIPv6)
-            let identification = fragmentIdentification(frame, parsed)
-            if fragments.contains(key, identification: identification, now: now) {
-                if Trace.isRecording {
-                    trace.record(TraceEvent(frame: index, .fragmentPassed, a: Int32(bitPattern: identification)))
-                }
-                return nil
-            }
-            return drop(.invalid, .strayFragment, identification, metadata)
-        }
+        // Tracking only: a later fragment has no ports to track it by, and nothing is enforced.
+        if parsed.fragment == .later { return nil }
         if parsed.hasL4 {
             let l4 = Int(parsed.l4Offset)
             switch proto {
@@ -244,7 +245,6 @@ struct FirewallStage {
             metadata.pointee.connection = Int32(id)
             metadata.pointee.isReply = direction == .reply
             metadata.pointee.isNewConnection = false
-            if parsed.fragment == .first { rememberFragment(frame, parsed, packet, network: network, now: now) }
             if Trace.isRecording {
                 let after = Int32(entry.pointee.tcpState.rawValue) | (entry.pointee.replied ? 0x100 : 0)
                 trace.record(
@@ -364,7 +364,6 @@ struct FirewallStage {
         metadata.pointee.isNewConnection = true
         events.created &+= 1
         if enforce { decided(rule, action, packet, proto: parsed.ipProtocol, port: port, network: network, now: now) }
-        if parsed.fragment == .first { rememberFragment(frame, parsed, packet, network: network, now: now) }
         if Trace.isRecording {
             trace.record(
                 TraceEvent(
@@ -483,32 +482,112 @@ struct FirewallStage {
             destinationPort: 0, sourceIsA: &ignored)
     }
 
-    /// IPv4's 16-bit identification; for IPv6 the fragment header's 32-bit one.
-    private func fragmentIdentification(_ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame) -> UInt32 {
-        let l3 = Int(parsed.l3Offset)
-        if parsed.layer3 == .ipv4 { return UInt32(frame.u16(l3 + 4)) }
-        // Walk to the fragment header (the parser validated the chain).
-        var next = frame[l3 + 6]
-        var offset = l3 + 40
-        while next != 44 {
-            switch next {
-            case 0, 43, 60: let length = (Int(frame[offset + 1]) + 1) * 8; next = frame[offset]; offset += length
-            case 51: let length = (Int(frame[offset + 1]) + 2) * 4; next = frame[offset]; offset += length
-            default: return 0
+    /// A fragment meets its datagram's record (`FragmentTable`). A later fragment is settled
+    /// here: it passes, is held (verdict `.consume`) or is dropped. A first fragment that may go
+    /// on to the rules returns its record, for `settleFirst`; nil when it was settled.
+    private func arriving<Trace: TraceSink>(
+        _ batch: FrameBatch, _ index: Int, _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame,
+        _ metadata: UnsafeMutablePointer<FrameMetadata>, now: Int64, trace: inout Trace
+    ) -> Int? {
+        func refuse(_ cause: DropCause, _ identification: UInt32) {
+            batch.verdicts[index] = .drop(cause.reason)
+            _ = drop(cause.reason, cause, identification, metadata)
+            if Trace.isRecording {
+                trace.record(TraceEvent(frame: index, .dropped, a: Int32(bitPattern: identification), b: -1, c: Int32(cause.rawValue)))
             }
         }
-        return frame.u32(offset + 4)
+        guard let (identification, piece) = fragmentFields(frame, parsed) else {
+            refuse(.malformedFragment, 0)
+            return nil
+        }
+        let key = fragmentKey(
+            addresses(frame, parsed), network: metadata.pointee.network, proto: parsed.ipProtocol,
+            isIPv6: parsed.layer3 == .ipv6)
+        let verdict =
+            parsed.fragment == .first
+            ? fragments.first(key, identification: identification, piece, now: now)
+            : fragments.later(key, identification: identification, piece, now: now)
+        switch verdict {
+        case .pass:
+            if Trace.isRecording { trace.record(TraceEvent(frame: index, .fragmentPassed, a: Int32(bitPattern: identification))) }
+        case .decide(let record):
+            return record
+        case .hold(let record):
+            guard fragments.hold(frame, metadata: metadata.pointee, ingress: batch.ingressPort, record: record) else {
+                refuse(.fragmentNotHeld, identification)
+                return nil
+            }
+            batch.verdicts[index] = .consume
+            if Trace.isRecording {
+                trace.record(
+                    TraceEvent(frame: index, .fragmentHeld, a: Int32(bitPattern: identification), b: Int32(fragments.heldCount(record))))
+            }
+        case .drop(let cause):
+            refuse(cause, identification)
+        }
+        return nil
     }
 
-    private func rememberFragment(
-        _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame, _ packet: Packet, network: NetworkID, now: Int64
-    ) {
-        let key = fragmentKey(packet, network: network, proto: parsed.ipProtocol, isIPv6: parsed.layer3 == .ipv6)
-        fragments.remember(
-            key, identification: fragmentIdentification(frame, parsed),
-            // Saturating: `now` is a capture's timestamp in replay, anything up to the reader's limit.
-            until: now.addingReportingOverflow(configuration.fragmentTimeout).overflow
-                ? .max : now &+ configuration.fragmentTimeout)
+    /// After the rules judged a first fragment: its held fragments leave right after this batch
+    /// (`Datapath.releaseHeldFragments`), or are dropped with it.
+    @inline(__always)
+    private func settleFirst<Trace: TraceSink>(_ record: Int, passed: Bool, index: Int, trace: inout Trace) {
+        let held = passed ? fragments.firstPassed(record) : fragments.firstRefused(record)
+        if Trace.isRecording && held > 0 {
+            trace.record(TraceEvent(frame: index, passed ? .heldFragmentsReleased : .heldFragmentsDropped, a: Int32(held)))
+        }
+    }
+
+    /// A fragment's identification (IPv4's 16 bits; IPv6's fragment header's 32) and where its
+    /// payload lies in the datagram. Nil for an impossible fragment: a datagram past 65,535
+    /// bytes, no payload, or a fragment other than the last whose payload is not a multiple of 8
+    /// bytes (RFC 8200 requires it; Linux trims IPv4's, which would let two hosts see different
+    /// datagrams).
+    private func fragmentFields(_ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame) -> (UInt32, FragmentTable.Piece)? {
+        let l3 = Int(parsed.l3Offset)
+        let identification: UInt32
+        let offsetAndFlags: UInt16
+        let payload: Int
+        // What the reassembled datagram holds besides the fragments' payloads: IPv4's header,
+        // IPv6's extension headers before the fragment header (its payload length is 16 bits).
+        let headerBytes: Int
+        let more: Bool
+        if parsed.layer3 == .ipv4 {
+            // The parser checked header length <= total length <= the frame.
+            identification = UInt32(frame.u16(l3 + 4))
+            let flags = frame.u16(l3 + 6)
+            offsetAndFlags = flags & 0x1FFF
+            more = flags & 0x2000 != 0
+            headerBytes = Int(frame[l3] & 0x0F) * 4
+            payload = Int(frame.u16(l3 + 2)) - headerBytes
+        } else {
+            // Walk to the fragment header (the parser validated the chain up to it).
+            let end = l3 + 40 + Int(frame.u16(l3 + 4))
+            var next = frame[l3 + 6]
+            var offset = l3 + 40
+            while next != 44 {
+                switch next {
+                case 0, 43, 60: let length = (Int(frame[offset + 1]) + 1) * 8; next = frame[offset]; offset += length
+                case 51: let length = (Int(frame[offset + 1]) + 2) * 4; next = frame[offset]; offset += length
+                default: return nil
+                }
+                guard offset + 8 <= end else { return nil }
+            }
+            identification = frame.u32(offset + 4)
+            let field = frame.u16(offset + 2)
+            offsetAndFlags = field >> 3
+            more = field & 1 != 0
+            payload = end - (offset + 8)
+            headerBytes = offset - (l3 + 40)
+        }
+        let start = Int(offsetAndFlags) * 8
+        let endByte = start + payload
+        guard payload > 0, headerBytes + endByte <= 65_535, !more || payload % 8 == 0 else { return nil }
+        return (
+            identification,
+            FragmentTable.Piece(
+                start: UInt16(offsetAndFlags), end: UInt16((endByte + 7) / 8), isLast: !more)
+        )
     }
 
     /// Tracking only (no firewall section): a packet that does not fit its connection is not
