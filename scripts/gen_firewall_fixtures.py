@@ -24,8 +24,18 @@ Firewall model (what the expected outputs encode):
   connection whose last-seen time is >= its state's timeout before the packet is gone.
 - ICMP errors pass only when their quoted packet belongs to a live connection (either
   direction), without refreshing it; otherwise `invalid`.
-- IPv4 first fragments are ordinary packets; when one passes, (src, dst, proto, id) is
-  remembered 30 s; later fragments pass only when remembered, else `invalid`.
+- Fragments (IPv4, and IPv6 with the fragment header right after the fixed header), per
+  datagram (network, src, dst, proto, id), see `Datagram` below: a datagram is remembered 30 s
+  from its first fragment seen, or until every byte of it passed. Its pieces are byte ranges: a
+  fragment repeating one exactly is `invalid` alone; one overlapping another, reaching past the
+  last fragment's end, or a second last fragment with another end breaks the datagram: it and
+  everything held or still to come are `invalid`. An impossible fragment (no payload, past
+  65,535 bytes with the header, not last and not a multiple of 8) is `invalid` and changes
+  nothing. A first fragment is otherwise an ordinary packet; passing, it lets the datagram's
+  held fragments go right after it (same time, arrival order, not learned again); refused, they
+  and later ones are `invalid`. A later fragment of a passing datagram passes; before its first
+  fragment it is held (its source MAC learned on arrival); held when the datagram is forgotten
+  or when the capture ends: `invalid`.
 - TCP sequence windows (RFC 793 acceptability as Linux's tcp_in_window bounds it; RFC 7323
   scaling; RFC 5961 RSTs and challenge ACKs), see `Window` below: a segment the state machine
   accepts must also lie in the window, else `invalid` with nothing changed.
@@ -45,7 +55,7 @@ import gen_replay_fixtures as l2  # noqa: E402  (the L2 oracle: classify, Switch
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP  # noqa: E402
 from scapy.layers.inet6 import (  # noqa: E402
-    ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RS,
+    IPv6ExtHdrFragment, ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RS,
     ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6)
 from scapy.layers.l2 import ARP, Ether  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
@@ -86,6 +96,10 @@ class Pkt:
     ident = 0
     mf = False
     frag_off = 0
+    fragmented = False
+    frag_len = 0        # the fragment's payload bytes (after the IPv4 header or the fragment header)
+    frag_hdr = 0        # bytes of the reassembled datagram besides the payloads (IPv4's header)
+    malformed = False   # a first fragment too short for its L4 header (the parser drops it)
 
 
 def u16(b, i):
@@ -110,17 +124,34 @@ def parse_ip(p):
         pkt.src = ipaddress.IPv4Address(p[12:16])
         pkt.dst = ipaddress.IPv4Address(p[16:20])
         l4 = p[ihl:]
+        pkt.fragmented = pkt.mf or pkt.frag_off > 0
+        pkt.frag_len = total - ihl
+        pkt.frag_hdr = ihl
     elif version == 6 and len(p) >= 40:
         plen = u16(p, 4)
         pkt.proto = p[6]
         pkt.src = ipaddress.IPv6Address(p[8:24])
         pkt.dst = ipaddress.IPv6Address(p[24:40])
         l4 = p[40:40 + plen]
+        if pkt.proto == 44 and len(l4) >= 8:       # a fragment header right after the fixed header
+            field = u16(l4, 2)
+            pkt.proto = l4[0]
+            pkt.ident = struct.unpack("!I", l4[4:8])[0]
+            pkt.frag_off = field >> 3
+            pkt.mf = bool(field & 1)
+            pkt.fragmented = pkt.mf or pkt.frag_off > 0
+            l4 = l4[8:]
+            pkt.frag_len = len(l4)
+            pkt.frag_hdr = 0
     else:
         return None
     pkt.sport = pkt.dport = 0
     if pkt.frag_off:
         return pkt                      # a later fragment: no L4 header
+    if pkt.mf:                          # a first fragment must hold its whole L4 header
+        short = {TCP_P: len(l4) < 20 or len(l4) < (l4[12] >> 4) * 4, UDP_P: len(l4) < 8,
+                 ICMP_P: len(l4) < 8, ICMP6_P: len(l4) < 8}
+        pkt.malformed = short.get(pkt.proto, False)
     if pkt.proto in (TCP_P, UDP_P) and len(l4) >= 4:
         pkt.sport, pkt.dport = u16(l4, 0), u16(l4, 2)
         if pkt.proto == TCP_P and len(l4) >= 14:
@@ -304,6 +335,47 @@ class Conn:
         return self.state == "SYN_SENT" if self.proto == TCP_P else not self.replied
 
 
+class Datagram:
+    """One fragmented datagram the firewall has seen pieces of."""
+
+    def __init__(self, now):
+        self.created = now
+        self.fate = "waiting"       # waiting (first not seen) | passing | refused | broken
+        self.pieces = []            # (start, end, last) in bytes of the datagram's payload
+        self.end = None             # the last fragment's end, once seen
+        self.held = []              # (port, frame) in arrival order
+
+    def complete(self):
+        return self.end is not None and sum(e - s for s, e, _ in self.pieces) == self.end
+
+    def add(self, piece):
+        """None when the piece fits; "duplicate", or "broken" (the datagram is then broken)."""
+        start, end, last = piece
+        if piece in self.pieces:
+            return "duplicate"
+        bad = any(start < e and s < end for s, e, _ in self.pieces)
+        if self.end is not None:
+            bad = bad or end > self.end or (last and end != self.end)
+        elif last:
+            bad = bad or any(e > end for _, e, _ in self.pieces)
+        if bad:
+            self.fate = "broken"
+            return "broken"
+        self.pieces.append(piece)
+        if last:
+            self.end = end
+        return None
+
+
+def frag_piece(pkt):
+    """(start, end, last) of a fragment's payload in its datagram, or None if impossible."""
+    start = pkt.frag_off * 8
+    end = start + pkt.frag_len
+    if pkt.frag_len <= 0 or pkt.frag_hdr + end > 65535 or (pkt.mf and pkt.frag_len % 8):
+        return None
+    return (start, end, not pkt.mf)
+
+
 class Firewall:
     def __init__(self, cfg):
         self.default = cfg["default"]
@@ -311,8 +383,9 @@ class Firewall:
         self.timeouts = dict(DEFAULT_TIMEOUTS, **cfg.get("timeouts", {}))
         self.rules = [self.compile(r) for r in cfg.get("rules", [])]
         self.conns = {}         # (net, proto, src, sport, dst, dport) of the originator -> Conn
-        self.frags = {}         # (net, src, dst, proto, id) -> time remembered
+        self.frags = {}         # (net, src, dst, proto, id) -> Datagram
         self.evictions = 0
+        self.dropped_held = 0   # held fragments dropped (counted `invalid`)
 
     @staticmethod
     def compile(r):
@@ -335,8 +408,12 @@ class Firewall:
     def purge(self, now):
         for k in [k for k, c in self.conns.items() if self.expired(c, now)]:
             del self.conns[k]
-        for k in [k for k, t in self.frags.items() if now - t >= FRAGMENT_MEMORY_US]:
-            del self.frags[k]
+        for k in [k for k, d in self.frags.items() if now - d.created >= FRAGMENT_MEMORY_US]:
+            self.drop_held(self.frags.pop(k))
+
+    def drop_held(self, dg):
+        self.dropped_held += len(dg.held)
+        dg.held = []
 
     def lookup(self, net, proto, src, sport, dst, dport):
         """(key, conn, direction) or (None, None, None)."""
@@ -390,19 +467,50 @@ class Firewall:
     # -- per packet --------------------------------------------------------
 
     def inspect(self, now, net, stripped):
-        """Raise l2.Drop(reason) or return (frame passes)."""
+        """Raise l2.Drop(reason), or return None (the frame passes), "hold" (a later fragment
+        before its first: kept), or a Datagram whose held fragments leave after this frame."""
         pkt = ip_of_frame(stripped)
         if pkt is None:
             return                                   # not IP: untouched
         self.purge(now)
-        fkey = (net, pkt.src, pkt.dst, pkt.proto, pkt.ident)
-        if pkt.src.version == 4 and pkt.frag_off > 0:
-            if fkey in self.frags:
-                return
+        if pkt.malformed:
             raise l2.Drop("invalid")
-        self.track(now, net, pkt)
-        if pkt.src.version == 4 and pkt.mf:
-            self.frags[fkey] = now                   # first fragment passed
+        if not pkt.fragmented:
+            self.track(now, net, pkt)
+            return
+        piece = frag_piece(pkt)
+        if piece is None:
+            raise l2.Drop("invalid")
+        fkey = (net, pkt.src, pkt.dst, pkt.proto, pkt.ident)
+        dg = self.frags.get(fkey)
+        if dg is None:
+            dg = self.frags[fkey] = Datagram(now)
+        elif dg.fate == "broken":
+            raise l2.Drop("invalid")
+        elif dg.fate == "refused":
+            if pkt.frag_off > 0:
+                raise l2.Drop("invalid")
+            dg.fate, dg.pieces, dg.end = "waiting", [], None   # its first again: decided afresh
+        if dg.add(piece) is not None:
+            if dg.fate == "broken":
+                self.drop_held(dg)
+            raise l2.Drop("invalid")
+        if pkt.frag_off > 0:
+            if dg.fate == "passing":
+                if dg.complete():
+                    del self.frags[fkey]
+                return None
+            return "hold"
+        try:
+            self.track(now, net, pkt)
+        except l2.Drop:
+            dg.fate = "refused"
+            self.drop_held(dg)
+            raise
+        dg.fate = "passing"
+        if dg.complete():
+            del self.frags[fkey]
+        return dg
 
     def track(self, now, net, pkt):
         if pkt.inner is not None:                    # ICMP error: related or invalid
@@ -503,11 +611,40 @@ class FwSwitch(l2.Switch):
     def process(self, now, pname, frame):
         try:
             net, stripped, _, _, _ = l2.classify(self.topo, pname, frame)
-            self.fw.inspect(now, net, stripped)
+            if stripped[6] & 1:
+                verdict = None                       # L2 drops a group source; nothing is held
+            else:
+                verdict = self.fw.inspect(now, net, stripped)
         except l2.Drop as d:
             self.drops[d.reason] = self.drops.get(d.reason, 0) + 1
+            self.count_held()
+            return
+        self.count_held()
+        if verdict == "hold":
+            self.fw.frags[(net,) + self.datagram_id(stripped)].held.append((pname, frame))
+            self.learn(net, stripped[6:12], pname, now)
             return
         super().process(now, pname, frame)   # classifies again (same result), then L2
+        if isinstance(verdict, Datagram):
+            held, verdict.held = verdict.held, []
+            for hport, hframe in held:
+                super().process(now, hport, hframe, learn=False)
+
+    @staticmethod
+    def datagram_id(stripped):
+        pkt = ip_of_frame(stripped)
+        return (pkt.src, pkt.dst, pkt.proto, pkt.ident)
+
+    def count_held(self):
+        if self.fw.dropped_held:
+            self.drops["invalid"] = self.drops.get("invalid", 0) + self.fw.dropped_held
+            self.fw.dropped_held = 0
+
+    def finish(self):
+        """The capture is over: what is still held is dropped."""
+        for dg in self.fw.frags.values():
+            self.fw.drop_held(dg)
+        self.count_held()
 
 
 # --------------------------------------------------------------------------
@@ -608,6 +745,28 @@ class Builder:
                         Raw(udp_bytes[first:]))
         return f1, f2
 
+    @staticmethod
+    def l4_bytes(a, b, l4):
+        """The bytes of an L4 header and data as they sit behind the IP header (checksum over the
+        pseudo-header of a to b)."""
+        if a.v6:
+            return bytes(IPv6(src=a.ip, dst=b.ip, hlim=64) / l4)[40:]
+        return bytes(IP(src=a.ip, dst=b.ip, ttl=64) / l4)[20:]
+
+    def fragment(self, a, b, data, ident, offset, more, proto=17):
+        """One fragment carrying `data` at byte `offset` of its datagram's payload."""
+        if a.v6:
+            header = IPv6ExtHdrFragment(nh=proto, offset=offset // 8, m=1 if more else 0, id=ident)
+            return self.frame(a, b, IPv6(src=a.ip, dst=b.ip, hlim=64) / header / Raw(data))
+        return self.frame(a, b, IP(src=a.ip, dst=b.ip, ttl=64, id=ident, proto=proto,
+                                   flags="MF" if more else 0, frag=offset // 8) / Raw(data))
+
+    def fragments(self, a, b, payload, ident, cuts, proto=17):
+        """A datagram's payload cut at byte offsets `cuts` (multiples of 8): its fragments in order."""
+        bounds = [0] + list(cuts) + [len(payload)]
+        return [self.fragment(a, b, payload[bounds[i]:bounds[i + 1]], ident, bounds[i], i < len(bounds) - 2, proto)
+                for i in range(len(bounds) - 1)]
+
     def ns(self, a, target):
         t = ipaddress.IPv6Address(target).packed
         sol = "ff02::1:ff%02x:%02x%02x" % (t[13], t[14], t[15])
@@ -656,6 +815,7 @@ def emit(name, topo, frames, readme, root=None):
     """frames: list of (offset_seconds, port, bytes); 3..40 frames, distinct offsets, >= 60 bytes."""
     sw = FwSwitch(topo)
     inputs = l2.feed(name, topo, frames, sw, max_frames=40, min_length=60)
+    sw.finish()
     drops = {k: v for k, v in sorted(sw.drops.items()) if v}
     l2.write_scenario(os.path.join(root or l2.OUT_ROOT, name), topo, inputs, sw.out, {"drops": drops},
                       readme.format(evictions=sw.fw.evictions))
@@ -778,6 +938,103 @@ def s_fragments():
     ]
     return emit("fw-fragments", topo, frames,
                 "IPv4 fragments: later fragments follow their first fragment's verdict (remembered 30 s); orphans and fragments of dropped datagrams are `invalid`.")
+
+
+def s_fragments_any_order():
+    policy = {"default": "drop", "rules": [
+        {"action": "allow", "proto": "udp", "dst": "10.0.1.2", "dport": 5000},
+        {"action": "allow", "proto": "tcp", "dst": "10.0.1.2", "dport": 80}]}
+    topo = FwTopology("fw-frag-order", ["c", "s"], policy)
+    b = Builder()
+
+    def udp(dport, size, ident, cuts):
+        data = bytes((i * 11 + ident) & 0xFF for i in range(size))
+        return b.fragments(C, S, b.l4_bytes(C, S, UDP(sport=40000, dport=dport) / Raw(data)), ident, cuts)
+
+    a = udp(5000, 52, 0x3001, [24, 48])                 # 60 bytes: [0,24) [24,48) [48,60)
+    r = udp(6000, 52, 0x3002, [24, 48])                 # refused by the rules
+    d = udp(5000, 52, 0x3003, [24, 48])
+    again = udp(5000, 52, 0x3003, [24, 48])             # the same identification, once complete
+    o = udp(5000, 52, 0x3004, [24, 48])
+    forged = b.fragment(C, S, b"\xee" * 16, 0x3004, 16, True)       # bytes 16..31: over the first
+    e = udp(5000, 52, 0x3005, [24, 48])
+    over_held = b.fragment(C, S, b"\xee" * 16, 0x3005, 40, True)    # bytes 40..55: over the held last
+    tiny = udp(5000, 24, 0x3006, [8, 16, 24])           # 8-byte fragments
+    syn = b.l4_bytes(C, S, TCP(sport=40001, dport=80, flags="S", seq=1000, options=[("MSS", 1460)]))
+    short_first = b.fragments(C, S, syn, 0x3007, [8], proto=6)     # 8 bytes: no TCP flags in it
+    lone = udp(5000, 52, 0x3008, [24])[1]
+    late = udp(5000, 52, 0x3009, [24])
+    frames = [
+        (0.0, "c", a[2]),                    # last first: held
+        (0.001, "c", a[1]),                  # held
+        (0.002, "c", a[0]),                  # first passes; the held two follow in arrival order
+        (0.01, "s", b.udp(S, C, 5000, 40000, b"reply")),
+        (1.0, "c", r[2]),                    # held
+        (1.001, "c", r[0]),                  # refused (firewall): the held one is invalid
+        (1.002, "c", r[1]),                  # invalid
+        (2.0, "c", d[0]),
+        (2.001, "c", d[1]),
+        (2.002, "c", d[1]),                  # an exact duplicate: invalid, the datagram goes on
+        (2.003, "c", d[2]),                  # complete: forgotten
+        (2.5, "c", again[0]),                # the identification again: a new datagram
+        (2.501, "c", again[2]),
+        (2.502, "c", again[1]),
+        (3.0, "c", o[0]),
+        (3.001, "c", forged),                # overlaps the first: invalid, the datagram broken
+        (3.002, "c", o[1]),                  # invalid
+        (3.003, "c", o[2]),                  # invalid
+        (4.0, "c", e[2]),                    # held
+        (4.001, "c", over_held),             # overlaps it: both invalid
+        (4.002, "c", e[0]),                  # invalid
+        (5.0, "c", tiny[3]),
+        (5.001, "c", tiny[2]),
+        (5.002, "c", tiny[1]),
+        (5.003, "c", tiny[0]),               # an 8-byte first fragment (the UDP header): all four go
+        (6.0, "c", short_first[0]),          # too short for its TCP header: invalid
+        (6.001, "c", short_first[1]),        # held, never released: invalid at the end
+        (7.0, "c", lone),                    # no first fragment ever: invalid at the end
+        (8.0, "c", late[1]),                 # held
+        (39.0, "c", late[0]),                # 31 s on: the held one was dropped; this passes alone
+    ]
+    return emit("fw-frag-order", topo, frames,
+                "IPv4 fragments in any order: later fragments before their first are held and follow it (arrival order) or its refusal; an exact duplicate is `invalid` alone; an overlap (before or after the first) drops the datagram; 8-byte fragments pass; a first fragment too short for its TCP header is `invalid`; held fragments whose first never comes are `invalid` (after 30 s, or when the capture ends).")
+
+
+def s_fragments_v6():
+    policy = {"default": "drop", "rules": [
+        {"action": "allow", "proto": "udp", "src": "fd00:1::/64", "dport": 5000}]}
+    topo = FwTopology("fw-frag-ipv6", ["c", "s"], policy)
+    b = Builder()
+
+    def udp(dport, size, ident, cuts):
+        data = bytes((i * 13 + ident) & 0xFF for i in range(size))
+        return b.fragments(C6, S6, b.l4_bytes(C6, S6, UDP(sport=40000, dport=dport) / Raw(data)), ident, cuts)
+
+    a = udp(5000, 72, 0x7000_0001, [40])
+    d = udp(5000, 72, 0x7000_0002, [24, 56])
+    o = udp(5000, 72, 0x7000_0003, [40])
+    forged = b.fragment(C6, S6, b"\xee" * 16, 0x7000_0003, 32, True)
+    tiny = udp(5000, 24, 0x7000_0004, [8, 16, 24])
+    r = udp(6000, 72, 0x7000_0005, [40])
+    frames = [
+        (0.0, "c", a[1]),                    # last first: held
+        (0.001, "c", a[0]),                  # both go
+        (1.0, "c", d[0]),
+        (1.001, "c", d[2]),
+        (1.002, "c", d[2]),                  # duplicate: invalid
+        (1.003, "c", d[1]),
+        (2.0, "c", o[1]),                    # held
+        (2.001, "c", forged),                # overlaps the held one: both invalid (RFC 5722)
+        (2.002, "c", o[0]),                  # invalid
+        (3.0, "c", tiny[3]),
+        (3.001, "c", tiny[1]),
+        (3.002, "c", tiny[2]),
+        (3.003, "c", tiny[0]),               # all four go: first, then 24, 8, 16 (arrival order)
+        (4.0, "c", r[1]),                    # held
+        (4.001, "c", r[0]),                  # refused: firewall, the held one invalid
+    ]
+    return emit("fw-frag-ipv6", topo, frames,
+                "IPv6 fragments (fragment header) in any order: a last fragment before the first is held and follows it; a duplicate is `invalid` alone; an overlap with a held fragment drops the datagram (RFC 5722); 8-byte fragments in any order pass; a refused first fragment takes its held fragment with it.")
 
 
 def s_table_full():
@@ -955,7 +1212,7 @@ def s_challenge_ack():
 
 SCENARIOS = [
     s_unsolicited_reply, s_icmp,
-    s_ipv6, s_fragments, s_table_full, s_syn_flood, s_default_allow, s_windows, s_challenge_ack,
+    s_ipv6, s_fragments, s_fragments_any_order, s_fragments_v6, s_table_full, s_syn_flood, s_default_allow, s_windows, s_challenge_ack,
 ]
 
 

@@ -484,7 +484,8 @@ struct FirewallStage {
 
     /// A fragment meets its datagram's record (`FragmentTable`). A later fragment is settled
     /// here: it passes, is held (verdict `.consume`) or is dropped. A first fragment that may go
-    /// on to the rules returns its record, for `settleFirst`; nil when it was settled.
+    /// on to the rules returns its record, for `settleFirst`; nil when it was settled (or comes
+    /// from a group address, which L2 drops).
     private func arriving<Trace: TraceSink>(
         _ batch: FrameBatch, _ index: Int, _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame,
         _ metadata: UnsafeMutablePointer<FrameMetadata>, now: Int64, trace: inout Trace
@@ -496,6 +497,8 @@ struct FirewallStage {
                 trace.record(TraceEvent(frame: index, .dropped, a: Int32(bitPattern: identification), b: -1, c: Int32(cause.rawValue)))
             }
         }
+        // L2 drops a frame from a group address: it must not also be held (and counted twice).
+        if frame.mac(6).isMulticast { return nil }
         guard let (identification, piece) = fragmentFields(frame, parsed) else {
             refuse(.malformedFragment, 0)
             return nil
@@ -585,8 +588,9 @@ struct FirewallStage {
         guard payload > 0, headerBytes + endByte <= 65_535, !more || payload % 8 == 0 else { return nil }
         return (
             identification,
+            // Both within 65,535 (checked above).
             FragmentTable.Piece(
-                start: UInt16(offsetAndFlags), end: UInt16((endByte + 7) / 8), isLast: !more)
+                start: UInt16(truncatingIfNeeded: start), end: UInt16(truncatingIfNeeded: endByte), isLast: !more)
         )
     }
 

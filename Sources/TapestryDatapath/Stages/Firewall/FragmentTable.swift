@@ -12,11 +12,12 @@ import TapestryWire
 ///   slots) and leave in arrival order right after the first fragment passes (`release`), or are
 ///   dropped when it is refused, when the datagram breaks or when `timeout` passes.
 ///
-/// Bounds: `capacity` records, direct-mapped by a keyed hash (a collision replaces the older
-/// datagram: its held fragments are dropped, its remaining fragments held anew or dropped), at
-/// most `maxFragments` fragments a datagram, `heldSlots` held fragments in all and `heldPerPort`
-/// from one port (so one port cannot take every slot), each at most `slotBytes`. The held frames'
-/// memory (2.4 MB) is allocated the first time a fragment is held and kept.
+/// Bounds: `capacity` records in two-way buckets chosen by a keyed hash (a third datagram in a
+/// bucket replaces the one that would expire first: its held fragments are dropped, its
+/// remaining fragments held anew or dropped), at most `maxFragments` fragments a datagram,
+/// `heldSlots` held fragments in all and `heldPerPort` from one port (so one port cannot take
+/// every slot), each at most `slotBytes`. The held frames' memory (2.4 MB) is allocated the first
+/// time a fragment is held and kept.
 public final class FragmentTable {
     enum Fate: UInt8 {
         case free
@@ -30,8 +31,8 @@ public final class FragmentTable {
         case broken
     }
 
-    /// Where a fragment's payload lies in its datagram, in 8-byte units: `[start, end)`; a last
-    /// fragment's end is rounded up (nothing may follow it, so the rounding hides no overlap).
+    /// Where a fragment's payload lies in its datagram, in bytes: `[start, end)` (a datagram
+    /// ends by 65,535).
     struct Piece: Equatable {
         var start: UInt16
         var end: UInt16
@@ -46,10 +47,10 @@ public final class FragmentTable {
         var pieces: UInt8 = 0
         var held: UInt8 = 0
         var sawLast = false
-        /// The datagram's end (with `sawLast`), and the units its pieces cover (they never
+        /// The datagram's end (with `sawLast`), and the bytes its pieces cover (they never
         /// overlap, so it is complete when the two are equal).
         var end: UInt16 = 0
-        var covered: UInt16 = 0
+        var covered: UInt32 = 0
         /// Its held fragments, in arrival order (indexes into the held slots).
         var firstHeld: Int32 = -1
         var lastHeld: Int32 = -1
@@ -147,13 +148,21 @@ public final class FragmentTable {
     /// The record of this datagram, made afresh (replacing whatever was in its slot) when there
     /// is none or it timed out.
     private func record(_ key: FlowKey, _ identification: UInt32, now: Int64, fresh: Fate) -> (Int, isNew: Bool) {
-        let index = slot(key, identification)
-        let record = records + index
-        if record.pointee.fate != .free && record.pointee.key == key && record.pointee.identification == identification
-            && now < record.pointee.expires
-        {
-            return (index, false)
+        // Two-way buckets: a datagram may sit in either slot of its pair, so two datagrams that
+        // share a slot both stay (a third replaces the one that would expire first).
+        let pair = slot(key, identification) & ~1
+        var index = pair
+        for candidate in pair...(pair + 1) {
+            let record = records + candidate
+            let live = record.pointee.fate != .free && now < record.pointee.expires
+            if live && record.pointee.key == key && record.pointee.identification == identification {
+                return (candidate, false)
+            }
+            let chosen = records + index
+            let chosenLive = chosen.pointee.fate != .free && now < chosen.pointee.expires
+            if chosenLive && (!live || record.pointee.expires < chosen.pointee.expires) { index = candidate }
         }
+        let record = records + index
         dropHeld(index)
         record.pointee = Datagram(
             key: key, identification: identification,
@@ -264,7 +273,7 @@ public final class FragmentTable {
         guard Int(record.pointee.pieces) < Self.maxFragments else { return breakDatagram(index, .tooManyFragments) }
         seen[Int(record.pointee.pieces)] = piece
         record.pointee.pieces += 1
-        record.pointee.covered &+= piece.end &- piece.start
+        record.pointee.covered &+= UInt32(piece.end &- piece.start)
         return nil
     }
 
@@ -279,7 +288,7 @@ public final class FragmentTable {
     @inline(__always)
     private func finishIfComplete(_ index: Int) {
         let record = records + index
-        if record.pointee.sawLast && record.pointee.covered == record.pointee.end && record.pointee.fate == .passing {
+        if record.pointee.sawLast && record.pointee.covered == UInt32(record.pointee.end) && record.pointee.fate == .passing {
             record.pointee.fate = .free
         }
     }
