@@ -44,7 +44,7 @@ import TapestryPacketTest
         let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".test.yaml") }.sorted()
         try #require(!files.isEmpty)
         let report = PacketTestReport.run(files: files.map { folder + "/" + $0 })
-        #expect(report.failed == 0 && report.passed == files.count, "\(report.text)")
+        #expect(report.failed == 0 && report.passed >= files.count, "\(report.text)")
         #expect(files.count >= 4, "\(files)")
     }
 
