@@ -73,3 +73,66 @@ public func establishTCPConnections(_ datapath: Datapath, _ batch: FrameBatch) -
     precondition(datapath.connectionTable!.count == 32, "every handshake completed")
     return (0..<32).map { segment($0, client: true, flags: 0x18, seq: 1001, ack: 9001) }
 }
+
+/// The firewall of the fragment-path measurements: default drop, UDP to port 53 allowed.
+public let udpFirewall = FirewallConfiguration(
+    defaultAction: .drop, maxConnections: 262_144, rules: [.init(action: .allow, proto: 17, destinationPorts: [53...53])])
+
+/// 16 UDP datagrams to port 53 from hosts 200... on a1 to hosts 100... on a2 (flows 0..<16),
+/// each in two IPv4 fragments: bytes 0..<24 (the UDP header and 16 bytes) and 24..<48. In
+/// `lastFirst` order each datagram's last fragment comes before its first (held, then released
+/// after the batch); otherwise in order. A datagram completes in each batch, so its record is
+/// freed and the same frames may be sent again and again.
+public func fragmentFrames(lastFirst: Bool) -> [[UInt8]] {
+    func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+    func fragment(_ flow: Int, offset: Int, more: Bool) -> [UInt8] {
+        let flags = UInt16(offset / 8) | (more ? 0x2000 : 0)
+        let ip: [UInt8] = [0x45, 0, 0, 44, 0x12, UInt8(flow), UInt8(flags >> 8), UInt8(flags & 0xFF), 64, 17, 0, 0]
+            + be32(0x0A00_0001) + be32(0x0A00_0002)
+        let payload: [UInt8] = offset == 0
+            ? [UInt8((40000 + flow) >> 8), UInt8((40000 + flow) & 0xFF), 0, 53, 0, 48, 0, 0] + [UInt8](repeating: 0x5A, count: 16)
+            : [UInt8](repeating: 0xA5, count: 24)
+        return mac(100 + UInt64(flow)) + mac(200 + UInt64(flow)) + [0x08, 0x00] + ip + payload
+    }
+    return (0..<16).flatMap { flow in
+        lastFirst
+            ? [fragment(flow, offset: 24, more: false), fragment(flow, offset: 0, more: true)]
+            : [fragment(flow, offset: 0, more: true), fragment(flow, offset: 24, more: false)]
+    }
+}
+
+/// Like `run`, then the held fragments a batch released, as `SwitchCore.run` sends them.
+@inline(never)
+public func runReleasing(
+    _ datapath: Datapath, _ batch: FrameBatch, _ released: FrameBatch, _ frames: [[UInt8]], port: PortID, count: Int
+) -> Int {
+    var sent = 0
+    var done = 0
+    let now = Timestamp(seconds: 2)
+    let queues = datapath.transmitQueues
+    while done < count {
+        batch.removeAll()
+        batch.ingressPort = port
+        for index in 0..<min(32, count - done) {
+            frames[index].withUnsafeBytes { _ = batch.append($0) }
+        }
+        done += batch.count
+        datapath.process(batch, now: now)
+        for active in 0..<queues.activeCount { sent &+= queues.count(queues.activePort(active)) }
+        queues.removeAll()
+        while datapath.releaseHeldFragments(into: released, now: now) {
+            for active in 0..<queues.activeCount { sent &+= queues.count(queues.activePort(active)) }
+            queues.removeAll()
+        }
+    }
+    return sent
+}
+
+/// Teaches the datapath where hosts 100... (a2) and 200... (a1) are, for flows 0..<16.
+public func learnFragmentHosts(_ datapath: Datapath, _ batch: FrameBatch) {
+    let hello = { (dst: UInt64, src: UInt64) -> [UInt8] in
+        mac(dst) + mac(src) + [0x88, 0xB5] + [UInt8](repeating: 0, count: 46)
+    }
+    _ = run(datapath, batch, (0..<32).map { hello(100 + UInt64($0 % 16), 200 + UInt64($0 % 16)) }, port: 0, count: 32)
+    _ = run(datapath, batch, (0..<32).map { hello(200 + UInt64($0 % 16), 100 + UInt64($0 % 16)) }, port: 1, count: 32)
+}

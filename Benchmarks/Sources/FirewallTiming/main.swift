@@ -4,7 +4,8 @@
 // turn. The path is the same as the Pipeline benchmark "Full pipeline (VLAN+firewall TCP
 // established+L2) 64B": 32 connections through their handshakes, then the clients' data
 // segments again and again (as retransmissions: the state machine and the window checks run
-// in full on every frame). Prints the median ns per frame over runs, and mallocs per frame when
+// in full on every frame). Then the fragment path: two-fragment UDP datagrams in order and last
+// fragment first. Prints the median ns per frame over runs, and mallocs per frame when
 // Tools/malloc_count.c is preloaded.
 import BenchmarkFrames
 import Foundation
@@ -28,12 +29,39 @@ for _ in 0..<runs {
     precondition(sent == frames, "every frame forwarded")
     times.append(Double(elapsed) / Double(frames))
 }
-let sorted = times.sorted()
-let median = sorted[runs / 2]
-print(String(format: "TCP established path: median %.1f ns/frame (%.2f Mpps), runs %@ ns", median, 1000 / median,
-    times.map { String(format: "%.1f", $0) }.joined(separator: " ")))
-if mallocs != nil {
-    print("mallocs in the measured loops: \(allocations) (\(frames) frames each)")
-} else {
-    print("mallocs: not counted (run with LD_PRELOAD=Tools/malloc_count.so)")
+@MainActor func report(_ name: String, _ times: [Double], _ allocations: [UInt]) {
+    let median = times.sorted()[runs / 2]
+    print(String(format: "%@: median %.1f ns/frame (%.2f Mpps), runs %@ ns", name, median, 1000 / median,
+        times.map { String(format: "%.1f", $0) }.joined(separator: " ")))
+    if mallocs != nil {
+        print("  mallocs in the measured loops: \(allocations) (\(frames) frames each)")
+    } else {
+        print("  mallocs: not counted (run with LD_PRELOAD=Tools/malloc_count.so)")
+    }
+}
+report("TCP established path", times, allocations)
+
+// Fragments: 16 two-fragment UDP datagrams a batch, in order and last fragment first (the last
+// held, then released after the batch). Skipped with a second argument "tcp".
+if CommandLine.arguments.dropFirst(2).first != "tcp" {
+    for lastFirst in [false, true] {
+        let fragmented = makeDatapath(firewall: udpFirewall)
+        let fragmentBatch = fragmented.makeBatch()
+        let released = fragmented.makeBatch()
+        learnFragmentHosts(fragmented, fragmentBatch)
+        let frameSet = fragmentFrames(lastFirst: lastFirst)
+        _ = runReleasing(fragmented, fragmentBatch, released, frameSet, port: 0, count: 3200)  // the held slots' memory
+        var fragmentTimes: [Double] = []
+        var fragmentAllocations: [UInt] = []
+        for _ in 0..<runs {
+            let before = mallocs?.pointee ?? 0
+            let start = DispatchTime.now().uptimeNanoseconds
+            let sent = runReleasing(fragmented, fragmentBatch, released, frameSet, port: 0, count: frames)
+            let elapsed = DispatchTime.now().uptimeNanoseconds - start
+            fragmentAllocations.append((mallocs?.pointee ?? 0) - before)
+            precondition(sent == frames, "every fragment forwarded (\(sent) of \(frames))")
+            fragmentTimes.append(Double(elapsed) / Double(frames))
+        }
+        report(lastFirst ? "UDP fragments, last first (held, released)" : "UDP fragments, in order", fragmentTimes, fragmentAllocations)
+    }
 }
