@@ -25,8 +25,10 @@ Firewall model (what the expected outputs encode):
 - ICMP errors pass only when their quoted packet belongs to a live connection (either
   direction), without refreshing it; otherwise `invalid`.
 - Fragments (IPv4, and IPv6 with the fragment header right after the fixed header), per
-  datagram (network, src, dst, proto, id), see `Datagram` below: a datagram is remembered 30 s
-  from its first fragment seen, or until every byte of it passed. Its pieces are byte ranges: a
+  datagram (network, src, dst, proto, id; direction matters), see `Datagram` below: a datagram
+  is remembered 30 s from its first fragment seen; once every byte of it passed, a later
+  fragment of it is `invalid` (a repeat or an overlap) and a first fragment starts a new
+  datagram with the id. Its pieces are byte ranges: a
   fragment repeating one exactly is `invalid` alone; one overlapping another, reaching past the
   last fragment's end, or a second last fragment with another end breaks the datagram: it and
   everything held or still to come are `invalid`. An impossible fragment (no payload, past
@@ -487,10 +489,10 @@ class Firewall:
             dg = self.frags[fkey] = Datagram(now)
         elif dg.fate == "broken":
             raise l2.Drop("invalid")
-        elif dg.fate == "refused":
+        elif dg.fate in ("refused", "complete"):
             if pkt.frag_off > 0:
-                raise l2.Drop("invalid")
-            dg.fate, dg.pieces, dg.end = "waiting", [], None   # its first again: decided afresh
+                raise l2.Drop("invalid")                 # of a refused datagram; a repeat or overlap
+            dg = self.frags[fkey] = Datagram(now)        # its first again (or the id reused): afresh
         if dg.add(piece) is not None:
             if dg.fate == "broken":
                 self.drop_held(dg)
@@ -498,7 +500,7 @@ class Firewall:
         if pkt.frag_off > 0:
             if dg.fate == "passing":
                 if dg.complete():
-                    del self.frags[fkey]
+                    dg.fate = "complete"
                 return None
             return "hold"
         try:
@@ -509,7 +511,7 @@ class Firewall:
             raise
         dg.fate = "passing"
         if dg.complete():
-            del self.frags[fkey]
+            dg.fate = "complete"
         return dg
 
     def track(self, now, net, pkt):

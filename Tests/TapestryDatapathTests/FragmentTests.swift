@@ -252,4 +252,92 @@ import TapestryWire
         let last = Self.fragment4(13, bytes, offset: 24, count: 100, more: false)
         #expect(sw.send(last, on: "c")["s"] == [last], "tracking only: nothing is held or enforced")
     }
+
+    @Test func aFirstFragmentTheOtherWayReleasesNothing() {
+        // Found by review: the datagram key was the connection's (either direction), so a host
+        // could release its own held fragments to s with a forged first fragment "from" s.
+        let sw = makeSwitch()
+        let bytes = Self.datagram()
+        #expect(sw.send(Self.fragment4(20, bytes, offset: 24, count: 100, more: false), on: "c").isEmpty)
+        let reverse = FrameBuilder.frame(
+            dst: Self.c, src: Self.c,
+            FrameBuilder.ipv4(src: Self.ipS, dst: Self.ipC, identification: 20, dontFragment: false, moreFragments: true, proto: IPProtocol.udp),
+            payload: Array(bytes.prefix(24)))
+        #expect(sw.send(reverse, on: "c")["s"] == nil)
+        #expect(sw.counters.fragmentsHeld == 1 && sw.counters.fragmentsReleased == 0)
+    }
+
+    @Test func aFloodOfFirstLessFragmentsDoesNotForgetAPassingDatagram() {
+        let sw = makeSwitch()
+        let bytes = Self.datagram(size: 56)
+        let first = Self.fragment4(21, bytes, offset: 0, count: 24, more: true)
+        #expect(sw.send(first, on: "c")["s"] == [first])
+        // Port x sends 5,000 orphans with other identifications: 64 are held, the rest are
+        // dropped without a record, so they cannot push the passing datagram out.
+        for id in 0..<UInt16(5_000) {
+            let orphan = FrameBuilder.frame(
+                dst: Self.s, src: FirewallTests.x,
+                FrameBuilder.ipv4(
+                    src: FirewallTests.ipX, dst: Self.ipS, identification: 30_000 &+ id, dontFragment: false,
+                    fragmentOffset: 24, proto: IPProtocol.udp),
+                payload: [UInt8](repeating: 3, count: 16))
+            sw.inject(orphan, on: "x")
+        }
+        sw.runUntilIdle()
+        _ = sw.drainAll()
+        #expect(sw.counters.fragmentsHeld == FragmentTable.heldPerPort)
+        #expect(sw.drops == ["invalid": UInt64(5_000 - FragmentTable.heldPerPort)])
+        let rest = Self.fragment4(21, bytes, offset: 24, count: 100, more: false)
+        #expect(sw.send(rest, on: "c")["s"] == [rest])
+    }
+
+    @Test func aCompletedDatagramTakesNoMoreFragments() {
+        let sw = makeSwitch()
+        let bytes = Self.datagram()
+        let first = Self.fragment4(22, bytes, offset: 0, count: 24, more: true)
+        let last = Self.fragment4(22, bytes, offset: 24, count: 100, more: false)
+        #expect(sw.send(first, on: "c")["s"] == [first])
+        #expect(sw.send(last, on: "c")["s"] == [last])
+        // Over the completed datagram: neither passed nor held (a new first fragment could
+        // release a held one over bytes the host already has).
+        var forged = bytes
+        for index in 8..<24 { forged[index] = 0xEE }
+        #expect(sw.send(Self.fragment4(22, forged, offset: 8, count: 16, more: true), on: "c").isEmpty)
+        #expect(sw.send(last, on: "c").isEmpty)
+        #expect(sw.counters.fragmentsHeld == 0)
+        #expect(sw.drops == ["invalid": 2])
+    }
+
+    @Test func ipv6FragmentsBehindDestinationOptionsShareOneDatagram() {
+        // Found by review: a first fragment's protocol is the upper layer behind the headers that
+        // follow the fragment header, a later one's the fragment header's next header.
+        let sw = makeSwitch()
+        let udp = Self.datagram(size: 32)
+        let options: [UInt8] = [IPProtocol.udp, 0, 1, 4, 0, 0, 0, 0]  // destination options, PadN
+        let payload = options + udp  // 48 bytes after the fragment header
+        func piece(_ offset: Int, _ count: Int, more: Bool) -> [UInt8] {
+            let field = UInt16(offset / 8) << 3 | (more ? 1 : 0)
+            let header: [UInt8] = [60, 0, UInt8(field >> 8), UInt8(field & 0xFF), 0, 0, 0, 23]
+            return FrameBuilder.frame(
+                dst: Self.s, src: Self.c, FrameBuilder.ipv6(src: Self.c6, dst: Self.s6, nextHeader: 44),
+                payload: header + Array(payload[offset..<min(payload.count, offset + count)]), pad: false)
+        }
+        let first = piece(0, 24, more: true)
+        let last = piece(24, 100, more: false)
+        #expect(sw.send(first, on: "c")["s"] == [first])
+        #expect(sw.send(last, on: "c")["s"] == [last])
+        #expect(sw.drops == [:])
+    }
+
+    @Test func aReloadDropsHeldFragmentsAndKeepsTheCounts() throws {
+        let sw = makeSwitch()
+        let bytes = Self.datagram()
+        #expect(sw.send(Self.fragment4(24, bytes, offset: 24, count: 100, more: false), on: "c").isEmpty)
+        let first = Self.fragment4(25, bytes, offset: 0, count: 24, more: true)
+        #expect(sw.send(Self.fragment4(25, bytes, offset: 24, count: 100, more: false), on: "c").isEmpty)
+        #expect(sw.send(first, on: "c")["s"]?.count == 2)
+        _ = sw.core.reload(to: sw.topology, now: sw.clock.now)
+        #expect(sw.drops == ["invalid": 1], "the fragment held across the reload")
+        #expect(sw.counters.fragmentsHeld == 0 && sw.counters.fragmentsReleased == 1 && sw.counters.fragmentsHeldDropped == 1)
+    }
 }

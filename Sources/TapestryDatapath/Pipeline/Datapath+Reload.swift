@@ -98,6 +98,13 @@ extension Datapath {
         }
 
         adoptEventCounters(from: old, backendMap: backendMap)
+        // Held fragments do not cross a reload (the new firewall may judge their first fragment
+        // otherwise): dropped and counted on their ports before the counters come over.
+        old.dropHeldFragments()
+        if let fragments = firewall?.fragments, let oldFragments = old.firewall?.fragments {
+            fragments.counts.pointee.released = oldFragments.counts.pointee.released
+            fragments.counts.pointee.dropped = oldFragments.counts.pointee.dropped
+        }
         let oldCounters = old.counters
         for (oldIndex, port) in portMap {
             adoptCounters(oldCounters.ports[oldIndex], port: port)

@@ -51,7 +51,7 @@ public final class Datapath {
     public let maxFrameLength: Int
 
     private let vlanIngress: VLANIngressStage
-    private let firewall: FirewallStage?
+    let firewall: FirewallStage?
     private let loadBalancer: LoadBalancerStage?
     private let firewallEvents: UnsafeMutablePointer<FirewallStage.Events>
     private let l2: L2ForwardingStage

@@ -474,12 +474,17 @@ struct FirewallStage {
         return table.lookup(key, now: now) != nil
     }
 
-    private func fragmentKey(_ packet: Packet, network: NetworkID, proto: UInt8, isIPv6: Bool) -> FlowKey {
-        var ignored = true
-        return FlowKey(
-            network: network, proto: proto, isIPv6: isIPv6, sourceHigh: packet.sourceHigh, sourceLow: packet.sourceLow,
-            sourcePort: 0, destinationHigh: packet.destinationHigh, destinationLow: packet.destinationLow,
-            destinationPort: 0, sourceIsA: &ignored)
+    /// A datagram's identity besides its identification: network, protocol, source and
+    /// destination in that order (not the connection's canonical order, so a fragment the other
+    /// way with the same identification is another datagram, as it is to the receivers).
+    private func fragmentKey(_ packet: Packet, network: NetworkID, proto: UInt8) -> FlowKey {
+        var key = FlowKey()
+        key.aHigh = packet.sourceHigh
+        key.aLow = packet.sourceLow
+        key.bHigh = packet.destinationHigh
+        key.bLow = packet.destinationLow
+        key.meta = UInt64(network) << 48 | UInt64(proto) << 40 | (packet.isIPv6 ? 1 << 32 : 0)
+        return key
     }
 
     /// A fragment meets its datagram's record (`FragmentTable`). A later fragment is settled
@@ -499,17 +504,18 @@ struct FirewallStage {
         }
         // L2 drops a frame from a group address: it must not also be held (and counted twice).
         if frame.mac(6).isMulticast { return nil }
-        guard let (identification, piece) = fragmentFields(frame, parsed) else {
+        guard let fields = fragmentFields(frame, parsed) else {
             refuse(.malformedFragment, 0)
             return nil
         }
-        let key = fragmentKey(
-            addresses(frame, parsed), network: metadata.pointee.network, proto: parsed.ipProtocol,
-            isIPv6: parsed.layer3 == .ipv6)
+        let identification = fields.identification
+        let key = fragmentKey(addresses(frame, parsed), network: metadata.pointee.network, proto: fields.proto)
         let verdict =
             parsed.fragment == .first
-            ? fragments.first(key, identification: identification, piece, now: now)
-            : fragments.later(key, identification: identification, piece, now: now)
+            ? fragments.first(key, identification: identification, fields.piece, now: now)
+            : fragments.later(
+                key, identification: identification, fields.piece, now: now,
+                canHold: fragments.canHold(length: frame.count, ingress: batch.ingressPort))
         switch verdict {
         case .pass:
             if Trace.isRecording { trace.record(TraceEvent(frame: index, .fragmentPassed, a: Int32(bitPattern: identification))) }
@@ -541,14 +547,19 @@ struct FirewallStage {
         }
     }
 
-    /// A fragment's identification (IPv4's 16 bits; IPv6's fragment header's 32) and where its
-    /// payload lies in the datagram. Nil for an impossible fragment: a datagram past 65,535
+    /// A fragment's identification (IPv4's 16 bits; IPv6's fragment header's 32), the protocol
+    /// its datagram is keyed by, and where its payload lies in the datagram. Nil for an impossible fragment: a datagram past 65,535
     /// bytes, no payload, or a fragment other than the last whose payload is not a multiple of 8
     /// bytes (RFC 8200 requires it; Linux trims IPv4's, which would let two hosts see different
     /// datagrams).
-    private func fragmentFields(_ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame) -> (UInt32, FragmentTable.Piece)? {
+    private func fragmentFields(
+        _ frame: UnsafeRawBufferPointer, _ parsed: ParsedFrame
+    ) -> (identification: UInt32, proto: UInt8, piece: FragmentTable.Piece)? {
         let l3 = Int(parsed.l3Offset)
         let identification: UInt32
+        // IPv6: the fragment header's next header, the same in every fragment (a first fragment's
+        // parsed protocol is the upper layer behind any headers that follow it).
+        var proto = parsed.ipProtocol
         let offsetAndFlags: UInt16
         let payload: Int
         // What the reassembled datagram holds besides the fragments' payloads: IPv4's header,
@@ -577,6 +588,7 @@ struct FirewallStage {
                 guard offset + 8 <= end else { return nil }
             }
             identification = frame.u32(offset + 4)
+            proto = frame[offset]
             let field = frame.u16(offset + 2)
             offsetAndFlags = field >> 3
             more = field & 1 != 0
@@ -587,7 +599,7 @@ struct FirewallStage {
         let endByte = start + payload
         guard payload > 0, headerBytes + endByte <= 65_535, !more || payload % 8 == 0 else { return nil }
         return (
-            identification,
+            identification, proto,
             // Both within 65,535 (checked above).
             FragmentTable.Piece(
                 start: UInt16(truncatingIfNeeded: start), end: UInt16(truncatingIfNeeded: endByte), isLast: !more)

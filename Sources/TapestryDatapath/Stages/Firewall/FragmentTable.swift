@@ -5,16 +5,17 @@ import TapestryWire
 ///
 /// - A datagram's record says its fate (its first fragment passed, was refused, has not come yet,
 ///   or the datagram broke on an overlap) and the byte ranges of the fragments seen, so an
-///   overlap drops the datagram (RFC 5722) and an exact duplicate is dropped alone. A record is
-///   freed when its datagram is complete (the next datagram with the same identification starts
-///   afresh) or `timeout` after it was made.
+///   overlap drops the datagram (RFC 5722) and an exact duplicate is dropped alone. A record
+///   lasts `timeout` from when it was made; once its datagram is complete, a later fragment can
+///   only repeat or overlap (dropped) and a first fragment with its identification starts anew.
 /// - Later fragments that arrive before their first fragment are held (copied into preallocated
 ///   slots) and leave in arrival order right after the first fragment passes (`release`), or are
 ///   dropped when it is refused, when the datagram breaks or when `timeout` passes.
 ///
 /// Bounds: `capacity` records in two-way buckets chosen by a keyed hash (a third datagram in a
 /// bucket replaces the one that would expire first: its held fragments are dropped, its
-/// remaining fragments held anew or dropped), at most `maxFragments` fragments a datagram,
+/// remaining fragments held anew or dropped; a later fragment never replaces a datagram that
+/// passed, and makes no record it could not hold), at most `maxFragments` fragments a datagram,
 /// `heldSlots` held fragments in all and `heldPerPort` from one port (so one port cannot take
 /// every slot), each at most `slotBytes`. The held frames' memory (2.4 MB) is allocated the first
 /// time a fragment is held and kept.
@@ -29,6 +30,9 @@ public final class FragmentTable {
         case waiting
         /// Fragments overlapped: the rest of the datagram is dropped.
         case broken
+        /// Every byte passed: a later fragment can only repeat or overlap one (dropped); a new
+        /// first fragment with the identification starts a new datagram.
+        case complete
     }
 
     /// Where a fragment's payload lies in its datagram, in bytes: `[start, end)` (a datagram
@@ -145,9 +149,13 @@ public final class FragmentTable {
         return Int(truncatingIfNeeded: keyed.hash(hashKey) >> 32) & mask
     }
 
-    /// The record of this datagram, made afresh (replacing whatever was in its slot) when there
-    /// is none or it timed out.
-    private func record(_ key: FlowKey, _ identification: UInt32, now: Int64, fresh: Fate) -> (Int, isNew: Bool) {
+    /// The record of this datagram, or (`make`) a new one in the bucket slot that is free or would
+    /// expire first; nil when there is none and none may be made. A later fragment (`protect`)
+    /// never replaces a live record of a datagram that passed: a flood of first-less fragments
+    /// cannot make other datagrams forget their verdict.
+    private func record(
+        _ key: FlowKey, _ identification: UInt32, now: Int64, fresh: Fate, make: Bool = true, protect: Bool = false
+    ) -> (Int, isNew: Bool)? {
         // Two-way buckets: a datagram may sit in either slot of its pair, so two datagrams that
         // share a slot both stay (a third replaces the one that would expire first).
         let pair = slot(key, identification) & ~1
@@ -163,6 +171,10 @@ public final class FragmentTable {
             if chosenLive && (!live || record.pointee.expires < chosen.pointee.expires) { index = candidate }
         }
         let record = records + index
+        guard make else { return nil }
+        if protect && now < record.pointee.expires && (record.pointee.fate == .passing || record.pointee.fate == .complete) {
+            return nil
+        }
         dropHeld(index)
         record.pointee = Datagram(
             key: key, identification: identification,
@@ -171,14 +183,20 @@ public final class FragmentTable {
         return (index, true)
     }
 
-    /// A later fragment (offset above zero) arrives.
-    func later(_ key: FlowKey, identification: UInt32, _ piece: Piece, now: Int64) -> Verdict {
-        let (index, isNew) = record(key, identification, now: now, fresh: .waiting)
+    /// A later fragment (offset above zero) arrives; `canHold` says whether it could be held
+    /// (`canHold(length:ingress:)`): if not, a datagram not seen yet is not even recorded.
+    func later(_ key: FlowKey, identification: UInt32, _ piece: Piece, now: Int64, canHold: Bool) -> Verdict {
+        guard let (index, isNew) = record(key, identification, now: now, fresh: .waiting, make: canHold, protect: true)
+        else { return .drop(.fragmentNotHeld) }
         let record = records + index
         switch record.pointee.fate {
         case .free: return .drop(.strayFragment)  // not reached: `record` never returns a free one
         case .refused: return .drop(.strayFragment)
         case .broken: return .drop(.overlappingFragment)
+        case .complete:
+            let seen = pieces + index * Self.maxFragments
+            for position in 0..<Int(record.pointee.pieces) where seen[position] == piece { return .drop(.duplicateFragment) }
+            return .drop(.overlappingFragment)
         case .passing, .waiting:
             if !isNew, let refusal = add(piece, to: index) { return .drop(refusal) }
             if isNew { _ = add(piece, to: index) }
@@ -193,16 +211,19 @@ public final class FragmentTable {
     /// A first fragment arrives: it is checked against the fragments seen (an overlap or a
     /// duplicate drops it) before the rules decide.
     func first(_ key: FlowKey, identification: UInt32, _ piece: Piece, now: Int64) -> Verdict {
-        let (index, isNew) = record(key, identification, now: now, fresh: .waiting)
+        guard let (index, isNew) = record(key, identification, now: now, fresh: .waiting) else {
+            return .drop(.fragmentNotHeld)  // not reached: a first fragment may always make a record
+        }
         let record = records + index
         switch record.pointee.fate {
         case .broken:
             return .drop(.overlappingFragment)
-        case .refused:
+        case .refused, .complete:
             // The same first fragment again (or a new datagram reusing the identification): the
             // rules decide afresh.
             record.pointee = Datagram(
-                key: key, identification: identification, expires: record.pointee.expires, fate: .waiting)
+                key: key, identification: identification,
+                expires: now.addingReportingOverflow(timeout).overflow ? .max : now &+ timeout, fate: .waiting)
             _ = add(piece, to: index)
             return .decide(index)
         case .free, .passing, .waiting:
@@ -283,14 +304,21 @@ public final class FragmentTable {
         return cause
     }
 
-    /// A passing datagram whose every byte went through needs no record: freed, so a datagram
-    /// that reuses the identification soon after (a fast sender's 16-bit IPv4 counter) is new.
+    /// A passing datagram whose every byte went through is complete: later fragments can only
+    /// repeat or overlap one of it, and a first fragment reusing the identification soon after (a
+    /// fast sender's 16-bit IPv4 counter) starts a new datagram.
     @inline(__always)
     private func finishIfComplete(_ index: Int) {
         let record = records + index
         if record.pointee.sawLast && record.pointee.covered == UInt32(record.pointee.end) && record.pointee.fate == .passing {
-            record.pointee.fate = .free
+            record.pointee.fate = .complete
         }
+    }
+
+    /// Whether a later fragment of `length` bytes from `ingress` could be held now.
+    func canHold(length: Int, ingress: PortID) -> Bool {
+        length <= Self.slotBytes && heldByPort[min(Int(ingress), portCount - 1)] < Self.heldPerPort
+            && (heldMemory == nil || freeHeld >= 0)
     }
 
     /// Keeps a copy of a later fragment for record `index` (from `hold`). False when no slot is
