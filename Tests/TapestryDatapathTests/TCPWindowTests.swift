@@ -215,4 +215,60 @@ extension TCPWindow.Verdict {
         #expect(MemoryLayout<ConnectionEntry>.stride == 224)
         #expect(ConnectionTable.bytesPerEntry == 276)
     }
+
+    /// The established path's in-place check (`acceptsCommon`) is `update` for the segments it
+    /// takes: on 200,000 random windows and segments (numbers near each other, so both answers
+    /// occur), it accepts exactly what `update` accepts without a state change and leaves the
+    /// same window; what it refuses, it leaves untouched.
+    @Test func theInPlaceCheckAgreesWithUpdate() {
+        var seed: UInt64 = 0x5EED
+        func next() -> UInt64 {  // SplitMix64
+            seed &+= 0x9E37_79B9_7F4A_7C15
+            var z = seed
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        func near(_ base: UInt32) -> UInt32 { base &+ UInt32(truncatingIfNeeded: next() % 400_000) &- 200_000 }
+        func side(_ base: UInt32) -> TCPWindow.Side {
+            var side = TCPWindow.Side()
+            side.end = near(base)
+            side.maxEnd = near(base)
+            side.maxWindow = UInt32(truncatingIfNeeded: next() % 300_000)
+            side.maxAck = near(base)
+            side.scale = UInt8(truncatingIfNeeded: next() % 15)
+            side.offeredScale = next() & 1 == 0
+            side.sentAck = next() & 1 == 0
+            return side
+        }
+        var accepted = 0
+        var refused = 0
+        for _ in 0..<200_000 {
+            let base = UInt32(truncatingIfNeeded: next())
+            var window = TCPWindow()
+            window.original = side(base)
+            window.reply = side(base)
+            window.hasIgnoredAck = next() & 1 == 0
+            window.hasIgnoredSYN = next() & 1 == 0
+            let flags: UInt8 = [0x10, 0x18, 0x30, 0x00, 0x11, 0x14, 0x12, 0x02, 0x04][Int(next() % 9)]
+            let segment = TCPWindow.Segment(
+                sequence: near(base), acknowledgment: near(base), flags: flags, window: UInt16(truncatingIfNeeded: next()),
+                payloadLength: UInt32(truncatingIfNeeded: next() % 3000), isFirstFragment: next() % 8 == 0)
+            let fromOriginal = next() & 1 == 0
+            var inPlace = window
+            var updated = window
+            let verdict = updated.update(segment, from: fromOriginal ? .original : .reply, state: .established)
+            if inPlace.acceptsCommon(segment, fromOriginal: fromOriginal) {
+                accepted += 1
+                #expect(verdict == .accept && inPlace == updated, "\(segment) on \(window)")
+            } else {
+                refused += 1
+                #expect(inPlace == window, "a refusal changed the window: \(segment)")
+                if segment.flags & 0x07 == 0 && window.original.isInitialized && window.reply.isInitialized {
+                    #expect(verdict != .accept, "update accepts what the in-place check refused: \(segment) on \(window)")
+                }
+            }
+        }
+        #expect(accepted > 10_000 && refused > 10_000, "accepted \(accepted), refused \(refused)")
+    }
 }

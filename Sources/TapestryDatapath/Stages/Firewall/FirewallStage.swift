@@ -22,6 +22,8 @@ struct FirewallStage {
     /// False when only load balancers need connection tracking (no `firewall:` section): nothing
     /// is dropped for policy or state, and only connections to a VIP service are tracked.
     let enforce: Bool
+    /// `configuration.timeouts.tcp` of ESTABLISHED, for the established path (no array access).
+    let establishedTimeout: Int64
     /// (network, VIP as IPv4-mapped low half, protocol, port) of every load-balancer service.
     let services: [(network: NetworkID, isIPv6: Bool, vipHigh: UInt64, vipLow: UInt64, proto: UInt8, port: UInt16)]
 
@@ -39,6 +41,7 @@ struct FirewallStage {
         self.configuration = configuration
         self.enforce = enforce
         self.services = services
+        establishedTimeout = configuration.timeouts.tcp[Int(TCPConnectionState.established.rawValue)]
         rules = FirewallRules(configuration)
         table = ConnectionTable(
             maxEntries: configuration.maxConnections, allowsAliases: !services.isEmpty, hashKey: hashKey.derived(2))
@@ -187,7 +190,13 @@ struct FirewallStage {
             } else {  // found through the load balancer's backend-side key
                 direction = packet.sourceIsA == entry.pointee.aliasBackendIsA ? .reply : .original
             }
-            if packet.isTCP {
+            if packet.isTCP && entry.pointee.tcpState == .established && packet.tcpFlags & 0x17 == 0x10
+                && entry.pointee.window.acceptsCommon(tcpSegment(frame, parsed), fromOriginal: direction == .original)
+            {
+                // The established path: an ACK or data segment (no SYN, RST or FIN) inside the
+                // window leaves ESTABLISHED as it is (what `TCPConnectionState.on` says of it).
+                entry.pointee.timeout = establishedTimeout
+            } else if packet.isTCP {
                 let closer: TCPConnectionState.Direction? =
                     entry.pointee.closer == 0 ? nil : (entry.pointee.closer == 1 ? .original : .reply)
                 switch entry.pointee.tcpState.on(flags: packet.tcpFlags, from: direction, closer: closer) {
@@ -204,25 +213,29 @@ struct FirewallStage {
                         packet, frame, parsed, metadata, index: index, port: port, now: now, replacing: id,
                         events: &events, trace: &trace)
                 case .move(var state, var newCloser):
-                    switch entry.pointee.window.update(tcpSegment(frame, parsed), from: direction, state: entry.pointee.tcpState) {
-                    case .accept:
-                        break
-                    case .acceptKeepingState:
-                        (state, newCloser) = (entry.pointee.tcpState, closer)
-                    case .restarted:
-                        (state, newCloser) = (.synReceived, nil)
-                    case .outside(let check, let value, let low, let high):
-                        if Trace.isRecording {
-                            trace.record(
-                                TraceEvent(
-                                    frame: index, .outsideWindow, a: Int32(bitPattern: value), b: Int32(bitPattern: low),
-                                    c: Int32(bitPattern: high)))
+                    let segment = tcpSegment(frame, parsed)
+                    // The common case (an ACK or data inside the window) is settled in place.
+                    if !entry.pointee.window.acceptsCommon(segment, fromOriginal: direction == .original) {
+                        switch entry.pointee.window.update(segment, from: direction, state: entry.pointee.tcpState) {
+                        case .accept:
+                            break
+                        case .acceptKeepingState:
+                            (state, newCloser) = (entry.pointee.tcpState, closer)
+                        case .restarted:
+                            (state, newCloser) = (.synReceived, nil)
+                        case .outside(let check, let value, let low, let high):
+                            if Trace.isRecording {
+                                trace.record(
+                                    TraceEvent(
+                                        frame: index, .outsideWindow, a: Int32(bitPattern: value), b: Int32(bitPattern: low),
+                                        c: Int32(bitPattern: high)))
+                            }
+                            keepForTrackingOnly(id, direction, metadata)
+                            return drop(
+                                .invalid, .tcpOutOfWindow,
+                                UInt32(packet.tcpFlags) | UInt32(check.rawValue) << 8 | UInt32(entry.pointee.tcpState.rawValue) << 16,
+                                metadata)
                         }
-                        keepForTrackingOnly(id, direction, metadata)
-                        return drop(
-                            .invalid, .tcpOutOfWindow,
-                            UInt32(packet.tcpFlags) | UInt32(check.rawValue) << 8 | UInt32(entry.pointee.tcpState.rawValue) << 16,
-                            metadata)
                     }
                     entry.pointee.tcpState = state
                     entry.pointee.closer = newCloser.map { $0 == .original ? 1 : 2 } ?? 0
