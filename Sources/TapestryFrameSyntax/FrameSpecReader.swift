@@ -65,11 +65,12 @@ package struct FrameSpecReader {
 
     /// An expected frame: the same keys as a frame, each field written must be equal, fields not
     /// written are not compared; `checksum: valid` asks for a correct checksum; `{}` is any frame.
-    package mutating func pattern(_ node: Node, what: String = "an expected frame") -> FramePattern? {
+    /// `extra` keys are allowed beside the layers and not compared (a VXLAN port's `underlay`).
+    package mutating func pattern(_ node: Node, what: String = "an expected frame", extra: [String] = []) -> FramePattern? {
         readingPattern = true
         validChecksums = []
         defer { readingPattern = false }
-        guard let (spec, _) = frame(node, what: what) else { return nil }
+        guard let (spec, _) = frame(node, what: what, extra: extra) else { return nil }
         var pattern = FramePattern(spec: spec)
         pattern.validChecksums = validChecksums
         // Which layers and fields are written, read through entries (quietly: frame() reported

@@ -13,14 +13,33 @@ public struct PacketTestFile: Sendable {
         public var port: String
         /// Nanoseconds from the test's start.
         public var at: Int64
+        /// The inner frame, for a VXLAN port.
         public var bytes: [UInt8]
+        /// At a VXLAN port: the outer packet's source (a remote, or any address), VNI and UDP
+        /// source port; the runner wraps `bytes` in outer IPv4, UDP and VXLAN to the port's
+        /// `local`.
+        public var underlay: Underlay?
+    }
+
+    public struct Underlay: Sendable, Equatable {
+        public var remote: IPv4Address
+        public var vni: UInt32
+        public var sourcePort: UInt16
+    }
+
+    /// One frame a port must send: `pattern` on the frame (on a VXLAN port, the inner frame), and
+    /// on a VXLAN port the outer packet's destination (`remote`) and VNI when written.
+    public struct Expected: Sendable {
+        public var pattern: FramePattern
+        public var remote: IPv4Address?
+        public var vni: UInt32?
     }
 
     public struct Test: Sendable {
         public var name: String
         public var frames: [Frame]
         /// Port -> its expected frames, in order.
-        public var expect: [String: [FramePattern]]
+        public var expect: [String: [Expected]]
         public var drops: [DropReason: UInt64]
         public var ignorePorts: Set<String>
         /// (balancer index, backend index) marked down.
@@ -98,6 +117,37 @@ public struct PacketTestFile: Sendable {
     }
 
     static let testKeys = ["name", "frames", "expect", "drops", "ignore_ports", "down"]
+    static let underlayKeys = ["remote", "vni", "sport"]
+
+    /// A frame's or pattern's `underlay:` on a VXLAN port with VNIs `vnis`. Sending (`sending`),
+    /// `remote` is required and `vni` defaults to the port's only network's; expecting, both are
+    /// optional (not written: not compared) and `sport` is not allowed (it hashes the inner flow).
+    private static func underlay(
+        _ node: Node, port: String, vnis: [UInt32], sending: Bool, reader: inout YAMLReader
+    ) -> (remote: IPv4Address?, vni: UInt32?, sourcePort: UInt16)? {
+        let allowed = sending ? underlayKeys : ["remote", "vni"]
+        guard let fields = reader.entries(node, what: "underlay", allowed: allowed) else { return nil }
+        var remote: IPv4Address?
+        if let entry = fields["remote"], let text = reader.string(entry.value, what: "underlay.remote") {
+            remote = IPv4Address(text)
+            if remote == nil { reader.error(entry.value, "underlay.remote '\(text)' is not an IPv4 address") }
+        } else if sending && fields["remote"] == nil {
+            reader.error(node, "underlay needs remote: (the outer packet's source address)")
+        }
+        var vni: UInt32?
+        if let entry = fields["vni"], let value = reader.integer(entry.value, what: "underlay.vni", range: 0...0xFF_FFFF) {
+            vni = UInt32(value)
+        } else if sending && fields["vni"] == nil {
+            if vnis.count == 1 { vni = vnis[0] } else {
+                reader.error(node, "underlay needs vni: port '\(port)' carries VNIs \(vnis.map(String.init).joined(separator: ", "))")
+            }
+        }
+        var sourcePort: UInt16 = 49152
+        if let entry = fields["sport"], let value = reader.integer(entry.value, what: "underlay.sport", range: 1...65535) {
+            sourcePort = UInt16(value)
+        }
+        return (remote, vni, sourcePort)
+    }
 
     private static func test(_ node: Node, topology: Topology?, frames reader: inout FrameSpecReader) -> Test? {
         guard let fields = reader.reader.entries(node, what: "a test", allowed: testKeys) else { return nil }
@@ -105,17 +155,18 @@ public struct PacketTestFile: Sendable {
         let ports = topology.map { Set($0.ports.map(\.name)) }
         let sortedPorts = ports?.sorted() ?? []
         var unknownPorts = 0
-        let tunnelPorts = Set(topology?.ports.filter { if case .vxlan = $0.attachment { true } else { false } }.map(\.name) ?? [])
-        /// `carriesFrames`: the port sends or receives the test's frames (not `ignore_ports`).
-        func checkPort(_ name: String, _ node: Node, carriesFrames: Bool = true) {
-            if carriesFrames && tunnelPorts.contains(name) {
-                // Its traffic is the underlay's (outer IPv4, UDP, VXLAN), which the frame syntax
-                // does not describe yet.
-                reader.reader.error(
-                    node,
-                    "port '\(name)' is a vxlan port: test files do not describe its underlay packets yet; list it in ignore_ports, or test it with replay and a raw-IPv4 capture")
-                return
+        /// VXLAN port -> the VNIs of its networks.
+        var tunnelVNIs: [String: [UInt32]] = [:]
+        for port in topology?.ports ?? [] {
+            guard case .vxlan = port.attachment, let topology else { continue }
+            let names: [String]
+            switch port.mode {
+            case .access(let network): names = [network]
+            case .trunk(let networks, _): names = networks
             }
+            tunnelVNIs[port.name] = names.compactMap { name in topology.networks.first { $0.name == name }?.vni }
+        }
+        func checkPort(_ name: String, _ node: Node) {
             guard let ports, !ports.contains(name) else { return }
             unknownPorts += 1
             // The list and suggestions for the first few only: each costs a pass over every port.
@@ -157,20 +208,52 @@ public struct PacketTestFile: Sendable {
                     }
                 }
                 previous = at
-                guard let (spec, _) = reader.frame(frameNode, what: "a frame to send", extra: ["port", "at"]),
-                    let portName, let bytes = try? spec.build()
+                guard let (spec, extras) = reader.frame(frameNode, what: "a frame to send", extra: ["port", "at", "underlay"])
                 else { continue }
-                sent.append(Frame(port: portName, at: at, bytes: bytes))
+                var underlay: Underlay?
+                if let portName, let vnis = tunnelVNIs[portName] {
+                    if let entry = extras["underlay"] {
+                        if let fields = Self.underlay(entry.value, port: portName, vnis: vnis, sending: true, reader: &reader.reader),
+                            let remote = fields.remote, let vni = fields.vni
+                        {
+                            underlay = Underlay(remote: remote, vni: vni, sourcePort: fields.sourcePort)
+                        }
+                    } else {
+                        reader.reader.error(
+                            frameNode,
+                            "a frame sent at vxlan port '\(portName)' needs underlay: { remote: ADDRESS, vni: N } (the outer packet's source and VNI; the layers are the inner frame)")
+                    }
+                } else if let entry = extras["underlay"] {
+                    reader.reader.error(entry.keyNode, "underlay: is for a frame at a vxlan port; '\(portName ?? "?")' is not one")
+                }
+                guard let portName, let bytes = try? spec.build() else { continue }
+                sent.append(Frame(port: portName, at: at, bytes: bytes, underlay: underlay))
             }
         } else if fields["frames"] == nil {
             reader.reader.error(node, "a test needs frames: (the frames to send)")
         }
-        var expect: [String: [FramePattern]] = [:]
+        var expect: [String: [Expected]] = [:]
         if let entry = fields["expect"], let ports = reader.reader.entries(entry.value, what: "expect") {
             for port in ports {
                 checkPort(port.key, port.keyNode)
                 guard let list = reader.reader.sequence(port.value, what: "expect.\(port.key)") else { continue }
-                expect[port.key] = list.compactMap { reader.pattern($0) }
+                let vnis = tunnelVNIs[port.key]
+                expect[port.key] = list.compactMap { node in
+                    guard let pattern = reader.pattern(node, extra: ["underlay"]) else { return nil }
+                    var expected = Expected(pattern: pattern, remote: nil, vni: nil)
+                    guard let underlayNode = reader.reader.quietEntries(node).first(where: { $0.key == "underlay" }) else {
+                        return expected
+                    }
+                    guard let vnis else {
+                        reader.reader.error(underlayNode.keyNode, "underlay: is for a frame at a vxlan port; '\(port.key)' is not one")
+                        return nil
+                    }
+                    guard let fields = Self.underlay(underlayNode.value, port: port.key, vnis: vnis, sending: false, reader: &reader.reader)
+                    else { return nil }
+                    expected.remote = fields.remote
+                    expected.vni = fields.vni
+                    return expected
+                }
             }
         }
         var drops: [DropReason: UInt64] = [:]
@@ -191,7 +274,7 @@ public struct PacketTestFile: Sendable {
         if let entry = fields["ignore_ports"], let list = reader.reader.sequence(entry.value, what: "ignore_ports") {
             for item in list {
                 guard let port = reader.reader.string(item, what: "ignore_ports") else { continue }
-                checkPort(port, item, carriesFrames: false)
+                checkPort(port, item)
                 if expect[port] != nil {
                     reader.reader.error(item, "port '\(port)' is both expected and ignored: one or the other")
                 }

@@ -33,6 +33,8 @@ public enum PacketTestRunner {
             core.datapath.setBackendUp(balancer: balancer, backend: backend, false, now: Timestamp(nanoseconds: start))
         }
         let names = core.portNames
+        // A VXLAN port's traffic is its underlay's: what it sends is each outer packet, per remote.
+        let tunnels = (0..<names.count).map { VXLANEndpoint(configuration: core.configuration, port: PortID($0)) }
         var sent = [[[UInt8]]](repeating: [], count: names.count)
         let order = test.frames.enumerated().sorted { ($0.element.at, $0.offset) < ($1.element.at, $1.offset) }.map(\.element)
         var index = 0
@@ -41,11 +43,29 @@ public enum PacketTestRunner {
             let time = order[index].at
             core.begin(port: port)
             while index < order.count, order[index].port == names[Int(port)], order[index].at == time, !core.batch.isFull {
-                order[index].bytes.withUnsafeBytes { _ = core.append($0) }
+                if let tunnel = tunnels[Int(port)], let underlay = order[index].underlay {
+                    arrive(order[index].bytes, underlay: underlay, at: tunnel, port: port, core: core)
+                } else {
+                    order[index].bytes.withUnsafeBytes { _ = core.append($0) }
+                }
                 index += 1
             }
             core.run(now: Timestamp(nanoseconds: start &+ time)) { out, queues in
-                for frame in 0..<queues.count(out) { sent[Int(out)].append(Array(queues.frame(out, frame))) }
+                guard let tunnel = tunnels[Int(out)] else {
+                    for frame in 0..<queues.count(out) { sent[Int(out)].append(Array(queues.frame(out, frame))) }
+                    return
+                }
+                for frame in 0..<queues.count(out) {
+                    // Frames carry no offloads here: one too long for the underlay is dropped as
+                    // the live port drops it.
+                    guard queues.frame(out, frame).count <= tunnel.maxInnerFrame else {
+                        core.datapath.countTransmitDrop(on: out, .oversize, bytes: queues.frame(out, frame).count)
+                        continue
+                    }
+                    for remote in tunnel.destinations(queues, frame) {
+                        if let packet = tunnel.underlayPacket(queues, frame, remote: remote) { sent[Int(out)].append(Array(packet)) }
+                    }
+                }
             }
         }
         core.finishInput()
@@ -53,7 +73,7 @@ public enum PacketTestRunner {
         for (number, name) in names.enumerated() where !test.ignorePorts.contains(name) {
             let frames = sent[number]
             let patterns = test.expect[name] ?? []
-            if let problem = compare(port: name, frames, patterns) { problems.append(problem) }
+            if let problem = compare(port: name, frames, patterns, tunnel: tunnels[number]) { problems.append(problem) }
         }
         let counters = core.datapath.counters
         for (reason, expected) in test.drops.sorted(by: { $0.key.name < $1.key.name }) {
@@ -64,9 +84,17 @@ public enum PacketTestRunner {
         var detail = problems.dropFirst().map { "also: \($0)" }
         for (number, name) in names.enumerated() {
             detail.append("port \(name) sent \(sent[number].count) frame\(sent[number].count == 1 ? "" : "s")\(sent[number].isEmpty ? "" : ":")")
-            for frame in sent[number] {
+            for packet in sent[number] {
+                var frame = packet
+                var lines: [String] = []
+                // On a VXLAN port: the outer packet's destination and VNI, then the inner frame,
+                // as a test file writes an expected frame there.
+                if let tunnel = tunnels[number], let outer = Self.outer(packet, tunnel: tunnel) {
+                    lines.append("underlay: { remote: \(outer.remote), vni: \(outer.vni) }")
+                    frame = outer.inner
+                }
                 let spec = FrameSpec.decodeForComparison(frame)
-                let lines = spec.text().split(separator: "\n").map(String.init)
+                lines += spec.text().split(separator: "\n").map(String.init)
                 detail.append("  - " + (lines.first ?? ""))
                 detail += lines.dropFirst().map { "    " + $0 }
                 let built = (try? spec.build()) ?? []
@@ -78,13 +106,61 @@ public enum PacketTestRunner {
         return Result(file: file.path, name: test.name, problem: first, detail: detail)
     }
 
-    /// The first way a port's frames fail its patterns (one to one, in order).
-    static func compare(port: String, _ frames: [[UInt8]], _ patterns: [FramePattern]) -> String? {
-        for (index, pattern) in patterns.enumerated() {
+    /// A frame sent at a VXLAN port: wrapped in the outer headers its `underlay` says and
+    /// admitted as the port admits a packet off the wire (a `tunnel` drop when it refuses it).
+    static func arrive(
+        _ inner: [UInt8], underlay: PacketTestFile.Underlay, at tunnel: VXLANEndpoint, port: PortID, core: SwitchCore
+    ) {
+        var packet = [UInt8](repeating: 0, count: VXLAN.underlayHeaderLength) + inner
+        let written = packet.withUnsafeMutableBytes { buffer in
+            VXLAN.writeUnderlay(
+                at: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<VXLAN.underlayHeaderLength]), innerLength: inner.count,
+                vni: underlay.vni, source: underlay.remote, destination: tunnel.tunnel.local,
+                sourcePort: underlay.sourcePort, destinationPort: tunnel.tunnel.udpPort)
+        }
+        let admission = packet.withUnsafeBytes { tunnel.admitUnderlay($0) }
+        guard written != nil, case .success(let admitted) = admission else {
+            core.countDrop(on: port, .tunnel, bytes: packet.count)
+            return
+        }
+        packet.withUnsafeBytes {
+            _ = core.batch.appendTunnelFrame(
+                UnsafeRawBufferPointer(rebasing: $0[admitted.inner]), network: admitted.network, remote: admitted.remote)
+        }
+    }
+
+    /// An outer packet a VXLAN port sent, taken apart: its destination, VNI and inner frame.
+    static func outer(_ packet: [UInt8], tunnel: VXLANEndpoint) -> (remote: IPv4Address, vni: UInt32, inner: [UInt8])? {
+        packet.withUnsafeBytes { bytes in
+            guard case .success(let underlay) = VXLAN.decodeUnderlay(bytes, port: tunnel.tunnel.udpPort),
+                case .success(let vni) = VXLAN.decode(UnsafeRawBufferPointer(rebasing: bytes[underlay.payload]))
+            else { return nil }
+            return (underlay.destination, vni, Array(bytes[(underlay.payload.lowerBound + VXLAN.headerLength)..<underlay.payload.upperBound]))
+        }
+    }
+
+    /// The first way a port's frames fail its patterns (one to one, in order). On a VXLAN port
+    /// the frames are outer packets: their destination and VNI are compared with what the
+    /// pattern's `underlay` writes, the pattern with the inner frame.
+    static func compare(port: String, _ frames: [[UInt8]], _ patterns: [PacketTestFile.Expected], tunnel: VXLANEndpoint? = nil) -> String? {
+        for (index, expected) in patterns.enumerated() {
             guard index < frames.count else {
                 return "port \(port): expected \(patterns.count) frame\(patterns.count == 1 ? "" : "s"), got \(frames.count) (expected frame \(index + 1) did not come)"
             }
-            if let (field, expected, actual) = pattern.mismatch(frames[index]) {
+            var frame = frames[index]
+            if let tunnel {
+                guard let outer = outer(frame, tunnel: tunnel) else {
+                    return "port \(port), frame \(index + 1): not a VXLAN packet the port could send"
+                }
+                if let remote = expected.remote, remote != outer.remote {
+                    return "port \(port), frame \(index + 1): underlay.remote expected \(remote), got \(outer.remote)"
+                }
+                if let vni = expected.vni, vni != outer.vni {
+                    return "port \(port), frame \(index + 1): underlay.vni expected \(vni), got \(outer.vni)"
+                }
+                frame = outer.inner
+            }
+            if let (field, expected, actual) = expected.pattern.mismatch(frame) {
                 return "port \(port), frame \(index + 1): \(field) expected \(expected), got \(actual)"
             }
         }

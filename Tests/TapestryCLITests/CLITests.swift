@@ -301,7 +301,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: junit) }
         let passing = try tapestry("test", "examples/tests", "--junit", junit.path)
         #expect(passing.status == 0, "\(passing.stdout)\(passing.stderr)")
-        #expect(passing.stdout.hasSuffix("14 passed, 0 failed\n"), "\(passing.stdout)")
+        #expect(passing.stdout.hasSuffix("16 passed, 0 failed\n"), "\(passing.stdout)")
         let xml = try String(contentsOf: junit, encoding: .utf8)
         #expect(xml.contains("<testsuite name=\"examples/tests/web-db.test.yaml\" tests=\"4\" failures=\"0\">"), "\(xml)")
         let filtered = try tapestry("test", "examples/tests", "--filter", "ssh", "--json")

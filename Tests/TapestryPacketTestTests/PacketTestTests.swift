@@ -208,45 +208,64 @@ import TapestryPacketTest
         #expect(PacketTestReport.run(files: [path], filter: "").ran == 4, "an empty filter runs everything")
     }
 
-    /// Frames at a vxlan port are the underlay's, which the frame syntax does not describe: a
-    /// test that sends or expects there is refused at the port's name; ignoring it is fine.
-    @Test func vxlanPortsAreRefusedUnlessIgnored() {
+    /// A vxlan port's frames are its underlay's: a frame sent there names the outer source and
+    /// VNI (`underlay`), an expected one may name the outer destination and VNI; floods go once
+    /// to each remote; strangers and unknown VNIs are `tunnel` drops.
+    @Test func vxlanPortsTakeAndSendUnderlayPackets() throws {
         let topology = """
             topology:
               name: t
-              networks: { web: { vlan: 10 } }
+              networks: { web: { vlan: 10 }, db: { vlan: 20, vni: 2020 } }
               ports:
                 a: { tap: ta, network: web }
-                dc2: { vxlan: { local: 10.0.99.1, remotes: [10.0.99.2] }, network: web }
+                d: { tap: td, network: db }
+                dc2: { vxlan: { local: 10.0.99.1, remotes: [10.0.99.2, 10.0.99.3] }, trunk: [web, db] }
             """
+        let yaml = topology + """
+
+            tests:
+              - name: through the tunnel both ways
+                frames:
+                  - { port: dc2, underlay: { remote: 10.0.99.3, vni: 10 }, eth: { src: 02:00:00:00:00:33, dst: ff:ff:ff:ff:ff:ff } }
+                  - { port: a, at: 1, eth: { src: 02:00:00:00:00:01, dst: 02:00:00:00:00:33 }, ipv4: { src: 10.0.0.1, dst: 10.0.0.33 }, udp: { sport: 1, dport: 2 } }
+                  - { port: d, at: 2, eth: { src: 02:00:00:00:00:04, dst: ff:ff:ff:ff:ff:ff } }
+                  - { port: dc2, at: 3, underlay: { remote: 10.0.99.9, vni: 10 }, eth: { src: 02:00:00:00:00:99 } }
+                  - { port: dc2, at: 4, underlay: { remote: 10.0.99.2, vni: 30 }, eth: { src: 02:00:00:00:00:99 } }
+                expect:
+                  a: [{ eth: { src: 02:00:00:00:00:33 } }]
+                  dc2:
+                    - { underlay: { remote: 10.0.99.3, vni: 10 }, udp: { dport: 2, checksum: valid } }
+                    - { underlay: { remote: 10.0.99.2, vni: 2020 }, eth: { src: 02:00:00:00:00:04 } }
+                    - { underlay: { remote: 10.0.99.3, vni: 2020 }, eth: { src: 02:00:00:00:00:04 } }
+                drops: { tunnel: 2 }
+            """
+        let file = try PacketTestFile.parse(yaml: yaml, file: "t.test.yaml").get()
+        let results = PacketTestRunner.run(file)
+        #expect(results.count == 1 && results.allSatisfy { $0.passed }, "\(results)")
+        // The same with the second remote's VNI wrong: the comparison says which field.
+        let wrong = yaml.replacingOccurrences(of: "{ remote: 10.0.99.3, vni: 2020 }", with: "{ remote: 10.0.99.3, vni: 20 }")
+        let failed = PacketTestRunner.run(try PacketTestFile.parse(yaml: wrong, file: "t.test.yaml").get())
+        #expect(failed.first?.problem == "port dc2, frame 3: underlay.vni expected 20, got 2020", "\(failed)")
+        #expect(failed.first?.detail.contains("  - underlay: { remote: 10.0.99.3, vni: 2020 }") == true, "\(failed)")
+
         let refused = topology + """
 
             tests:
-              - name: into the tunnel
+              - name: bad underlays
                 frames:
-                  - { port: dc2, eth: { src: 02:00:00:00:00:01, dst: 02:00:00:00:00:02 } }
-                expect: { a: [] }
+                  - { port: dc2, eth: { src: 02:00:00:00:00:01 } }
+                  - { port: dc2, underlay: { remote: 10.0.99.2 }, eth: { src: 02:00:00:00:00:01 } }
+                  - { port: a, underlay: { remote: 10.0.99.2 }, eth: { src: 02:00:00:00:00:01 } }
+                expect: { a: [{ underlay: { vni: 10 } }] }
             """
         guard case .failure(let errors) = PacketTestFile.parse(yaml: refused, file: "t.test.yaml") else {
-            Issue.record("a frame sent at a vxlan port was accepted")
+            Issue.record("bad underlays were accepted")
             return
         }
-        #expect(errors.diagnostics.map { "\($0.line):\($0.column)" } == ["10:17"], "\(errors)")
-        #expect(errors.description.contains("port 'dc2' is a vxlan port"), "\(errors)")
-        let ignored = topology + """
-
-            tests:
-              - name: a flood also leaves by the tunnel
-                frames:
-                  - { port: a, eth: { src: 02:00:00:00:00:01, dst: ff:ff:ff:ff:ff:ff } }
-                expect: {}
-                ignore_ports: [dc2]
-            """
-        guard case .success(let file) = PacketTestFile.parse(yaml: ignored, file: "t.test.yaml") else {
-            Issue.record("ignore_ports: [dc2] was refused")
-            return
-        }
-        let results = PacketTestRunner.run(file)
-        #expect(results.count == 1 && results.allSatisfy { $0.passed }, "\(results)")
+        let messages = errors.diagnostics.map { "\($0.line):\($0.column): \($0.message)" }
+        #expect(messages.count == 4, "\(messages)")
+        #expect(messages.contains { $0.hasPrefix("11:9: a frame sent at vxlan port 'dc2' needs underlay") }, "\(messages)")
+        #expect(messages.contains { $0.contains("underlay needs vni: port 'dc2' carries VNIs 10, 2020") }, "\(messages)")
+        #expect(messages.filter { $0.contains("underlay: is for a frame at a vxlan port; 'a' is not one") }.count == 2, "\(messages)")
     }
 }
