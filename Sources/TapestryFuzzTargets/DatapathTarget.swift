@@ -365,17 +365,10 @@ extension DatapathTarget {
         _ datapath: Datapath, _ ownFrames: FrameBatch, _ tunnels: [VXLANEndpoint?], now: Int64, fixChecksums: Bool
     ) throws(InvariantViolation) -> UInt64 {
         let start = datapath.counters
-        var released: UInt64 = 0
-        var rounds = 0
-        while datapath.releaseHeld(into: ownFrames, now: Timestamp(nanoseconds: now)) {
-            rounds += 1
-            try require(rounds <= 1_000, "releaseHeld keeps returning true")
-            try require(!ownFrames.isEmpty, "a release with no frames")
-            released += UInt64(ownFrames.count)
-            try checkOwnFrames(datapath, tunnels, "released frame", checksums: fixChecksums) { parsed, _ in
-                parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6
-            }
-        }
+        let released = try releaseRounds(
+            datapath, ownFrames, tunnels, "released frame", checksums: fixChecksums,
+            release: { datapath.releaseHeld(into: ownFrames, now: Timestamp(nanoseconds: now)) },
+            expected: { parsed, _ in parsed.layer3 == .ipv4 || parsed.layer3 == .ipv6 })
         let end = datapath.counters
         try require(end.heldReleased &- start.heldReleased == released, "released \(released), counted \(end.heldReleased &- start.heldReleased)")
         try require(
@@ -385,9 +378,29 @@ extension DatapathTarget {
         return end.totalDrops &- start.totalDrops
     }
 
+    /// Calls `release` (a datapath step that puts frames the switch held into `ownFrames` and
+    /// runs them on, as `SwitchCore.run` does after a batch) until it says there are no more,
+    /// holding what each round queues to `checkOwnFrames`. Returns how many frames it released.
+    static func releaseRounds(
+        _ datapath: Datapath, _ ownFrames: FrameBatch, _ tunnels: [VXLANEndpoint?], _ what: String, checksums: Bool,
+        release: () -> Bool, expected: (ParsedFrame, UnsafeRawBufferPointer) -> Bool
+    ) throws(InvariantViolation) -> UInt64 {
+        var released: UInt64 = 0
+        var rounds = 0
+        while release() {
+            rounds += 1
+            try require(rounds <= 1_000, "the release of a \(what) keeps returning true")
+            try require(!ownFrames.isEmpty, "a release with no frames")
+            released += UInt64(ownFrames.count)
+            try checkOwnFrames(datapath, tunnels, what, checksums: checksums, expected: expected)
+        }
+        return released
+    }
+
     /// Later fragments held for their first fragment leave as `SwitchCore.run` lets them after
     /// each batch: they parse as IP fragments (with valid IPv4 header checksums when the inputs
-    /// had them). Held fragments stay within their bounds, and every one held was a frame the
+    /// had them; a released frame that is no later fragment is an unexpected output). Held
+    /// fragments stay within their bounds, and every one held was a frame the
     /// pipeline consumed: released, dropped or still held is at most what was consumed. Returns
     /// the drops counted meanwhile (released fragments L2 drops).
     static func releaseHeldFragments(
@@ -395,21 +408,10 @@ extension DatapathTarget {
         fixChecksums: Bool
     ) throws(InvariantViolation) -> UInt64 {
         let start = datapath.counters
-        var released: UInt64 = 0
-        var rounds = 0
-        while datapath.releaseHeldFragments(into: ownFrames, now: Timestamp(nanoseconds: now)) {
-            rounds += 1
-            try require(rounds <= 1_000, "releaseHeldFragments keeps returning true")
-            try require(!ownFrames.isEmpty, "a release with no frames")
-            released += UInt64(ownFrames.count)
-            for index in 0..<ownFrames.count {
-                let parsed = FrameParser.parse(UnsafeRawBufferPointer(ownFrames.frame(index)))
-                try require(parsed.fragment == .later, "released a frame that is no later fragment")
-            }
-            try checkOwnFrames(datapath, tunnels, "released fragment", checksums: fixChecksums) { parsed, _ in
-                parsed.fragment == .later
-            }
-        }
+        let released = try releaseRounds(
+            datapath, ownFrames, tunnels, "released fragment", checksums: fixChecksums,
+            release: { datapath.releaseHeldFragments(into: ownFrames, now: Timestamp(nanoseconds: now)) },
+            expected: { parsed, _ in parsed.fragment == .later })
         let end = datapath.counters
         try require(
             end.fragmentsReleased &- start.fragmentsReleased == released,

@@ -55,16 +55,8 @@ public enum PacketTestRunner {
                     for frame in 0..<queues.count(out) { sent[Int(out)].append(Array(queues.frame(out, frame))) }
                     return
                 }
-                for frame in 0..<queues.count(out) {
-                    // Frames carry no offloads here: one too long for the underlay is dropped as
-                    // the live port drops it.
-                    guard queues.frame(out, frame).count <= tunnel.maxInnerFrame else {
-                        core.datapath.countTransmitDrop(on: out, .oversize, bytes: queues.frame(out, frame).count)
-                        continue
-                    }
-                    for remote in tunnel.destinations(queues, frame) {
-                        if let packet = tunnel.underlayPacket(queues, frame, remote: remote) { sent[Int(out)].append(Array(packet)) }
-                    }
+                for frame in 0..<queues.count(out) where !tunnel.forEachUnderlayPacket(queues, frame, { sent[Int(out)].append(Array($0)) }) {
+                    core.datapath.countTransmitDrop(on: out, .oversize, bytes: queues.frame(out, frame).count)
                 }
             }
         }

@@ -235,16 +235,8 @@ public struct Replay {
                     for index in 0..<queues.count(port) { emit(port, queues.frame(port, index), batchTime) }
                     return
                 }
-                for index in 0..<queues.count(port) {
-                    // Replayed frames carry no offloads: a frame too long for the underlay MTU
-                    // is dropped here as the live port drops it.
-                    guard queues.frame(port, index).count <= endpoint.maxInnerFrame else {
-                        core.datapath.countTransmitDrop(on: port, .oversize, bytes: queues.frame(port, index).count)
-                        continue
-                    }
-                    for remote in endpoint.destinations(queues, index) {
-                        if let packet = endpoint.underlayPacket(queues, index, remote: remote) { emit(port, packet, batchTime) }
-                    }
+                for index in 0..<queues.count(port) where !endpoint.forEachUnderlayPacket(queues, index, { emit(port, $0, batchTime) }) {
+                    core.datapath.countTransmitDrop(on: port, .oversize, bytes: queues.frame(port, index).count)
                 }
             }
             if ran { watcher?.ran(core) }

@@ -125,6 +125,18 @@ public struct VXLANEndpoint: Sendable {
         return UnsafeRawBufferPointer(rebasing: slot[start...])
     }
 
+    /// Hands `body` each outer packet queued frame `index` makes, one per remote it goes to (what
+    /// replay writes and a test compares; their frames carry no offloads). False, with none made,
+    /// when the frame is too long for the underlay's MTU: the caller counts the `oversize` drop,
+    /// as the live port does.
+    public func forEachUnderlayPacket(_ queues: TransmitQueues, _ index: Int, _ body: (UnsafeRawBufferPointer) -> Void) -> Bool {
+        guard queues.frame(port, index).count <= maxInnerFrame else { return false }
+        for remote in destinations(queues, index) {
+            if let packet = underlayPacket(queues, index, remote: remote) { body(packet) }
+        }
+        return true
+    }
+
     /// The remotes queued frame `index` goes to: one, or every remote for a flood.
     @inline(__always)
     public func destinations(_ queues: TransmitQueues, _ index: Int) -> Range<Int> {
