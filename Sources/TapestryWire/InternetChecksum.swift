@@ -2,10 +2,36 @@
 public enum InternetChecksum {
     /// One's-complement sum of 16-bit big-endian words, not yet folded; an odd last byte is padded
     /// with zero.
+    ///
+    /// The result is the sum only modulo 0xFFFF (what `fold` keeps), zero exactly when every byte
+    /// and `initial` are. Long regions are summed four 32-bit words at a time in the machine's
+    /// byte order (RFC 1071: the one's-complement sum does not depend on the order the words are
+    /// added in, and a byte swap of the folded sum gives the big-endian one): software
+    /// segmentation sums every payload byte it sends, and two bytes at a time it was a fifth of
+    /// the switch's time on a VXLAN port.
     public static func sum(_ bytes: UnsafeRawBufferPointer, initial: UInt64 = 0) -> UInt64 {
         var total = initial
         var index = 0
         let count = bytes.count
+        if count >= 64, let base = bytes.baseAddress {
+            // Four accumulators of 32-bit words: no carry is lost before 2^32 additions.
+            var a: UInt64 = 0
+            var b: UInt64 = 0
+            var c: UInt64 = 0
+            var d: UInt64 = 0
+            while index + 16 <= count {
+                a &+= UInt64(base.loadUnaligned(fromByteOffset: index, as: UInt32.self))
+                b &+= UInt64(base.loadUnaligned(fromByteOffset: index + 4, as: UInt32.self))
+                c &+= UInt64(base.loadUnaligned(fromByteOffset: index + 8, as: UInt32.self))
+                d &+= UInt64(base.loadUnaligned(fromByteOffset: index + 12, as: UInt32.self))
+                index += 16
+            }
+            var native = (a & 0xFFFF_FFFF) &+ (a >> 32) &+ (b & 0xFFFF_FFFF) &+ (b >> 32)
+                &+ (c & 0xFFFF_FFFF) &+ (c >> 32) &+ (d & 0xFFFF_FFFF) &+ (d >> 32)
+            while native >> 16 != 0 { native = (native & 0xFFFF) &+ (native >> 16) }
+            total &+= UInt64(UInt16(truncatingIfNeeded: native).bigEndian)
+        }
+        // The rest (all of a short region), big-endian 16-bit words; `index` is even here.
         while index + 1 < count {
             total &+= UInt64(bytes.u16(index))
             index += 2
